@@ -1,0 +1,191 @@
+//! Protocol configuration.
+
+use core::num::{NonZeroU32, NonZeroUsize};
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::wire;
+
+/// Tunables of a [`Node`](crate::Node).
+///
+/// Every field is public, has a default (see [`Config::default`], which equals
+/// [`Config::lan`] for a 100-member cluster) and is checked by
+/// [`Config::validate`], which [`Node::new`](crate::Node::new) calls.
+///
+/// ```
+/// use gossip_core::Config;
+/// let mut config = Config::lan(500);
+/// config.cluster_label = "payments".into();
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Config {
+    /// Frames whose label differs are rejected, so two clusters sharing a
+    /// network cannot merge by accident. At most [`MAX_LABEL_LEN`] bytes.
+    /// Default: empty.
+    pub cluster_label: String,
+    /// Largest frame the node sends or accepts, in bytes, header included.
+    /// Default 1400: fits a 1500-byte Ethernet MTU after IPv6 and UDP headers
+    /// with room for tunnels. Range 256..=65507 (the UDP maximum).
+    pub max_message_size: NonZeroUsize,
+    /// Time between two probes started by this node (SWIM's protocol period),
+    /// before local-health scaling. Default 1 s, as in SWIM's evaluation.
+    pub probe_interval: Duration,
+    /// How long a direct probe waits for its ack before asking helpers,
+    /// before local-health scaling. Must be below `probe_interval`.
+    /// Default 500 ms: ample for a LAN round trip, half the period left for
+    /// the indirect probes.
+    pub probe_timeout: Duration,
+    /// Members asked to probe a target indirectly after a direct probe failed
+    /// (SWIM's k). Also the number of independent suspicions that shrink a
+    /// suspicion timeout to its minimum. Default 3.
+    pub indirect_probes: u32,
+    /// Minimum suspicion timeout as a multiple of
+    /// `probe_interval * max(1, log10(live members))`. Default 1.0: 2 s at
+    /// 100 members with a 1 s period.
+    pub suspicion_min_mult: f64,
+    /// Maximum suspicion timeout, as a multiple of the minimum. A suspicion
+    /// starts at the maximum and shrinks towards the minimum as independent
+    /// members confirm it (Lifeguard). Default 3.0.
+    pub suspicion_max_mult: f64,
+    /// Each membership update is piggybacked at most
+    /// `retransmit_mult * ceil(log10(live members + 1))` times by each member,
+    /// the infection-style bound that reaches everyone with high
+    /// probability. Default 4.
+    pub retransmit_mult: NonZeroU32,
+    /// Time between two rounds of pure gossip. A round sends only when
+    /// membership updates are waiting, so an idle cluster pays nothing for
+    /// it. Default 200 ms.
+    pub gossip_interval: Duration,
+    /// Members a gossip round sends to. Default 3.
+    pub gossip_fanout: u32,
+    /// Least time between two state synchronisations this node starts. A
+    /// sync starts when a ping carries a view hash that differs from ours.
+    /// Default 2 s.
+    pub sync_interval: Duration,
+    /// Time between two probes of a member believed dead, so that a healed
+    /// partition merges without anyone calling `join` again. Zero disables.
+    /// Default 5 s.
+    pub dead_probe_interval: Duration,
+    /// How long dead and departed members are remembered (and dead ones
+    /// re-probed) before they are forgotten. Default 1 hour.
+    pub dead_retention: Duration,
+    /// Time between join attempts while no seed has answered. Default 1 s.
+    pub join_retry_interval: Duration,
+    /// Most members (alive, suspect, dead or departed) kept in the view;
+    /// updates about further members are dropped and counted. Default 65 536.
+    pub max_members: NonZeroUsize,
+    /// Largest metadata a member may carry, in bytes. Default 128.
+    pub max_metadata_len: usize,
+    /// Most membership updates waiting to be piggybacked; beyond it the
+    /// most-transmitted ones are dropped first. Default 8192.
+    pub max_pending_updates: NonZeroUsize,
+    /// Upper bound of the Lifeguard local-health multiplier: probe interval
+    /// and probe timeout are scaled by up to `1 + max_local_health` while this
+    /// node itself seems slow. Default 8.
+    pub max_local_health: u32,
+}
+
+/// Longest accepted cluster label, in bytes.
+pub const MAX_LABEL_LEN: usize = 64;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::lan(100)
+    }
+}
+
+impl Config {
+    /// Defaults for a data-centre network with about `cluster_size` members.
+    pub fn lan(cluster_size: usize) -> Self {
+        let max_members = cluster_size.saturating_mul(4).max(65_536);
+        Self {
+            cluster_label: String::new(),
+            max_message_size: NonZeroUsize::new(1400).expect("non-zero"),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_min_mult: 1.0,
+            suspicion_max_mult: 3.0,
+            retransmit_mult: NonZeroU32::new(4).expect("non-zero"),
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 3,
+            sync_interval: Duration::from_secs(2),
+            dead_probe_interval: Duration::from_secs(5),
+            dead_retention: Duration::from_secs(3600),
+            join_retry_interval: Duration::from_secs(1),
+            max_members: NonZeroUsize::new(max_members).expect("non-zero"),
+            max_metadata_len: 128,
+            max_pending_updates: NonZeroUsize::new(8192).expect("non-zero"),
+            max_local_health: 8,
+        }
+    }
+
+    /// Defaults for members spread over a wide-area network: slower probing,
+    /// longer timeouts and suspicion, same bandwidth shape.
+    pub fn wan(cluster_size: usize) -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_min_mult: 2.0,
+            retransmit_mult: NonZeroU32::new(5).expect("non-zero"),
+            gossip_interval: Duration::from_millis(500),
+            gossip_fanout: 4,
+            sync_interval: Duration::from_secs(10),
+            dead_probe_interval: Duration::from_secs(15),
+            join_retry_interval: Duration::from_secs(3),
+            ..Self::lan(cluster_size)
+        }
+    }
+
+    /// Checks every field against its documented range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &'static str, reason: &'static str| Err(ConfigError::Invalid { field, reason });
+        if self.cluster_label.len() > MAX_LABEL_LEN {
+            return invalid("cluster_label", "longer than 64 bytes");
+        }
+        let size = self.max_message_size.get();
+        if !(256..=65_507).contains(&size) {
+            return invalid("max_message_size", "must be within 256..=65507 bytes");
+        }
+        if self.probe_interval.is_zero() {
+            return invalid("probe_interval", "must be positive");
+        }
+        if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
+            return invalid("probe_timeout", "must be positive and below probe_interval");
+        }
+        if self.indirect_probes > 16 {
+            return invalid("indirect_probes", "at most 16");
+        }
+        if !(self.suspicion_min_mult.is_finite() && self.suspicion_min_mult > 0.0) {
+            return invalid("suspicion_min_mult", "must be a positive finite number");
+        }
+        if !(self.suspicion_max_mult.is_finite() && self.suspicion_max_mult >= 1.0) {
+            return invalid("suspicion_max_mult", "must be finite and at least 1");
+        }
+        if self.gossip_interval.is_zero() {
+            return invalid("gossip_interval", "must be positive");
+        }
+        if self.join_retry_interval.is_zero() {
+            return invalid("join_retry_interval", "must be positive");
+        }
+        if self.max_local_health > 64 {
+            return invalid("max_local_health", "at most 64");
+        }
+        // A frame must hold its header plus at least one full-size member record,
+        // or a member with maximal metadata could never be announced.
+        let needed = wire::header_budget(self) + wire::max_record_len(self) + 16;
+        if needed > size {
+            return Err(ConfigError::MessageTooSmall {
+                needed,
+                configured: size,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Identifier newtypes used throughout the protocol.
+
+use core::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of a cluster member: the address other members reach it at.
+///
+/// SWIM identifies members by where they listen. A process that restarts on the
+/// same address is told apart from its predecessor by its [`Generation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(SocketAddr);
+
+impl NodeId {
+    /// Wraps the address a member listens on.
+    pub const fn new(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+
+    /// The address to send this member's datagrams to.
+    pub const fn addr(&self) -> SocketAddr {
+        self.0
+    }
+}
+
+impl From<SocketAddr> for NodeId {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which life of a process at a [`NodeId`] this is.
+///
+/// A restarted process must pick a generation larger than any it used before
+/// (the reference node uses the start time in milliseconds since the Unix
+/// epoch), so every member treats it as a new process whatever incarnation its
+/// previous life had reached.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Generation(pub u64);
+
+/// A member's own counter for refuting rumours about itself.
+///
+/// Only the member itself raises its incarnation: to refute a suspicion, to
+/// publish new metadata, or to announce that it leaves.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Incarnation(pub u32);
+
+impl Incarnation {
+    /// The next incarnation, saturating at the maximum.
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+/// Identifies one application broadcast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MessageId {
+    /// The member that originated the broadcast.
+    pub origin: NodeId,
+    /// The origin's sequence number for it.
+    pub sequence: u64,
+}

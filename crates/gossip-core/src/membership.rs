@@ -1,0 +1,407 @@
+//! Building blocks of the membership view: member entries, the view hash, the
+//! set of probe candidates and the queue of updates waiting to be piggybacked.
+
+use core::cmp::Reverse;
+use core::time::Duration;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::Rng;
+use rustc_hash::FxHashMap;
+
+use crate::id::{Generation, Incarnation, NodeId};
+use crate::wire::{encoded_len, Liveness, MemberRecord};
+
+/// Ordering key of claims about a member: a newer life or a newer incarnation wins.
+pub(crate) type Version = (Generation, Incarnation);
+
+/// Precedence of claims with the same [`Version`]: stronger overrides weaker.
+pub(crate) fn rank(liveness: Liveness) -> u8 {
+    match liveness {
+        Liveness::Alive => 0,
+        Liveness::Suspect => 1,
+        Liveness::Dead => 2,
+        Liveness::Left => 3,
+    }
+}
+
+/// Whether a member in this state still counts as part of the cluster.
+pub(crate) fn is_live(liveness: Liveness) -> bool {
+    matches!(liveness, Liveness::Alive | Liveness::Suspect)
+}
+
+/// A running suspicion (Lifeguard): it starts at the maximum timeout and
+/// shrinks as independent members confirm it.
+#[derive(Clone, Debug)]
+pub(crate) struct Suspicion {
+    /// Distinct members that suspect; the first is the originator.
+    pub confirmers: Vec<NodeId>,
+    pub started: Instant,
+    pub min: Duration,
+    pub max: Duration,
+    pub deadline: Instant,
+}
+
+impl Suspicion {
+    pub fn new(now: Instant, by: NodeId, min: Duration, max: Duration) -> Self {
+        Self {
+            confirmers: vec![by],
+            started: now,
+            min,
+            max,
+            deadline: now + max,
+        }
+    }
+
+    /// Records an independent confirmation; returns whether it was new. The
+    /// deadline follows `max - (max - min) * ln(C + 1) / ln(K + 1)` for C
+    /// confirmations out of K expected, never below `min`.
+    pub fn confirm(&mut self, by: NodeId, expected: u32) -> bool {
+        if expected == 0
+            || self.confirmers.len() > expected as usize
+            || self.confirmers.contains(&by)
+        {
+            return false;
+        }
+        self.confirmers.push(by);
+        let confirmations = (self.confirmers.len() - 1) as f64;
+        let fraction = (confirmations + 1.0).ln() / (f64::from(expected) + 1.0).ln();
+        let span = self.max.saturating_sub(self.min).as_secs_f64();
+        let timeout =
+            (self.max.as_secs_f64() - span * fraction.min(1.0)).max(self.min.as_secs_f64());
+        self.deadline = self.started + Duration::from_secs_f64(timeout);
+        true
+    }
+}
+
+/// What one node knows about one other member.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub generation: Generation,
+    pub incarnation: Incarnation,
+    pub liveness: Liveness,
+    pub metadata: Vec<u8>,
+    pub suspicion: Option<Suspicion>,
+    /// When the entry last became dead or left (drives forgetting).
+    pub down_since: Option<Instant>,
+}
+
+impl Entry {
+    pub fn version(&self) -> Version {
+        (self.generation, self.incarnation)
+    }
+}
+
+/// Contribution of one live member to the view hash.
+///
+/// The hash of a view is the wrapping sum of its live members' contributions,
+/// so it is updated in O(1) per change and does not depend on the order in
+/// which members were learned. The mixing function is spelled out here rather
+/// than taken from `std::hash`, because nodes built by different compilers must
+/// agree on it.
+pub(crate) fn member_hash(id: NodeId, version: Version) -> u64 {
+    let mut h = Fnv::new();
+    match id.addr() {
+        SocketAddr::V4(a) => {
+            h.write(&[4]);
+            h.write(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            h.write(&[6]);
+            h.write(&a.ip().octets());
+        }
+    }
+    h.write(&id.addr().port().to_le_bytes());
+    h.write(&version.0 .0.to_le_bytes());
+    h.write(&version.1 .0.to_le_bytes());
+    splitmix64(h.0)
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A set of members with O(1) insert, remove and uniform random choice.
+///
+/// The vector's order depends only on the sequence of operations, so random
+/// choices are reproducible; the map is used for lookups only.
+#[derive(Default, Debug)]
+pub(crate) struct IndexedSet {
+    items: Vec<NodeId>,
+    positions: FxHashMap<NodeId, usize>,
+}
+
+impl IndexedSet {
+    pub fn insert(&mut self, id: NodeId) {
+        if self.positions.contains_key(&id) {
+            return;
+        }
+        self.positions.insert(id, self.items.len());
+        self.items.push(id);
+    }
+
+    pub fn remove(&mut self, id: NodeId) {
+        if let Some(pos) = self.positions.remove(&id) {
+            self.items.swap_remove(pos);
+            if let Some(&moved) = self.items.get(pos) {
+                self.positions.insert(moved, pos);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[NodeId] {
+        &self.items
+    }
+
+    pub fn choose<R: Rng>(&self, rng: &mut R) -> Option<NodeId> {
+        if self.items.is_empty() {
+            None
+        } else {
+            Some(self.items[rng.random_range(0..self.items.len())])
+        }
+    }
+
+    /// Up to `count` distinct members, none in `exclude`, chosen uniformly.
+    pub fn choose_many<R: Rng>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        exclude: &[NodeId],
+    ) -> Vec<NodeId> {
+        let mut chosen = Vec::with_capacity(count);
+        if count == 0 || self.items.is_empty() {
+            return chosen;
+        }
+        // Rejection sampling is O(count) when the set is large compared with
+        // `count`; a bounded number of tries keeps small sets cheap too.
+        let tries = count * 4 + 8;
+        for _ in 0..tries {
+            if chosen.len() == count {
+                return chosen;
+            }
+            let candidate = self.items[rng.random_range(0..self.items.len())];
+            if !exclude.contains(&candidate) && !chosen.contains(&candidate) {
+                chosen.push(candidate);
+            }
+        }
+        for &candidate in &self.items {
+            if chosen.len() == count {
+                break;
+            }
+            if !exclude.contains(&candidate) && !chosen.contains(&candidate) {
+                chosen.push(candidate);
+            }
+        }
+        chosen
+    }
+}
+
+struct Queued {
+    record: MemberRecord,
+    encoded_len: usize,
+    transmits: u32,
+    order: u64,
+}
+
+/// Membership updates waiting to be piggybacked, at most one per member.
+///
+/// Updates sent the fewest times go first and, among those, the newest:
+/// fresh news spreads fastest, and an update leaves the queue after the
+/// retransmit limit.
+#[derive(Default)]
+pub(crate) struct UpdateQueue {
+    by_member: FxHashMap<NodeId, Queued>,
+    order: BTreeSet<(u32, Reverse<u64>, NodeId)>,
+    next_order: u64,
+}
+
+impl UpdateQueue {
+    pub fn len(&self) -> usize {
+        self.by_member.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_member.is_empty()
+    }
+
+    /// Queues `record`, replacing any older update about the same member.
+    /// Returns whether an update had to be dropped to respect `capacity`.
+    pub fn push(&mut self, record: MemberRecord, capacity: usize) -> bool {
+        let id = record.id;
+        self.remove(id);
+        let order = self.next_order;
+        self.next_order += 1;
+        self.order.insert((0, Reverse(order), id));
+        self.by_member.insert(
+            id,
+            Queued {
+                encoded_len: encoded_len(&record),
+                record,
+                transmits: 0,
+                order,
+            },
+        );
+        if self.by_member.len() > capacity {
+            if let Some(&(_, _, victim)) = self.order.last() {
+                self.remove(victim);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn remove(&mut self, id: NodeId) {
+        if let Some(old) = self.by_member.remove(&id) {
+            self.order.remove(&(old.transmits, Reverse(old.order), id));
+        }
+    }
+
+    /// Takes updates whose encodings fit in `budget` bytes, counting one
+    /// transmission each and retiring those that reach `limit`.
+    pub fn take(&mut self, budget: usize, limit: u32) -> Vec<MemberRecord> {
+        let mut taken = Vec::new();
+        let mut used = 0;
+        let mut picked: Vec<(u32, Reverse<u64>, NodeId)> = Vec::new();
+        for key in &self.order {
+            let queued = &self.by_member[&key.2];
+            if used + queued.encoded_len > budget {
+                // Smaller updates further on may still fit.
+                if budget - used < 8 {
+                    break;
+                }
+                continue;
+            }
+            used += queued.encoded_len;
+            picked.push(*key);
+        }
+        for key in picked {
+            self.order.remove(&key);
+            let id = key.2;
+            let queued = self.by_member.get_mut(&id).expect("queued entry exists");
+            taken.push(queued.record.clone());
+            queued.transmits += 1;
+            if queued.transmits >= limit {
+                self.by_member.remove(&id);
+            } else {
+                self.order
+                    .insert((queued.transmits, Reverse(queued.order), id));
+            }
+        }
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Status;
+    use rand::SeedableRng;
+
+    fn id(n: u16) -> NodeId {
+        NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
+    }
+
+    fn alive(n: u16) -> MemberRecord {
+        MemberRecord {
+            id: id(n),
+            generation: Generation(0),
+            incarnation: Incarnation(0),
+            status: Status::Alive {
+                metadata: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn queue_retires_updates_after_limit_and_prefers_fresh_ones() {
+        let mut queue = UpdateQueue::default();
+        queue.push(alive(1), 100);
+        assert_eq!(queue.take(1000, 2).len(), 1);
+        queue.push(alive(2), 100);
+        // The fresh update (0 transmits) comes before the one sent once.
+        let second = queue.take(1000, 2);
+        assert_eq!(second[0].id, id(2));
+        assert_eq!(second.len(), 2);
+        assert_eq!(queue.len(), 1, "update 1 reached its limit of 2");
+        assert_eq!(queue.take(1000, 2)[0].id, id(2));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn queue_respects_byte_budget_and_capacity() {
+        let mut queue = UpdateQueue::default();
+        for n in 0..10 {
+            queue.push(alive(n), 5);
+        }
+        assert_eq!(queue.len(), 5);
+        let one = encoded_len(&alive(1));
+        assert_eq!(queue.take(one * 2 + 1, 10).len(), 2);
+    }
+
+    #[test]
+    fn suspicion_shrinks_with_confirmations() {
+        let now = Instant::now();
+        let mut s = Suspicion::new(now, id(1), Duration::from_secs(2), Duration::from_secs(6));
+        assert_eq!(s.deadline, now + Duration::from_secs(6));
+        assert!(s.confirm(id(2), 3));
+        assert!(!s.confirm(id(2), 3), "the same confirmer counts once");
+        assert_eq!(s.deadline, now + Duration::from_secs(4));
+        assert!(s.confirm(id(3), 3));
+        assert!(s.confirm(id(4), 3));
+        assert_eq!(s.deadline, now + Duration::from_secs(2));
+        assert!(
+            !s.confirm(id(5), 3),
+            "beyond K confirmations nothing changes"
+        );
+    }
+
+    #[test]
+    fn indexed_set_choices_are_distinct_and_exclude() {
+        let mut set = IndexedSet::default();
+        for n in 0..5 {
+            set.insert(id(n));
+        }
+        set.remove(id(2));
+        assert_eq!(set.len(), 4);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let chosen = set.choose_many(&mut rng, 3, &[id(0)]);
+        assert_eq!(chosen.len(), 3);
+        assert!(!chosen.contains(&id(0)) && !chosen.contains(&id(2)));
+        let all = set.choose_many(&mut rng, 10, &[]);
+        assert_eq!(all.len(), 4);
+    }
+
+    #[test]
+    fn view_hash_depends_on_version() {
+        assert_ne!(
+            member_hash(id(1), (Generation(0), Incarnation(0))),
+            member_hash(id(1), (Generation(0), Incarnation(1)))
+        );
+    }
+}

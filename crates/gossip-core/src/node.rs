@@ -1,0 +1,1196 @@
+//! The sans-IO node: SWIM membership with Lifeguard extensions.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
+
+use crate::config::Config;
+use crate::error::{CommandError, ConfigError, RecvError};
+use crate::id::{Generation, Incarnation, MessageId, NodeId};
+use crate::membership::{
+    is_live, member_hash, rank, Entry, IndexedSet, Suspicion, UpdateQueue, Version,
+};
+use crate::stats::Stats;
+use crate::wire::{
+    self, Header, Liveness, Member, MemberRecord, Message, Status, PROTOCOL_VERSION,
+};
+
+/// A datagram the host must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination address.
+    pub to: SocketAddr,
+    /// The encoded frame, at most `max_message_size` bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the application may want to know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member joined, came back to life, or restarted as a new generation.
+    MemberUp(Member),
+    /// A member failed a probe and is suspected; it may still refute.
+    MemberSuspect(Member),
+    /// A member was declared dead.
+    MemberDown(Member),
+    /// A member left gracefully.
+    MemberLeft(Member),
+    /// A live member changed its metadata or cleared a suspicion.
+    MemberUpdated(Member),
+}
+
+/// A claim about a member, normalised from piggybacked updates and state
+/// synchronisation entries.
+#[derive(Clone, Debug)]
+enum Claim {
+    Alive(Vec<u8>),
+    Suspect(NodeId),
+    Dead(NodeId),
+    Left,
+}
+
+impl Claim {
+    fn liveness(&self) -> Liveness {
+        match self {
+            Claim::Alive(_) => Liveness::Alive,
+            Claim::Suspect(_) => Liveness::Suspect,
+            Claim::Dead(_) => Liveness::Dead,
+            Claim::Left => Liveness::Left,
+        }
+    }
+}
+
+/// Lifecycle of the local node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Created; `join` not called yet.
+    Idle,
+    /// Running the protocol.
+    Running,
+    /// Announced its departure; only finishes spreading that news.
+    Departed,
+}
+
+/// The probe this node has in flight.
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    seq: u32,
+    /// When the direct ping times out and helpers are asked.
+    direct_deadline: Instant,
+    /// When the probe ends (the next probe starts then).
+    end: Instant,
+    indirect_sent: bool,
+    expected_nacks: u32,
+    nacks: u32,
+    acked: bool,
+}
+
+/// A probe this node runs on behalf of another member.
+#[derive(Debug)]
+struct IndirectRequest {
+    origin: SocketAddr,
+    origin_seq: u32,
+    nacked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Suspicion(NodeId),
+    Nack(u32),
+    ForgetIndirect(u32),
+}
+
+/// One cluster member's protocol state machine.
+///
+/// It never reads a clock, never touches a socket and draws randomness only
+/// from its own seeded ChaCha8 generator: the host feeds it time and bytes and
+/// sends what it returns. The same seed and inputs give the same outputs.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use gossip_core::{Config, Generation, Node, NodeId};
+///
+/// let a_addr = "127.0.0.1:7001".parse().unwrap();
+/// let b_addr = "127.0.0.1:7002".parse().unwrap();
+/// let mut a = Node::new(Config::default(), NodeId::new(a_addr), Generation(1), 1).unwrap();
+/// let mut b = Node::new(Config::default(), NodeId::new(b_addr), Generation(1), 2).unwrap();
+/// let now = Instant::now();
+/// a.join(now, &[]).unwrap();
+/// b.join(now, &[a_addr]).unwrap();
+/// // Shuttle frames between the two until both are quiet.
+/// while let Some(t) = b.poll_transmit().or_else(|| a.poll_transmit()) {
+///     let (to, from) = if t.to == a_addr { (&mut a, b_addr) } else { (&mut b, a_addr) };
+///     to.handle_message(now, from, &t.bytes).unwrap();
+/// }
+/// assert_eq!(a.live_member_count(), 2);
+/// assert_eq!(b.live_member_count(), 2);
+/// ```
+pub struct Node {
+    config: Config,
+    me: NodeId,
+    generation: Generation,
+    incarnation: Incarnation,
+    metadata: Vec<u8>,
+    rng: ChaCha8Rng,
+    phase: Phase,
+    joined: bool,
+    seeds: Vec<SocketAddr>,
+
+    members: BTreeMap<NodeId, Entry>,
+    live: IndexedSet,
+    dead: IndexedSet,
+    view_hash: u64,
+
+    probe_order: Vec<NodeId>,
+    probe_cursor: usize,
+    probe: Option<Probe>,
+    next_seq: u32,
+    indirect: FxHashMap<u32, IndirectRequest>,
+    local_health: u32,
+
+    next_probe_at: Option<Instant>,
+    next_gossip_at: Option<Instant>,
+    next_dead_probe_at: Option<Instant>,
+    next_join_at: Option<Instant>,
+    sync_allowed_at: Option<Instant>,
+    timers: BTreeSet<(Instant, Timer)>,
+    forget_queue: VecDeque<(Instant, NodeId)>,
+
+    pending: UpdateQueue,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Node {
+    /// Creates a node that will listen as `id`, in its `generation`-th life,
+    /// drawing randomness from a ChaCha8 generator seeded with `seed`.
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        generation: Generation,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut node = Self {
+            config,
+            me: id,
+            generation,
+            incarnation: Incarnation(0),
+            metadata: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            phase: Phase::Idle,
+            joined: false,
+            seeds: Vec::new(),
+            members: BTreeMap::new(),
+            live: IndexedSet::default(),
+            dead: IndexedSet::default(),
+            view_hash: 0,
+            probe_order: Vec::new(),
+            probe_cursor: 0,
+            probe: None,
+            next_seq: 0,
+            indirect: FxHashMap::default(),
+            local_health: 0,
+            next_probe_at: None,
+            next_gossip_at: None,
+            next_dead_probe_at: None,
+            next_join_at: None,
+            sync_allowed_at: None,
+            timers: BTreeSet::new(),
+            forget_queue: VecDeque::new(),
+            pending: UpdateQueue::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        node.view_hash = member_hash(id, node.own_version());
+        Ok(node)
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// This node's identity.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.local_health = self.local_health;
+        stats.pending_updates = self.pending.len() as u64;
+        stats
+    }
+
+    /// Every member this node knows, itself first, then the others in
+    /// address order, including suspect, dead and departed ones still
+    /// remembered.
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        core::iter::once(self.own_member()).chain(self.members.iter().map(|(&id, e)| Member {
+            id,
+            generation: e.generation,
+            incarnation: e.incarnation,
+            liveness: e.liveness,
+            metadata: e.metadata.clone(),
+        }))
+    }
+
+    /// Members currently alive or suspect, this node included (unless it left).
+    pub fn live_member_count(&self) -> usize {
+        self.live.len() + usize::from(self.phase != Phase::Departed)
+    }
+
+    /// Summary of this node's view, compared with peers' to detect divergence.
+    pub fn view_hash(&self) -> u64 {
+        self.view_hash
+    }
+
+    /// Whether a seed (or any member) has answered the join, or this node
+    /// founded the cluster.
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    // ----- commands ------------------------------------------------------
+
+    /// Starts the protocol. With no seeds the node founds a cluster of one;
+    /// otherwise it asks each seed for the member list and retries every
+    /// `join_retry_interval` until one answers.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) -> Result<(), CommandError> {
+        match self.phase {
+            Phase::Idle => {}
+            Phase::Running => return Err(CommandError::AlreadyStarted),
+            Phase::Departed => return Err(CommandError::Departed),
+        }
+        self.phase = Phase::Running;
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .filter(|&s| s != self.me.addr())
+            .collect();
+        // Random phase offsets keep nodes started together from probing in lockstep.
+        let jitter = |rng: &mut ChaCha8Rng, period: Duration| period.mul_f64(rng.random::<f64>());
+        self.next_probe_at = Some(now + jitter(&mut self.rng, self.config.probe_interval));
+        self.next_gossip_at = Some(now + jitter(&mut self.rng, self.config.gossip_interval));
+        if !self.config.dead_probe_interval.is_zero() {
+            self.next_dead_probe_at = Some(now + self.config.dead_probe_interval);
+        }
+        if self.seeds.is_empty() {
+            self.joined = true;
+        } else {
+            self.send_join();
+            self.next_join_at = Some(now + self.config.join_retry_interval);
+        }
+        Ok(())
+    }
+
+    /// Announces a graceful departure. The node keeps gossiping the news until
+    /// its retransmit limit, then goes quiet.
+    pub fn leave(&mut self, now: Instant) -> Result<(), CommandError> {
+        if self.phase != Phase::Running {
+            return Err(CommandError::Departed);
+        }
+        self.bump_incarnation(self.incarnation);
+        self.phase = Phase::Departed;
+        self.probe = None;
+        self.next_probe_at = None;
+        self.next_dead_probe_at = None;
+        self.next_join_at = None;
+        self.enqueue(MemberRecord {
+            id: self.me,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            status: Status::Left,
+        });
+        // Tell a few members right away rather than at the next gossip round.
+        self.gossip_round(now);
+        Ok(())
+    }
+
+    /// Publishes new metadata for this node, at most `max_metadata_len` bytes.
+    pub fn set_metadata(&mut self, _now: Instant, metadata: Vec<u8>) -> Result<(), CommandError> {
+        if metadata.len() > self.config.max_metadata_len {
+            return Err(CommandError::MetadataTooLong {
+                len: metadata.len(),
+                max: self.config.max_metadata_len,
+            });
+        }
+        if self.phase == Phase::Departed {
+            return Err(CommandError::Departed);
+        }
+        self.metadata = metadata;
+        self.bump_incarnation(self.incarnation);
+        Ok(())
+    }
+
+    /// Sends an application payload to the cluster. Needs a dissemination
+    /// strategy, which this build does not yet have: it always returns
+    /// [`CommandError::NoStrategy`] and changes nothing.
+    pub fn broadcast(&mut self, _now: Instant, _payload: &[u8]) -> Result<MessageId, CommandError> {
+        Err(CommandError::NoStrategy)
+    }
+
+    /// The transport lost its connection to `peer`: treat it as a failed
+    /// probe and suspect it.
+    pub fn peer_unreachable(&mut self, now: Instant, peer: NodeId) {
+        if self.phase == Phase::Running {
+            self.suspect(now, peer);
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    /// `None` means no timer is armed (not started, or departed and quiet).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        };
+        consider(self.next_probe_at);
+        if let Some(probe) = &self.probe {
+            if !probe.acked && !probe.indirect_sent {
+                consider(Some(probe.direct_deadline));
+            }
+            consider(Some(probe.end));
+        }
+        if !self.pending.is_empty() {
+            consider(self.next_gossip_at);
+        }
+        if !self.dead.is_empty() {
+            consider(self.next_dead_probe_at);
+        }
+        consider(self.next_join_at);
+        consider(self.timers.first().map(|&(t, _)| t));
+        consider(self.forget_queue.front().map(|&(t, _)| t));
+        earliest
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// Runs every timer due at `now`. Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Idle {
+            return;
+        }
+        self.advance_probe(now);
+        if self.next_probe_at.is_some_and(|t| t <= now) {
+            self.start_probe(now);
+        }
+        if self.next_gossip_at.is_some_and(|t| t <= now) {
+            self.gossip_round(now);
+        }
+        if self.next_dead_probe_at.is_some_and(|t| t <= now) {
+            self.next_dead_probe_at = Some(now + self.config.dead_probe_interval);
+            if let Some(target) = self.dead.choose(&mut self.rng) {
+                self.stats.dead_probes_sent += 1;
+                let seq = self.next_seq();
+                self.send_ping(target.addr(), seq);
+            }
+        }
+        if self.next_join_at.is_some_and(|t| t <= now) {
+            if self.joined {
+                self.next_join_at = None;
+            } else {
+                self.send_join();
+                self.next_join_at = Some(now + self.config.join_retry_interval);
+            }
+        }
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.fire(now, timer);
+        }
+        while let Some(&(at, id)) = self.forget_queue.front() {
+            if at > now {
+                break;
+            }
+            self.forget_queue.pop_front();
+            let expired = self.members.get(&id).is_some_and(|e| {
+                !is_live(e.liveness)
+                    && e.down_since
+                        .is_some_and(|since| since + self.config.dead_retention <= now)
+            });
+            if expired {
+                self.members.remove(&id);
+                self.dead.remove(id);
+            }
+        }
+    }
+
+    /// Processes one received frame. `from` is the transport's source
+    /// address, where answers go. On error nothing but the error counter
+    /// changes.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), RecvError> {
+        let result = self.receive(now, from, bytes);
+        match &result {
+            Ok(()) => {
+                self.stats.frames_received += 1;
+                self.stats.bytes_received += bytes.len() as u64;
+            }
+            Err(_) => self.stats.recv_errors += 1,
+        }
+        result
+    }
+
+    fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), RecvError> {
+        if self.phase == Phase::Departed {
+            return Err(RecvError::Departed);
+        }
+        let (header, message) = wire::decode(&self.config, bytes)?;
+        if header.sender == self.me {
+            return Err(RecvError::FromSelf);
+        }
+        // Everything below is infallible: the frame is fully validated.
+        if self.phase == Phase::Idle {
+            return Ok(());
+        }
+        let sender = header.sender;
+        match message {
+            Message::Ping {
+                seq,
+                view_hash,
+                updates,
+            } => {
+                self.apply_records(now, updates);
+                // A member we believe dead is talking to us: tell it so first,
+                // so it can refute at once instead of waiting for gossip.
+                let verdict = self.members.get(&sender).and_then(|e| {
+                    (e.liveness == Liveness::Dead
+                        && e.version() >= (header.generation, header.incarnation))
+                        .then(|| MemberRecord {
+                            id: sender,
+                            generation: e.generation,
+                            incarnation: e.incarnation,
+                            status: Status::Dead { by: self.me },
+                        })
+                });
+                self.send_with_updates(from, verdict, |updates| Message::Ack { seq, updates });
+                if u64::from_le_bytes(view_hash) != self.view_hash {
+                    self.maybe_start_sync(now, from);
+                }
+            }
+            Message::Ack { seq, updates } => {
+                self.apply_records(now, updates);
+                self.on_ack(seq);
+            }
+            Message::PingReq {
+                seq,
+                target,
+                updates,
+            } => {
+                self.apply_records(now, updates);
+                let my_seq = self.next_seq();
+                self.indirect.insert(
+                    my_seq,
+                    IndirectRequest {
+                        origin: from,
+                        origin_seq: seq,
+                        nacked: false,
+                    },
+                );
+                // Lifeguard: answer with a nack well before the requester's
+                // own deadline if the target stays silent.
+                let nack_at = now + self.config.probe_timeout.mul_f64(0.8);
+                self.timers.insert((nack_at, Timer::Nack(my_seq)));
+                self.timers.insert((
+                    now + self.config.probe_interval,
+                    Timer::ForgetIndirect(my_seq),
+                ));
+                self.stats.indirect_pings_sent += 1;
+                self.send_ping(target.addr(), my_seq);
+            }
+            Message::Nack { seq, updates } => {
+                self.apply_records(now, updates);
+                if let Some(probe) = &mut self.probe {
+                    if probe.seq == seq {
+                        probe.nacks += 1;
+                    }
+                }
+            }
+            Message::Gossip { updates } => self.apply_records(now, updates),
+            Message::Join { metadata } => {
+                let version = (header.generation, header.incarnation);
+                self.apply_claim(now, sender, version, Claim::Alive(metadata), true);
+                self.stats.joins_answered += 1;
+                self.send_state(from, false);
+            }
+            Message::Sync { reply, entries } => {
+                self.joined = true;
+                for entry in entries {
+                    let claim = match entry.liveness {
+                        Liveness::Alive => Claim::Alive(entry.metadata.clone()),
+                        Liveness::Suspect => Claim::Suspect(sender),
+                        // A death reported by bulk state is only a suspicion
+                        // here: the member gets the chance to refute it, so one
+                        // stale view (say, from across a healed partition)
+                        // cannot kill healthy members outright.
+                        Liveness::Dead => Claim::Suspect(sender),
+                        Liveness::Left => Claim::Left,
+                    };
+                    let version = (entry.generation, entry.incarnation);
+                    if entry.liveness == Liveness::Suspect || entry.liveness == Liveness::Dead {
+                        // Bulk state may introduce a member we never heard of
+                        // in a suspect state: learn it as alive first.
+                        if !self.members.contains_key(&entry.id) && entry.id != self.me {
+                            self.apply_claim(
+                                now,
+                                entry.id,
+                                version,
+                                Claim::Alive(entry.metadata),
+                                false,
+                            );
+                        }
+                    }
+                    self.apply_claim(now, entry.id, version, claim, false);
+                }
+                if reply {
+                    self.stats.syncs_answered += 1;
+                    self.send_state(from, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- probing -------------------------------------------------------
+
+    fn health_scale(&self) -> u32 {
+        1 + self.local_health
+    }
+
+    fn adjust_health(&mut self, delta: i64) {
+        let next = (i64::from(self.local_health) + delta)
+            .clamp(0, i64::from(self.config.max_local_health));
+        self.local_health = next as u32;
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        // SWIM's round-robin over a shuffled list bounds the time until every
+        // member is probed, unlike independent random picks.
+        for _ in 0..2 {
+            while self.probe_cursor < self.probe_order.len() {
+                let candidate = self.probe_order[self.probe_cursor];
+                self.probe_cursor += 1;
+                if self
+                    .members
+                    .get(&candidate)
+                    .is_some_and(|e| is_live(e.liveness))
+                {
+                    return Some(candidate);
+                }
+            }
+            self.probe_order.clear();
+            self.probe_order.extend_from_slice(self.live.as_slice());
+            shuffle(&mut self.rng, &mut self.probe_order);
+            self.probe_cursor = 0;
+            if self.probe_order.is_empty() {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn start_probe(&mut self, now: Instant) {
+        let scale = self.health_scale();
+        let period = self.config.probe_interval * scale;
+        self.next_probe_at = Some(now + period);
+        let Some(target) = self.next_probe_target() else {
+            self.probe = None;
+            return;
+        };
+        let seq = self.next_seq();
+        self.probe = Some(Probe {
+            target,
+            seq,
+            direct_deadline: now + self.config.probe_timeout * scale,
+            end: now + period,
+            indirect_sent: false,
+            expected_nacks: 0,
+            nacks: 0,
+            acked: false,
+        });
+        self.stats.probes_sent += 1;
+        self.send_ping(target.addr(), seq);
+    }
+
+    fn advance_probe(&mut self, now: Instant) {
+        let Some(probe) = &mut self.probe else { return };
+        if !probe.acked && !probe.indirect_sent && probe.direct_deadline <= now {
+            probe.indirect_sent = true;
+            let (target, seq) = (probe.target, probe.seq);
+            let helpers = self.live.choose_many(
+                &mut self.rng,
+                self.config.indirect_probes as usize,
+                &[target],
+            );
+            if let Some(probe) = &mut self.probe {
+                probe.expected_nacks = helpers.len() as u32;
+            }
+            for helper in helpers {
+                self.send_with_updates(helper.addr(), None, |updates| Message::PingReq {
+                    seq,
+                    target,
+                    updates,
+                });
+            }
+        }
+        let Some(probe) = &self.probe else { return };
+        if probe.end > now {
+            return;
+        }
+        let probe = self.probe.take().expect("probe present");
+        if probe.acked {
+            return;
+        }
+        self.stats.probes_failed += 1;
+        // Lifeguard: missing nacks mean our own network or process is slow,
+        // so back off before accusing others. Without helpers, count one.
+        let missed = if probe.expected_nacks > 0 {
+            probe.expected_nacks.saturating_sub(probe.nacks)
+        } else {
+            1
+        };
+        self.adjust_health(i64::from(missed));
+        self.suspect(now, probe.target);
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if let Some(probe) = &mut self.probe {
+            if probe.seq == seq && !probe.acked {
+                probe.acked = true;
+                self.adjust_health(-1);
+                return;
+            }
+        }
+        if let Some(request) = self.indirect.remove(&seq) {
+            self.send_with_updates(request.origin, None, |updates| Message::Ack {
+                seq: request.origin_seq,
+                updates,
+            });
+        }
+    }
+
+    fn fire(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Suspicion(id) => {
+                let due = self.members.get(&id).and_then(|e| {
+                    e.suspicion
+                        .as_ref()
+                        .filter(|s| e.liveness == Liveness::Suspect && s.deadline <= now)
+                        .map(|_| e.version())
+                });
+                if let Some(version) = due {
+                    self.stats.members_declared_dead += 1;
+                    let record = MemberRecord {
+                        id,
+                        generation: version.0,
+                        incarnation: version.1,
+                        status: Status::Dead { by: self.me },
+                    };
+                    self.apply_claim(now, id, version, Claim::Dead(self.me), true);
+                    debug_assert!(self
+                        .members
+                        .get(&id)
+                        .is_some_and(|e| e.liveness == Liveness::Dead));
+                    self.enqueue(record);
+                }
+            }
+            Timer::Nack(seq) => {
+                if let Some(request) = self.indirect.get_mut(&seq) {
+                    if !request.nacked {
+                        request.nacked = true;
+                        let (origin, origin_seq) = (request.origin, request.origin_seq);
+                        self.send_with_updates(origin, None, |updates| Message::Nack {
+                            seq: origin_seq,
+                            updates,
+                        });
+                    }
+                }
+            }
+            Timer::ForgetIndirect(seq) => {
+                self.indirect.remove(&seq);
+            }
+        }
+    }
+
+    /// This node failed to reach `id` (or was told it is unreachable).
+    fn suspect(&mut self, now: Instant, id: NodeId) {
+        let Some(entry) = self.members.get(&id) else {
+            return;
+        };
+        if !is_live(entry.liveness) {
+            return;
+        }
+        let version = entry.version();
+        self.stats.suspicions_raised += 1;
+        self.apply_claim(now, id, version, Claim::Suspect(self.me), true);
+    }
+
+    // ----- dissemination -------------------------------------------------
+
+    fn retransmit_limit(&self) -> u32 {
+        let n = self.live_member_count() as f64 + 1.0;
+        self.config.retransmit_mult.get() * (n.log10().ceil().max(1.0) as u32)
+    }
+
+    fn enqueue(&mut self, record: MemberRecord) {
+        if self
+            .pending
+            .push(record, self.config.max_pending_updates.get())
+        {
+            self.stats.updates_dropped += 1;
+        }
+    }
+
+    fn gossip_round(&mut self, now: Instant) {
+        self.next_gossip_at = Some(now + self.config.gossip_interval);
+        if self.pending.is_empty() {
+            return;
+        }
+        let targets = self
+            .live
+            .choose_many(&mut self.rng, self.config.gossip_fanout as usize, &[]);
+        for target in targets {
+            if self.pending.is_empty() {
+                break;
+            }
+            self.stats.gossip_sent += 1;
+            self.send_with_updates(target.addr(), None, |updates| Message::Gossip { updates });
+        }
+    }
+
+    fn maybe_start_sync(&mut self, now: Instant, peer: SocketAddr) {
+        if self.sync_allowed_at.is_some_and(|t| t > now) {
+            return;
+        }
+        self.sync_allowed_at = Some(now + self.config.sync_interval);
+        self.stats.syncs_started += 1;
+        self.send_state(peer, true);
+    }
+
+    // ----- state merging -------------------------------------------------
+
+    fn apply_records(&mut self, now: Instant, records: Vec<MemberRecord>) {
+        for record in records {
+            let version = (record.generation, record.incarnation);
+            let claim = match record.status {
+                Status::Alive { metadata } => Claim::Alive(metadata),
+                Status::Suspect { by } => Claim::Suspect(by),
+                Status::Dead { by } => Claim::Dead(by),
+                Status::Left => Claim::Left,
+            };
+            self.apply_claim(now, record.id, version, claim, true);
+        }
+    }
+
+    /// Merges one claim into the view, emitting events and queueing the news
+    /// for further dissemination when it changed something (`regossip`).
+    fn apply_claim(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        version: Version,
+        claim: Claim,
+        regossip: bool,
+    ) {
+        if id == self.me {
+            self.claim_about_self(version, &claim);
+            return;
+        }
+        let current = self.members.get(&id).map(|e| (e.version(), e.liveness));
+        let changed = match current {
+            None => {
+                let Claim::Alive(metadata) = &claim else {
+                    // Death or suspicion of a member we never knew is not worth keeping.
+                    return;
+                };
+                if self.members.len() >= self.config.max_members.get() - 1 {
+                    self.stats.members_dropped += 1;
+                    return;
+                }
+                self.members.insert(
+                    id,
+                    Entry {
+                        generation: version.0,
+                        incarnation: version.1,
+                        liveness: Liveness::Alive,
+                        metadata: metadata.clone(),
+                        suspicion: None,
+                        down_since: None,
+                    },
+                );
+                self.became_live(id, version);
+                self.emit(id, Event::MemberUp);
+                true
+            }
+            Some((known, liveness)) => {
+                if version > known || (version == known && rank(claim.liveness()) > rank(liveness))
+                {
+                    self.adopt(now, id, version, &claim);
+                    true
+                } else if version == known && liveness == Liveness::Suspect {
+                    if let Claim::Suspect(by) = claim {
+                        let expected = self.config.indirect_probes;
+                        let entry = self.members.get_mut(&id).expect("known member");
+                        let suspicion = entry.suspicion.as_mut().expect("suspect has a suspicion");
+                        let confirmed = suspicion.confirm(by, expected);
+                        let deadline = suspicion.deadline;
+                        if confirmed {
+                            self.timers.insert((deadline, Timer::Suspicion(id)));
+                        }
+                        confirmed
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                }
+            }
+        };
+        if changed && regossip {
+            let status = match claim {
+                Claim::Alive(metadata) => Status::Alive { metadata },
+                Claim::Suspect(by) => Status::Suspect { by },
+                Claim::Dead(by) => Status::Dead { by },
+                Claim::Left => Status::Left,
+            };
+            self.enqueue(MemberRecord {
+                id,
+                generation: version.0,
+                incarnation: version.1,
+                status,
+            });
+        } else if changed {
+            // Learned from bulk state: spread the member's current state so
+            // that the rest of the cluster converges without further syncs.
+            let record = self.record_of(id);
+            self.enqueue(record);
+        }
+    }
+
+    fn record_of(&self, id: NodeId) -> MemberRecord {
+        let e = &self.members[&id];
+        let status = match e.liveness {
+            Liveness::Alive => Status::Alive {
+                metadata: e.metadata.clone(),
+            },
+            Liveness::Suspect => Status::Suspect {
+                by: e.suspicion.as_ref().map_or(self.me, |s| s.confirmers[0]),
+            },
+            Liveness::Dead => Status::Dead { by: self.me },
+            Liveness::Left => Status::Left,
+        };
+        MemberRecord {
+            id,
+            generation: e.generation,
+            incarnation: e.incarnation,
+            status,
+        }
+    }
+
+    /// Replaces a known member's state with a stronger claim.
+    fn adopt(&mut self, now: Instant, id: NodeId, version: Version, claim: &Claim) {
+        let live_count = self.live_member_count();
+        let (min, max) = self.suspicion_bounds(live_count);
+        let entry = self.members.get_mut(&id).expect("known member");
+        let old_version = entry.version();
+        let was_live = is_live(entry.liveness);
+        let was_suspect = entry.liveness == Liveness::Suspect;
+        entry.generation = version.0;
+        entry.incarnation = version.1;
+        entry.liveness = claim.liveness();
+        let mut metadata_changed = false;
+        match claim {
+            Claim::Alive(metadata) => {
+                metadata_changed = entry.metadata != *metadata;
+                entry.metadata.clone_from(metadata);
+                entry.suspicion = None;
+                entry.down_since = None;
+            }
+            Claim::Suspect(by) => {
+                let suspicion = Suspicion::new(now, *by, min, max);
+                self.timers
+                    .insert((suspicion.deadline, Timer::Suspicion(id)));
+                entry.suspicion = Some(suspicion);
+                entry.down_since = None;
+            }
+            Claim::Dead(_) | Claim::Left => {
+                entry.suspicion = None;
+                entry.down_since = Some(now);
+            }
+        }
+        if was_live {
+            self.view_hash = self.view_hash.wrapping_sub(member_hash(id, old_version));
+        } else {
+            self.dead.remove(id);
+        }
+        match claim {
+            Claim::Alive(_) | Claim::Suspect(_) => {
+                if was_live {
+                    self.view_hash = self.view_hash.wrapping_add(member_hash(id, version));
+                } else {
+                    self.became_live(id, version);
+                    self.emit(id, Event::MemberUp);
+                }
+                match claim {
+                    Claim::Suspect(_) => self.emit(id, Event::MemberSuspect),
+                    _ if was_live && (was_suspect || metadata_changed) => {
+                        self.emit(id, Event::MemberUpdated)
+                    }
+                    _ => {}
+                }
+            }
+            Claim::Dead(_) => {
+                self.live.remove(id);
+                self.dead.insert(id);
+                self.forget_queue
+                    .push_back((now + self.config.dead_retention, id));
+                self.emit(id, Event::MemberDown);
+            }
+            Claim::Left => {
+                self.live.remove(id);
+                self.forget_queue
+                    .push_back((now + self.config.dead_retention, id));
+                self.emit(id, Event::MemberLeft);
+            }
+        }
+    }
+
+    fn became_live(&mut self, id: NodeId, version: Version) {
+        self.view_hash = self.view_hash.wrapping_add(member_hash(id, version));
+        self.live.insert(id);
+        // Put the newcomer at a random place among the members not yet probed
+        // this round, so it is probed within one round.
+        self.probe_order.push(id);
+        let len = self.probe_order.len();
+        let swap_with = self.rng.random_range(self.probe_cursor.min(len - 1)..len);
+        self.probe_order.swap(swap_with, len - 1);
+    }
+
+    fn suspicion_bounds(&self, live_count: usize) -> (Duration, Duration) {
+        let scale = (live_count.max(1) as f64).log10().max(1.0);
+        let min = self
+            .config
+            .probe_interval
+            .mul_f64(self.config.suspicion_min_mult * scale);
+        (min, min.mul_f64(self.config.suspicion_max_mult))
+    }
+
+    fn claim_about_self(&mut self, version: Version, claim: &Claim) {
+        if version.0 != self.generation || self.phase != Phase::Running {
+            // News about an earlier life of this address, or we are leaving.
+            return;
+        }
+        match claim {
+            Claim::Alive(_) => {
+                if version.1 > self.incarnation {
+                    // Someone holds a newer incarnation of us than we do (we
+                    // lost state?): move past it so our word wins again.
+                    self.bump_incarnation(version.1);
+                }
+            }
+            Claim::Suspect(_) | Claim::Dead(_) | Claim::Left => {
+                if version.1 >= self.incarnation {
+                    self.stats.refutations += 1;
+                    // Lifeguard: being suspected hints that we are the slow one.
+                    self.adjust_health(1);
+                    self.bump_incarnation(version.1);
+                }
+            }
+        }
+    }
+
+    /// Moves to the incarnation after `past` and announces it.
+    fn bump_incarnation(&mut self, past: Incarnation) {
+        let old = self.own_version();
+        self.incarnation = past.max(self.incarnation).next();
+        self.view_hash = self
+            .view_hash
+            .wrapping_sub(member_hash(self.me, old))
+            .wrapping_add(member_hash(self.me, self.own_version()));
+        self.enqueue(MemberRecord {
+            id: self.me,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            status: Status::Alive {
+                metadata: self.metadata.clone(),
+            },
+        });
+    }
+
+    fn own_version(&self) -> Version {
+        (self.generation, self.incarnation)
+    }
+
+    fn own_member(&self) -> Member {
+        Member {
+            id: self.me,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            liveness: if self.phase == Phase::Departed {
+                Liveness::Left
+            } else {
+                Liveness::Alive
+            },
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    fn emit(&mut self, id: NodeId, make: fn(Member) -> Event) {
+        let e = &self.members[&id];
+        let member = Member {
+            id,
+            generation: e.generation,
+            incarnation: e.incarnation,
+            liveness: e.liveness,
+            metadata: e.metadata.clone(),
+        };
+        self.events.push_back(make(member));
+    }
+
+    // ----- encoding ------------------------------------------------------
+
+    fn header(&self) -> Header<'_> {
+        Header {
+            version: PROTOCOL_VERSION,
+            label: &self.config.cluster_label,
+            sender: self.me,
+            generation: self.generation,
+            incarnation: self.incarnation,
+        }
+    }
+
+    fn push_frame(&mut self, to: SocketAddr, message: &Message) {
+        let bytes = wire::encode(&self.header(), message);
+        debug_assert!(bytes.len() <= self.config.max_message_size.get());
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    /// Sends a message built by `make`, filling the rest of the frame with
+    /// pending updates (after `first`, if given).
+    fn send_with_updates(
+        &mut self,
+        to: SocketAddr,
+        first: Option<MemberRecord>,
+        make: impl Fn(Vec<MemberRecord>) -> Message,
+    ) {
+        let bare = wire::encoded_len(&(self.header(), make(Vec::new())));
+        let mut updates = Vec::new();
+        let mut used = bare;
+        if let Some(record) = first {
+            used += wire::encoded_len(&record);
+            updates.push(record);
+        }
+        // Two spare bytes: the element count's varint may grow from one byte
+        // to three (room for 2^21 updates, far more than fit in a frame).
+        let budget = self.config.max_message_size.get().saturating_sub(used + 2);
+        let limit = self.retransmit_limit();
+        updates.extend(self.pending.take(budget, limit));
+        self.push_frame(to, &make(updates));
+    }
+
+    fn send_ping(&mut self, to: SocketAddr, seq: u32) {
+        let view_hash = self.view_hash.to_le_bytes();
+        self.send_with_updates(to, None, |updates| Message::Ping {
+            seq,
+            view_hash,
+            updates,
+        });
+    }
+
+    fn send_join(&mut self) {
+        let message = Message::Join {
+            metadata: self.metadata.clone(),
+        };
+        for seed in self.seeds.clone() {
+            self.push_frame(seed, &message);
+        }
+    }
+
+    /// Sends this node's whole view, split into as many frames as needed.
+    /// Only the first frame asks for an answer, so one sync costs one reply.
+    fn send_state(&mut self, to: SocketAddr, reply: bool) {
+        let budget = self.config.max_message_size.get();
+        let bare = wire::encoded_len(&(
+            self.header(),
+            Message::Sync {
+                reply,
+                entries: Vec::new(),
+            },
+        )) + 2;
+        let mut entries = Vec::new();
+        let mut used = bare;
+        let mut first = true;
+        let view: Vec<Member> = self.members().collect();
+        for member in view {
+            let len = wire::encoded_len(&member);
+            if used + len > budget && !entries.is_empty() {
+                let message = Message::Sync {
+                    reply: reply && first,
+                    entries: core::mem::take(&mut entries),
+                };
+                self.push_frame(to, &message);
+                first = false;
+                used = bare;
+            }
+            used += len;
+            entries.push(member);
+        }
+        if !entries.is_empty() {
+            let message = Message::Sync {
+                reply: reply && first,
+                entries,
+            };
+            self.push_frame(to, &message);
+        }
+    }
+}
+
+/// Fisher-Yates with the node's own generator (kept here so the exact
+/// sequence of draws is part of this crate, not of a dependency's version).
+fn shuffle(rng: &mut ChaCha8Rng, items: &mut [NodeId]) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}

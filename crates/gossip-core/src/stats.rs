@@ -1,0 +1,49 @@
+//! Counters a node keeps about itself.
+
+use serde::{Deserialize, Serialize};
+
+/// Counters since the node was created, read with [`Node::stats`](crate::Node::stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Frames handed to the host for sending.
+    pub frames_sent: u64,
+    /// Bytes in those frames (transport headers not included).
+    pub bytes_sent: u64,
+    /// Frames accepted by `handle_message`.
+    pub frames_received: u64,
+    /// Bytes in accepted frames.
+    pub bytes_received: u64,
+    /// Frames refused by `handle_message` (any [`RecvError`](crate::RecvError)).
+    pub recv_errors: u64,
+    /// Direct probes started.
+    pub probes_sent: u64,
+    /// Probes that got no ack, directly or through helpers.
+    pub probes_failed: u64,
+    /// Pings sent on behalf of another member's indirect probe.
+    pub indirect_pings_sent: u64,
+    /// Pings sent to members believed dead, to notice healed partitions.
+    pub dead_probes_sent: u64,
+    /// Suspicions this node raised itself.
+    pub suspicions_raised: u64,
+    /// Members this node declared dead when their suspicion timed out.
+    pub members_declared_dead: u64,
+    /// Times this node refuted a suspicion or death claim about itself.
+    pub refutations: u64,
+    /// Gossip frames sent.
+    pub gossip_sent: u64,
+    /// State synchronisations this node started.
+    pub syncs_started: u64,
+    /// State synchronisations this node answered.
+    pub syncs_answered: u64,
+    /// Join requests this node answered.
+    pub joins_answered: u64,
+    /// Updates dropped because the pending queue was full.
+    pub updates_dropped: u64,
+    /// New members ignored because `max_members` was reached.
+    pub members_dropped: u64,
+    /// Updates waiting to be piggybacked right now.
+    pub pending_updates: u64,
+    /// Current Lifeguard local-health multiplier (0 = healthy).
+    pub local_health: u32,
+}

@@ -1,0 +1,309 @@
+//! The wire format: a small header followed by one postcard-encoded message.
+//!
+//! ```text
+//! +---------+---------------+--------+------------+-------------+----------------+
+//! | version | cluster label | sender | generation | incarnation | message (enum) |
+//! |  1 byte | varint + utf8 | addr   | varint u64 | varint u32  | postcard       |
+//! +---------+---------------+--------+------------+-------------+----------------+
+//! ```
+//!
+//! Decoding checks the size before anything else, reads the version byte
+//! before decoding further, rejects trailing bytes, and never pre-allocates
+//! more than a few elements ahead of what the frame actually holds.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::RecvError;
+use crate::id::{Generation, Incarnation, NodeId};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Largest encoding of a [`NodeId`]: enum tag, 16 address bytes, 3-byte port varint.
+const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
+/// Largest varint encodings of u64, u32 and u16 in postcard.
+const MAX_VARINT_U64: usize = 10;
+const MAX_VARINT_U32: usize = 5;
+const MAX_VARINT_U16: usize = 3;
+
+/// Bytes the header can take at most under `config`: payload budgets subtract it.
+pub fn header_budget(config: &Config) -> usize {
+    1 + MAX_VARINT_U16
+        + config.cluster_label.len()
+        + MAX_NODE_ID_LEN
+        + MAX_VARINT_U64
+        + MAX_VARINT_U32
+}
+
+/// Largest encoding of one member record or state entry under `config`.
+pub fn max_record_len(config: &Config) -> usize {
+    MAX_NODE_ID_LEN
+        + MAX_VARINT_U64
+        + MAX_VARINT_U32
+        + 1
+        + MAX_NODE_ID_LEN.max(MAX_VARINT_U16 + config.max_metadata_len)
+}
+
+/// The fixed part of every frame: who sent it, in which life, for which cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header<'a> {
+    /// Always [`PROTOCOL_VERSION`] when sent by this build.
+    pub version: u8,
+    /// The sender's cluster label.
+    pub label: &'a str,
+    /// The sender.
+    pub sender: NodeId,
+    /// The sender's generation.
+    pub generation: Generation,
+    /// The sender's incarnation when it sent the frame.
+    pub incarnation: Incarnation,
+}
+
+/// What a piggybacked membership update says about a member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// The member is alive and carries this metadata.
+    Alive {
+        /// Application metadata, at most `max_metadata_len` bytes.
+        #[serde(deserialize_with = "bounded_vec")]
+        metadata: Vec<u8>,
+    },
+    /// `by` failed to reach the member and suspects it.
+    Suspect {
+        /// The suspecting member.
+        by: NodeId,
+    },
+    /// `by` declared the member dead after its suspicion timed out.
+    Dead {
+        /// The declaring member.
+        by: NodeId,
+    },
+    /// The member announced that it leaves.
+    Left,
+}
+
+/// One membership update, as piggybacked on protocol messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The member the update is about.
+    pub id: NodeId,
+    /// Its generation.
+    pub generation: Generation,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// What is claimed.
+    pub status: Status,
+}
+
+/// Liveness of a member as seen by one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Liveness {
+    /// Answers probes.
+    Alive,
+    /// Failed a probe; will be declared dead unless it refutes in time.
+    Suspect,
+    /// Declared dead.
+    Dead,
+    /// Left the cluster gracefully.
+    Left,
+}
+
+/// One member as seen by one node: what [`Node::members`](crate::Node::members)
+/// lists, what events carry, and what state synchronisation exchanges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member.
+    pub id: NodeId,
+    /// Its generation.
+    pub generation: Generation,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// Its liveness in this view.
+    pub liveness: Liveness,
+    /// Its metadata.
+    #[serde(deserialize_with = "bounded_vec")]
+    pub metadata: Vec<u8>,
+}
+
+/// A protocol message. Lists of records always come last so that the encoder
+/// can predict a frame's length exactly while packing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// SWIM probe. `view_hash` summarises the sender's view so that a
+    /// difference triggers a state synchronisation.
+    Ping {
+        /// Probe sequence number, echoed by the ack.
+        seq: u32,
+        /// Summary of the sender's membership view.
+        view_hash: [u8; 8],
+        /// Piggybacked updates.
+        #[serde(deserialize_with = "bounded_vec")]
+        updates: Vec<MemberRecord>,
+    },
+    /// Answer to a ping, or forwarded by a helper for an indirect probe.
+    Ack {
+        /// Sequence number of the probe being answered.
+        seq: u32,
+        /// Piggybacked updates.
+        #[serde(deserialize_with = "bounded_vec")]
+        updates: Vec<MemberRecord>,
+    },
+    /// Asks the receiver to probe `target` and forward the ack.
+    PingReq {
+        /// The requester's probe sequence number.
+        seq: u32,
+        /// Member to probe.
+        target: NodeId,
+        /// Piggybacked updates.
+        #[serde(deserialize_with = "bounded_vec")]
+        updates: Vec<MemberRecord>,
+    },
+    /// A helper could not reach the target in time (Lifeguard): the requester
+    /// learns that its own network path works.
+    Nack {
+        /// The requester's probe sequence number.
+        seq: u32,
+        /// Piggybacked updates.
+        #[serde(deserialize_with = "bounded_vec")]
+        updates: Vec<MemberRecord>,
+    },
+    /// Pure dissemination of membership updates.
+    Gossip {
+        /// The updates.
+        #[serde(deserialize_with = "bounded_vec")]
+        updates: Vec<MemberRecord>,
+    },
+    /// A new member asks to join; the header names it. Answered by `Sync`.
+    Join {
+        /// The joiner's metadata.
+        #[serde(deserialize_with = "bounded_vec")]
+        metadata: Vec<u8>,
+    },
+    /// A slice of the sender's full view. With `reply` set, the receiver
+    /// answers with its own full view.
+    Sync {
+        /// Whether the receiver should send its view back.
+        reply: bool,
+        /// Member states.
+        #[serde(deserialize_with = "bounded_vec")]
+        entries: Vec<Member>,
+    },
+}
+
+/// Encodes one frame.
+pub fn encode(header: &Header<'_>, message: &Message) -> Vec<u8> {
+    let out = Vec::with_capacity(64);
+    postcard::to_extend(&(header, message), out).expect("encoding into a Vec cannot fail")
+}
+
+/// Encoded length of one value, used to pack frames exactly.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .expect("sizing cannot fail")
+}
+
+/// Length of postcard's varint encoding of a collection length.
+pub fn varint_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// Decodes and validates one frame against `config`.
+pub fn decode<'a>(config: &Config, bytes: &'a [u8]) -> Result<(Header<'a>, Message), RecvError> {
+    let max = config.max_message_size.get();
+    if bytes.len() > max {
+        return Err(RecvError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let Some(&version) = bytes.first() else {
+        return Err(RecvError::Empty);
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(RecvError::UnsupportedVersion(version));
+    }
+    let (header, rest): (Header<'a>, _) = postcard::take_from_bytes(bytes).map_err(malformed)?;
+    if header.label != config.cluster_label {
+        return Err(RecvError::WrongCluster);
+    }
+    let (message, rest): (Message, _) = postcard::take_from_bytes(rest).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(RecvError::TrailingBytes(rest.len()));
+    }
+    check_metadata(config, &message)?;
+    Ok((header, message))
+}
+
+fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
+    let max = config.max_metadata_len;
+    let too_long = |len: usize| {
+        if len > max {
+            Err(RecvError::MetadataTooLong { len, max })
+        } else {
+            Ok(())
+        }
+    };
+    match message {
+        Message::Ping { updates, .. }
+        | Message::Ack { updates, .. }
+        | Message::PingReq { updates, .. }
+        | Message::Nack { updates, .. }
+        | Message::Gossip { updates } => {
+            updates.iter().try_for_each(|record| match &record.status {
+                Status::Alive { metadata } => too_long(metadata.len()),
+                _ => Ok(()),
+            })
+        }
+        Message::Join { metadata } => too_long(metadata.len()),
+        Message::Sync { entries, .. } => entries
+            .iter()
+            .try_for_each(|entry| too_long(entry.metadata.len())),
+    }
+}
+
+fn malformed(error: postcard::Error) -> RecvError {
+    RecvError::Malformed(match error {
+        postcard::Error::DeserializeUnexpectedEnd => "truncated",
+        postcard::Error::DeserializeBadVarint => "bad varint",
+        postcard::Error::DeserializeBadBool => "bad bool",
+        postcard::Error::DeserializeBadUtf8 => "bad utf-8",
+        postcard::Error::DeserializeBadEnum => "unknown enum variant",
+        _ => "invalid encoding",
+    })
+}
+
+/// Deserialises a sequence without trusting its announced length for
+/// pre-allocation: the vector grows only as elements actually decode, so a
+/// forged length prefix cannot make the node reserve memory.
+fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct BoundedVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            const PREALLOCATE_AT_MOST: usize = 16;
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST));
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+}
