@@ -1,0 +1,236 @@
+//! Command-line interface.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use gossip_sim::{run_membership, MembershipReport, MembershipScenario, Quantiles};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Gossip protocols: simulations today, a node on real sockets later.
+#[derive(Debug, Parser)]
+#[command(name = "gossip-node", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a deterministic simulation and report measurements.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+/// Simulation scenarios.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// SWIM membership: join convergence, failure detection, false
+    /// positives, partition healing and bandwidth.
+    Membership(MembershipArgs),
+}
+
+/// Output format of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Arguments of `sim membership`.
+#[derive(Debug, clap::Args)]
+pub struct MembershipArgs {
+    /// Cluster size; every node starts at t=0 with node 0 as its seed.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Seed for every random choice; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated seconds to run.
+    #[arg(long, default_value_t = 120.0)]
+    pub duration: f64,
+    /// Probability that any frame is lost, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Number of random non-seed nodes that crash at --crash-at.
+    #[arg(long, default_value_t = 0)]
+    pub crash: usize,
+    /// Simulated second at which the crashes happen.
+    #[arg(long, default_value_t = 60.0)]
+    pub crash_at: f64,
+    /// Simulated second at which the cluster splits into two halves.
+    #[arg(long, requires = "heal_at")]
+    pub partition_at: Option<f64>,
+    /// Simulated second at which the partition heals.
+    #[arg(long, requires = "partition_at")]
+    pub heal_at: Option<f64>,
+    /// Number of random non-seed nodes whose inbound processing is delayed.
+    #[arg(long, default_value_t = 0)]
+    pub slow: usize,
+    /// Inbound delay of slow nodes, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub slow_delay: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value >= 0.0) {
+        bail!("--{name} must be a non-negative number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl MembershipArgs {
+    /// Builds the scenario, rejecting impossible combinations with a clear message.
+    pub fn scenario(&self) -> anyhow::Result<MembershipScenario> {
+        let mut scenario = MembershipScenario::new(self.nodes);
+        scenario.seed = self.seed;
+        scenario.duration = seconds("duration", self.duration)?;
+        scenario.link.loss = self.loss;
+        scenario.crash = self.crash;
+        scenario.crash_at = seconds("crash-at", self.crash_at)?;
+        if self.crash > 0 && scenario.crash_at >= scenario.duration {
+            bail!(
+                "--crash-at ({}) must fall within --duration ({})",
+                self.crash_at,
+                self.duration
+            );
+        }
+        scenario.partition = match (self.partition_at, self.heal_at) {
+            (Some(start), Some(heal)) => {
+                let (start, heal) = (seconds("partition-at", start)?, seconds("heal-at", heal)?);
+                if heal >= scenario.duration {
+                    bail!("--heal-at must fall within --duration");
+                }
+                Some((start, heal))
+            }
+            _ => None,
+        };
+        scenario.slow = self.slow;
+        scenario.slow_delay = seconds("slow-delay", self.slow_delay)?;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
+        Ok(scenario)
+    }
+}
+
+impl Cli {
+    /// Runs the chosen command, printing to stdout.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Sim(SimCommand::Membership(args)) => {
+                let scenario = args.scenario()?;
+                let report = run_with_progress(&scenario)?;
+                let mut out = std::io::stdout().lock();
+                match args.format {
+                    Format::Json => {
+                        serde_json::to_writer_pretty(&mut out, &report)?;
+                        writeln!(out)?;
+                    }
+                    Format::Table => write_table(&mut out, &report)?,
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn run_with_progress(scenario: &MembershipScenario) -> anyhow::Result<MembershipReport> {
+    let total = scenario.duration.as_secs();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} simulating [{bar:40}] {pos}/{len} s  eta {eta}",
+            )
+            .context("progress template")?,
+        );
+        // Runs shorter than a second finish before the bar would first draw.
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        Some(bar)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let report = run_membership(scenario, |t| {
+        if let Some(bar) = &bar {
+            if started.elapsed() >= Duration::from_secs(1) {
+                bar.set_position(t.as_secs());
+            }
+        }
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report)
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "never".to_string(), |v| format!("{v:.2}{unit}"))
+}
+
+fn fmt_q(q: &Quantiles) -> String {
+    format!(
+        "p50 {}  p99 {}  max {}",
+        fmt_opt(q.p50, " s"),
+        fmt_opt(q.p99, " s"),
+        fmt_opt(q.max, " s")
+    )
+}
+
+fn write_table(out: &mut impl Write, r: &MembershipReport) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "membership simulation: {} nodes, seed {}, {:.0} s simulated, loss {}",
+        r.nodes, r.seed, r.duration_s, r.loss
+    )?;
+    writeln!(
+        out,
+        "  join convergence     {}  (unconverged: {})",
+        fmt_q(&r.join_convergence_s),
+        r.join_unconverged
+    )?;
+    match &r.detection_s {
+        Some(q) => writeln!(
+            out,
+            "  failure detection    {}  (crashed: {:?})",
+            fmt_q(q),
+            r.crashed
+        )?,
+        None => writeln!(out, "  failure detection    no crashes")?,
+    }
+    writeln!(out, "  false positives      {}", r.false_positives)?;
+    match r.partition_healed {
+        Some(true) => writeln!(
+            out,
+            "  partition heal       {}",
+            fmt_opt(r.partition_heal_s, " s")
+        )?,
+        Some(false) => writeln!(out, "  partition heal       did not heal within the run")?,
+        None => writeln!(out, "  partition heal       no partition")?,
+    }
+    writeln!(
+        out,
+        "  steady traffic       {} B/node/s, {} msgs/node/s  (window {:.0}-{:.0} s)",
+        fmt_opt(r.bytes_per_node_per_s, ""),
+        fmt_opt(r.messages_per_node_per_s, ""),
+        r.steady_window_s.0,
+        r.steady_window_s.1
+    )?;
+    writeln!(
+        out,
+        "  cpu                  {:.2} s, {:.0} node-periods per cpu-second",
+        r.cpu_s, r.node_periods_per_cpu_s
+    )?;
+    Ok(())
+}
