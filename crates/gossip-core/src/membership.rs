@@ -2,13 +2,13 @@
 //! set of probe candidates and the queue of updates waiting to be piggybacked.
 
 use core::cmp::Reverse;
+use core::hash::{BuildHasherDefault, Hasher};
 use core::time::Duration;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::Rng;
-use rustc_hash::FxHashMap;
 
 use crate::id::{Generation, Incarnation, NodeId};
 use crate::wire::{encoded_len, Liveness, MemberRecord};
@@ -93,6 +93,99 @@ impl Entry {
     }
 }
 
+/// Hash map with a fixed (unseeded) hasher: lookups only, never iterated
+/// where the order could reach the output.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<MixHasher>>;
+
+/// Multiply-rotate hashing with a full avalanche at the end. Members' addresses
+/// often differ only in their last bits, which a bare multiply-rotate hash
+/// (FxHash) leaves clustered in the low bits that pick hash-table buckets.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        splitmix64(self.0)
+    }
+}
+
+/// Every member this node knows except itself: O(1) lookups by id, and a
+/// vector that fixes the iteration order (the order members were learned in,
+/// as reshuffled by removals), so that what reaches the wire never depends on
+/// a hash function's layout.
+#[derive(Default)]
+pub(crate) struct MemberTable {
+    entries: Vec<(NodeId, Entry)>,
+    index: FastMap<NodeId, usize>,
+}
+
+impl MemberTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&Entry> {
+        self.index.get(id).map(|&i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Entry> {
+        self.index.get(id).map(|&i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, id: &NodeId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Inserts a member not yet in the table.
+    pub fn insert(&mut self, id: NodeId, entry: Entry) {
+        debug_assert!(!self.index.contains_key(&id));
+        self.index.insert(id, self.entries.len());
+        self.entries.push((id, entry));
+    }
+
+    pub fn remove(&mut self, id: &NodeId) {
+        if let Some(pos) = self.index.remove(id) {
+            self.entries.swap_remove(pos);
+            if let Some((moved, _)) = self.entries.get(pos) {
+                self.index.insert(*moved, pos);
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Entry)> {
+        self.entries.iter().map(|(id, e)| (id, e))
+    }
+}
+
+impl core::ops::Index<&NodeId> for MemberTable {
+    type Output = Entry;
+    fn index(&self, id: &NodeId) -> &Entry {
+        self.get(id).expect("member is in the table")
+    }
+}
+
 /// Contribution of one live member to the view hash.
 ///
 /// The hash of a view is the wrapping sum of its live members' contributions,
@@ -146,7 +239,7 @@ fn splitmix64(mut z: u64) -> u64 {
 #[derive(Default, Debug)]
 pub(crate) struct IndexedSet {
     items: Vec<NodeId>,
-    positions: FxHashMap<NodeId, usize>,
+    positions: FastMap<NodeId, usize>,
 }
 
 impl IndexedSet {
@@ -236,7 +329,7 @@ struct Queued {
 /// retransmit limit.
 #[derive(Default)]
 pub(crate) struct UpdateQueue {
-    by_member: FxHashMap<NodeId, Queued>,
+    by_member: FastMap<NodeId, Queued>,
     order: BTreeSet<(u32, Reverse<u64>, NodeId)>,
     next_order: u64,
 }
@@ -288,11 +381,15 @@ impl UpdateQueue {
         let mut taken = Vec::new();
         let mut used = 0;
         let mut picked: Vec<(u32, Reverse<u64>, NodeId)> = Vec::new();
+        // Smaller updates further on may still fit after one that did not,
+        // but looking far ahead in a long queue costs more than it saves.
+        const LOOKAHEAD_AFTER_MISS: usize = 8;
+        let mut misses = 0;
         for key in &self.order {
             let queued = &self.by_member[&key.2];
             if used + queued.encoded_len > budget {
-                // Smaller updates further on may still fit.
-                if budget - used < 8 {
+                misses += 1;
+                if misses > LOOKAHEAD_AFTER_MISS {
                     break;
                 }
                 continue;

@@ -1,19 +1,18 @@
 //! The sans-IO node: SWIM membership with Lifeguard extensions.
 
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 
 use crate::config::Config;
 use crate::error::{CommandError, ConfigError, RecvError};
 use crate::id::{Generation, Incarnation, MessageId, NodeId};
 use crate::membership::{
-    is_live, member_hash, rank, Entry, IndexedSet, Suspicion, UpdateQueue, Version,
+    is_live, member_hash, rank, Entry, FastMap, IndexedSet, MemberTable, Suspicion, UpdateQueue, Version,
 };
 use crate::stats::Stats;
 use crate::wire::{
@@ -143,7 +142,7 @@ pub struct Node {
     joined: bool,
     seeds: Vec<SocketAddr>,
 
-    members: BTreeMap<NodeId, Entry>,
+    members: MemberTable,
     live: IndexedSet,
     dead: IndexedSet,
     view_hash: u64,
@@ -152,7 +151,7 @@ pub struct Node {
     probe_cursor: usize,
     probe: Option<Probe>,
     next_seq: u32,
-    indirect: FxHashMap<u32, IndirectRequest>,
+    indirect: FastMap<u32, IndirectRequest>,
     local_health: u32,
 
     next_probe_at: Option<Instant>,
@@ -189,7 +188,7 @@ impl Node {
             phase: Phase::Idle,
             joined: false,
             seeds: Vec::new(),
-            members: BTreeMap::new(),
+            members: MemberTable::default(),
             live: IndexedSet::default(),
             dead: IndexedSet::default(),
             view_hash: 0,
@@ -197,7 +196,7 @@ impl Node {
             probe_cursor: 0,
             probe: None,
             next_seq: 0,
-            indirect: FxHashMap::default(),
+            indirect: FastMap::default(),
             local_health: 0,
             next_probe_at: None,
             next_gossip_at: None,
@@ -235,8 +234,8 @@ impl Node {
         stats
     }
 
-    /// Every member this node knows, itself first, then the others in
-    /// address order, including suspect, dead and departed ones still
+    /// Every member this node knows, itself first, then the others in the
+    /// order this node learned them (departures reorder the tail), including suspect, dead and departed ones still
     /// remembered.
     pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
         core::iter::once(self.own_member()).chain(self.members.iter().map(|(&id, e)| Member {
@@ -485,18 +484,17 @@ impl Node {
                 updates,
             } => {
                 self.apply_records(now, updates);
-                // A member we believe dead is talking to us: tell it so first,
-                // so it can refute at once instead of waiting for gossip.
-                let verdict = self.members.get(&sender).and_then(|e| {
-                    (e.liveness == Liveness::Dead
-                        && e.version() >= (header.generation, header.incarnation))
-                        .then(|| MemberRecord {
-                            id: sender,
-                            generation: e.generation,
-                            incarnation: e.incarnation,
-                            status: Status::Dead { by: self.me },
-                        })
-                });
+                // A member we suspect or believe dead is talking to us: tell it
+                // so first, so it can refute at once instead of waiting for
+                // gossip (whose bounded retransmissions may all have been lost).
+                let verdict = self
+                    .members
+                    .get(&sender)
+                    .is_some_and(|e| {
+                        matches!(e.liveness, Liveness::Suspect | Liveness::Dead)
+                            && e.version() >= (header.generation, header.incarnation)
+                    })
+                    .then(|| self.record_of(sender));
                 self.send_with_updates(from, verdict, |updates| Message::Ack { seq, updates });
                 if u64::from_le_bytes(view_hash) != self.view_hash {
                     self.maybe_start_sync(now, from);
@@ -898,9 +896,10 @@ impl Node {
                 incarnation: version.1,
                 status,
             });
-        } else if changed {
-            // Learned from bulk state: spread the member's current state so
-            // that the rest of the cluster converges without further syncs.
+        } else if changed && !matches!(claim, Claim::Alive(_)) {
+            // Learned from bulk state. Liveness news spreads by further syncs,
+            // which cost nothing once views agree; but a suspicion must reach
+            // its subject quickly so that it can refute in time.
             let record = self.record_of(id);
             self.enqueue(record);
         }
@@ -1131,7 +1130,15 @@ impl Node {
 
     fn send_ping(&mut self, to: SocketAddr, seq: u32) {
         let view_hash = self.view_hash.to_le_bytes();
-        self.send_with_updates(to, None, |updates| Message::Ping {
+        // Probing a member we suspect or believe dead: carry that claim, so the
+        // member can refute it even if every gossiped copy was lost.
+        let target = NodeId::new(to);
+        let verdict = self
+            .members
+            .get(&target)
+            .is_some_and(|e| matches!(e.liveness, Liveness::Suspect | Liveness::Dead))
+            .then(|| self.record_of(target));
+        self.send_with_updates(to, verdict, |updates| Message::Ping {
             seq,
             view_hash,
             updates,

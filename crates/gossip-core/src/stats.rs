@@ -47,3 +47,29 @@ pub struct Stats {
     /// Current Lifeguard local-health multiplier (0 = healthy).
     pub local_health: u32,
 }
+
+impl Stats {
+    /// Adds `other`'s counters to these (for cluster-wide totals).
+    pub fn accumulate(&mut self, other: &Stats) {
+        self.frames_sent += other.frames_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.frames_received += other.frames_received;
+        self.bytes_received += other.bytes_received;
+        self.recv_errors += other.recv_errors;
+        self.probes_sent += other.probes_sent;
+        self.probes_failed += other.probes_failed;
+        self.indirect_pings_sent += other.indirect_pings_sent;
+        self.dead_probes_sent += other.dead_probes_sent;
+        self.suspicions_raised += other.suspicions_raised;
+        self.members_declared_dead += other.members_declared_dead;
+        self.refutations += other.refutations;
+        self.gossip_sent += other.gossip_sent;
+        self.syncs_started += other.syncs_started;
+        self.syncs_answered += other.syncs_answered;
+        self.joins_answered += other.joins_answered;
+        self.updates_dropped += other.updates_dropped;
+        self.members_dropped += other.members_dropped;
+        self.pending_updates += other.pending_updates;
+        self.local_health += other.local_health;
+    }
+}

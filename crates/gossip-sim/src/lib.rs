@@ -13,4 +13,6 @@ mod net;
 mod scenario;
 
 pub use net::{node_addr, node_index, Latency, LinkModel, NetStats, Observer, Simulator, SIM_PORT};
-pub use scenario::{run_membership, MembershipReport, MembershipScenario, Quantiles};
+pub use scenario::{
+    run_membership, CrashTimeline, MembershipReport, MembershipScenario, Quantiles,
+};

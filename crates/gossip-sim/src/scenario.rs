@@ -3,7 +3,7 @@
 use core::time::Duration;
 use std::net::SocketAddr;
 
-use gossip_core::{Config, Event};
+use gossip_core::{Config, Event, Stats};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -131,6 +131,10 @@ pub struct MembershipReport {
     /// Per crashed node: from its crash until every running node marks it
     /// dead. `None` without crashes.
     pub detection_s: Option<Quantiles>,
+    /// Per crashed node, seconds after its crash until the first member
+    /// suspected it, the first declared it dead, and all running members
+    /// saw it dead (`None`: never within the run).
+    pub detection_detail: Vec<CrashTimeline>,
     /// Times a healthy node (neither crashed nor slow) became dead in the
     /// view of another healthy node, declarations across an active partition
     /// excepted.
@@ -150,10 +154,29 @@ pub struct MembershipReport {
     pub steady_window_s: (f64, f64),
     /// Network counters for the whole run.
     pub network: NetStats,
+    /// Protocol counters summed over the nodes running at the end.
+    pub protocol: Stats,
     /// Process CPU time spent simulating.
     pub cpu_s: f64,
-    /// Simulated probe periods (nodes x duration / probe interval) per CPU second.
+    /// Simulated probe periods (nodes x duration / probe interval) per CPU
+    /// second, over the whole run (the join storm included).
     pub node_periods_per_cpu_s: f64,
+    /// The same over the steady window only (whole simulated seconds inside
+    /// it); `None` if the window is shorter than 5 s.
+    pub steady_node_periods_per_cpu_s: Option<f64>,
+}
+
+/// How the failure of one crashed node became known.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrashTimeline {
+    /// Index of the crashed node.
+    pub node: usize,
+    /// Until the first suspicion.
+    pub first_suspect_s: Option<f64>,
+    /// Until the first death declaration.
+    pub first_dead_s: Option<f64>,
+    /// Until every running member saw it dead.
+    pub all_dead_s: Option<f64>,
 }
 
 /// Tracks every node's view of every other node from the events.
@@ -167,6 +190,8 @@ struct Metrics {
     converged_at: Vec<Option<f64>>,
     crash_time: Vec<Option<f64>>,
     detected_at: Vec<Option<f64>>,
+    first_suspect: Vec<Option<f64>>,
+    first_dead: Vec<Option<f64>>,
     false_positives: u64,
     partition_active: bool,
     cut: Vec<u32>,
@@ -192,6 +217,8 @@ impl Metrics {
             converged_at: vec![None; n],
             crash_time: vec![None; n],
             detected_at: vec![None; n],
+            first_suspect: vec![None; n],
+            first_dead: vec![None; n],
             false_positives: 0,
             partition_active: false,
             cut: vec![0; n],
@@ -263,6 +290,18 @@ impl Observer for Metrics {
         let Some(subject) = node_index(member.id.addr()).filter(|&i| i < self.n) else {
             return;
         };
+        if let Some(crashed_at) = self.crash_time[subject] {
+            let since = at - crashed_at;
+            match event {
+                Event::MemberSuspect(_) => {
+                    self.first_suspect[subject].get_or_insert(since);
+                }
+                Event::MemberDown(_) => {
+                    self.first_dead[subject].get_or_insert(since);
+                }
+                _ => {}
+            }
+        }
         if down
             && self.healthy(node)
             && self.healthy(subject)
@@ -327,6 +366,8 @@ pub fn run_membership(
         milestones.push(heal);
     }
     let mut t = Duration::ZERO;
+    let mut cpu_at_window: (Option<(Duration, Duration)>, Option<(Duration, Duration)>) =
+        (None, None);
     while t < scenario.duration {
         let next_second = t + Duration::from_secs(1);
         let step_to = milestones
@@ -349,6 +390,13 @@ pub fn run_membership(
         }
         sim.run_until(step_to, &mut metrics);
         t = step_to;
+        let (window_start, window_end) = metrics.window;
+        if cpu_at_window.0.is_none() && t.as_secs_f64() >= window_start.ceil() {
+            cpu_at_window.0 = Some((t, cpu_start.elapsed()));
+        }
+        if cpu_at_window.1.is_none() && t.as_secs_f64() >= window_end.floor() {
+            cpu_at_window.1 = Some((t, cpu_start.elapsed()));
+        }
         let secs = t.as_secs_f64();
         if scenario.crash > 0 && t == scenario.crash_at {
             for &c in &crashed {
@@ -375,6 +423,10 @@ pub fn run_membership(
         progress(t);
     }
     let cpu_s = cpu_start.elapsed().as_secs_f64();
+    let mut protocol = Stats::default();
+    for node in (0..n).filter_map(|i| sim.node(i)) {
+        protocol.accumulate(&node.stats());
+    }
 
     let window = if metrics.window.0.is_finite() {
         metrics.window
@@ -395,7 +447,16 @@ pub fn run_membership(
     };
     let periods =
         n as f64 * scenario.duration.as_secs_f64() / scenario.config.probe_interval.as_secs_f64();
+    let steady_node_periods_per_cpu_s = match cpu_at_window {
+        (Some((t0, c0)), Some((t1, c1))) if t1 >= t0 + Duration::from_secs(5) => Some(
+            n as f64 * (t1 - t0).as_secs_f64()
+                / scenario.config.probe_interval.as_secs_f64()
+                / (c1 - c0).as_secs_f64().max(1e-9),
+        ),
+        _ => None,
+    };
     Ok(MembershipReport {
+        steady_node_periods_per_cpu_s,
         nodes: n,
         seed: scenario.seed,
         duration_s: scenario.duration.as_secs_f64(),
@@ -410,6 +471,15 @@ pub fn run_membership(
                     .collect::<Vec<_>>(),
             )
         }),
+        detection_detail: crashed
+            .iter()
+            .map(|&c| CrashTimeline {
+                node: c,
+                first_suspect_s: metrics.first_suspect[c],
+                first_dead_s: metrics.first_dead[c],
+                all_dead_s: metrics.detected_at[c],
+            })
+            .collect(),
         false_positives: metrics.false_positives,
         partition_heal_s: match (metrics.heal_time, metrics.healed_at) {
             (Some(heal), Some(done)) => Some(done - heal),
@@ -420,6 +490,7 @@ pub fn run_membership(
         messages_per_node_per_s: msg_rate,
         steady_window_s: window,
         network: sim.stats().clone(),
+        protocol,
         crashed,
         slow_nodes,
         cpu_s,
