@@ -1,0 +1,89 @@
+//! The `gossip-node sim membership` command as a user runs it: JSON keys the
+//! issue promises, table output, and clear errors for impossible input.
+
+use std::process::Command;
+
+fn gossip_node(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gossip-node"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn json_report_has_every_promised_key() {
+    let out = gossip_node(&[
+        "sim",
+        "membership",
+        "--nodes",
+        "12",
+        "--duration",
+        "40",
+        "--crash",
+        "1",
+        "--crash-at",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "nodes",
+        "seed",
+        "duration_s",
+        "join_convergence_s",
+        "detection_s",
+        "false_positives",
+        "partition_heal_s",
+        "bytes_per_node_per_s",
+        "messages_per_node_per_s",
+        "cpu_s",
+        "node_periods_per_cpu_s",
+    ] {
+        assert!(report.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(report["nodes"], 12);
+    for q in ["p50", "p99", "max"] {
+        assert!(report["join_convergence_s"][q].is_number());
+        assert!(
+            report["detection_s"][q].is_number(),
+            "the crash was detected"
+        );
+    }
+    assert!(
+        report["partition_heal_s"].is_null(),
+        "no partition was asked for"
+    );
+}
+
+#[test]
+fn table_is_the_default_format() {
+    let out = gossip_node(&["sim", "membership", "--nodes", "5", "--duration", "10"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("join convergence"), "{text}");
+    assert!(text.contains("false positives"), "{text}");
+}
+
+#[test]
+fn impossible_input_is_refused_with_a_reason() {
+    for (args, needle) in [
+        (vec!["--loss", "1.5"], "loss"),
+        (vec!["--nodes", "1"], "2 nodes"),
+        (vec!["--crash", "9", "--nodes", "5"], "seed node"),
+        (vec!["--partition-at", "50", "--heal-at", "40"], "heal"),
+        (vec!["--duration=-3"], "duration"),
+    ] {
+        let mut full = vec!["sim", "membership"];
+        full.extend(args.iter().copied());
+        let out = gossip_node(&full);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
