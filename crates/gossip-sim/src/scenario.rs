@@ -166,6 +166,9 @@ pub struct MembershipReport {
     pub steady_node_periods_per_cpu_s: Option<f64>,
 }
 
+/// Simulated time and process CPU time at a window boundary.
+type CpuMark = Option<(Duration, Duration)>;
+
 /// How the failure of one crashed node became known.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CrashTimeline {
@@ -366,8 +369,7 @@ pub fn run_membership(
         milestones.push(heal);
     }
     let mut t = Duration::ZERO;
-    let mut cpu_at_window: (Option<(Duration, Duration)>, Option<(Duration, Duration)>) =
-        (None, None);
+    let mut cpu_at_window: (CpuMark, CpuMark) = (None, None);
     while t < scenario.duration {
         let next_second = t + Duration::from_secs(1);
         let step_to = milestones
