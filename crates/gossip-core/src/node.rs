@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::error::{CommandError, ConfigError, RecvError};
 use crate::id::{Generation, Incarnation, MessageId, NodeId};
 use crate::membership::{
-    is_live, member_hash, rank, Entry, FastMap, IndexedSet, MemberTable, Suspicion, UpdateQueue, Version,
+    is_live, member_hash, rank, Entry, FastMap, IndexedSet, MemberTable, Suspicion, UpdateQueue,
+    Version,
 };
 use crate::stats::Stats;
 use crate::wire::{
@@ -162,6 +163,10 @@ pub struct Node {
     timers: BTreeSet<(Instant, Timer)>,
     forget_queue: VecDeque<(Instant, NodeId)>,
 
+    /// Bytes of state replies this node may still send now (may go negative).
+    reply_tokens: f64,
+    reply_tokens_at: Option<Instant>,
+
     pending: UpdateQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -205,6 +210,8 @@ impl Node {
             sync_allowed_at: None,
             timers: BTreeSet::new(),
             forget_queue: VecDeque::new(),
+            reply_tokens: 0.0,
+            reply_tokens_at: None,
             pending: UpdateQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -542,8 +549,10 @@ impl Node {
             Message::Join { metadata } => {
                 let version = (header.generation, header.incarnation);
                 self.apply_claim(now, sender, version, Claim::Alive(metadata), true);
-                self.stats.joins_answered += 1;
-                self.send_state(from, false);
+                if self.allow_state_reply(now) {
+                    self.stats.joins_answered += 1;
+                    self.send_state(from, false);
+                }
             }
             Message::Sync { reply, entries } => {
                 self.joined = true;
@@ -559,9 +568,10 @@ impl Node {
                         Liveness::Left => Claim::Left,
                     };
                     let version = (entry.generation, entry.incarnation);
-                    if entry.liveness == Liveness::Suspect || entry.liveness == Liveness::Dead {
+                    if entry.liveness == Liveness::Suspect {
                         // Bulk state may introduce a member we never heard of
-                        // in a suspect state: learn it as alive first.
+                        // in a suspect state: learn it as alive first. (Dead
+                        // strangers are not worth learning, as with gossip.)
                         if !self.members.contains_key(&entry.id) && entry.id != self.me {
                             self.apply_claim(
                                 now,
@@ -574,7 +584,7 @@ impl Node {
                     }
                     self.apply_claim(now, entry.id, version, claim, false);
                 }
-                if reply {
+                if reply && self.allow_state_reply(now) {
                     self.stats.syncs_answered += 1;
                     self.send_state(from, false);
                 }
@@ -792,6 +802,27 @@ impl Node {
             }
             self.stats.gossip_sent += 1;
             self.send_with_updates(target.addr(), None, |updates| Message::Gossip { updates });
+        }
+    }
+
+    /// Token bucket over the bytes of bulk state answers (join and sync
+    /// replies): a small request can draw a reply of many frames, so without
+    /// a bound a forged source address would turn the node into an amplifier.
+    fn allow_state_reply(&mut self, now: Instant) -> bool {
+        let rate = self.config.state_reply_bytes_per_s as f64;
+        let burst = self.config.state_reply_burst_bytes as f64;
+        self.reply_tokens = match self.reply_tokens_at {
+            Some(at) => (self.reply_tokens
+                + now.saturating_duration_since(at).as_secs_f64() * rate)
+                .min(burst),
+            None => burst,
+        };
+        self.reply_tokens_at = Some(now);
+        if self.reply_tokens > 0.0 {
+            true
+        } else {
+            self.stats.state_replies_throttled += 1;
+            false
         }
     }
 
@@ -1157,6 +1188,12 @@ impl Node {
     /// Sends this node's whole view, split into as many frames as needed.
     /// Only the first frame asks for an answer, so one sync costs one reply.
     fn send_state(&mut self, to: SocketAddr, reply: bool) {
+        let sent_before = self.stats.bytes_sent;
+        self.send_state_frames(to, reply);
+        self.reply_tokens -= (self.stats.bytes_sent - sent_before) as f64;
+    }
+
+    fn send_state_frames(&mut self, to: SocketAddr, reply: bool) {
         let budget = self.config.max_message_size.get();
         let bare = wire::encoded_len(&(
             self.header(),

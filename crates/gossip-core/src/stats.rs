@@ -38,6 +38,9 @@ pub struct Stats {
     pub syncs_answered: u64,
     /// Join requests this node answered.
     pub joins_answered: u64,
+    /// Join or sync requests left unanswered because the state-reply byte
+    /// budget was spent.
+    pub state_replies_throttled: u64,
     /// Updates dropped because the pending queue was full.
     pub updates_dropped: u64,
     /// New members ignored because `max_members` was reached.
@@ -67,6 +70,7 @@ impl Stats {
         self.syncs_started += other.syncs_started;
         self.syncs_answered += other.syncs_answered;
         self.joins_answered += other.joins_answered;
+        self.state_replies_throttled += other.state_replies_throttled;
         self.updates_dropped += other.updates_dropped;
         self.members_dropped += other.members_dropped;
         self.pending_updates += other.pending_updates;
