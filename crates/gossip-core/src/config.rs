@@ -45,8 +45,9 @@ pub struct Config {
     /// suspicion timeout to its minimum. Default 3.
     pub indirect_probes: u32,
     /// Minimum suspicion timeout as a multiple of
-    /// `probe_interval * max(1, log10(live members))`. Default 1.0: 2 s at
-    /// 100 members with a 1 s period.
+    /// `probe_interval * max(2, log10(live members))`. Default 0.75: 1.5 s up
+    /// to 100 members and 2.25 s at 1000 with a 1 s period (Lifeguard's
+    /// confirmations make short minimums safe; see the README's figures).
     pub suspicion_min_mult: f64,
     /// Maximum suspicion timeout, as a multiple of the minimum. A suspicion
     /// starts at the maximum and shrinks towards the minimum as independent

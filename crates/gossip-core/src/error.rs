@@ -14,6 +14,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The node's address cannot be carried on the wire (an IPv6 address
+    /// with a scope id or flow label).
+    #[error(
+        "address {0} has an IPv6 scope id or flow label, which the wire format does not carry"
+    )]
+    UnsupportedAddress(std::net::SocketAddr),
     /// `max_message_size` cannot hold a header and one maximal member record.
     #[error("max_message_size {configured} is too small: {needed} bytes are needed for a header and one member record")]
     MessageTooSmall {

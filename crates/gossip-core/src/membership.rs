@@ -462,6 +462,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; only differences matter
     fn suspicion_shrinks_with_confirmations() {
         let now = Instant::now();
         let mut s = Suspicion::new(now, id(1), Duration::from_secs(2), Duration::from_secs(6));

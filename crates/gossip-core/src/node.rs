@@ -103,6 +103,9 @@ struct IndirectRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Suspicion(NodeId),
+    /// Ping a member we suspect once more, carrying the suspicion, in case
+    /// every gossiped copy of it was lost.
+    Remind(NodeId),
     Nack(u32),
     ForgetIndirect(u32),
 }
@@ -183,6 +186,13 @@ impl Node {
         seed: u64,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if let SocketAddr::V6(v6) = id.addr() {
+            if v6.scope_id() != 0 || v6.flowinfo() != 0 {
+                // The wire carries address and port only: peers could not
+                // reach a scoped address, nor would we recognise our own frames.
+                return Err(ConfigError::UnsupportedAddress(id.addr()));
+            }
+        }
         let mut node = Self {
             config,
             me: id,
@@ -753,6 +763,17 @@ impl Node {
                     }
                 }
             }
+            Timer::Remind(id) => {
+                if self
+                    .members
+                    .get(&id)
+                    .is_some_and(|e| e.liveness == Liveness::Suspect)
+                {
+                    self.stats.reminders_sent += 1;
+                    let seq = self.next_seq();
+                    self.send_ping(id.addr(), seq);
+                }
+            }
             Timer::ForgetIndirect(seq) => {
                 self.indirect.remove(&seq);
             }
@@ -770,6 +791,8 @@ impl Node {
         let version = entry.version();
         self.stats.suspicions_raised += 1;
         self.apply_claim(now, id, version, Claim::Suspect(self.me), true);
+        let (min, _) = self.suspicion_bounds(self.live_member_count());
+        self.timers.insert((now + min / 2, Timer::Remind(id)));
     }
 
     // ----- dissemination -------------------------------------------------
@@ -1036,7 +1059,9 @@ impl Node {
     }
 
     fn suspicion_bounds(&self, live_count: usize) -> (Duration, Duration) {
-        let scale = (live_count.max(1) as f64).log10().max(1.0);
+        // Below 100 members there are too few independent confirmations to
+        // justify shorter timeouts, so small clusters are treated as 100.
+        let scale = (live_count.max(1) as f64).log10().max(2.0);
         let min = self
             .config
             .probe_interval

@@ -26,6 +26,8 @@ pub struct Stats {
     pub dead_probes_sent: u64,
     /// Suspicions this node raised itself.
     pub suspicions_raised: u64,
+    /// Extra pings sent to members this node suspects, carrying the suspicion.
+    pub reminders_sent: u64,
     /// Members this node declared dead when their suspicion timed out.
     pub members_declared_dead: u64,
     /// Times this node refuted a suspicion or death claim about itself.
@@ -64,6 +66,7 @@ impl Stats {
         self.indirect_pings_sent += other.indirect_pings_sent;
         self.dead_probes_sent += other.dead_probes_sent;
         self.suspicions_raised += other.suspicions_raised;
+        self.reminders_sent += other.reminders_sent;
         self.members_declared_dead += other.members_declared_dead;
         self.refutations += other.refutations;
         self.gossip_sent += other.gossip_sent;
