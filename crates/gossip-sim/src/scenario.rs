@@ -139,6 +139,8 @@ pub struct MembershipReport {
     /// view of another healthy node, declarations across an active partition
     /// excepted.
     pub false_positives: u64,
+    /// The first few false positives: (simulated second, observer, subject).
+    pub false_positive_examples: Vec<(f64, usize, usize)>,
     /// From the heal until every node sees all N alive. `None` without a
     /// partition or if it never happened within the run.
     pub partition_heal_s: Option<f64>,
@@ -196,6 +198,7 @@ struct Metrics {
     first_suspect: Vec<Option<f64>>,
     first_dead: Vec<Option<f64>>,
     false_positives: u64,
+    false_positive_examples: Vec<(f64, usize, usize)>,
     partition_active: bool,
     cut: Vec<u32>,
     heal_time: Option<f64>,
@@ -223,6 +226,7 @@ impl Metrics {
             first_suspect: vec![None; n],
             first_dead: vec![None; n],
             false_positives: 0,
+            false_positive_examples: Vec::new(),
             partition_active: false,
             cut: vec![0; n],
             heal_time: None,
@@ -311,6 +315,9 @@ impl Observer for Metrics {
             && !(self.partition_active && self.cut[node] != self.cut[subject])
         {
             self.false_positives += 1;
+            if self.false_positive_examples.len() < 20 {
+                self.false_positive_examples.push((at, node, subject));
+            }
         }
         self.set_view(at, node, subject, live);
     }
@@ -483,6 +490,7 @@ pub fn run_membership(
             })
             .collect(),
         false_positives: metrics.false_positives,
+        false_positive_examples: metrics.false_positive_examples.clone(),
         partition_heal_s: match (metrics.heal_time, metrics.healed_at) {
             (Some(heal), Some(done)) => Some(done - heal),
             _ => None,
