@@ -82,7 +82,8 @@ pub(crate) struct Entry {
     pub incarnation: Incarnation,
     pub liveness: Liveness,
     pub metadata: Vec<u8>,
-    pub suspicion: Option<Suspicion>,
+    /// Boxed: most entries have none, and a small entry keeps the table dense.
+    pub suspicion: Option<Box<Suspicion>>,
     /// When the entry last became dead or left (drives forgetting).
     pub down_since: Option<Instant>,
 }
@@ -131,14 +132,13 @@ impl Hasher for MixHasher {
     }
 }
 
-/// Every member this node knows except itself: O(1) lookups by id, and a
-/// vector that fixes the iteration order (the order members were learned in,
-/// as reshuffled by removals), so that what reaches the wire never depends on
-/// a hash function's layout.
+/// Every member this node knows except itself, in one hash map (one probe
+/// per lookup: at a thousand members per node the simulator is bound by cache
+/// misses). Iteration that reaches the output goes through
+/// [`MemberTable::sorted`], so it never depends on the map's layout.
 #[derive(Default)]
 pub(crate) struct MemberTable {
-    entries: Vec<(NodeId, Entry)>,
-    index: FastMap<NodeId, usize>,
+    entries: FastMap<NodeId, Entry>,
 }
 
 impl MemberTable {
@@ -147,35 +147,32 @@ impl MemberTable {
     }
 
     pub fn get(&self, id: &NodeId) -> Option<&Entry> {
-        self.index.get(id).map(|&i| &self.entries[i].1)
+        self.entries.get(id)
     }
 
     pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Entry> {
-        self.index.get(id).map(|&i| &mut self.entries[i].1)
+        self.entries.get_mut(id)
     }
 
     pub fn contains_key(&self, id: &NodeId) -> bool {
-        self.index.contains_key(id)
+        self.entries.contains_key(id)
     }
 
     /// Inserts a member not yet in the table.
     pub fn insert(&mut self, id: NodeId, entry: Entry) {
-        debug_assert!(!self.index.contains_key(&id));
-        self.index.insert(id, self.entries.len());
-        self.entries.push((id, entry));
+        let previous = self.entries.insert(id, entry);
+        debug_assert!(previous.is_none());
     }
 
     pub fn remove(&mut self, id: &NodeId) {
-        if let Some(pos) = self.index.remove(id) {
-            self.entries.swap_remove(pos);
-            if let Some((moved, _)) = self.entries.get(pos) {
-                self.index.insert(*moved, pos);
-            }
-        }
+        self.entries.remove(id);
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Entry)> {
-        self.entries.iter().map(|(id, e)| (id, e))
+    /// All members in address order.
+    pub fn sorted(&self) -> Vec<(&NodeId, &Entry)> {
+        let mut all: Vec<_> = self.entries.iter().collect();
+        all.sort_unstable_by_key(|(id, _)| **id);
+        all
     }
 }
 

@@ -251,17 +251,19 @@ impl Node {
         stats
     }
 
-    /// Every member this node knows, itself first, then the others in the
-    /// order this node learned them (departures reorder the tail), including suspect, dead and departed ones still
+    /// Every member this node knows, itself first, then the others in
+    /// address order, including suspect, dead and departed ones still
     /// remembered.
     pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
-        core::iter::once(self.own_member()).chain(self.members.iter().map(|(&id, e)| Member {
-            id,
-            generation: e.generation,
-            incarnation: e.incarnation,
-            liveness: e.liveness,
-            metadata: e.metadata.clone(),
-        }))
+        core::iter::once(self.own_member()).chain(self.members.sorted().into_iter().map(
+            |(&id, e)| Member {
+                id,
+                generation: e.generation,
+                incarnation: e.incarnation,
+                liveness: e.liveness,
+                metadata: e.metadata.clone(),
+            },
+        ))
     }
 
     /// Members currently alive or suspect, this node included (unless it left).
@@ -999,7 +1001,7 @@ impl Node {
                 entry.down_since = None;
             }
             Claim::Suspect(by) => {
-                let suspicion = Suspicion::new(now, *by, min, max);
+                let suspicion = Box::new(Suspicion::new(now, *by, min, max));
                 self.timers
                     .insert((suspicion.deadline, Timer::Suspicion(id)));
                 entry.suspicion = Some(suspicion);
