@@ -327,6 +327,10 @@ impl Node {
         self.next_probe_at = None;
         self.next_dead_probe_at = None;
         self.next_join_at = None;
+        // A departed node judges nobody: drop pending suspicions and probes
+        // run for others, so only the farewell gossip remains.
+        self.timers.clear();
+        self.indirect.clear();
         self.enqueue(MemberRecord {
             id: self.me,
             generation: self.generation,
@@ -397,7 +401,7 @@ impl Node {
             }
             consider(Some(probe.end));
         }
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() && !self.live.is_empty() {
             consider(self.next_gossip_at);
         }
         if !self.dead.is_empty() {
@@ -821,6 +825,10 @@ impl Node {
         let targets = self
             .live
             .choose_many(&mut self.rng, self.config.gossip_fanout as usize, &[]);
+        if targets.is_empty() && self.phase == Phase::Departed {
+            // Nobody is left to tell: the farewell is moot.
+            self.pending = UpdateQueue::default();
+        }
         for target in targets {
             if self.pending.is_empty() {
                 break;

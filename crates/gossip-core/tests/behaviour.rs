@@ -543,3 +543,37 @@ fn brief_isolation_never_causes_false_deaths_across_seeds() {
         "false deaths for base seeds {failures:?}"
     );
 }
+
+#[test]
+fn lone_and_departed_nodes_go_quiet() {
+    use gossip_core::{Config, Generation, Node, NodeId};
+    use std::time::Duration;
+    let addr = "127.0.0.1:7999".parse().unwrap();
+    let start = common::base_instant();
+    let mut node = Node::new(Config::default(), NodeId::new(addr), Generation(1), 9).unwrap();
+    node.join(start, &[]).unwrap();
+    node.set_metadata(start, b"role=db".to_vec()).unwrap();
+    // Alone, the metadata update has nobody to go to: the node must wake only
+    // for its 1 s probe period, not for a 200 ms gossip round that sends nothing.
+    let mut wakes = 0;
+    let mut now = start;
+    while let Some(at) = node.poll_timeout() {
+        if at > start + Duration::from_secs(10) {
+            break;
+        }
+        now = at.max(now);
+        node.handle_timeout(now);
+        wakes += 1;
+        assert!(wakes < 100, "timer does not advance");
+    }
+    assert!(wakes <= 11, "{wakes} wake-ups in 10 s for a lone node");
+    assert!(node.poll_transmit().is_none(), "nobody to send to");
+    node.leave(now).unwrap();
+    node.handle_timeout(now + Duration::from_secs(1));
+    assert_eq!(
+        node.poll_timeout(),
+        None,
+        "a departed lone node has nothing left to do"
+    );
+    assert_eq!(node.live_member_count(), 0);
+}
