@@ -570,8 +570,23 @@ impl Node {
                     self.send_state(from, false);
                 }
             }
-            Message::Sync { reply, entries } => {
+            Message::Sync {
+                reply,
+                after,
+                through,
+                entries,
+            } => {
                 self.joined = true;
+                // What the sender listed, to answer with only what it lacks.
+                let mut listed: Vec<(NodeId, Version, u8)> = if reply {
+                    entries
+                        .iter()
+                        .map(|e| (e.id, (e.generation, e.incarnation), rank(e.liveness)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                listed.sort_unstable();
                 for entry in entries {
                     let claim = match entry.liveness {
                         Liveness::Alive => Claim::Alive(entry.metadata.clone()),
@@ -601,8 +616,10 @@ impl Node {
                     self.apply_claim(now, entry.id, version, claim, false);
                 }
                 if reply && self.allow_state_reply(now) {
-                    self.stats.syncs_answered += 1;
-                    self.send_state(from, false);
+                    if after.is_none() {
+                        self.stats.syncs_answered += 1;
+                    }
+                    self.send_missing_state(from, (after, through), &listed);
                 }
             }
         }
@@ -1221,47 +1238,90 @@ impl Node {
     }
 
     /// Sends this node's whole view, split into as many frames as needed.
-    /// Only the first frame asks for an answer, so one sync costs one reply.
+    /// With `reply`, every frame asks the receiver for what it knows better
+    /// in that frame's id range.
     fn send_state(&mut self, to: SocketAddr, reply: bool) {
-        let sent_before = self.stats.bytes_sent;
-        self.send_state_frames(to, reply);
-        self.reply_tokens -= (self.stats.bytes_sent - sent_before) as f64;
+        let mut view: Vec<Member> = self.members().collect();
+        view.sort_unstable_by_key(|m| m.id);
+        self.send_sorted_state(to, reply, view, (None, None));
     }
 
-    fn send_state_frames(&mut self, to: SocketAddr, reply: bool) {
+    /// Answers a sync frame covering `range`: the members of that range this
+    /// node knows in a newer or stronger state than `listed` (sorted by id)
+    /// says, and live members `listed` lacks.
+    fn send_missing_state(
+        &mut self,
+        to: SocketAddr,
+        range: (Option<NodeId>, Option<NodeId>),
+        listed: &[(NodeId, Version, u8)],
+    ) {
+        let (after, through) = range;
+        let mut missing: Vec<Member> = self
+            .members()
+            .filter(|m| after.is_none_or(|a| m.id > a) && through.is_none_or(|t| m.id <= t))
+            .filter(|m| match listed.binary_search_by_key(&m.id, |l| l.0) {
+                Ok(i) => {
+                    let (_, version, strength) = listed[i];
+                    ((m.generation, m.incarnation), rank(m.liveness)) > (version, strength)
+                }
+                // Dead or departed strangers would be ignored anyway.
+                Err(_) => is_live(m.liveness),
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort_unstable_by_key(|m| m.id);
+        self.send_sorted_state(to, false, missing, range);
+    }
+
+    /// Packs `view` (sorted by id) into sync frames. Each frame covers the
+    /// ids after the previous frame's last one through its own last one; the
+    /// first and last frames extend to the ends of `range`.
+    fn send_sorted_state(
+        &mut self,
+        to: SocketAddr,
+        reply: bool,
+        view: Vec<Member>,
+        range: (Option<NodeId>, Option<NodeId>),
+    ) {
+        let sent_before = self.stats.bytes_sent;
         let budget = self.config.max_message_size.get();
+        // Frame overhead with both bounds absent, plus room for the largest
+        // bounds and a three-byte element count.
         let bare = wire::encoded_len(&(
             self.header(),
             Message::Sync {
                 reply,
+                after: None,
+                through: None,
                 entries: Vec::new(),
             },
-        )) + 2;
-        let mut entries = Vec::new();
+        )) + 2 * wire::MAX_NODE_ID_LEN
+            + 2;
+        let mut entries: Vec<Member> = Vec::new();
         let mut used = bare;
-        let mut first = true;
-        let view: Vec<Member> = self.members().collect();
-        for member in view {
-            let len = wire::encoded_len(&member);
-            if used + len > budget && !entries.is_empty() {
-                let message = Message::Sync {
-                    reply: reply && first,
-                    entries: core::mem::take(&mut entries),
-                };
-                self.push_frame(to, &message);
-                first = false;
-                used = bare;
-            }
-            used += len;
+        let mut after = range.0;
+        let mut view = view.into_iter().peekable();
+        while let Some(member) = view.next() {
+            used += wire::encoded_len(&member);
             entries.push(member);
-        }
-        if !entries.is_empty() {
+            let through = match view.peek() {
+                Some(next) if used + wire::encoded_len(next) <= budget => continue,
+                Some(_) => entries.last().map(|m| m.id),
+                None => range.1,
+            };
             let message = Message::Sync {
-                reply: reply && first,
-                entries,
+                reply,
+                after,
+                through,
+                entries: core::mem::take(&mut entries),
             };
             self.push_frame(to, &message);
+            after = through;
+            used = bare;
         }
+        self.reply_tokens -= (self.stats.bytes_sent - sent_before) as f64;
     }
 }
 

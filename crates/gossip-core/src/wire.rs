@@ -25,7 +25,7 @@ use crate::id::{Generation, Incarnation, NodeId};
 pub const PROTOCOL_VERSION: u8 = 1;
 
 /// Largest encoding of a [`NodeId`]: enum tag, 16 address bytes, 3-byte port varint.
-const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
+pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
 /// Largest varint encodings of u64, u32 and u16 in postcard.
 const MAX_VARINT_U64: usize = 10;
 const MAX_VARINT_U32: usize = 5;
@@ -184,11 +184,17 @@ pub enum Message {
         #[serde(deserialize_with = "bounded_vec")]
         metadata: Vec<u8>,
     },
-    /// A slice of the sender's full view. With `reply` set, the receiver
-    /// answers with its own full view.
+    /// A slice of the sender's view: every member it knows whose id lies in
+    /// `(after, through]` (`None`: unbounded), sorted by id. With `reply`
+    /// set, the receiver answers with the members of that range it knows
+    /// better than the sender, or that the sender does not list.
     Sync {
-        /// Whether the receiver should send its view back.
+        /// Whether the receiver should answer with what the sender lacks.
         reply: bool,
+        /// Exclusive lower bound of the ids this frame covers.
+        after: Option<NodeId>,
+        /// Inclusive upper bound of the ids this frame covers.
+        through: Option<NodeId>,
         /// Member states.
         #[serde(deserialize_with = "bounded_vec")]
         entries: Vec<Member>,

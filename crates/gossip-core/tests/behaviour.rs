@@ -577,3 +577,60 @@ fn lone_and_departed_nodes_go_quiet() {
     );
     assert_eq!(node.live_member_count(), 0);
 }
+
+#[test]
+fn sync_answer_carries_only_what_the_asker_lacks() {
+    use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
+    use gossip_core::{Config, Generation, Member};
+
+    let mut sim = common::Sim::started(4, 500);
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.all_running_see(4));
+    let now = sim.instant();
+
+    let asker = sim.node(1);
+    let header = Header {
+        version: PROTOCOL_VERSION,
+        label: "",
+        sender: asker.id(),
+        generation: Generation(1),
+        incarnation: asker.members().next().unwrap().incarnation,
+    };
+    let mut view: Vec<Member> = asker.members().collect();
+    view.sort_by_key(|m| m.id);
+    let ask = |entries: Vec<Member>| {
+        wire::encode(
+            &header,
+            &Message::Sync {
+                reply: true,
+                after: None,
+                through: None,
+                entries,
+            },
+        )
+    };
+    let answerer = sim.node_mut(0);
+    while answerer.poll_transmit().is_some() {}
+
+    // Identical views: nothing to answer.
+    answerer
+        .handle_message(now, common::addr(1), &ask(view.clone()))
+        .unwrap();
+    assert!(answerer.poll_transmit().is_none(), "nothing is missing");
+
+    // One member left out: the answer holds exactly that member.
+    let omitted = view.remove(2);
+    answerer
+        .handle_message(now, common::addr(1), &ask(view))
+        .unwrap();
+    let answer = answerer.poll_transmit().expect("an answer");
+    assert!(answerer.poll_transmit().is_none(), "one frame suffices");
+    match wire::decode(&Config::default(), &answer.bytes).unwrap().1 {
+        Message::Sync { reply, entries, .. } => {
+            assert!(!reply, "answers never ask back");
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0].id, omitted.id);
+        }
+        other => panic!("expected a sync answer, got {other:?}"),
+    }
+}

@@ -119,9 +119,16 @@ fn message(max: usize) -> impl Strategy<Value = Message> {
         metadata(max).prop_map(|metadata| Message::Join { metadata }),
         (
             any::<bool>(),
+            prop::option::of(node_id()),
+            prop::option::of(node_id()),
             prop::collection::vec(member(max), 0..=MAX_LIST)
         )
-            .prop_map(|(reply, entries)| Message::Sync { reply, entries }),
+            .prop_map(|(reply, after, through, entries)| Message::Sync {
+                reply,
+                after,
+                through,
+                entries
+            }),
     ]
 }
 
