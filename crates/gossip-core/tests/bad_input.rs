@@ -9,9 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{addr, id, Sim};
+use common::{addr, id, snapshot, Sim};
 use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
-use gossip_core::{Config, Generation, Incarnation, Member, Node, RecvError, Stats};
+use gossip_core::{Config, Generation, Incarnation, Node, RecvError};
 
 /// A converged 3-node cluster, quiet at the moment of return (all outputs drained).
 fn cluster() -> Sim {
@@ -36,24 +36,6 @@ fn last_ping(sim: &Sim, config: &Config, from: usize, to: usize) -> Vec<u8> {
         })
         .map(|s| s.bytes.clone())
         .expect("a ping was sent")
-}
-
-/// Everything observable about a node that a refused frame must not change.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    members: Vec<Member>,
-    stats: Stats,
-    timeout: Option<std::time::Instant>,
-    view_hash: u64,
-}
-
-fn snapshot(node: &Node) -> Snapshot {
-    Snapshot {
-        members: node.members().collect(),
-        stats: node.stats(),
-        timeout: node.poll_timeout(),
-        view_hash: node.view_hash(),
-    }
 }
 
 /// Feeds `bytes` to node 0 of `sim` as if from node 1, expects `expected`,

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::snapshot;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroUsize;
 
@@ -263,24 +265,6 @@ proptest! {
 }
 
 // ----- handle_message robustness -----------------------------------------
-
-/// Observable state that a refused frame must leave untouched.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    members: Vec<Member>,
-    stats: gossip_core::Stats,
-    timeout: Option<std::time::Instant>,
-    view_hash: u64,
-}
-
-fn snapshot(node: &Node) -> Snapshot {
-    Snapshot {
-        members: node.members().collect(),
-        stats: node.stats(),
-        timeout: node.poll_timeout(),
-        view_hash: node.view_hash(),
-    }
-}
 
 /// A started node (founded alone, then joined by one peer) with drained queues.
 fn victim(config: &Config) -> (Node, std::time::Instant) {

@@ -425,3 +425,26 @@ impl Sim {
         self.view_of(observer, about).map(|m| m.liveness)
     }
 }
+
+/// Everything observable about a node that a refused frame must not change.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    /// `members()`, collected.
+    pub members: Vec<Member>,
+    /// `stats()`.
+    pub stats: gossip_core::Stats,
+    /// `poll_timeout()`.
+    pub timeout: Option<Instant>,
+    /// `view_hash()`.
+    pub view_hash: u64,
+}
+
+/// Takes a [`Snapshot`] of `node`.
+pub fn snapshot(node: &Node) -> Snapshot {
+    Snapshot {
+        members: node.members().collect(),
+        stats: node.stats(),
+        timeout: node.poll_timeout(),
+        view_hash: node.view_hash(),
+    }
+}
