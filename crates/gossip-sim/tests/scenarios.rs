@@ -164,3 +164,31 @@ fn slow_and_duplicating_network_still_converges() {
     }
     assert_eq!(sim.stats().frames_refused, 0, "duplicates are valid frames");
 }
+
+#[test]
+fn slow_node_raises_its_own_local_health_only() {
+    let mut sim = Simulator::new(
+        20,
+        seed(),
+        gossip_core::Config::lan(20),
+        LinkModel::default(),
+    );
+    sim.set_inbound_delay(7, Duration::from_secs(3));
+    sim.start_all();
+    sim.run_until(Duration::from_secs(60), &mut ());
+    let slow = sim.node(7).unwrap().stats();
+    assert!(
+        slow.local_health > 0,
+        "late acks and missing nacks must make the slow node doubt itself: {slow:?}"
+    );
+    let healthy_max = (0..20)
+        .filter(|&i| i != 7)
+        .map(|i| sim.node(i).unwrap().stats().local_health)
+        .max()
+        .unwrap();
+    assert!(
+        healthy_max < slow.local_health,
+        "healthy nodes stay more confident ({healthy_max} vs {})",
+        slow.local_health
+    );
+}
