@@ -93,6 +93,9 @@ pub struct Config {
     /// Most membership updates waiting to be piggybacked; beyond it the
     /// most-transmitted ones are dropped first. Default 8192.
     pub max_pending_updates: NonZeroUsize,
+    /// Most application rumors whose payloads are kept for relaying and
+    /// answering pulls; the oldest go first. Default 4096.
+    pub max_stored_messages: NonZeroUsize,
     /// Upper bound of the Lifeguard local-health multiplier: probe interval
     /// and probe timeout are scaled by up to `1 + max_local_health` while this
     /// node itself seems slow. Default 8.
@@ -132,6 +135,7 @@ impl Config {
             max_members: NonZeroUsize::new(max_members).expect("non-zero"),
             max_metadata_len: 128,
             max_pending_updates: NonZeroUsize::new(8192).expect("non-zero"),
+            max_stored_messages: NonZeroUsize::new(4096).expect("non-zero"),
             max_local_health: 8,
         }
     }

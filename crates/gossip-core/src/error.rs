@@ -95,6 +95,17 @@ pub enum CommandError {
     /// The node has left the cluster.
     #[error("node has left the cluster")]
     Departed,
+    /// The node has not joined yet.
+    #[error("node has not been started with join")]
+    NotStarted,
+    /// The broadcast payload does not fit one frame.
+    #[error("payload of {len} bytes exceeds the {max}-byte limit")]
+    PayloadTooLarge {
+        /// Offered length.
+        len: usize,
+        /// Largest accepted payload.
+        max: usize,
+    },
     /// `join` was called on a node that is already running.
     #[error("node already joined or is joining")]
     AlreadyStarted,

@@ -63,11 +63,15 @@ impl Incarnation {
     }
 }
 
-/// Identifies one application broadcast.
+/// Identifies one application broadcast: its origin, the origin's life, and
+/// the origin's counter (from 1) within that life, so a restarted process
+/// never reuses an id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MessageId {
     /// The member that originated the broadcast.
     pub origin: NodeId,
-    /// The origin's sequence number for it.
+    /// The origin's generation when it broadcast.
+    pub generation: u64,
+    /// The origin's sequence number for it, from 1.
     pub sequence: u64,
 }

@@ -23,6 +23,8 @@ mod id;
 mod membership;
 mod node;
 mod stats;
+mod store;
+mod strategy;
 pub mod wire;
 
 pub use config::{Config, MAX_LABEL_LEN};
@@ -30,4 +32,5 @@ pub use error::{CommandError, ConfigError, RecvError};
 pub use id::{Generation, Incarnation, MessageId, NodeId};
 pub use node::{Event, Node, Transmit};
 pub use stats::Stats;
+pub use strategy::{Digest, GossipMessage, Host, NoStrategy, Rumor, Strategy};
 pub use wire::{Liveness, Member};

@@ -16,8 +16,10 @@ use crate::membership::{
     Version,
 };
 use crate::stats::Stats;
+use crate::store::RumorStore;
+use crate::strategy::{Digest, GossipMessage, Host, NoStrategy, Rumor, Strategy};
 use crate::wire::{
-    self, Header, Liveness, Member, MemberRecord, Message, Status, PROTOCOL_VERSION,
+    self, Header, Liveness, Member, MemberRecord, Message, Status, WireRumor, PROTOCOL_VERSION,
 };
 
 /// A datagram the host must send.
@@ -43,6 +45,13 @@ pub enum Event {
     MemberLeft(Member),
     /// A live member changed its metadata or cleared a suspicion.
     MemberUpdated(Member),
+    /// An application broadcast reached this node for the first time.
+    Delivered {
+        /// Which broadcast.
+        id: MessageId,
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// A claim about a member, normalised from piggybacked updates and state
@@ -135,7 +144,7 @@ enum Timer {
 /// assert_eq!(a.live_member_count(), 2);
 /// assert_eq!(b.live_member_count(), 2);
 /// ```
-pub struct Node {
+pub struct Node<S = NoStrategy> {
     config: Config,
     me: NodeId,
     generation: Generation,
@@ -171,19 +180,40 @@ pub struct Node {
     reply_tokens_at: Option<Instant>,
 
     pending: UpdateQueue,
+
+    /// The dissemination strategy; taken out while one of its callbacks runs.
+    strategy: Option<S>,
+    store: RumorStore,
+    broadcast_seq: u64,
+    next_round_at: Option<Instant>,
+
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
 }
 
-impl Node {
-    /// Creates a node that will listen as `id`, in its `generation`-th life,
-    /// drawing randomness from a ChaCha8 generator seeded with `seed`.
+impl Node<NoStrategy> {
+    /// Creates a membership-only node that will listen as `id`, in its
+    /// `generation`-th life, drawing randomness from a ChaCha8 generator
+    /// seeded with `seed`.
     pub fn new(
         config: Config,
         id: NodeId,
         generation: Generation,
         seed: u64,
+    ) -> Result<Self, ConfigError> {
+        Self::with_strategy(config, id, generation, seed, NoStrategy)
+    }
+}
+
+impl<S: Strategy> Node<S> {
+    /// Like [`Node::new`], disseminating broadcasts with `strategy`.
+    pub fn with_strategy(
+        config: Config,
+        id: NodeId,
+        generation: Generation,
+        seed: u64,
+        strategy: S,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         if let SocketAddr::V6(v6) = id.addr() {
@@ -193,6 +223,7 @@ impl Node {
                 return Err(ConfigError::UnsupportedAddress(id.addr()));
             }
         }
+        let store = RumorStore::new(config.max_stored_messages.get());
         let mut node = Self {
             config,
             me: id,
@@ -223,6 +254,10 @@ impl Node {
             reply_tokens: 0.0,
             reply_tokens_at: None,
             pending: UpdateQueue::default(),
+            store,
+            strategy: Some(strategy),
+            broadcast_seq: 0,
+            next_round_at: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -248,6 +283,7 @@ impl Node {
         let mut stats = self.stats.clone();
         stats.local_health = self.local_health;
         stats.pending_updates = self.pending.len() as u64;
+        stats.stored_messages = self.store.len() as u64;
         stats
     }
 
@@ -303,6 +339,7 @@ impl Node {
         let jitter = |rng: &mut ChaCha8Rng, period: Duration| period.mul_f64(rng.random::<f64>());
         self.next_probe_at = Some(now + jitter(&mut self.rng, self.config.probe_interval));
         self.next_gossip_at = Some(now + jitter(&mut self.rng, self.config.gossip_interval));
+        self.next_round_at = Some(now + jitter(&mut self.rng, self.config.gossip_interval));
         if !self.config.dead_probe_interval.is_zero() {
             self.next_dead_probe_at = Some(now + self.config.dead_probe_interval);
         }
@@ -358,11 +395,44 @@ impl Node {
         Ok(())
     }
 
-    /// Sends an application payload to the cluster. Needs a dissemination
-    /// strategy, which this build does not yet have: it always returns
-    /// [`CommandError::NoStrategy`] and changes nothing.
-    pub fn broadcast(&mut self, _now: Instant, _payload: &[u8]) -> Result<MessageId, CommandError> {
-        Err(CommandError::NoStrategy)
+    /// Sends an application payload to the cluster through the strategy.
+    /// The payload must fit one frame (see [`Node::max_payload_len`]).
+    /// Without a strategy ([`NoStrategy`]) it returns
+    /// [`CommandError::NoStrategy`]; on any error nothing changes.
+    pub fn broadcast(&mut self, _now: Instant, payload: &[u8]) -> Result<MessageId, CommandError> {
+        if !S::ENABLED {
+            return Err(CommandError::NoStrategy);
+        }
+        match self.phase {
+            Phase::Idle => return Err(CommandError::NotStarted),
+            Phase::Departed => return Err(CommandError::Departed),
+            Phase::Running => {}
+        }
+        let max = self.max_payload_len();
+        if payload.len() > max {
+            return Err(CommandError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.broadcast_seq += 1;
+        let id = MessageId {
+            origin: self.me,
+            generation: self.generation.0,
+            sequence: self.broadcast_seq,
+        };
+        self.store.insert(id, payload.to_vec(), 0);
+        self.stats.broadcasts += 1;
+        self.run_strategy(|strategy, host| strategy.on_rumor(host, Rumor { id, hops: 0 }, None));
+        Ok(id)
+    }
+
+    /// Largest payload [`broadcast`](Self::broadcast) accepts: one frame
+    /// minus the header and the rumor's own fields.
+    pub fn max_payload_len(&self) -> usize {
+        self.config.max_message_size.get()
+            - wire::header_budget(&self.config)
+            - wire::RUMOR_OVERHEAD
     }
 
     /// The transport lost its connection to `peer`: treat it as a failed
@@ -407,6 +477,9 @@ impl Node {
         if !self.dead.is_empty() {
             consider(self.next_dead_probe_at);
         }
+        if self.strategy.as_ref().is_some_and(Strategy::wants_rounds) {
+            consider(self.next_round_at);
+        }
         consider(self.next_join_at);
         consider(self.timers.first().map(|&(t, _)| t));
         consider(self.forget_queue.front().map(|&(t, _)| t));
@@ -426,6 +499,12 @@ impl Node {
         }
         if self.next_gossip_at.is_some_and(|t| t <= now) {
             self.gossip_round(now);
+        }
+        if self.next_round_at.is_some_and(|t| t <= now) && self.phase == Phase::Running {
+            self.next_round_at = Some(now + self.config.gossip_interval);
+            if self.strategy.as_ref().is_some_and(Strategy::wants_rounds) {
+                self.run_strategy(|strategy, host| strategy.on_round(host));
+            }
         }
         if self.next_dead_probe_at.is_some_and(|t| t <= now) {
             self.next_dead_probe_at = Some(now + self.config.dead_probe_interval);
@@ -562,6 +641,35 @@ impl Node {
                 }
             }
             Message::Gossip { updates } => self.apply_records(now, updates),
+            Message::Rumors { items } => {
+                for item in items {
+                    let rumor = Rumor {
+                        id: item.id,
+                        hops: item.hops.saturating_add(1),
+                    };
+                    if self.store.insert(item.id, item.payload.clone(), rumor.hops) {
+                        self.stats.rumors_delivered += 1;
+                        self.events.push_back(Event::Delivered {
+                            id: item.id,
+                            payload: item.payload,
+                        });
+                        self.run_strategy(|strategy, host| {
+                            strategy.on_rumor(host, rumor, Some(sender))
+                        });
+                    } else {
+                        self.stats.rumors_duplicate += 1;
+                        self.run_strategy(|strategy, host| {
+                            strategy.on_duplicate(host, rumor, sender)
+                        });
+                    }
+                }
+            }
+            Message::Pull { digest } => {
+                self.run_strategy(|strategy, host| strategy.on_pull(host, sender, &digest));
+            }
+            Message::Feedback { known } => {
+                self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
+            }
             Message::Join { metadata } => {
                 let version = (header.generation, header.incarnation);
                 self.apply_claim(now, sender, version, Claim::Alive(metadata), true);
@@ -1061,12 +1169,18 @@ impl Node {
             Claim::Dead(_) => {
                 self.live.remove(id);
                 self.dead.insert(id);
+                if let Some(strategy) = self.strategy.as_mut() {
+                    strategy.on_peer_down(id);
+                }
                 self.forget_queue
                     .push_back((now + self.config.dead_retention, id));
                 self.emit(id, Event::MemberDown);
             }
             Claim::Left => {
                 self.live.remove(id);
+                if let Some(strategy) = self.strategy.as_mut() {
+                    strategy.on_peer_down(id);
+                }
                 self.forget_queue
                     .push_back((now + self.config.dead_retention, id));
                 self.emit(id, Event::MemberLeft);
@@ -1322,6 +1436,127 @@ impl Node {
             used = bare;
         }
         self.reply_tokens -= (self.stats.bytes_sent - sent_before) as f64;
+    }
+}
+
+impl<S: Strategy> Node<S> {
+    /// Runs one strategy callback with this node as its host.
+    fn run_strategy(&mut self, callback: impl FnOnce(&mut S, &mut Hosted<'_, S>)) {
+        if let Some(mut strategy) = self.strategy.take() {
+            callback(&mut strategy, &mut Hosted { node: self });
+            self.strategy = Some(strategy);
+        }
+    }
+
+    /// Encodes a strategy's message, attaching payloads and splitting it
+    /// into as many frames as the budget needs.
+    fn send_gossip(&mut self, to: NodeId, message: GossipMessage) {
+        match message {
+            GossipMessage::Push { rumors } => {
+                let items: Vec<WireRumor> = rumors
+                    .iter()
+                    .filter_map(|r| {
+                        self.store.get(r.id).map(|(payload, _)| WireRumor {
+                            id: r.id,
+                            hops: r.hops,
+                            payload: payload.to_vec(),
+                        })
+                    })
+                    .collect();
+                self.stats.rumors_sent += items.len() as u64;
+                self.push_packed(to.addr(), items, |items| Message::Rumors { items });
+            }
+            GossipMessage::Pull { digest } => {
+                // A digest too long for one frame is cut: the peer then sends
+                // a little more than needed, never less than asked.
+                let mut heads = digest.heads;
+                let bare = wire::encoded_len(&(
+                    self.header(),
+                    Message::Pull {
+                        digest: Digest::default(),
+                    },
+                )) + 2;
+                let room = self.config.max_message_size.get().saturating_sub(bare);
+                let mut used = 0;
+                heads.retain(|head| {
+                    used += wire::encoded_len(head);
+                    used <= room
+                });
+                self.push_frame(
+                    to.addr(),
+                    &Message::Pull {
+                        digest: Digest { heads },
+                    },
+                );
+            }
+            GossipMessage::Feedback { known } => {
+                self.push_packed(to.addr(), known, |known| Message::Feedback { known });
+            }
+        }
+    }
+
+    /// Packs `items` greedily into frames of `wrap(items)`.
+    fn push_packed<T: serde::Serialize>(
+        &mut self,
+        to: SocketAddr,
+        items: Vec<T>,
+        wrap: impl Fn(Vec<T>) -> Message,
+    ) {
+        let bare = wire::encoded_len(&(self.header(), wrap(Vec::new()))) + 2;
+        let budget = self.config.max_message_size.get();
+        let mut batch = Vec::new();
+        let mut used = bare;
+        for item in items {
+            let len = wire::encoded_len(&item);
+            if used + len > budget && !batch.is_empty() {
+                self.push_frame(to, &wrap(core::mem::take(&mut batch)));
+                used = bare;
+            }
+            used += len;
+            batch.push(item);
+        }
+        if !batch.is_empty() {
+            self.push_frame(to, &wrap(batch));
+        }
+    }
+}
+
+/// A node lent to its strategy for the length of one callback.
+struct Hosted<'a, S> {
+    node: &'a mut Node<S>,
+}
+
+impl<S: Strategy> Host for Hosted<'_, S> {
+    fn me(&self) -> NodeId {
+        self.node.me
+    }
+
+    fn random(&mut self) -> f64 {
+        self.node.rng.random()
+    }
+
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+        out.extend(self.node.live.choose_many(&mut self.node.rng, count, &[]));
+    }
+
+    fn all_peers(&mut self, out: &mut Vec<NodeId>) {
+        out.extend_from_slice(self.node.live.as_slice());
+    }
+
+    fn has(&self, id: MessageId) -> bool {
+        self.node.store.has(id)
+    }
+
+    fn digest(&self) -> Digest {
+        self.node.store.digest()
+    }
+
+    fn missing_from(&self, digest: &Digest, out: &mut Vec<Rumor>) {
+        self.node.store.missing_from(digest, out);
+    }
+
+    fn send(&mut self, to: NodeId, message: GossipMessage) {
+        self.node.send_gossip(to, message);
     }
 }
 

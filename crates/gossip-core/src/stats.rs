@@ -47,6 +47,16 @@ pub struct Stats {
     pub updates_dropped: u64,
     /// New members ignored because `max_members` was reached.
     pub members_dropped: u64,
+    /// Application broadcasts originated here.
+    pub broadcasts: u64,
+    /// Rumors delivered here for the first time (from others).
+    pub rumors_delivered: u64,
+    /// Rumors received that were already held.
+    pub rumors_duplicate: u64,
+    /// Rumors sent (each copy counts).
+    pub rumors_sent: u64,
+    /// Rumor payloads held right now.
+    pub stored_messages: u64,
     /// Updates waiting to be piggybacked right now.
     pub pending_updates: u64,
     /// Current Lifeguard local-health multiplier (0 = healthy).
@@ -76,6 +86,11 @@ impl Stats {
         self.state_replies_throttled += other.state_replies_throttled;
         self.updates_dropped += other.updates_dropped;
         self.members_dropped += other.members_dropped;
+        self.broadcasts += other.broadcasts;
+        self.rumors_delivered += other.rumors_delivered;
+        self.rumors_duplicate += other.rumors_duplicate;
+        self.rumors_sent += other.rumors_sent;
+        self.stored_messages += other.stored_messages;
         self.pending_updates += other.pending_updates;
         self.local_health += other.local_health;
     }

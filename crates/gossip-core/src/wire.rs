@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::RecvError;
-use crate::id::{Generation, Incarnation, NodeId};
+use crate::id::{Generation, Incarnation, MessageId, NodeId};
+use crate::strategy::Digest;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -30,6 +31,11 @@ pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
 const MAX_VARINT_U64: usize = 10;
 const MAX_VARINT_U32: usize = 5;
 const MAX_VARINT_U16: usize = 3;
+
+/// Bytes one rumor adds to a frame besides its payload, at most: message
+/// tag, element count, [`MessageId`], hops and the payload's length prefix.
+pub const RUMOR_OVERHEAD: usize =
+    1 + MAX_VARINT_U16 + MAX_NODE_ID_LEN + 2 * MAX_VARINT_U64 + MAX_VARINT_U16 + MAX_VARINT_U32;
 
 /// Bytes the header can take at most under `config`: payload budgets subtract it.
 pub fn header_budget(config: &Config) -> usize {
@@ -130,6 +136,18 @@ pub struct Member {
     pub metadata: Vec<u8>,
 }
 
+/// An application rumor on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRumor {
+    /// Which broadcast.
+    pub id: MessageId,
+    /// Relays between the origin and the sender.
+    pub hops: u16,
+    /// The application's bytes.
+    #[serde(deserialize_with = "bounded_vec")]
+    pub payload: Vec<u8>,
+}
+
 /// A protocol message. Lists of records always come last so that the encoder
 /// can predict a frame's length exactly while packing it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +216,23 @@ pub enum Message {
         /// Member states.
         #[serde(deserialize_with = "bounded_vec")]
         entries: Vec<Member>,
+    },
+    /// Application rumors, pushed or sent in answer to a pull.
+    Rumors {
+        /// The rumors with their payloads.
+        #[serde(deserialize_with = "bounded_vec")]
+        items: Vec<WireRumor>,
+    },
+    /// Asks for the rumors `digest` does not cover.
+    Pull {
+        /// What the sender holds.
+        digest: Digest,
+    },
+    /// The sender already held these rumors.
+    Feedback {
+        /// Rumors that were duplicates.
+        #[serde(deserialize_with = "bounded_vec")]
+        known: Vec<MessageId>,
     },
 }
 
@@ -274,6 +309,7 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
         Message::Sync { entries, .. } => entries
             .iter()
             .try_for_each(|entry| too_long(entry.metadata.len())),
+        Message::Rumors { .. } | Message::Pull { .. } | Message::Feedback { .. } => Ok(()),
     }
 }
 
@@ -291,7 +327,7 @@ fn malformed(error: postcard::Error) -> RecvError {
 /// Deserialises a sequence without trusting its announced length for
 /// pre-allocation: the vector grows only as elements actually decode, so a
 /// forged length prefix cannot make the node reserve memory.
-fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

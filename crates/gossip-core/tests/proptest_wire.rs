@@ -18,8 +18,10 @@ use std::num::NonZeroUsize;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use gossip_core::wire::{self, Header, Liveness, Member, MemberRecord, Message, Status};
-use gossip_core::{Config, Generation, Incarnation, Node, NodeId, RecvError, MAX_LABEL_LEN};
+use gossip_core::wire::{self, Header, Liveness, Member, MemberRecord, Message, Status, WireRumor};
+use gossip_core::{
+    Config, Digest, Generation, Incarnation, MessageId, Node, NodeId, RecvError, MAX_LABEL_LEN,
+};
 
 const CASES: u32 = 256;
 /// Records per generated list: large enough to exercise packing, small
@@ -99,8 +101,29 @@ fn updates(max: usize) -> impl Strategy<Value = Vec<MemberRecord>> {
     prop::collection::vec(record(max), 0..=MAX_LIST)
 }
 
+fn message_id() -> impl Strategy<Value = MessageId> {
+    (node_id(), any::<u64>(), any::<u64>()).prop_map(|(origin, generation, sequence)| MessageId {
+        origin,
+        generation,
+        sequence,
+    })
+}
+
 fn message(max: usize) -> impl Strategy<Value = Message> {
     prop_oneof![
+        prop::collection::vec(
+            (message_id(), any::<u16>(), metadata(max))
+                .prop_map(|(id, hops, payload)| { WireRumor { id, hops, payload } }),
+            0..=MAX_LIST
+        )
+        .prop_map(|items| Message::Rumors { items }),
+        prop::collection::vec((node_id(), any::<u64>(), any::<u64>()), 0..=MAX_LIST).prop_map(
+            |heads| Message::Pull {
+                digest: Digest { heads }
+            }
+        ),
+        prop::collection::vec(message_id(), 0..=MAX_LIST)
+            .prop_map(|known| Message::Feedback { known }),
         (any::<u32>(), any::<[u8; 8]>(), updates(max)).prop_map(|(seq, view_hash, updates)| {
             Message::Ping {
                 seq,
