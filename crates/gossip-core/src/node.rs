@@ -664,8 +664,13 @@ impl<S: Strategy> Node<S> {
                     }
                 }
             }
-            Message::Pull { digest } => {
-                self.run_strategy(|strategy, host| strategy.on_pull(host, sender, &digest));
+            Message::Pull {
+                digest,
+                reciprocate,
+            } => {
+                self.run_strategy(|strategy, host| {
+                    strategy.on_pull(host, sender, &digest, reciprocate)
+                });
             }
             Message::Feedback { known } => {
                 self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
@@ -1466,13 +1471,17 @@ impl<S: Strategy> Node<S> {
                 self.stats.rumors_sent += items.len() as u64;
                 self.push_packed(to.addr(), items, |items| Message::Rumors { items });
             }
-            GossipMessage::Pull { digest } => {
+            GossipMessage::Pull {
+                digest,
+                reciprocate,
+            } => {
                 // A digest too long for one frame is cut: the peer then sends
                 // a little more than needed, never less than asked.
                 let mut heads = digest.heads;
                 let bare = wire::encoded_len(&(
                     self.header(),
                     Message::Pull {
+                        reciprocate,
                         digest: Digest::default(),
                     },
                 )) + 2;
@@ -1485,6 +1494,7 @@ impl<S: Strategy> Node<S> {
                 self.push_frame(
                     to.addr(),
                     &Message::Pull {
+                        reciprocate,
                         digest: Digest { heads },
                     },
                 );

@@ -54,6 +54,9 @@ pub enum GossipMessage {
     Pull {
         /// What the sender already holds.
         digest: Digest,
+        /// Whether the receiver should pull back in turn, so that one
+        /// contact reconciles both sides (push-pull anti-entropy).
+        reciprocate: bool,
     },
     /// I already had these (Demers' feedback: the sender may lose interest).
     Feedback {
@@ -109,9 +112,10 @@ pub trait Strategy {
         let _ = (host, from, known);
     }
 
-    /// `from` asks for rumors its digest does not cover.
-    fn on_pull<H: Host>(&mut self, host: &mut H, from: NodeId, digest: &Digest) {
-        let _ = (host, from, digest);
+    /// `from` asks for rumors its digest does not cover, and with
+    /// `reciprocate` for a pull back.
+    fn on_pull<H: Host>(&mut self, host: &mut H, from: NodeId, digest: &Digest, reciprocate: bool) {
+        let _ = (host, from, digest, reciprocate);
     }
 
     /// One gossip round elapsed.
@@ -123,6 +127,13 @@ pub trait Strategy {
     /// strategy lets the node sleep.
     fn wants_rounds(&self) -> bool {
         false
+    }
+
+    /// Whether this node is still actively spreading something (a hot
+    /// rumor). A simulation ends when every node is quiescent and nothing is
+    /// in flight, or when everyone is informed.
+    fn is_quiescent(&self) -> bool {
+        !self.wants_rounds()
     }
 
     /// `peer` left the view (dead or departed).

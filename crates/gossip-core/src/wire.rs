@@ -225,6 +225,8 @@ pub enum Message {
     },
     /// Asks for the rumors `digest` does not cover.
     Pull {
+        /// Whether the receiver should pull back in turn.
+        reciprocate: bool,
         /// What the sender holds.
         digest: Digest,
     },

@@ -117,11 +117,14 @@ fn message(max: usize) -> impl Strategy<Value = Message> {
             0..=MAX_LIST
         )
         .prop_map(|items| Message::Rumors { items }),
-        prop::collection::vec((node_id(), any::<u64>(), any::<u64>()), 0..=MAX_LIST).prop_map(
-            |heads| Message::Pull {
+        (
+            any::<bool>(),
+            prop::collection::vec((node_id(), any::<u64>(), any::<u64>()), 0..=MAX_LIST)
+        )
+            .prop_map(|(reciprocate, heads)| Message::Pull {
+                reciprocate,
                 digest: Digest { heads }
-            }
-        ),
+            }),
         prop::collection::vec(message_id(), 0..=MAX_LIST)
             .prop_map(|known| Message::Feedback { known }),
         (any::<u32>(), any::<[u8; 8]>(), updates(max)).prop_map(|(seq, view_hash, updates)| {

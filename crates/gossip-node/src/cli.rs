@@ -31,6 +31,9 @@ pub enum SimCommand {
     /// SWIM membership: join convergence, failure detection, false
     /// positives, partition healing and bandwidth.
     Membership(MembershipArgs),
+    /// Dissemination of one broadcast by a strategy in round-synchronous
+    /// math mode (oracle peer sampling), with the analytical predictions.
+    Dissemination(crate::dissemination::DisseminationArgs),
 }
 
 /// Output format of a report.
@@ -139,30 +142,47 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Sim(SimCommand::Dissemination(args)) => {
+                let bar = progress_bar(u64::from(args.runs), "runs")?;
+                let started = std::time::Instant::now();
+                let report = args.run(|done| {
+                    if let Some(bar) = &bar {
+                        if started.elapsed() >= Duration::from_secs(1) {
+                            bar.set_position(u64::from(done));
+                        }
+                    }
+                })?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                crate::dissemination::print(&report, args.format)
+            }
         }
     }
 }
 
+/// A progress bar on a terminal's stderr, or nothing when stderr is not one.
+fn progress_bar(total: u64, unit: &str) -> anyhow::Result<Option<ProgressBar>> {
+    if !std::io::stderr().is_terminal() {
+        return Ok(None);
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} simulating [{{bar:40}}] {{pos}}/{{len}} {unit}  eta {{eta}}"
+        ))
+        .context("progress template")?,
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Ok(Some(bar))
+}
+
 fn run_with_progress(scenario: &MembershipScenario) -> anyhow::Result<MembershipReport> {
-    let total = scenario.duration.as_secs();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} simulating [{bar:40}] {pos}/{len} s  eta {eta}",
-            )
-            .context("progress template")?,
-        );
-        // Runs shorter than a second finish before the bar would first draw.
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = progress_bar(scenario.duration.as_secs(), "s")?;
     let started = std::time::Instant::now();
     let report = run_membership(scenario, |t| {
         if let Some(bar) = &bar {
+            // Runs shorter than a second finish before the bar would matter.
             if started.elapsed() >= Duration::from_secs(1) {
                 bar.set_position(t.as_secs());
             }

@@ -1,9 +1,10 @@
 //! Reference gossip node.
 //!
 //! Today this crate holds the command-line front end to the simulator
-//! (`gossip-node sim membership`); the socket driver and the demo cluster come
+//! (`gossip-node sim membership` and `sim dissemination`); the socket driver and the demo cluster come
 //! with the transport issues.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod dissemination;

@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod math;
 mod net;
 mod scenario;
 
+pub use math::{run_math, MathRun, MathScenario};
 pub use net::{node_addr, node_index, Latency, LinkModel, NetStats, Observer, Simulator, SIM_PORT};
 pub use scenario::{
     run_membership, CrashTimeline, MembershipReport, MembershipScenario, Quantiles,

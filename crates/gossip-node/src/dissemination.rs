@@ -1,0 +1,431 @@
+//! `gossip-node sim dissemination`: strategies in math mode, with theory.
+
+use std::io::Write;
+
+use anyhow::bail;
+use clap::ValueEnum;
+use gossip_core::NodeId;
+use gossip_sim::{node_addr, run_math, MathRun, MathScenario};
+use gossip_strategies::{
+    AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
+};
+use serde::Serialize;
+
+use crate::cli::Format;
+
+/// Which strategy to simulate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    /// Anti-entropy (Demers 1987).
+    AntiEntropy,
+    /// Rumor mongering (Demers 1987).
+    Rumor,
+    /// Eager reliable broadcast.
+    Flood,
+    /// The origin sends to everyone.
+    Direct,
+    /// Through a coordinator (node 0).
+    Central,
+}
+
+/// Direction of exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeArg {
+    /// Send.
+    Push,
+    /// Ask.
+    Pull,
+    /// Both.
+    PushPull,
+}
+
+/// Loss of interest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminationArg {
+    /// After k useless contacts.
+    FeedbackCounter,
+    /// With probability 1/k per useless contact.
+    FeedbackCoin,
+    /// After k contacts.
+    BlindCounter,
+    /// With probability 1/k per contact.
+    BlindCoin,
+}
+
+/// Relay timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayArg {
+    /// On receipt.
+    Eager,
+    /// At the next round.
+    Batched,
+}
+
+/// Arguments of `sim dissemination`.
+#[derive(Debug, clap::Args)]
+pub struct DisseminationArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Strategy to simulate.
+    #[arg(long, value_enum, default_value_t = StrategyName::Rumor)]
+    pub strategy: StrategyName,
+    /// Push, pull or push-pull (anti-entropy and rumor).
+    #[arg(long, value_enum, default_value_t = ModeArg::Push)]
+    pub mode: ModeArg,
+    /// Peers contacted per round.
+    #[arg(long, default_value_t = 1)]
+    pub fanout: u32,
+    /// How rumor mongering loses interest.
+    #[arg(long, value_enum, default_value_t = TerminationArg::FeedbackCoin)]
+    pub termination: TerminationArg,
+    /// Counter limit or inverse coin probability of rumor mongering.
+    #[arg(long, default_value_t = 1)]
+    pub k: u32,
+    /// Relay newly learned rumors on receipt or at the next round.
+    #[arg(long, value_enum, default_value_t = RelayArg::Batched)]
+    pub relay: RelayArg,
+    /// Stop relaying after this many hops (rumor).
+    #[arg(long)]
+    pub hop_limit: Option<u16>,
+    /// Independent runs (seeds seed, seed+1, ...).
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// Seed of the first run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Probability that any message is lost, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Crash the coordinator (node 0, also the origin's relay) at this round (central).
+    #[arg(long)]
+    pub crash_coordinator_at: Option<u32>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Mean, median, 99th percentile and maximum.
+#[derive(Debug, Serialize)]
+pub struct Spread {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Self {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank =
+            |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Self {
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            p50: rank(0.5),
+            p99: rank(0.99),
+            max: rank(1.0),
+        }
+    }
+}
+
+/// An analytical prediction to compare with.
+#[derive(Debug, Serialize)]
+pub struct Theory {
+    /// What is predicted, and by whom.
+    pub model: &'static str,
+    /// The quantity predicted (rounds, residue or messages).
+    pub quantity: &'static str,
+    /// The predicted value.
+    pub value: f64,
+}
+
+/// The report of `sim dissemination`.
+#[derive(Debug, Serialize)]
+pub struct DisseminationReport {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Strategy.
+    pub strategy: StrategyName,
+    /// Mode (anti-entropy and rumor).
+    pub mode: ModeArg,
+    /// Fanout.
+    pub fanout: u32,
+    /// Termination (rumor).
+    pub termination: Option<TerminationArg>,
+    /// k (rumor).
+    pub k: Option<u32>,
+    /// Runs.
+    pub runs: u32,
+    /// Loss rate.
+    pub loss: f64,
+    /// Rounds until the last node ever informed was informed.
+    pub rounds: Spread,
+    /// Mean round at which a node was informed.
+    pub t_ave: f64,
+    /// Mean fraction never informed.
+    pub residue: f64,
+    /// Payload-carrying transmissions per node (Demers' traffic m).
+    pub messages_per_node: f64,
+    /// Payload-carrying transmissions per run (for the baselines' exact counts).
+    pub payload_messages_per_run: f64,
+    /// All messages per node, digests and feedback included.
+    pub all_messages_per_node: f64,
+    /// Frame bytes per node: only with real nodes (not in math mode).
+    pub bytes_per_node: Option<f64>,
+    /// Analytical predictions where one exists.
+    pub theory: Vec<Theory>,
+    /// Process CPU time.
+    pub cpu_s: f64,
+    /// Simulated node-rounds per CPU second.
+    pub node_rounds_per_cpu_s: f64,
+}
+
+impl DisseminationArgs {
+    fn strategy(&self) -> AnyStrategy {
+        let mode = match self.mode {
+            ModeArg::Push => Mode::Push,
+            ModeArg::Pull => Mode::Pull,
+            ModeArg::PushPull => Mode::PushPull,
+        };
+        match self.strategy {
+            StrategyName::AntiEntropy => {
+                AnyStrategy::AntiEntropy(AntiEntropy::new(mode, self.fanout))
+            }
+            StrategyName::Rumor => {
+                let termination = match self.termination {
+                    TerminationArg::FeedbackCounter => Termination::FeedbackCounter,
+                    TerminationArg::FeedbackCoin => Termination::FeedbackCoin,
+                    TerminationArg::BlindCounter => Termination::BlindCounter,
+                    TerminationArg::BlindCoin => Termination::BlindCoin,
+                };
+                let mut rumor = RumorMongering::new(mode, termination, self.k)
+                    .fanout(self.fanout)
+                    .relay(match self.relay {
+                        RelayArg::Eager => Relay::Eager,
+                        RelayArg::Batched => Relay::Batched,
+                    });
+                if let Some(hops) = self.hop_limit {
+                    rumor = rumor.hop_limit(hops);
+                }
+                AnyStrategy::Rumor(rumor)
+            }
+            StrategyName::Flood => AnyStrategy::Flood(Flood),
+            StrategyName::Direct => AnyStrategy::Direct(Direct),
+            StrategyName::Central => AnyStrategy::Central(Central {
+                coordinator: NodeId::new(node_addr(0)),
+            }),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.nodes < 2 || self.nodes > 1 << 24 {
+            bail!("--nodes must be within 2..=16777216");
+        }
+        if self.fanout == 0 || self.fanout as usize >= self.nodes {
+            bail!("--fanout must be at least 1 and below --nodes");
+        }
+        if self.k == 0 {
+            bail!("--k must be at least 1");
+        }
+        if self.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            bail!("--loss must be within [0, 1)");
+        }
+        if self.crash_coordinator_at.is_some() && self.strategy != StrategyName::Central {
+            bail!("--crash-coordinator-at only applies to --strategy central");
+        }
+        Ok(())
+    }
+
+    fn theory(&self, measured_m: f64) -> Vec<Theory> {
+        let n = self.nodes as f64;
+        let f = f64::from(self.fanout);
+        let mut out = Vec::new();
+        match self.strategy {
+            StrategyName::AntiEntropy => match self.mode {
+                ModeArg::Push if self.fanout == 1 => out.push(Theory {
+                    model: "Pittel 1987: log2 N + ln N",
+                    quantity: "rounds",
+                    value: n.log2() + n.ln(),
+                }),
+                ModeArg::Push => out.push(Theory {
+                    model: "push with fanout f: log_(1+f) N + ln N / f",
+                    quantity: "rounds",
+                    value: n.ln() / (1.0 + f).ln() + n.ln() / f,
+                }),
+                ModeArg::Pull => out.push(Theory {
+                    model: "pull: log2 N + ln ln N (Karp et al. 2000, leading terms)",
+                    quantity: "rounds",
+                    value: n.log2() + n.ln().ln(),
+                }),
+                ModeArg::PushPull => out.push(Theory {
+                    model: "push-pull: log3 N + ln ln N (Karp et al. 2000, leading terms)",
+                    quantity: "rounds",
+                    value: n.ln() / 3f64.ln() + n.ln().ln(),
+                }),
+            },
+            StrategyName::Rumor => {
+                if self.mode == ModeArg::Push
+                    && matches!(
+                        self.termination,
+                        TerminationArg::FeedbackCoin | TerminationArg::BlindCoin
+                    )
+                {
+                    out.push(Theory {
+                        model: "Demers 1987: s = e^(-(k+1)(1-s))",
+                        quantity: "residue",
+                        value: residue_equation(self.k),
+                    });
+                }
+                if self.mode == ModeArg::Push {
+                    out.push(Theory {
+                        model: "Demers 1987: s = e^(-m), m measured",
+                        quantity: "residue",
+                        value: (-measured_m).exp(),
+                    });
+                }
+            }
+            StrategyName::Flood => out.push(Theory {
+                model: "every node to every other: N(N-1)",
+                quantity: "payload_messages_per_run",
+                value: n * (n - 1.0),
+            }),
+            StrategyName::Direct => out.push(Theory {
+                model: "origin to every other: N-1",
+                quantity: "payload_messages_per_run",
+                value: n - 1.0,
+            }),
+            StrategyName::Central => out.push(Theory {
+                model: "coordinator to every other: N-1 (origin is the coordinator)",
+                quantity: "payload_messages_per_run",
+                value: n - 1.0,
+            }),
+        }
+        out
+    }
+
+    /// Runs the experiment.
+    pub fn run(&self, mut progress: impl FnMut(u32)) -> anyhow::Result<DisseminationReport> {
+        self.validate()?;
+        let prototype = self.strategy();
+        let cpu = cpu_time::ProcessTime::now();
+        let mut results: Vec<MathRun> = Vec::with_capacity(self.runs as usize);
+        for run in 0..self.runs {
+            let mut scenario =
+                MathScenario::new(self.nodes, self.seed.wrapping_add(u64::from(run)));
+            scenario.loss = self.loss;
+            scenario.crash = self.crash_coordinator_at.map(|round| (0, round));
+            scenario.stop_when_all_informed = self.strategy == StrategyName::AntiEntropy;
+            results.push(run_math(&scenario, &prototype));
+            progress(run + 1);
+        }
+        let cpu_s = cpu.elapsed().as_secs_f64();
+        let runs = results.len() as f64;
+        let n = self.nodes as f64;
+        let mean = |f: &dyn Fn(&MathRun) -> f64| results.iter().map(f).sum::<f64>() / runs;
+        let messages_per_node = mean(&|r| r.payload_messages as f64 / n);
+        let node_rounds: f64 = results.iter().map(|r| f64::from(r.rounds_run) * n).sum();
+        let is_rumor = self.strategy == StrategyName::Rumor;
+        Ok(DisseminationReport {
+            nodes: self.nodes,
+            strategy: self.strategy,
+            mode: self.mode,
+            fanout: self.fanout,
+            termination: is_rumor.then_some(self.termination),
+            k: is_rumor.then_some(self.k),
+            runs: self.runs,
+            loss: self.loss,
+            rounds: Spread::of(
+                &results
+                    .iter()
+                    .map(|r| f64::from(r.rounds))
+                    .collect::<Vec<_>>(),
+            ),
+            t_ave: mean(&|r| r.t_ave),
+            residue: mean(&|r| r.residue),
+            messages_per_node,
+            payload_messages_per_run: mean(&|r| r.payload_messages as f64),
+            all_messages_per_node: mean(&|r| r.messages as f64 / n),
+            bytes_per_node: None,
+            theory: self.theory(messages_per_node),
+            cpu_s,
+            node_rounds_per_cpu_s: node_rounds / cpu_s.max(1e-9),
+        })
+    }
+}
+
+/// Solves `s = e^(-(k+1)(1-s))` for the non-trivial root in (0, 1).
+pub fn residue_equation(k: u32) -> f64 {
+    let c = f64::from(k) + 1.0;
+    // Fixed-point iteration from 0 converges to the smaller root.
+    let mut s = 0.0f64;
+    for _ in 0..10_000 {
+        let next = (-c * (1.0 - s)).exp();
+        if (next - s).abs() < 1e-15 {
+            break;
+        }
+        s = next;
+    }
+    s
+}
+
+/// Prints the report as a table.
+pub fn write_table(out: &mut impl Write, r: &DisseminationReport) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "dissemination (math mode): {:?} {:?} fanout {}, {} nodes, {} runs, loss {}",
+        r.strategy, r.mode, r.fanout, r.nodes, r.runs, r.loss
+    )?;
+    if let (Some(t), Some(k)) = (r.termination, r.k) {
+        writeln!(out, "  termination          {t:?}, k = {k}")?;
+    }
+    writeln!(
+        out,
+        "  rounds               mean {:.2}  p50 {}  p99 {}  max {}",
+        r.rounds.mean, r.rounds.p50, r.rounds.p99, r.rounds.max
+    )?;
+    writeln!(out, "  t_ave                {:.2}", r.t_ave)?;
+    writeln!(out, "  residue              {:.5}", r.residue)?;
+    writeln!(
+        out,
+        "  messages per node    {:.3} (payload), {:.3} (all)",
+        r.messages_per_node, r.all_messages_per_node
+    )?;
+    for t in &r.theory {
+        writeln!(
+            out,
+            "  theory               {} = {:.4} ({})",
+            t.quantity, t.value, t.model
+        )?;
+    }
+    writeln!(
+        out,
+        "  cpu                  {:.2} s, {:.0} node-rounds per cpu-second",
+        r.cpu_s, r.node_rounds_per_cpu_s
+    )?;
+    Ok(())
+}
+
+/// Prints the report in `format`.
+pub fn print(report: &DisseminationReport, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, report)?;
+            writeln!(out)?;
+        }
+        Format::Table => write_table(&mut out, report)?,
+    }
+    Ok(())
+}
