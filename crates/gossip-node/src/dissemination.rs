@@ -101,7 +101,7 @@ pub struct DisseminationArgs {
     /// Probability that any message is lost, in [0, 1).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
-    /// Crash the coordinator (node 0, also the origin's relay) at this round (central).
+    /// Crash the coordinator (node 0; node 1 originates) at this round (central).
     #[arg(long)]
     pub crash_coordinator_at: Option<u32>,
     /// Output format.
@@ -307,9 +307,9 @@ impl DisseminationArgs {
                 value: n - 1.0,
             }),
             StrategyName::Central => out.push(Theory {
-                model: "coordinator to every other: N-1 (origin is the coordinator)",
+                model: "origin to coordinator, coordinator to every other: 1 + (N-1)",
                 quantity: "payload_messages_per_run",
-                value: n - 1.0,
+                value: n,
             }),
         }
         out
@@ -327,6 +327,11 @@ impl DisseminationArgs {
             scenario.loss = self.loss;
             scenario.crash = self.crash_coordinator_at.map(|round| (0, round));
             scenario.stop_when_all_informed = self.strategy == StrategyName::AntiEntropy;
+            if self.strategy == StrategyName::Central {
+                // A member other than the coordinator originates, so the
+                // update has to go through the coordinator.
+                scenario.origin = 1;
+            }
             results.push(run_math(&scenario, &prototype));
             progress(run + 1);
         }

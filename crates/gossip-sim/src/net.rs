@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
-use gossip_core::{Config, Event, Generation, Node, NodeId};
+use gossip_core::{Config, Event, Generation, MessageId, NoStrategy, Node, NodeId, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -143,8 +143,8 @@ impl Ord for Scheduled {
     }
 }
 
-struct SimNode {
-    node: Option<Node>,
+struct SimNode<S> {
+    node: Option<Node<S>>,
     generation: u64,
     scheduled_wake: Option<u64>,
     group: u32,
@@ -182,27 +182,46 @@ pub struct NetStats {
 /// sim.run_until(Duration::from_secs(10), &mut ());
 /// assert!((0..8).all(|i| sim.node(i).unwrap().live_member_count() == 8));
 /// ```
-pub struct Simulator {
+pub struct Simulator<S = NoStrategy> {
     epoch: Instant,
+    prototype: S,
     now: u64,
     seq: u64,
     seed: u64,
     config: Config,
     link: LinkModel,
     rng: ChaCha8Rng,
-    nodes: Vec<SimNode>,
+    nodes: Vec<SimNode<S>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     partitioned: bool,
     stats: NetStats,
 }
 
-impl Simulator {
-    /// Builds `n` nodes with `config`, not yet started.
+impl Simulator<NoStrategy> {
+    /// Builds `n` membership-only nodes with `config`, not yet started.
     ///
     /// # Panics
     /// If `config` does not validate.
     pub fn new(n: usize, seed: u64, config: Config, link: LinkModel) -> Self {
+        Self::with_strategy(n, seed, config, link, NoStrategy)
+    }
+}
+
+impl<S: Strategy + Clone> Simulator<S> {
+    /// Builds `n` nodes with `config`, each disseminating with a clone of
+    /// `prototype`, not yet started.
+    ///
+    /// # Panics
+    /// If `config` does not validate.
+    pub fn with_strategy(
+        n: usize,
+        seed: u64,
+        config: Config,
+        link: LinkModel,
+        prototype: S,
+    ) -> Self {
         let mut sim = Self {
+            prototype,
             // The only clock read: an arbitrary origin for virtual time. Nodes
             // see only differences, so runs do not depend on it.
             epoch: Instant::now(),
@@ -230,13 +249,14 @@ impl Simulator {
         sim
     }
 
-    fn make_node(&self, index: usize, generation: u64) -> Node {
+    fn make_node(&self, index: usize, generation: u64) -> Node<S> {
         let node_seed = splitmix(self.seed ^ splitmix(index as u64 ^ (generation << 40)));
-        Node::new(
+        Node::with_strategy(
             self.config.clone(),
             NodeId::new(node_addr(index)),
             Generation(generation),
             node_seed,
+            self.prototype.clone(),
         )
         .expect("simulation config must validate")
     }
@@ -262,8 +282,28 @@ impl Simulator {
     }
 
     /// Node `index`, unless it is crashed.
-    pub fn node(&self, index: usize) -> Option<&Node> {
+    pub fn node(&self, index: usize) -> Option<&Node<S>> {
         self.nodes.get(index).and_then(|n| n.node.as_ref())
+    }
+
+    /// Node `index` broadcasts `payload` now. `None` if it is crashed or
+    /// the node refused (see [`Node::broadcast`]).
+    pub fn broadcast(
+        &mut self,
+        index: usize,
+        payload: &[u8],
+        observer: &mut dyn Observer,
+    ) -> Option<MessageId> {
+        let now = self.instant(self.now());
+        let id = self
+            .nodes
+            .get_mut(index)?
+            .node
+            .as_mut()?
+            .broadcast(now, payload)
+            .ok();
+        self.drain(index, observer);
+        id
     }
 
     /// Network counters.

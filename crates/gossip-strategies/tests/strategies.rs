@@ -1,0 +1,229 @@
+//! Every strategy delivers, in math mode and inside real nodes exchanging
+//! encoded frames; the baselines' message counts are exact; counters and
+//! coins stop; eager relay beats round batching on latency.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gossip_core::{Config, Event, NodeId};
+use gossip_sim::{node_addr, run_math, LinkModel, MathScenario, Observer, Simulator};
+use gossip_strategies::{
+    AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
+};
+
+fn coordinator() -> Central {
+    Central {
+        coordinator: NodeId::new(node_addr(0)),
+    }
+}
+
+#[test]
+fn baselines_send_exactly_their_textbook_counts() {
+    let n = 100;
+    let flood = run_math(&MathScenario::new(n, 1), &Flood);
+    assert_eq!(flood.payload_messages, (n * (n - 1)) as u64);
+    assert_eq!(flood.residue, 0.0);
+
+    let direct = run_math(&MathScenario::new(n, 1), &Direct);
+    assert_eq!(direct.payload_messages, (n - 1) as u64);
+    assert_eq!(direct.residue, 0.0);
+
+    let mut from_member = MathScenario::new(n, 1);
+    from_member.origin = 5;
+    let central = run_math(&from_member, &coordinator());
+    assert_eq!(
+        central.payload_messages, n as u64,
+        "1 to the coordinator, N-1 from it"
+    );
+    assert_eq!(central.residue, 0.0);
+    assert_eq!(central.rounds, 2, "two hops");
+}
+
+#[test]
+fn central_delivers_nothing_once_its_coordinator_is_down() {
+    let mut scenario = MathScenario::new(50, 1);
+    scenario.origin = 7;
+    scenario.crash = Some((0, 1));
+    let run = run_math(&scenario, &coordinator());
+    assert_eq!(run.informed, 1, "only the origin holds its update");
+}
+
+#[test]
+fn anti_entropy_informs_everyone_in_every_mode() {
+    for mode in [Mode::Push, Mode::Pull, Mode::PushPull] {
+        let mut scenario = MathScenario::new(500, 3);
+        scenario.stop_when_all_informed = true;
+        let run = run_math(&scenario, &AntiEntropy::new(mode, 1));
+        assert_eq!(run.residue, 0.0, "{mode:?}");
+        assert!(
+            run.rounds > 5 && run.rounds < 40,
+            "{mode:?}: {} rounds",
+            run.rounds
+        );
+    }
+    // Push-pull is the fastest of the three (Karp et al.).
+    let rounds = |mode| {
+        (0..20)
+            .map(|seed| {
+                let mut s = MathScenario::new(2000, seed);
+                s.stop_when_all_informed = true;
+                run_math(&s, &AntiEntropy::new(mode, 1)).rounds
+            })
+            .sum::<u32>()
+    };
+    assert!(rounds(Mode::PushPull) < rounds(Mode::Push));
+}
+
+#[test]
+fn rumor_mongering_stops_and_leaves_the_predicted_residue() {
+    for termination in [
+        Termination::FeedbackCounter,
+        Termination::FeedbackCoin,
+        Termination::BlindCounter,
+        Termination::BlindCoin,
+    ] {
+        let run = run_math(
+            &MathScenario::new(1000, 2),
+            &RumorMongering::new(Mode::Push, termination, 2),
+        );
+        assert!(run.rounds_run < 1000, "{termination:?} must stop by itself");
+        assert!(
+            run.informed > 500,
+            "{termination:?}: {} informed",
+            run.informed
+        );
+    }
+    // Push, feedback and coin, k=1: s = e^(-2(1-s)) gives s = 0.2032.
+    let residue: f64 = (0..40)
+        .map(|seed| {
+            run_math(
+                &MathScenario::new(2000, seed),
+                &RumorMongering::new(Mode::Push, Termination::FeedbackCoin, 1),
+            )
+            .residue
+        })
+        .sum::<f64>()
+        / 40.0;
+    assert!((residue - 0.2032).abs() < 0.03, "mean residue {residue}");
+}
+
+#[test]
+fn pull_rumors_leave_fewer_nodes_behind_than_push() {
+    let mean = |mode| {
+        (0..20)
+            .map(|seed| {
+                run_math(
+                    &MathScenario::new(1000, seed),
+                    &RumorMongering::new(mode, Termination::FeedbackCounter, 1),
+                )
+                .residue
+            })
+            .sum::<f64>()
+    };
+    assert!(mean(Mode::Pull) < mean(Mode::Push));
+}
+
+#[test]
+fn hop_limit_caps_the_spread() {
+    let limited = RumorMongering::new(Mode::Push, Termination::BlindCounter, 50).hop_limit(1);
+    let run = run_math(&MathScenario::new(1000, 1), &limited);
+    // Only the origin's own pushes go out: at most k = 50 contacts.
+    assert!(run.informed <= 51, "{} informed", run.informed);
+}
+
+/// Counts first deliveries per node and when they happened.
+#[derive(Default)]
+struct Deliveries {
+    per_node: Vec<usize>,
+    times: Vec<Duration>,
+}
+
+impl Observer for Deliveries {
+    fn on_event(&mut self, at: Duration, node: usize, event: &Event) {
+        if let Event::Delivered { .. } = event {
+            self.per_node[node] += 1;
+            self.times.push(at);
+        }
+    }
+    fn on_transmit(&mut self, _at: Duration, _from: usize, _to: SocketAddr, _bytes: &[u8]) {}
+}
+
+fn full_run(strategy: AnyStrategy, n: usize, loss: f64) -> Deliveries {
+    let link = LinkModel {
+        loss,
+        ..LinkModel::default()
+    };
+    let mut sim = Simulator::with_strategy(n, 11, Config::lan(n), link, strategy);
+    sim.start_all();
+    sim.run_until(Duration::from_secs(5), &mut ());
+    let mut seen = Deliveries {
+        per_node: vec![0; n],
+        times: Vec::new(),
+    };
+    let origin = 3;
+    sim.broadcast(origin, b"hello, cluster", &mut seen)
+        .expect("broadcast accepted");
+    sim.run_until(Duration::from_secs(30), &mut seen);
+    assert_eq!(
+        seen.per_node[origin], 0,
+        "the origin does not deliver to itself"
+    );
+    seen.per_node[origin] = 1;
+    seen
+}
+
+#[test]
+fn every_strategy_delivers_over_real_encoded_frames() {
+    let n = 30;
+    let strategies = [
+        AnyStrategy::Flood(Flood),
+        AnyStrategy::Direct(Direct),
+        AnyStrategy::Central(coordinator()),
+        AnyStrategy::AntiEntropy(AntiEntropy::new(Mode::PushPull, 1)),
+        AnyStrategy::Rumor(
+            RumorMongering::new(Mode::PushPull, Termination::FeedbackCoin, 2)
+                .backed_by(AntiEntropy::new(Mode::PushPull, 1).every(5)),
+        ),
+    ];
+    for strategy in strategies {
+        let seen = full_run(strategy.clone(), n, 0.0);
+        assert!(
+            seen.per_node.iter().all(|&d| d == 1),
+            "{strategy:?}: {:?}",
+            seen.per_node
+        );
+    }
+}
+
+#[test]
+fn backed_rumors_reach_everyone_despite_loss() {
+    let strategy = AnyStrategy::Rumor(
+        RumorMongering::new(Mode::Push, Termination::FeedbackCoin, 1)
+            .backed_by(AntiEntropy::new(Mode::PushPull, 1).every(5)),
+    );
+    let seen = full_run(strategy, 40, 0.05);
+    assert!(seen.per_node.iter().all(|&d| d == 1), "{:?}", seen.per_node);
+}
+
+#[test]
+fn eager_relay_is_faster_than_round_batching() {
+    let rumor = |relay| {
+        AnyStrategy::Rumor(
+            RumorMongering::new(Mode::Push, Termination::BlindCounter, 3)
+                .fanout(3)
+                .relay(relay)
+                .backed_by(AntiEntropy::new(Mode::PushPull, 1).every(5)),
+        )
+    };
+    let eager = full_run(rumor(Relay::Eager), 40, 0.0);
+    let batched = full_run(rumor(Relay::Batched), 40, 0.0);
+    assert!(eager.per_node.iter().all(|&d| d == 1) && batched.per_node.iter().all(|&d| d == 1));
+    // Median delivery delay: hops times the link delay, against rounds of 200 ms.
+    let median = |d: &Deliveries| d.times[d.times.len() / 2] - Duration::from_secs(5);
+    assert!(
+        median(&eager) * 10 < median(&batched),
+        "eager {:?} vs batched {:?}",
+        median(&eager),
+        median(&batched)
+    );
+}
