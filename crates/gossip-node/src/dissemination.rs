@@ -5,10 +5,17 @@ use std::io::Write;
 use anyhow::bail;
 use clap::ValueEnum;
 use gossip_core::NodeId;
-use gossip_sim::{node_addr, run_math, MathRun, MathScenario};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gossip_core::wire::{self, Message};
+use gossip_core::{Event, MessageId};
+use gossip_sim::{node_addr, run_math, LinkModel, MathRun, MathScenario, Observer, Simulator};
 use gossip_strategies::{
     AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
 };
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -104,6 +111,13 @@ pub struct DisseminationArgs {
     /// Crash the coordinator (node 0; node 1 originates) at this round (central).
     #[arg(long)]
     pub crash_coordinator_at: Option<u32>,
+    /// Run real nodes (membership, encoded frames, the discrete-event
+    /// simulator) instead of math mode; each run is one broadcast.
+    #[arg(long)]
+    pub full: bool,
+    /// With --full, do not back rumor mongering with anti-entropy.
+    #[arg(long, requires = "full")]
+    pub no_backup: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -173,13 +187,18 @@ pub struct DisseminationReport {
     pub t_ave: f64,
     /// Mean fraction never informed.
     pub residue: f64,
+    /// Largest fraction never informed in any run.
+    pub residue_max: f64,
+    /// Math mode (oracle sampling) or full (real nodes, encoded frames).
+    pub simulation: &'static str,
     /// Payload-carrying transmissions per node (Demers' traffic m).
     pub messages_per_node: f64,
     /// Payload-carrying transmissions per run (for the baselines' exact counts).
     pub payload_messages_per_run: f64,
     /// All messages per node, digests and feedback included.
     pub all_messages_per_node: f64,
-    /// Frame bytes per node: only with real nodes (not in math mode).
+    /// Dissemination frame bytes (rumors, pulls, feedback) per node per
+    /// broadcast: only with --full.
     pub bytes_per_node: Option<f64>,
     /// Analytical predictions where one exists.
     pub theory: Vec<Theory>,
@@ -191,6 +210,18 @@ pub struct DisseminationReport {
 
 impl DisseminationArgs {
     fn strategy(&self) -> AnyStrategy {
+        let strategy = self.bare_strategy();
+        match strategy {
+            // On real nodes rumors are backed by slow anti-entropy, so the
+            // residue reaches zero, unless asked otherwise.
+            AnyStrategy::Rumor(rumor) if self.full && !self.no_backup => {
+                AnyStrategy::Rumor(rumor.backed_by(AntiEntropy::new(Mode::PushPull, 1).every(5)))
+            }
+            other => other,
+        }
+    }
+
+    fn bare_strategy(&self) -> AnyStrategy {
         let mode = match self.mode {
             ModeArg::Push => Mode::Push,
             ModeArg::Pull => Mode::Pull,
@@ -321,7 +352,15 @@ impl DisseminationArgs {
         let prototype = self.strategy();
         let cpu = cpu_time::ProcessTime::now();
         let mut results: Vec<MathRun> = Vec::with_capacity(self.runs as usize);
-        for run in 0..self.runs {
+        let mut bytes_per_node = None;
+        let mut node_rounds = 0.0;
+        if self.full {
+            let (runs, bytes, rounds) = self.run_full(&prototype, &mut progress)?;
+            results = runs;
+            bytes_per_node = Some(bytes);
+            node_rounds = rounds;
+        }
+        for run in (0..self.runs).filter(|_| !self.full) {
             let mut scenario =
                 MathScenario::new(self.nodes, self.seed.wrapping_add(u64::from(run)));
             scenario.loss = self.loss;
@@ -340,7 +379,9 @@ impl DisseminationArgs {
         let n = self.nodes as f64;
         let mean = |f: &dyn Fn(&MathRun) -> f64| results.iter().map(f).sum::<f64>() / runs;
         let messages_per_node = mean(&|r| r.payload_messages as f64 / n);
-        let node_rounds: f64 = results.iter().map(|r| f64::from(r.rounds_run) * n).sum();
+        if !self.full {
+            node_rounds = results.iter().map(|r| f64::from(r.rounds_run) * n).sum();
+        }
         let is_rumor = self.strategy == StrategyName::Rumor;
         Ok(DisseminationReport {
             nodes: self.nodes,
@@ -359,14 +400,151 @@ impl DisseminationArgs {
             ),
             t_ave: mean(&|r| r.t_ave),
             residue: mean(&|r| r.residue),
+            residue_max: results.iter().map(|r| r.residue).fold(0.0, f64::max),
+            simulation: if self.full { "full" } else { "math" },
             messages_per_node,
             payload_messages_per_run: mean(&|r| r.payload_messages as f64),
             all_messages_per_node: mean(&|r| r.messages as f64 / n),
-            bytes_per_node: None,
+            bytes_per_node,
             theory: self.theory(messages_per_node),
             cpu_s,
             node_rounds_per_cpu_s: node_rounds / cpu_s.max(1e-9),
         })
+    }
+}
+
+/// Watches one broadcast at a time in a full simulation.
+struct FullObserver {
+    config: gossip_core::Config,
+    current: Option<MessageId>,
+    start: Duration,
+    delivered_at: Vec<Option<Duration>>,
+    bytes: u64,
+    payload_frames: u64,
+    frames: u64,
+}
+
+impl Observer for FullObserver {
+    fn on_event(&mut self, at: Duration, node: usize, event: &Event) {
+        if let Event::Delivered { id, .. } = event {
+            if Some(*id) == self.current && self.delivered_at[node].is_none() {
+                self.delivered_at[node] = Some(at - self.start);
+            }
+        }
+    }
+
+    fn on_transmit(&mut self, _at: Duration, _from: usize, _to: SocketAddr, bytes: &[u8]) {
+        let Ok((_, message)) = wire::decode(&self.config, bytes) else {
+            return;
+        };
+        match message {
+            Message::Rumors { items } => {
+                if items.iter().any(|item| Some(item.id) == self.current) {
+                    self.payload_frames += 1;
+                }
+            }
+            Message::Pull { .. } | Message::Feedback { .. } => {}
+            _ => return,
+        }
+        self.frames += 1;
+        self.bytes += bytes.len() as u64;
+    }
+}
+
+impl DisseminationArgs {
+    /// One broadcast per run on real nodes: returns the per-broadcast
+    /// results, dissemination bytes per node per broadcast, and node-rounds.
+    fn run_full(
+        &self,
+        prototype: &AnyStrategy,
+        progress: &mut impl FnMut(u32),
+    ) -> anyhow::Result<(Vec<MathRun>, f64, f64)> {
+        let n = self.nodes;
+        if n > 5000 {
+            bail!("--full simulates every node's membership too: at most 5000 nodes");
+        }
+        let config = gossip_core::Config::lan(n);
+        let round = config.gossip_interval;
+        let link = LinkModel {
+            loss: self.loss,
+            ..LinkModel::default()
+        };
+        let mut sim =
+            Simulator::with_strategy(n, self.seed, config.clone(), link, prototype.clone());
+        sim.start_all();
+        // Let membership converge before the first broadcast.
+        let mut t = Duration::from_secs(10);
+        sim.run_until(t, &mut ());
+        let mut observer = FullObserver {
+            config,
+            current: None,
+            start: t,
+            delivered_at: vec![None; n],
+            bytes: 0,
+            payload_frames: 0,
+            frames: 0,
+        };
+        let mut chooser = ChaCha8Rng::seed_from_u64(self.seed ^ 0xb40a_dca5);
+        let mut results = Vec::new();
+        let mut total_bytes = 0u64;
+        let window = Duration::from_secs(60);
+        for run in 0..self.runs {
+            let origin = if self.strategy == StrategyName::Central {
+                1
+            } else {
+                chooser.random_range(0..n)
+            };
+            observer.delivered_at.iter_mut().for_each(|d| *d = None);
+            observer.delivered_at[origin] = Some(Duration::ZERO);
+            observer.start = t;
+            observer.bytes = 0;
+            observer.payload_frames = 0;
+            observer.frames = 0;
+            observer.current = sim.broadcast(origin, &[0x5a; 64], &mut observer);
+            anyhow::ensure!(
+                observer.current.is_some(),
+                "node {origin} refused the broadcast"
+            );
+            let end = t + window;
+            let mut all_since: Option<Duration> = None;
+            while t < end {
+                t += round;
+                sim.run_until(t, &mut observer);
+                if observer.delivered_at.iter().all(Option::is_some) {
+                    // Keep going a little so the tail of the traffic is counted.
+                    let since = *all_since.get_or_insert(t);
+                    if t >= since + Duration::from_secs(3) {
+                        break;
+                    }
+                }
+            }
+            let rounds_of = |d: Duration| (d.as_secs_f64() / round.as_secs_f64()).ceil() as u32;
+            let informed: Vec<Duration> = observer.delivered_at.iter().flatten().copied().collect();
+            results.push(MathRun {
+                rounds: informed.iter().map(|&d| rounds_of(d)).max().unwrap_or(0),
+                rounds_run: rounds_of(t - observer.start),
+                t_ave: informed
+                    .iter()
+                    .map(|&d| f64::from(rounds_of(d)))
+                    .sum::<f64>()
+                    / informed.len() as f64,
+                informed: informed.len(),
+                residue: (n - informed.len()) as f64 / n as f64,
+                payload_messages: observer.payload_frames,
+                messages: observer.frames,
+            });
+            total_bytes += observer.bytes;
+            progress(run + 1);
+        }
+        let node_rounds = results
+            .iter()
+            .map(|r| f64::from(r.rounds_run) * n as f64)
+            .sum();
+        Ok((
+            results,
+            total_bytes as f64 / n as f64 / f64::from(self.runs),
+            node_rounds,
+        ))
     }
 }
 
@@ -389,8 +567,8 @@ pub fn residue_equation(k: u32) -> f64 {
 pub fn write_table(out: &mut impl Write, r: &DisseminationReport) -> anyhow::Result<()> {
     writeln!(
         out,
-        "dissemination (math mode): {:?} {:?} fanout {}, {} nodes, {} runs, loss {}",
-        r.strategy, r.mode, r.fanout, r.nodes, r.runs, r.loss
+        "dissemination ({} mode): {:?} {:?} fanout {}, {} nodes, {} runs, loss {}",
+        r.simulation, r.strategy, r.mode, r.fanout, r.nodes, r.runs, r.loss
     )?;
     if let (Some(t), Some(k)) = (r.termination, r.k) {
         writeln!(out, "  termination          {t:?}, k = {k}")?;
@@ -401,7 +579,17 @@ pub fn write_table(out: &mut impl Write, r: &DisseminationReport) -> anyhow::Res
         r.rounds.mean, r.rounds.p50, r.rounds.p99, r.rounds.max
     )?;
     writeln!(out, "  t_ave                {:.2}", r.t_ave)?;
-    writeln!(out, "  residue              {:.5}", r.residue)?;
+    writeln!(
+        out,
+        "  residue              {:.5} mean, {:.5} worst run",
+        r.residue, r.residue_max
+    )?;
+    if let Some(bytes) = r.bytes_per_node {
+        writeln!(
+            out,
+            "  bytes per node       {bytes:.1} per broadcast (dissemination frames)"
+        )?;
+    }
     writeln!(
         out,
         "  messages per node    {:.3} (payload), {:.3} (all)",

@@ -87,3 +87,111 @@ fn impossible_input_is_refused_with_a_reason() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn dissemination_json_has_every_promised_key() {
+    let out = gossip_node(&[
+        "sim",
+        "dissemination",
+        "--nodes",
+        "300",
+        "--strategy",
+        "rumor",
+        "--mode",
+        "push",
+        "--runs",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "nodes",
+        "strategy",
+        "mode",
+        "fanout",
+        "runs",
+        "rounds",
+        "t_ave",
+        "residue",
+        "messages_per_node",
+        "bytes_per_node",
+        "theory",
+        "cpu_s",
+        "node_rounds_per_cpu_s",
+    ] {
+        assert!(report.get(key).is_some(), "missing key {key}");
+    }
+    for q in ["mean", "p50", "p99", "max"] {
+        assert!(report["rounds"][q].is_number());
+    }
+    assert_eq!(report["strategy"], "rumor");
+    assert!(report["theory"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+#[test]
+fn flood_counts_are_exact_from_the_command_line() {
+    let out = gossip_node(&[
+        "sim",
+        "dissemination",
+        "--nodes",
+        "50",
+        "--strategy",
+        "flood",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["payload_messages_per_run"], 2450.0);
+}
+
+#[test]
+fn full_mode_reports_bytes_and_delivers_with_backup() {
+    let out = gossip_node(&[
+        "sim",
+        "dissemination",
+        "--nodes",
+        "60",
+        "--strategy",
+        "rumor",
+        "--full",
+        "--runs",
+        "2",
+        "--loss",
+        "0.05",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["simulation"], "full");
+    assert_eq!(report["residue_max"], 0.0, "anti-entropy backs the rumor");
+    assert!(report["bytes_per_node"].as_f64().is_some_and(|b| b > 0.0));
+}
+
+#[test]
+fn dissemination_input_errors_are_explained() {
+    for (args, needle) in [
+        (vec!["--fanout", "0"], "fanout"),
+        (vec!["--k", "0"], "k"),
+        (vec!["--crash-coordinator-at", "3"], "central"),
+        (vec!["--no-backup"], "--full"),
+    ] {
+        let mut full = vec!["sim", "dissemination", "--nodes", "20"];
+        full.extend(args.iter().copied());
+        let out = gossip_node(&full);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
