@@ -13,7 +13,7 @@ mod math;
 mod net;
 mod scenario;
 
-pub use math::{run_math, MathRun, MathScenario};
+pub use math::{run_math, MathRun, MathScenario, MathSim};
 pub use net::{node_addr, node_index, Latency, LinkModel, NetStats, Observer, Simulator, SIM_PORT};
 pub use scenario::{
     run_membership, CrashTimeline, MembershipReport, MembershipScenario, Quantiles,

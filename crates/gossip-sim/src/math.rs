@@ -162,83 +162,123 @@ impl Host for MathHost<'_> {
     }
 }
 
-/// Runs one rumor from `scenario.origin` through `nodes` copies of
-/// `prototype` until it is everywhere or nobody is spreading it any more.
-///
-/// # Panics
-/// If the scenario has fewer than two nodes or the origin is out of range.
-pub fn run_math<S: Strategy + Clone>(scenario: &MathScenario, prototype: &S) -> MathRun {
-    let n = scenario.nodes;
-    assert!(
-        n >= 2 && scenario.origin < n,
-        "need two nodes and a valid origin"
-    );
-    let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
-    let mut strategies = vec![prototype.clone(); n];
-    let mut informed_round = vec![NEVER; n];
-    let mut hops = vec![0u16; n];
-    let mut crashed = vec![false; n];
-    let rumor = MessageId {
-        origin: NodeId::new(node_addr(scenario.origin)),
-        generation: 0,
-        sequence: 1,
-    };
-    let mut informed = 1usize;
-    let mut last_round = 0u32;
-    let mut sum_rounds = 0u64;
-    let mut payload_messages = 0u64;
-    let mut messages = 0u64;
+/// A math-mode simulation that can be advanced one round at a time (the
+/// benchmarks time single rounds; [`run_math`] runs it to the end).
+pub struct MathSim<S> {
+    scenario: MathScenario,
+    strategies: Vec<S>,
+    informed_round: Vec<u32>,
+    hops: Vec<u16>,
+    crashed: Vec<bool>,
+    rumor: MessageId,
+    informed: usize,
+    last_round: u32,
+    sum_rounds: u64,
+    payload_messages: u64,
+    messages: u64,
+    /// Sends made while a node learns the rumor wait for the next round.
+    next_round: VecDeque<Envelope>,
+    this_round: VecDeque<Envelope>,
+    rng: ChaCha8Rng,
+    round: u32,
+    finished: bool,
+}
 
-    // Sends made while a node learns the rumor wait for the next round.
-    let mut next_round: VecDeque<Envelope> = VecDeque::new();
-    let mut this_round: VecDeque<Envelope> = VecDeque::new();
-    informed_round[scenario.origin] = 0;
-    strategies[scenario.origin].on_rumor(
-        &mut MathHost {
-            me: scenario.origin,
-            nodes: n,
-            rumor,
-            informed_round: &informed_round,
-            hops: &hops,
-            rng: &mut rng,
-            out: &mut next_round,
-        },
-        Rumor { id: rumor, hops: 0 },
-        None,
-    );
+impl<S: Strategy + Clone> MathSim<S> {
+    /// Sets up `scenario.nodes` copies of `prototype`; the origin learns the
+    /// rumor at round 0.
+    ///
+    /// # Panics
+    /// If the scenario has fewer than two nodes or the origin is out of range.
+    pub fn new(scenario: &MathScenario, prototype: &S) -> Self {
+        let n = scenario.nodes;
+        assert!(
+            n >= 2 && scenario.origin < n,
+            "need two nodes and a valid origin"
+        );
+        let mut sim = Self {
+            scenario: scenario.clone(),
+            strategies: vec![prototype.clone(); n],
+            informed_round: vec![NEVER; n],
+            hops: vec![0; n],
+            crashed: vec![false; n],
+            rumor: MessageId {
+                origin: NodeId::new(node_addr(scenario.origin)),
+                generation: 0,
+                sequence: 1,
+            },
+            informed: 1,
+            last_round: 0,
+            sum_rounds: 0,
+            payload_messages: 0,
+            messages: 0,
+            next_round: VecDeque::new(),
+            this_round: VecDeque::new(),
+            rng: ChaCha8Rng::seed_from_u64(scenario.seed),
+            round: 0,
+            finished: false,
+        };
+        let origin = scenario.origin;
+        sim.informed_round[origin] = 0;
+        let rumor = sim.rumor;
+        sim.strategies[origin].on_rumor(
+            &mut MathHost {
+                me: origin,
+                nodes: n,
+                rumor,
+                informed_round: &sim.informed_round,
+                hops: &sim.hops,
+                rng: &mut sim.rng,
+                out: &mut sim.next_round,
+            },
+            Rumor { id: rumor, hops: 0 },
+            None,
+        );
+        sim
+    }
 
-    let mut round = 0u32;
-    while round < scenario.max_rounds {
-        round += 1;
-        if let Some((node, at)) = scenario.crash {
+    /// Runs one round; returns whether the simulation goes on.
+    pub fn step(&mut self) -> bool {
+        if self.finished || self.round >= self.scenario.max_rounds {
+            self.finished = true;
+            return false;
+        }
+        let n = self.scenario.nodes;
+        let rumor = self.rumor;
+        self.round += 1;
+        let round = self.round;
+        if let Some((node, at)) = self.scenario.crash {
             if at == round && node < n {
-                crashed[node] = true;
+                self.crashed[node] = true;
             }
         }
-        core::mem::swap(&mut this_round, &mut next_round);
-        for (i, strategy) in strategies.iter_mut().enumerate() {
-            if crashed[i] || !strategy.wants_rounds() {
+        core::mem::swap(&mut self.this_round, &mut self.next_round);
+        for (i, strategy) in self.strategies.iter_mut().enumerate() {
+            if self.crashed[i] || !strategy.wants_rounds() {
                 continue;
             }
             strategy.on_round(&mut MathHost {
                 me: i,
                 nodes: n,
                 rumor,
-                informed_round: &informed_round,
-                hops: &hops,
-                rng: &mut rng,
-                out: &mut this_round,
+                informed_round: &self.informed_round,
+                hops: &self.hops,
+                rng: &mut self.rng,
+                out: &mut self.this_round,
             });
         }
-        while let Some(envelope) = this_round.pop_front() {
-            messages += 1;
+        while let Some(envelope) = self.this_round.pop_front() {
+            self.messages += 1;
             let (from, to) = (envelope.from as usize, envelope.to as usize);
             if let GossipMessage::Push { rumors } = &envelope.message {
                 if !rumors.is_empty() {
-                    payload_messages += 1;
+                    self.payload_messages += 1;
                 }
             }
-            if crashed[to] || crashed[from] || rng.random::<f64>() < scenario.loss {
+            if self.crashed[to]
+                || self.crashed[from]
+                || self.rng.random::<f64>() < self.scenario.loss
+            {
                 continue;
             }
             let from_id = NodeId::new(node_addr(from));
@@ -252,84 +292,102 @@ pub fn run_math<S: Strategy + Clone>(scenario: &MathScenario, prototype: &S) -> 
                             id: rumor,
                             hops: pushed.hops.saturating_add(1),
                         };
-                        let newly = informed_round[to] == NEVER;
+                        let newly = self.informed_round[to] == NEVER;
                         if newly {
-                            informed_round[to] = round;
-                            hops[to] = arrived.hops;
-                            informed += 1;
-                            last_round = round;
-                            sum_rounds += u64::from(round);
+                            self.informed_round[to] = round;
+                            self.hops[to] = arrived.hops;
+                            self.informed += 1;
+                            self.last_round = round;
+                            self.sum_rounds += u64::from(round);
                         }
                         let mut host = MathHost {
                             me: to,
                             nodes: n,
                             rumor,
-                            informed_round: &informed_round,
-                            hops: &hops,
-                            rng: &mut rng,
+                            informed_round: &self.informed_round,
+                            hops: &self.hops,
+                            rng: &mut self.rng,
                             out: if newly {
-                                &mut next_round
+                                &mut self.next_round
                             } else {
-                                &mut this_round
+                                &mut self.this_round
                             },
                         };
                         if newly {
-                            strategies[to].on_rumor(&mut host, arrived, Some(from_id));
+                            self.strategies[to].on_rumor(&mut host, arrived, Some(from_id));
                         } else {
-                            strategies[to].on_duplicate(&mut host, arrived, from_id);
+                            self.strategies[to].on_duplicate(&mut host, arrived, from_id);
                         }
                     }
                 }
                 GossipMessage::Pull {
                     digest,
                     reciprocate,
-                } => strategies[to].on_pull(
+                } => self.strategies[to].on_pull(
                     &mut MathHost {
                         me: to,
                         nodes: n,
                         rumor,
-                        informed_round: &informed_round,
-                        hops: &hops,
-                        rng: &mut rng,
-                        out: &mut this_round,
+                        informed_round: &self.informed_round,
+                        hops: &self.hops,
+                        rng: &mut self.rng,
+                        out: &mut self.this_round,
                     },
                     from_id,
                     &digest,
                     reciprocate,
                 ),
-                GossipMessage::Feedback { known } => strategies[to].on_feedback(
+                GossipMessage::Feedback { known } => self.strategies[to].on_feedback(
                     &mut MathHost {
                         me: to,
                         nodes: n,
                         rumor,
-                        informed_round: &informed_round,
-                        hops: &hops,
-                        rng: &mut rng,
-                        out: &mut this_round,
+                        informed_round: &self.informed_round,
+                        hops: &self.hops,
+                        rng: &mut self.rng,
+                        out: &mut self.this_round,
                     },
                     from_id,
                     &known,
                 ),
             }
         }
-        let quiet = next_round.is_empty()
-            && strategies
+        let crashed = &self.crashed;
+        let quiet = self.next_round.is_empty()
+            && self
+                .strategies
                 .iter()
                 .enumerate()
                 .all(|(i, s)| crashed[i] || s.is_quiescent());
-        let everyone = informed + crashed.iter().filter(|&&c| c).count() >= n
-            && (0..n).all(|i| crashed[i] || informed_round[i] != NEVER);
-        if quiet || (scenario.stop_when_all_informed && everyone) {
-            break;
+        let everyone = (0..n).all(|i| crashed[i] || self.informed_round[i] != NEVER);
+        if quiet || (self.scenario.stop_when_all_informed && everyone) {
+            self.finished = true;
+        }
+        !self.finished
+    }
+
+    /// What the run measured so far.
+    pub fn result(&self) -> MathRun {
+        let n = self.scenario.nodes;
+        MathRun {
+            rounds: self.last_round,
+            rounds_run: self.round,
+            t_ave: self.sum_rounds as f64 / self.informed as f64,
+            informed: self.informed,
+            residue: (n - self.informed) as f64 / n as f64,
+            payload_messages: self.payload_messages,
+            messages: self.messages,
         }
     }
-    MathRun {
-        rounds: last_round,
-        rounds_run: round,
-        t_ave: sum_rounds as f64 / informed as f64,
-        informed,
-        residue: (n - informed) as f64 / n as f64,
-        payload_messages,
-        messages,
-    }
+}
+
+/// Runs one rumor from `scenario.origin` through `nodes` copies of
+/// `prototype` until it is everywhere or nobody is spreading it any more.
+///
+/// # Panics
+/// If the scenario has fewer than two nodes or the origin is out of range.
+pub fn run_math<S: Strategy + Clone>(scenario: &MathScenario, prototype: &S) -> MathRun {
+    let mut sim = MathSim::new(scenario, prototype);
+    while sim.step() {}
+    sim.result()
 }
