@@ -199,8 +199,10 @@ impl Config {
             return invalid("max_local_health", "at most 64");
         }
         // A frame must hold its header plus at least one full-size member record,
-        // or a member with maximal metadata could never be announced.
-        let needed = wire::header_budget(self) + wire::max_record_len(self) + 16;
+        // or a member with maximal metadata could never be announced. The
+        // packers always put one record in a frame, so this must hold for the
+        // message with the most fixed fields: a sync frame bounded on both sides.
+        let needed = wire::header_budget(self) + wire::max_record_len(self) + wire::SYNC_OVERHEAD;
         if needed > size {
             return Err(ConfigError::MessageTooSmall {
                 needed,

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod aggregate;
 mod config;
 mod error;
 mod id;
@@ -27,6 +28,7 @@ mod store;
 mod strategy;
 pub mod wire;
 
+pub use aggregate::{Aggregate, AggregateHost, NoAggregate};
 pub use config::{Config, MAX_LABEL_LEN};
 pub use error::{CommandError, ConfigError, RecvError};
 pub use id::{Generation, Incarnation, MessageId, NodeId};

@@ -37,6 +37,12 @@ const MAX_VARINT_U16: usize = 3;
 pub const RUMOR_OVERHEAD: usize =
     1 + MAX_VARINT_U16 + MAX_NODE_ID_LEN + 2 * MAX_VARINT_U64 + MAX_VARINT_U16 + MAX_VARINT_U32;
 
+/// Bytes a sync frame adds besides its header and its entries, at most:
+/// message tag, reply flag, both id bounds and a three-byte element count.
+/// No other message that carries member records has more fixed fields, so a
+/// frame of header budget, this and one [`max_record_len`] holds any of them.
+pub(crate) const SYNC_OVERHEAD: usize = 1 + 1 + 2 * (1 + MAX_NODE_ID_LEN) + MAX_VARINT_U16;
+
 /// Bytes the header can take at most under `config`: payload budgets subtract it.
 pub fn header_budget(config: &Config) -> usize {
     1 + MAX_VARINT_U16

@@ -34,6 +34,9 @@ pub enum SimCommand {
     /// Dissemination of one broadcast by a strategy in round-synchronous
     /// math mode (oracle peer sampling), with the analytical predictions.
     Dissemination(crate::dissemination::DisseminationArgs),
+    /// Aggregation (average, sum, count, min, max) by push-sum, push-pull
+    /// averaging or flow updating, in round-synchronous math mode.
+    Aggregation(crate::aggregation::AggregationArgs),
 }
 
 /// Output format of a report.
@@ -156,6 +159,21 @@ impl Cli {
                     bar.finish_and_clear();
                 }
                 crate::dissemination::print(&report, args.format)
+            }
+            Command::Sim(SimCommand::Aggregation(args)) => {
+                let bar = progress_bar(u64::from(args.rounds), "rounds")?;
+                let started = std::time::Instant::now();
+                let report = args.run(|round| {
+                    if let Some(bar) = &bar {
+                        if started.elapsed() >= Duration::from_secs(1) {
+                            bar.set_position(u64::from(round));
+                        }
+                    }
+                })?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                crate::aggregation::print(&report, args.format)
             }
         }
     }

@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod aggregation;
 mod math;
 mod net;
 mod scenario;
 
+pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 pub use math::{run_math, MathRun, MathScenario, MathSim};
 pub use net::{node_addr, node_index, Latency, LinkModel, NetStats, Observer, Simulator, SIM_PORT};
 pub use scenario::{

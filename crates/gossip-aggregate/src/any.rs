@@ -1,0 +1,134 @@
+//! Runtime choice among the algorithms.
+
+use gossip_core::{Aggregate, AggregateHost, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::{FlowShare, FlowUpdating, PushPull, PushPullShare, PushSum, PushSumShare};
+
+/// Any algorithm of this crate, chosen at runtime and dispatched by `match`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "kebab-case")]
+pub enum AnyAggregate {
+    /// [`PushSum`].
+    PushSum(PushSum),
+    /// [`PushPull`].
+    PushPull(PushPull),
+    /// [`FlowUpdating`].
+    FlowUpdating(FlowUpdating),
+}
+
+/// The share of [`AnyAggregate`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AnyShare {
+    /// Of [`PushSum`].
+    PushSum(PushSumShare),
+    /// Of [`PushPull`].
+    PushPull(PushPullShare),
+    /// Of [`FlowUpdating`].
+    FlowUpdating(FlowShare),
+}
+
+/// Adapts a host of [`AnyShare`] to an algorithm's own share type.
+struct Wrap<'a, H, F> {
+    host: &'a mut H,
+    wrap: F,
+}
+
+impl<T, H: AggregateHost<AnyShare>, F: Fn(T) -> AnyShare> AggregateHost<T> for Wrap<'_, H, F> {
+    fn me(&self) -> NodeId {
+        self.host.me()
+    }
+    fn random(&mut self) -> f64 {
+        self.host.random()
+    }
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+        self.host.sample_peers(count, out);
+    }
+    fn send(&mut self, to: NodeId, share: T) {
+        self.host.send(to, (self.wrap)(share));
+    }
+}
+
+impl AnyAggregate {
+    /// The mass this node holds (value part), for conservation checks.
+    pub fn mass(&self) -> f64 {
+        match self {
+            AnyAggregate::PushSum(a) => a.mass(),
+            AnyAggregate::PushPull(a) => a.mass(),
+            AnyAggregate::FlowUpdating(a) => a.mass(),
+        }
+    }
+}
+
+impl Aggregate for AnyAggregate {
+    type Share = AnyShare;
+
+    fn on_round<H: AggregateHost<AnyShare>>(&mut self, host: &mut H) {
+        match self {
+            AnyAggregate::PushSum(a) => a.on_round(&mut Wrap {
+                host,
+                wrap: AnyShare::PushSum,
+            }),
+            AnyAggregate::PushPull(a) => a.on_round(&mut Wrap {
+                host,
+                wrap: AnyShare::PushPull,
+            }),
+            AnyAggregate::FlowUpdating(a) => a.on_round(&mut Wrap {
+                host,
+                wrap: AnyShare::FlowUpdating,
+            }),
+        }
+    }
+
+    fn on_share<H: AggregateHost<AnyShare>>(
+        &mut self,
+        host: &mut H,
+        from: NodeId,
+        share: AnyShare,
+    ) {
+        // A share of another algorithm (a misconfigured peer) is ignored.
+        match (self, share) {
+            (AnyAggregate::PushSum(a), AnyShare::PushSum(s)) => a.on_share(
+                &mut Wrap {
+                    host,
+                    wrap: AnyShare::PushSum,
+                },
+                from,
+                s,
+            ),
+            (AnyAggregate::PushPull(a), AnyShare::PushPull(s)) => a.on_share(
+                &mut Wrap {
+                    host,
+                    wrap: AnyShare::PushPull,
+                },
+                from,
+                s,
+            ),
+            (AnyAggregate::FlowUpdating(a), AnyShare::FlowUpdating(s)) => a.on_share(
+                &mut Wrap {
+                    host,
+                    wrap: AnyShare::FlowUpdating,
+                },
+                from,
+                s,
+            ),
+            _ => {}
+        }
+    }
+
+    fn estimate(&self) -> Option<f64> {
+        match self {
+            AnyAggregate::PushSum(a) => a.estimate(),
+            AnyAggregate::PushPull(a) => a.estimate(),
+            AnyAggregate::FlowUpdating(a) => a.estimate(),
+        }
+    }
+
+    fn on_peer_down(&mut self, peer: NodeId) {
+        match self {
+            AnyAggregate::PushSum(a) => a.on_peer_down(peer),
+            AnyAggregate::PushPull(a) => a.on_peer_down(peer),
+            AnyAggregate::FlowUpdating(a) => a.on_peer_down(peer),
+        }
+    }
+}

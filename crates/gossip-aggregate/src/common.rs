@@ -1,0 +1,158 @@
+//! What every algorithm shares: the function computed, the node's input and
+//! epochs that restart the computation so estimates follow churn.
+
+use serde::{Deserialize, Serialize};
+
+/// What to compute over all nodes' inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Function {
+    /// Mean of the inputs.
+    Average,
+    /// Sum of the inputs (needs one leader).
+    Sum,
+    /// Number of nodes (needs one leader).
+    Count,
+    /// Smallest input.
+    Min,
+    /// Largest input.
+    Max,
+}
+
+impl Function {
+    /// Whether this is an extreme, spread by keeping the best value seen
+    /// rather than by averaging.
+    pub fn is_extreme(self) -> bool {
+        matches!(self, Function::Min | Function::Max)
+    }
+
+    /// The pair `(x, y)` a node starts an epoch with, `(0, 0)` if it does
+    /// not contribute to it; the estimate is `x / y`.
+    pub(crate) fn start(self, input: Input, contributes: bool) -> (f64, f64) {
+        if contributes {
+            self.initial(input)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    /// The extreme a node starts an epoch with.
+    pub(crate) fn start_extreme(self, input: Input, contributes: bool) -> f64 {
+        match (contributes, self) {
+            (true, _) => input.value,
+            (false, Function::Min) => f64::INFINITY,
+            (false, _) => f64::NEG_INFINITY,
+        }
+    }
+
+    /// The pair `(x, y)` a node averages; the estimate is `x / y`.
+    pub(crate) fn initial(self, input: Input) -> (f64, f64) {
+        let leader = if input.leader { 1.0 } else { 0.0 };
+        match self {
+            Function::Average | Function::Min | Function::Max => (input.value, 1.0),
+            Function::Sum => (input.value, leader),
+            Function::Count => (1.0, leader),
+        }
+    }
+
+    /// The better of two extremes.
+    pub(crate) fn best(self, a: f64, b: f64) -> f64 {
+        if self == Function::Min {
+            a.min(b)
+        } else {
+            a.max(b)
+        }
+    }
+}
+
+/// A node's contribution.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    /// The node's value (ignored by count).
+    pub value: f64,
+    /// Whether this node is the one that anchors sums and counts.
+    pub leader: bool,
+}
+
+/// Epoch bookkeeping (Jelasity et al.): with a length of E rounds, the
+/// computation restarts every E rounds and the estimate reported is the last
+/// completed epoch's, so a population that changes is followed.
+///
+/// Every share carries its epoch number. The first node whose timer runs out
+/// starts the next epoch; a node that hears of a later epoch completes its
+/// own and joins at once, so a new epoch spreads like a rumor. A newcomer
+/// takes part in the epoch it finds under way without contributing its
+/// input, which it adds from the next epoch on: half-counted newcomers
+/// would skew sums and counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Epochs {
+    pub length: Option<u32>,
+    pub number: u64,
+    pub round: u32,
+    pub completed: Option<f64>,
+    pub contributes: bool,
+    /// A newcomer that has not yet learned which epoch is under way. It
+    /// sends nothing until a share tells it: two newcomers must not take
+    /// each other's word for the epoch.
+    pub fresh: bool,
+}
+
+/// What a share's epoch means for the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// From an epoch the receiver has left: ignore it.
+    Stale,
+    /// Same epoch: apply it.
+    Current,
+    /// From a later epoch: the receiver has completed its own and restarted
+    /// (the caller must call [`Epochs::complete`] first, then restart).
+    Later,
+}
+
+impl Epochs {
+    pub fn new(length: Option<u32>, newcomer: bool) -> Self {
+        Self {
+            length: length.filter(|&l| l > 0),
+            number: 0,
+            round: 0,
+            completed: None,
+            contributes: !newcomer,
+            fresh: newcomer,
+        }
+    }
+
+    /// Counts a round; true if this node's epoch timer ran out (the caller
+    /// completes and restarts).
+    pub fn tick(&mut self) -> bool {
+        self.round += 1;
+        self.length.is_some_and(|l| self.round >= l)
+    }
+
+    /// Closes the current epoch with `estimate` and opens epoch `next`.
+    /// A node that contributed, or that saw this epoch start, contributes to
+    /// the next; a newcomer that arrived mid-epoch does from the one after.
+    pub fn complete(&mut self, estimate: Option<f64>, next: u64) {
+        if self.contributes {
+            self.completed = estimate;
+        }
+        // A newcomer's first "boundary" is only its discovery of the epoch
+        // under way, which it joins without input; any later boundary is
+        // real and makes it a full participant.
+        self.contributes = !core::mem::take(&mut self.fresh);
+        self.number = next;
+        self.round = 0;
+    }
+
+    /// Classifies a share's epoch. A newcomer learns here which epoch is
+    /// under way (it will contribute from the next one).
+    pub fn admit(&mut self, epoch: u64) -> Admit {
+        match epoch.cmp(&self.number) {
+            core::cmp::Ordering::Less => Admit::Stale,
+            core::cmp::Ordering::Equal => {
+                self.fresh = false;
+                Admit::Current
+            }
+            core::cmp::Ordering::Greater => Admit::Later,
+        }
+    }
+}

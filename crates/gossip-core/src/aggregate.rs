@@ -1,0 +1,72 @@
+//! The aggregation seam: computing averages, sums, counts and extremes by
+//! gossip.
+//!
+//! An [`Aggregate`] exchanges its own serde [`Aggregate::Share`] values with
+//! peers each round and keeps an [`estimate`](Aggregate::estimate). Like a
+//! [`Strategy`](crate::Strategy) it never sees bytes or sockets: its
+//! [`AggregateHost`] samples peers and delivers shares, in the simulator's
+//! math mode as in a node.
+
+use core::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::id::NodeId;
+
+/// What an aggregate may ask of its host.
+pub trait AggregateHost<T> {
+    /// The hosting node.
+    fn me(&self) -> NodeId;
+    /// A uniform random number in `[0, 1)` from the host's seeded generator.
+    fn random(&mut self) -> f64;
+    /// Appends up to `count` distinct peers chosen uniformly, never this node.
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>);
+    /// Sends `share` to `to`.
+    fn send(&mut self, to: NodeId, share: T);
+}
+
+/// A gossip aggregation algorithm.
+pub trait Aggregate {
+    /// What travels between nodes.
+    type Share: Clone + Debug + Serialize + DeserializeOwned;
+
+    /// Whether this aggregate computes anything (false only for [`NoAggregate`]).
+    const ENABLED: bool = true;
+
+    /// One round elapsed: send shares.
+    fn on_round<H: AggregateHost<Self::Share>>(&mut self, host: &mut H);
+
+    /// A share arrived from `from`.
+    fn on_share<H: AggregateHost<Self::Share>>(
+        &mut self,
+        host: &mut H,
+        from: NodeId,
+        share: Self::Share,
+    );
+
+    /// The current estimate, if there is one yet.
+    fn estimate(&self) -> Option<f64>;
+
+    /// `peer` left the view.
+    fn on_peer_down(&mut self, peer: NodeId) {
+        let _ = peer;
+    }
+}
+
+/// The absence of aggregation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoAggregate;
+
+impl Aggregate for NoAggregate {
+    type Share = ();
+    const ENABLED: bool = false;
+
+    fn on_round<H: AggregateHost<()>>(&mut self, _host: &mut H) {}
+
+    fn on_share<H: AggregateHost<()>>(&mut self, _host: &mut H, _from: NodeId, _share: ()) {}
+
+    fn estimate(&self) -> Option<f64> {
+        None
+    }
+}
