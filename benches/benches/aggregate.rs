@@ -10,7 +10,10 @@ use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, RoundSt
 
 const ROUNDS: u32 = 10;
 
-fn algorithms() -> Vec<(&'static str, fn(Input) -> AnyAggregate)> {
+/// Builds one node's algorithm from its input.
+type Maker = fn(Input) -> AnyAggregate;
+
+fn algorithms() -> Vec<(&'static str, Maker)> {
     vec![
         ("push-sum", |input| {
             AnyAggregate::PushSum(PushSum::new(Function::Average, input, None))
