@@ -60,7 +60,7 @@ pub struct AggregationArgs {
     /// Probability that a node leaves in a round (replaced by a newcomer).
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
-    /// Restart the computation every this many rounds (default: 20 with
+    /// Restart the computation every this many rounds (default: 50 with
     /// churn, never without).
     #[arg(long)]
     pub epoch: Option<u32>,
@@ -138,7 +138,7 @@ impl AggregationArgs {
     }
 
     fn epoch_length(&self) -> Option<u32> {
-        self.epoch.or((self.churn > 0.0).then_some(20))
+        self.epoch.or((self.churn > 0.0).then_some(50))
     }
 
     fn validate(&self) -> anyhow::Result<()> {

@@ -195,3 +195,61 @@ fn dissemination_input_errors_are_explained() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn aggregation_json_has_every_promised_key() {
+    let out = gossip_node(&[
+        "sim",
+        "aggregation",
+        "--nodes",
+        "500",
+        "--algorithm",
+        "push-pull",
+        "--function",
+        "average",
+        "--rounds",
+        "40",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "nodes",
+        "algorithm",
+        "function",
+        "rounds_to_error",
+        "final_max_rel_error",
+        "variance_factor_per_round",
+        "mass_drift",
+        "messages_per_node_per_round",
+        "cpu_s",
+    ] {
+        assert!(report.get(key).is_some(), "missing key {key}");
+    }
+    assert!(
+        report["rounds_to_error"]["1e-6"].is_u64(),
+        "push-pull reaches 1e-6 in 40 rounds"
+    );
+    assert!(report["mass_drift"].as_f64().unwrap() <= 1e-12);
+}
+
+#[test]
+fn aggregation_input_errors_are_explained() {
+    for (args, needle) in [
+        (vec!["--loss", "1"], "loss"),
+        (vec!["--epoch", "0"], "epoch"),
+        (vec!["--rounds", "0"], "rounds"),
+    ] {
+        let mut full = vec!["sim", "aggregation", "--nodes", "20"];
+        full.extend(args.iter().copied());
+        let out = gossip_node(&full);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
