@@ -251,3 +251,54 @@ fn any_aggregate_round_trips_through_serde_and_ignores_foreign_shares() {
     );
     assert!(host.0.is_empty(), "and draws no answer");
 }
+
+/// Input of node `i` in the full-node tests.
+fn value_of(i: usize) -> f64 {
+    (i as f64 * 0.618_033_988_75).fract()
+}
+
+#[derive(Default)]
+struct Estimates(Vec<(usize, f64)>);
+
+impl gossip_sim::Observer for Estimates {
+    fn on_event(&mut self, _at: std::time::Duration, node: usize, event: &gossip_core::Event) {
+        if let gossip_core::Event::Estimate(value) = event {
+            self.0.push((node, *value));
+        }
+    }
+}
+
+#[test]
+fn real_nodes_compute_the_average_over_encoded_frames() {
+    use std::time::Duration;
+    let n = 40;
+    let truth = (0..n).map(value_of).sum::<f64>() / n as f64;
+    for algo in [Algo::PushSum, Algo::PushPull, Algo::Flow] {
+        let mut make = build(algo, Function::Average, None);
+        let nodes: Vec<AnyAggregate> = (0..n)
+            .map(|i| make(i, value_of(i), i == 0, false))
+            .collect();
+        let mut sim = gossip_sim::Simulator::with_parts(
+            n,
+            3,
+            gossip_core::Config::lan(n),
+            gossip_sim::LinkModel::default(),
+            gossip_core::NoStrategy,
+            move |i| nodes[i].clone(),
+        );
+        sim.start_all();
+        let mut seen = Estimates::default();
+        sim.run_until(Duration::from_secs(40), &mut seen);
+        for i in 0..n {
+            let estimate = sim.node(i).unwrap().estimate().expect("an estimate");
+            assert!(
+                ((estimate - truth) / truth).abs() < 1e-6,
+                "{algo:?} node {i}: {estimate} vs {truth}"
+            );
+        }
+        assert!(
+            seen.0.iter().any(|&(node, _)| node == 7),
+            "{algo:?}: Event::Estimate reaches the application"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::aggregate::{Aggregate, AggregateHost, NoAggregate};
 use crate::config::Config;
 use crate::error::{CommandError, ConfigError, RecvError};
 use crate::id::{Generation, Incarnation, MessageId, NodeId};
@@ -32,7 +33,7 @@ pub struct Transmit {
 }
 
 /// Something the application may want to know about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// A member joined, came back to life, or restarted as a new generation.
@@ -45,6 +46,8 @@ pub enum Event {
     MemberLeft(Member),
     /// A live member changed its metadata or cleared a suspicion.
     MemberUpdated(Member),
+    /// The aggregate's estimate changed (see [`Node::with_parts`]).
+    Estimate(f64),
     /// An application broadcast reached this node for the first time.
     Delivered {
         /// Which broadcast.
@@ -144,7 +147,7 @@ enum Timer {
 /// assert_eq!(a.live_member_count(), 2);
 /// assert_eq!(b.live_member_count(), 2);
 /// ```
-pub struct Node<S = NoStrategy> {
+pub struct Node<S = NoStrategy, A = NoAggregate> {
     config: Config,
     me: NodeId,
     generation: Generation,
@@ -186,6 +189,9 @@ pub struct Node<S = NoStrategy> {
     store: RumorStore,
     broadcast_seq: u64,
     next_round_at: Option<Instant>,
+    /// The aggregation algorithm; taken out while one of its callbacks runs.
+    aggregate: Option<A>,
+    last_estimate: Option<f64>,
 
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -214,6 +220,21 @@ impl<S: Strategy> Node<S> {
         generation: Generation,
         seed: u64,
         strategy: S,
+    ) -> Result<Self, ConfigError> {
+        Node::with_parts(config, id, generation, seed, strategy, NoAggregate)
+    }
+}
+
+impl<S: Strategy, A: Aggregate> Node<S, A> {
+    /// Like [`Node::with_strategy`], also computing `aggregate`; its
+    /// estimates surface as [`Event::Estimate`].
+    pub fn with_parts(
+        config: Config,
+        id: NodeId,
+        generation: Generation,
+        seed: u64,
+        strategy: S,
+        aggregate: A,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         if let SocketAddr::V6(v6) = id.addr() {
@@ -258,6 +279,8 @@ impl<S: Strategy> Node<S> {
             strategy: Some(strategy),
             broadcast_seq: 0,
             next_round_at: None,
+            aggregate: Some(aggregate),
+            last_estimate: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -477,7 +500,7 @@ impl<S: Strategy> Node<S> {
         if !self.dead.is_empty() {
             consider(self.next_dead_probe_at);
         }
-        if self.strategy.as_ref().is_some_and(Strategy::wants_rounds) {
+        if A::ENABLED || self.strategy.as_ref().is_some_and(Strategy::wants_rounds) {
             consider(self.next_round_at);
         }
         consider(self.next_join_at);
@@ -504,6 +527,9 @@ impl<S: Strategy> Node<S> {
             self.next_round_at = Some(now + self.config.gossip_interval);
             if self.strategy.as_ref().is_some_and(Strategy::wants_rounds) {
                 self.run_strategy(|strategy, host| strategy.on_round(host));
+            }
+            if A::ENABLED {
+                self.run_aggregate(|aggregate, host| aggregate.on_round(host));
             }
         }
         if self.next_dead_probe_at.is_some_and(|t| t <= now) {
@@ -671,6 +697,13 @@ impl<S: Strategy> Node<S> {
                 self.run_strategy(|strategy, host| {
                     strategy.on_pull(host, sender, &digest, reciprocate)
                 });
+            }
+            Message::Aggregate { share } => {
+                let Ok(share) = postcard::from_bytes::<A::Share>(&share) else {
+                    return Err(RecvError::Malformed("aggregate share"));
+                };
+                self.stats.shares_received += 1;
+                self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
             }
             Message::Feedback { known } => {
                 self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
@@ -1177,6 +1210,9 @@ impl<S: Strategy> Node<S> {
                 if let Some(strategy) = self.strategy.as_mut() {
                     strategy.on_peer_down(id);
                 }
+                if let Some(aggregate) = self.aggregate.as_mut() {
+                    aggregate.on_peer_down(id);
+                }
                 self.forget_queue
                     .push_back((now + self.config.dead_retention, id));
                 self.emit(id, Event::MemberDown);
@@ -1185,6 +1221,9 @@ impl<S: Strategy> Node<S> {
                 self.live.remove(id);
                 if let Some(strategy) = self.strategy.as_mut() {
                     strategy.on_peer_down(id);
+                }
+                if let Some(aggregate) = self.aggregate.as_mut() {
+                    aggregate.on_peer_down(id);
                 }
                 self.forget_queue
                     .push_back((now + self.config.dead_retention, id));
@@ -1444,13 +1483,37 @@ impl<S: Strategy> Node<S> {
     }
 }
 
-impl<S: Strategy> Node<S> {
+impl<S: Strategy, A: Aggregate> Node<S, A> {
     /// Runs one strategy callback with this node as its host.
-    fn run_strategy(&mut self, callback: impl FnOnce(&mut S, &mut Hosted<'_, S>)) {
+    fn run_strategy(&mut self, callback: impl FnOnce(&mut S, &mut Hosted<'_, S, A>)) {
         if let Some(mut strategy) = self.strategy.take() {
             callback(&mut strategy, &mut Hosted { node: self });
             self.strategy = Some(strategy);
         }
+    }
+
+    /// Runs one aggregate callback with this node as its host, then reports
+    /// a changed estimate.
+    fn run_aggregate(&mut self, callback: impl FnOnce(&mut A, &mut Hosted<'_, S, A>)) {
+        if let Some(mut aggregate) = self.aggregate.take() {
+            callback(&mut aggregate, &mut Hosted { node: self });
+            let estimate = aggregate.estimate();
+            self.aggregate = Some(aggregate);
+            if let Some(value) = estimate.filter(|_| estimate != self.last_estimate) {
+                self.last_estimate = estimate;
+                self.events.push_back(Event::Estimate(value));
+            }
+        }
+    }
+
+    /// The aggregate's current estimate, if it has one.
+    pub fn estimate(&self) -> Option<f64> {
+        self.aggregate.as_ref().and_then(Aggregate::estimate)
+    }
+
+    /// The aggregation algorithm's state (for inspection and simulation).
+    pub fn aggregate(&self) -> Option<&A> {
+        self.aggregate.as_ref()
     }
 
     /// Encodes a strategy's message, attaching payloads and splitting it
@@ -1532,11 +1595,32 @@ impl<S: Strategy> Node<S> {
 }
 
 /// A node lent to its strategy for the length of one callback.
-struct Hosted<'a, S> {
-    node: &'a mut Node<S>,
+struct Hosted<'a, S, A> {
+    node: &'a mut Node<S, A>,
 }
 
-impl<S: Strategy> Host for Hosted<'_, S> {
+impl<S: Strategy, A: Aggregate> AggregateHost<A::Share> for Hosted<'_, S, A> {
+    fn me(&self) -> NodeId {
+        self.node.me
+    }
+
+    fn random(&mut self) -> f64 {
+        self.node.rng.random()
+    }
+
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+        out.extend(self.node.live.choose_many(&mut self.node.rng, count, &[]));
+    }
+
+    fn send(&mut self, to: NodeId, share: A::Share) {
+        let share = postcard::to_allocvec(&share).expect("encoding into a Vec cannot fail");
+        self.node.stats.shares_sent += 1;
+        self.node
+            .push_frame(to.addr(), &Message::Aggregate { share });
+    }
+}
+
+impl<S: Strategy, A: Aggregate> Host for Hosted<'_, S, A> {
     fn me(&self) -> NodeId {
         self.node.me
     }

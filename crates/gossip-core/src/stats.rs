@@ -55,6 +55,10 @@ pub struct Stats {
     pub rumors_duplicate: u64,
     /// Rumors sent (each copy counts).
     pub rumors_sent: u64,
+    /// Aggregation shares sent.
+    pub shares_sent: u64,
+    /// Aggregation shares received.
+    pub shares_received: u64,
     /// Rumor payloads held right now.
     pub stored_messages: u64,
     /// Updates waiting to be piggybacked right now.
@@ -90,6 +94,8 @@ impl Stats {
         self.rumors_delivered += other.rumors_delivered;
         self.rumors_duplicate += other.rumors_duplicate;
         self.rumors_sent += other.rumors_sent;
+        self.shares_sent += other.shares_sent;
+        self.shares_received += other.shares_received;
         self.stored_messages += other.stored_messages;
         self.pending_updates += other.pending_updates;
         self.local_health += other.local_health;

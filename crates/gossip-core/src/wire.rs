@@ -236,6 +236,12 @@ pub enum Message {
         /// What the sender holds.
         digest: Digest,
     },
+    /// A share of the aggregation algorithm, postcard-encoded by its type.
+    Aggregate {
+        /// The encoded share.
+        #[serde(deserialize_with = "bounded_vec")]
+        share: Vec<u8>,
+    },
     /// The sender already held these rumors.
     Feedback {
         /// Rumors that were duplicates.
@@ -317,7 +323,10 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
         Message::Sync { entries, .. } => entries
             .iter()
             .try_for_each(|entry| too_long(entry.metadata.len())),
-        Message::Rumors { .. } | Message::Pull { .. } | Message::Feedback { .. } => Ok(()),
+        Message::Rumors { .. }
+        | Message::Pull { .. }
+        | Message::Feedback { .. }
+        | Message::Aggregate { .. } => Ok(()),
     }
 }
 

@@ -6,7 +6,10 @@ use std::io::Write;
 use anyhow::bail;
 use clap::ValueEnum;
 use gossip_aggregate::{AnyAggregate, FlowUpdating, Function, Input, PushPull, PushSum};
-use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario};
+use gossip_core::NoStrategy;
+use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, LinkModel, Simulator};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -70,6 +73,10 @@ pub struct AggregationArgs {
     /// Seed of the run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run real nodes (membership, encoded frames, the discrete-event
+    /// simulator) instead of math mode; a round is one gossip interval.
+    #[arg(long, conflicts_with = "churn")]
+    pub full: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -106,6 +113,8 @@ pub struct AggregationReport {
     pub loss: f64,
     /// Churn rate.
     pub churn: f64,
+    /// Math mode or full (real nodes, encoded frames).
+    pub simulation: &'static str,
     /// First round at which every live node's relative error is at or below
     /// the bound (`null`: never).
     pub rounds_to_error: BTreeMap<&'static str, Option<u32>>,
@@ -210,6 +219,9 @@ impl AggregationArgs {
         let mut live_rounds = 0u64;
         let mut epochs = Vec::new();
         let cpu = cpu_time::ProcessTime::now();
+        if self.full {
+            return self.run_full(make, truth, &mut progress);
+        }
         run_aggregation(
             &scenario,
             AggregationProbe {
@@ -275,6 +287,7 @@ impl AggregationArgs {
             rounds: self.rounds,
             loss: self.loss,
             churn: self.churn,
+            simulation: "math",
             rounds_to_error: reached,
             final_max_rel_error: final_error,
             variance_factor_per_round: (ratios > 0)
@@ -284,6 +297,86 @@ impl AggregationArgs {
             epochs,
             cpu_s,
             node_rounds_per_cpu_s: live_rounds as f64 / cpu_s.max(1e-9),
+        })
+    }
+}
+
+impl AggregationArgs {
+    /// Real nodes on the simulated network: membership, encoded shares.
+    fn run_full(
+        &self,
+        mut make: impl FnMut(usize, f64, bool, bool) -> AnyAggregate,
+        truth: impl Fn(&[f64]) -> f64,
+        progress: &mut impl FnMut(u32),
+    ) -> anyhow::Result<AggregationReport> {
+        let n = self.nodes;
+        if n > 5000 {
+            bail!("--full simulates every node's membership too: at most 5000 nodes");
+        }
+        let cpu = cpu_time::ProcessTime::now();
+        // The same inputs as math mode: the first n draws of the seed.
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let inputs: Vec<f64> = (0..n).map(|_| rng.random()).collect();
+        let nodes: Vec<AnyAggregate> = (0..n).map(|i| make(i, inputs[i], i == 0, false)).collect();
+        let config = gossip_core::Config::lan(n);
+        let round = config.gossip_interval;
+        let link = LinkModel {
+            loss: self.loss,
+            ..LinkModel::default()
+        };
+        let mut sim = Simulator::with_parts(n, self.seed, config, link, NoStrategy, move |i| {
+            nodes[i].clone()
+        });
+        sim.start_all();
+        let exact = truth(&inputs);
+        let scale = exact.abs().max(f64::MIN_POSITIVE);
+        let mass_of = |sim: &Simulator<NoStrategy, AnyAggregate>| -> f64 {
+            (0..n)
+                .filter_map(|i| sim.node(i)?.aggregate().map(AnyAggregate::mass))
+                .sum()
+        };
+        let initial_mass = mass_of(&sim);
+        let mut reached: BTreeMap<&'static str, Option<u32>> =
+            [("1e-3", None), ("1e-6", None)].into_iter().collect();
+        let mut final_error = f64::INFINITY;
+        for r in 1..=self.rounds {
+            sim.run_until(round * r, &mut ());
+            final_error = (0..n)
+                .map(
+                    |i| match sim.node(i).and_then(gossip_core::Node::estimate) {
+                        Some(e) => (e - exact).abs() / scale,
+                        None => f64::INFINITY,
+                    },
+                )
+                .fold(0.0, f64::max);
+            for (key, bound) in [("1e-3", 1e-3), ("1e-6", 1e-6)] {
+                if final_error <= bound {
+                    reached.get_mut(key).expect("bound key").get_or_insert(r);
+                }
+            }
+            progress(r);
+        }
+        let shares: u64 = (0..n)
+            .filter_map(|i| sim.node(i))
+            .map(|node| node.stats().shares_sent)
+            .sum();
+        let cpu_s = cpu.elapsed().as_secs_f64();
+        Ok(AggregationReport {
+            nodes: n,
+            algorithm: self.algorithm,
+            function: self.function,
+            rounds: self.rounds,
+            loss: self.loss,
+            churn: 0.0,
+            simulation: "full",
+            rounds_to_error: reached,
+            final_max_rel_error: final_error,
+            variance_factor_per_round: None,
+            mass_drift: ((mass_of(&sim) - initial_mass) / initial_mass).abs(),
+            messages_per_node_per_round: shares as f64 / (n as f64 * f64::from(self.rounds)),
+            epochs: Vec::new(),
+            cpu_s,
+            node_rounds_per_cpu_s: n as f64 * f64::from(self.rounds) / cpu_s.max(1e-9),
         })
     }
 }
@@ -298,8 +391,8 @@ pub fn print(r: &AggregationReport, format: Format) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "aggregation (math mode): {:?} computing {:?}, {} nodes, {} rounds, loss {}, churn {}",
-        r.algorithm, r.function, r.nodes, r.rounds, r.loss, r.churn
+        "aggregation ({} mode): {:?} computing {:?}, {} nodes, {} rounds, loss {}, churn {}",
+        r.simulation, r.algorithm, r.function, r.nodes, r.rounds, r.loss, r.churn
     )?;
     let show = |v: Option<u32>| v.map_or_else(|| "never".to_string(), |r| r.to_string());
     writeln!(

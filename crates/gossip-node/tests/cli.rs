@@ -253,3 +253,28 @@ fn aggregation_input_errors_are_explained() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn aggregation_full_mode_runs_real_nodes() {
+    let out = gossip_node(&[
+        "sim",
+        "aggregation",
+        "--nodes",
+        "60",
+        "--algorithm",
+        "push-pull",
+        "--rounds",
+        "60",
+        "--full",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["simulation"], "full");
+    assert!(report["final_max_rel_error"].as_f64().unwrap() < 1e-6);
+}

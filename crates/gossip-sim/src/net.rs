@@ -7,7 +7,10 @@ use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
-use gossip_core::{Config, Event, Generation, MessageId, NoStrategy, Node, NodeId, Strategy};
+use gossip_core::{
+    Aggregate, Config, Event, Generation, MessageId, NoAggregate, NoStrategy, Node, NodeId,
+    Strategy,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -143,8 +146,8 @@ impl Ord for Scheduled {
     }
 }
 
-struct SimNode<S> {
-    node: Option<Node<S>>,
+struct SimNode<S, A> {
+    node: Option<Node<S, A>>,
     generation: u64,
     scheduled_wake: Option<u64>,
     group: u32,
@@ -182,7 +185,9 @@ pub struct NetStats {
 /// sim.run_until(Duration::from_secs(10), &mut ());
 /// assert!((0..8).all(|i| sim.node(i).unwrap().live_member_count() == 8));
 /// ```
-pub struct Simulator<S = NoStrategy> {
+pub struct Simulator<S = NoStrategy, A = NoAggregate> {
+    /// Builds node `i`'s aggregate (for its first life and every restart).
+    make_aggregate: Box<dyn Fn(usize) -> A>,
     epoch: Instant,
     prototype: S,
     now: u64,
@@ -191,7 +196,7 @@ pub struct Simulator<S = NoStrategy> {
     config: Config,
     link: LinkModel,
     rng: ChaCha8Rng,
-    nodes: Vec<SimNode<S>>,
+    nodes: Vec<SimNode<S, A>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     partitioned: bool,
     stats: NetStats,
@@ -220,7 +225,26 @@ impl<S: Strategy + Clone> Simulator<S> {
         link: LinkModel,
         prototype: S,
     ) -> Self {
+        Simulator::with_parts(n, seed, config, link, prototype, |_| NoAggregate)
+    }
+}
+
+impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
+    /// Like [`Simulator::with_strategy`], node `i` also computing the
+    /// aggregate `make_aggregate(i)` builds.
+    ///
+    /// # Panics
+    /// If `config` does not validate.
+    pub fn with_parts(
+        n: usize,
+        seed: u64,
+        config: Config,
+        link: LinkModel,
+        prototype: S,
+        make_aggregate: impl Fn(usize) -> A + 'static,
+    ) -> Self {
         let mut sim = Self {
+            make_aggregate: Box::new(make_aggregate),
             prototype,
             // The only clock read: an arbitrary origin for virtual time. Nodes
             // see only differences, so runs do not depend on it.
@@ -249,14 +273,15 @@ impl<S: Strategy + Clone> Simulator<S> {
         sim
     }
 
-    fn make_node(&self, index: usize, generation: u64) -> Node<S> {
+    fn make_node(&self, index: usize, generation: u64) -> Node<S, A> {
         let node_seed = splitmix(self.seed ^ splitmix(index as u64 ^ (generation << 40)));
-        Node::with_strategy(
+        Node::with_parts(
             self.config.clone(),
             NodeId::new(node_addr(index)),
             Generation(generation),
             node_seed,
             self.prototype.clone(),
+            (self.make_aggregate)(index),
         )
         .expect("simulation config must validate")
     }
@@ -282,7 +307,7 @@ impl<S: Strategy + Clone> Simulator<S> {
     }
 
     /// Node `index`, unless it is crashed.
-    pub fn node(&self, index: usize) -> Option<&Node<S>> {
+    pub fn node(&self, index: usize) -> Option<&Node<S, A>> {
         self.nodes.get(index).and_then(|n| n.node.as_ref())
     }
 

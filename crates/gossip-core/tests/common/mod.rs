@@ -60,7 +60,7 @@ pub struct Sent {
 }
 
 /// An event a node emitted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// Virtual time it was polled.
     pub at: Duration,
