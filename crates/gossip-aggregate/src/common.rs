@@ -156,3 +156,103 @@ impl Epochs {
         }
     }
 }
+
+/// What every algorithm keeps besides its own averaging state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Common {
+    pub function: Function,
+    pub input: Input,
+    /// Best extreme seen this epoch (min and max).
+    pub extreme: f64,
+    pub epochs: Epochs,
+}
+
+impl Common {
+    pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
+        Self {
+            function,
+            input,
+            extreme: input.value,
+            epochs: Epochs::new(epoch_length, false),
+        }
+    }
+
+    /// The pair this node starts the current epoch with.
+    pub fn start(&self) -> (f64, f64) {
+        self.function.start(self.input, self.epochs.contributes)
+    }
+}
+
+/// The epoch life cycle, the same for every algorithm: each supplies its
+/// own estimate and how to reset its own state.
+pub(crate) trait Epochal {
+    fn common(&self) -> &Common;
+    fn common_mut(&mut self) -> &mut Common;
+    /// The estimate from the algorithm's averaging state.
+    fn ratio(&self) -> Option<f64>;
+    /// Resets the averaging state for a new epoch.
+    fn reset(&mut self);
+
+    /// The estimate of the epoch under way.
+    fn current(&self) -> Option<f64> {
+        let common = self.common();
+        if common.function.is_extreme() {
+            Some(common.extreme)
+        } else {
+            self.ratio()
+        }
+    }
+
+    fn restart(&mut self) {
+        self.reset();
+        let common = self.common_mut();
+        common.extreme = common
+            .function
+            .start_extreme(common.input, common.epochs.contributes);
+    }
+
+    /// Starts a round, completing an epoch whose timer ran out. False if
+    /// this node must stay quiet (a newcomer that has not learned the epoch).
+    fn begin_round(&mut self) -> bool {
+        if self.common_mut().epochs.tick() {
+            let next = self.common().epochs.number + 1;
+            let estimate = self.current();
+            self.common_mut().epochs.complete(estimate, next);
+            self.restart();
+        }
+        !self.common().epochs.fresh
+    }
+
+    /// Applies a share's epoch: false if the share is stale; a later epoch
+    /// completes ours and restarts first.
+    fn admit(&mut self, epoch: u64) -> bool {
+        match self.common_mut().epochs.admit(epoch) {
+            Admit::Stale => false,
+            Admit::Current => true,
+            Admit::Later => {
+                let estimate = self.current();
+                self.common_mut().epochs.complete(estimate, epoch);
+                self.restart();
+                true
+            }
+        }
+    }
+
+    /// What the node reports: the last completed epoch's estimate with
+    /// epochs, the current one without.
+    fn reported(&self) -> Option<f64> {
+        let epochs = &self.common().epochs;
+        if epochs.length.is_some() {
+            epochs.completed
+        } else {
+            self.current()
+        }
+    }
+
+    /// Turns a fresh node into one joining a computation under way.
+    fn make_newcomer(&mut self) {
+        let length = self.common().epochs.length;
+        self.common_mut().epochs = Epochs::new(length, true);
+        self.restart();
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Admit, Epochs, Function, Input};
+use crate::common::{Common, Epochal, Function, Input};
 
 /// A flow-updating share: the sender's flow towards the receiver and its
 /// current average estimate (or its extreme).
@@ -56,12 +56,9 @@ struct Link {
 /// mass-moving algorithms, and costs `degree` messages per node per round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowUpdating {
-    function: Function,
-    input: Input,
+    common: Common,
     degree: usize,
     links: BTreeMap<NodeId, Link>,
-    extreme: f64,
-    epochs: Epochs,
 }
 
 impl FlowUpdating {
@@ -69,62 +66,46 @@ impl FlowUpdating {
     /// restarting every `epoch_length` rounds if given.
     pub fn new(function: Function, input: Input, degree: usize, epoch_length: Option<u32>) -> Self {
         Self {
-            function,
-            input,
+            common: Common::new(function, input, epoch_length),
             degree: degree.max(1),
             links: BTreeMap::new(),
-            extreme: input.value,
-            epochs: Epochs::new(epoch_length, false),
         }
     }
 
     /// Marks this node as joining a computation under way: it contributes
     /// its input from the next epoch on.
     pub fn newcomer(mut self) -> Self {
-        self.epochs = Epochs::new(self.epochs.length, true);
-        self.restart();
+        self.make_newcomer();
         self
-    }
-
-    fn restart(&mut self) {
-        // New epoch, new neighbours: those that left since are forgotten.
-        self.links.clear();
-        self.extreme = self
-            .function
-            .start_extreme(self.input, self.epochs.contributes);
     }
 
     /// Input minus outgoing flows.
     fn own(&self) -> (f64, f64) {
-        let (x0, y0) = self.function.start(self.input, self.epochs.contributes);
-        self.links
-            .values()
-            .fold((x0, y0), |(x, y), l| (x - l.flow.0, y - l.flow.1))
-    }
-
-    fn current(&self) -> Option<f64> {
-        if self.function.is_extreme() {
-            return Some(self.extreme);
-        }
-        let (x, y) = self.own();
-        (y > 0.0).then(|| x / y)
+        self.links.values().fold(self.common.start(), |(x, y), l| {
+            (x - l.flow.0, y - l.flow.1)
+        })
     }
 
     /// The mass this node holds (value part), for conservation checks.
     pub fn mass(&self) -> f64 {
         self.own().0
     }
+}
 
-    fn admit(&mut self, epoch: u64) -> bool {
-        match self.epochs.admit(epoch) {
-            Admit::Stale => false,
-            Admit::Later => {
-                self.epochs.complete(self.current(), epoch);
-                self.restart();
-                true
-            }
-            Admit::Current => true,
-        }
+impl Epochal for FlowUpdating {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+    fn ratio(&self) -> Option<f64> {
+        let (x, y) = self.own();
+        (y > 0.0).then(|| x / y)
+    }
+    fn reset(&mut self) {
+        // New epoch, new neighbours: those that left since are forgotten.
+        self.links.clear();
     }
 }
 
@@ -132,12 +113,7 @@ impl Aggregate for FlowUpdating {
     type Share = FlowShare;
 
     fn on_round<H: AggregateHost<FlowShare>>(&mut self, host: &mut H) {
-        if self.epochs.tick() {
-            let next = self.epochs.number + 1;
-            self.epochs.complete(self.current(), next);
-            self.restart();
-        }
-        if self.epochs.fresh {
+        if !self.begin_round() {
             return;
         }
         if self.links.len() < self.degree {
@@ -147,9 +123,9 @@ impl Aggregate for FlowUpdating {
                 self.links.entry(peer).or_default();
             }
         }
-        let epoch = self.epochs.number;
-        if self.function.is_extreme() {
-            let value = self.extreme;
+        let epoch = self.common.epochs.number;
+        if self.common.function.is_extreme() {
+            let value = self.common.extreme;
             for &peer in self.links.keys() {
                 host.send(peer, FlowShare::Extreme { epoch, value });
             }
@@ -205,18 +181,14 @@ impl Aggregate for FlowUpdating {
                     // Links are symmetric, or a node nobody picked would
                     // never hear anything.
                     self.links.entry(from).or_default();
-                    self.extreme = self.function.best(self.extreme, value);
+                    self.common.extreme = self.common.function.best(self.common.extreme, value);
                 }
             }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
-        if self.epochs.length.is_some() {
-            self.epochs.completed
-        } else {
-            self.current()
-        }
+        self.reported()
     }
 
     fn on_peer_down(&mut self, peer: NodeId) {

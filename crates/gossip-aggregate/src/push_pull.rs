@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Admit, Epochs, Function, Input};
+use crate::common::{Common, Epochal, Function, Input};
 
 /// A push-pull share.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,12 +45,9 @@ pub enum PushPullShare {
 /// [`FlowUpdating`](crate::FlowUpdating). Two messages per node per round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushPull {
-    function: Function,
-    input: Input,
+    common: Common,
     x: f64,
     y: f64,
-    extreme: f64,
-    epochs: Epochs,
 }
 
 impl PushPull {
@@ -59,55 +56,37 @@ impl PushPull {
     pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
         let (x, y) = function.initial(input);
         Self {
-            function,
-            input,
+            common: Common::new(function, input, epoch_length),
             x,
             y,
-            extreme: input.value,
-            epochs: Epochs::new(epoch_length, false),
         }
     }
 
     /// Marks this node as joining a computation under way: it contributes
     /// its input from the next epoch on.
     pub fn newcomer(mut self) -> Self {
-        self.epochs = Epochs::new(self.epochs.length, true);
-        self.restart();
+        self.make_newcomer();
         self
-    }
-
-    fn restart(&mut self) {
-        let contributes = self.epochs.contributes;
-        (self.x, self.y) = self.function.start(self.input, contributes);
-        self.extreme = self.function.start_extreme(self.input, contributes);
-    }
-
-    fn current(&self) -> Option<f64> {
-        if self.function.is_extreme() {
-            Some(self.extreme)
-        } else if self.y > 0.0 {
-            Some(self.x / self.y)
-        } else {
-            None
-        }
     }
 
     /// The mass this node holds (value part), for conservation checks.
     pub fn mass(&self) -> f64 {
         self.x
     }
+}
 
-    /// Applies the epoch of a share; false if the share is stale.
-    fn admit(&mut self, epoch: u64) -> bool {
-        match self.epochs.admit(epoch) {
-            Admit::Stale => false,
-            Admit::Later => {
-                self.epochs.complete(self.current(), epoch);
-                self.restart();
-                true
-            }
-            Admit::Current => true,
-        }
+impl Epochal for PushPull {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+    fn ratio(&self) -> Option<f64> {
+        (self.y > 0.0).then(|| self.x / self.y)
+    }
+    fn reset(&mut self) {
+        (self.x, self.y) = self.common.start();
     }
 }
 
@@ -115,12 +94,7 @@ impl Aggregate for PushPull {
     type Share = PushPullShare;
 
     fn on_round<H: AggregateHost<PushPullShare>>(&mut self, host: &mut H) {
-        if self.epochs.tick() {
-            let next = self.epochs.number + 1;
-            self.epochs.complete(self.current(), next);
-            self.restart();
-        }
-        if self.epochs.fresh {
+        if !self.begin_round() {
             return;
         }
         let mut peer = Vec::with_capacity(1);
@@ -129,10 +103,10 @@ impl Aggregate for PushPull {
             host.send(
                 to,
                 PushPullShare::Request {
-                    epoch: self.epochs.number,
+                    epoch: self.common.epochs.number,
                     x: self.x,
                     y: self.y,
-                    extreme: self.extreme,
+                    extreme: self.common.extreme,
                 },
             );
         }
@@ -155,7 +129,7 @@ impl Aggregate for PushPull {
                     return;
                 }
                 let (mx, my) = ((self.x + x) / 2.0, (self.y + y) / 2.0);
-                let best = self.function.best(self.extreme, extreme);
+                let best = self.common.function.best(self.common.extreme, extreme);
                 host.send(
                     from,
                     PushPullShare::Reply {
@@ -167,7 +141,7 @@ impl Aggregate for PushPull {
                 );
                 self.x = mx;
                 self.y = my;
-                self.extreme = best;
+                self.common.extreme = best;
             }
             PushPullShare::Reply {
                 epoch,
@@ -175,22 +149,18 @@ impl Aggregate for PushPull {
                 dy,
                 extreme,
             } => {
-                if self.epochs.admit(epoch) != Admit::Current {
+                if epoch != self.common.epochs.number {
                     // The exchange began in an epoch this node has left.
                     return;
                 }
                 self.x += dx;
                 self.y += dy;
-                self.extreme = self.function.best(self.extreme, extreme);
+                self.common.extreme = self.common.function.best(self.common.extreme, extreme);
             }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
-        if self.epochs.length.is_some() {
-            self.epochs.completed
-        } else {
-            self.current()
-        }
+        self.reported()
     }
 }

@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Admit, Epochs, Function, Input};
+use crate::common::{Common, Epochal, Function, Input};
 
 /// A push-sum share: half of the sender's mass, or its extreme.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,12 +37,9 @@ pub enum PushSumShare {
 /// instead, reaching everyone in about `log N` rounds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushSum {
-    function: Function,
-    input: Input,
+    common: Common,
     x: f64,
     y: f64,
-    extreme: f64,
-    epochs: Epochs,
 }
 
 impl PushSum {
@@ -51,37 +48,17 @@ impl PushSum {
     pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
         let (x, y) = function.initial(input);
         Self {
-            function,
-            input,
+            common: Common::new(function, input, epoch_length),
             x,
             y,
-            extreme: input.value,
-            epochs: Epochs::new(epoch_length, false),
         }
     }
 
     /// Marks this node as joining a computation under way: it contributes
     /// its input from the next epoch on.
     pub fn newcomer(mut self) -> Self {
-        self.epochs = Epochs::new(self.epochs.length, true);
-        self.restart();
+        self.make_newcomer();
         self
-    }
-
-    fn restart(&mut self) {
-        let contributes = self.epochs.contributes;
-        (self.x, self.y) = self.function.start(self.input, contributes);
-        self.extreme = self.function.start_extreme(self.input, contributes);
-    }
-
-    fn current(&self) -> Option<f64> {
-        if self.function.is_extreme() {
-            Some(self.extreme)
-        } else if self.y > 0.0 {
-            Some(self.x / self.y)
-        } else {
-            None
-        }
     }
 
     /// The mass this node holds (value part), for conservation checks.
@@ -90,30 +67,35 @@ impl PushSum {
     }
 }
 
+impl Epochal for PushSum {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+    fn ratio(&self) -> Option<f64> {
+        (self.y > 0.0).then(|| self.x / self.y)
+    }
+    fn reset(&mut self) {
+        (self.x, self.y) = self.common.start();
+    }
+}
+
 impl Aggregate for PushSum {
     type Share = PushSumShare;
 
     fn on_round<H: AggregateHost<PushSumShare>>(&mut self, host: &mut H) {
-        if self.epochs.tick() {
-            let next = self.epochs.number + 1;
-            self.epochs.complete(self.current(), next);
-            self.restart();
-        }
-        if self.epochs.fresh {
+        if !self.begin_round() {
             return;
         }
         let mut peer = Vec::with_capacity(1);
         host.sample_peers(1, &mut peer);
         let Some(&to) = peer.first() else { return };
-        let epoch = self.epochs.number;
-        if self.function.is_extreme() {
-            host.send(
-                to,
-                PushSumShare::Extreme {
-                    epoch,
-                    value: self.extreme,
-                },
-            );
+        let epoch = self.common.epochs.number;
+        if self.common.function.is_extreme() {
+            let value = self.common.extreme;
+            host.send(to, PushSumShare::Extreme { epoch, value });
         } else {
             self.x /= 2.0;
             self.y /= 2.0;
@@ -137,13 +119,8 @@ impl Aggregate for PushSum {
         let epoch = match share {
             PushSumShare::Mass { epoch, .. } | PushSumShare::Extreme { epoch, .. } => epoch,
         };
-        match self.epochs.admit(epoch) {
-            Admit::Stale => return,
-            Admit::Later => {
-                self.epochs.complete(self.current(), epoch);
-                self.restart();
-            }
-            Admit::Current => {}
+        if !self.admit(epoch) {
+            return;
         }
         match share {
             PushSumShare::Mass { x, y, .. } => {
@@ -151,16 +128,12 @@ impl Aggregate for PushSum {
                 self.y += y;
             }
             PushSumShare::Extreme { value, .. } => {
-                self.extreme = self.function.best(self.extreme, value)
+                self.common.extreme = self.common.function.best(self.common.extreme, value);
             }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
-        if self.epochs.length.is_some() {
-            self.epochs.completed
-        } else {
-            self.current()
-        }
+        self.reported()
     }
 }
