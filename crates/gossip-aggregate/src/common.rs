@@ -20,6 +20,17 @@ pub enum Function {
 }
 
 impl Function {
+    /// The exact value of this function over `inputs` (count: how many).
+    pub fn exact(self, inputs: &[f64]) -> f64 {
+        match self {
+            Function::Average => inputs.iter().sum::<f64>() / inputs.len() as f64,
+            Function::Sum => inputs.iter().sum(),
+            Function::Count => inputs.len() as f64,
+            Function::Min => inputs.iter().copied().fold(f64::INFINITY, f64::min),
+            Function::Max => inputs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
     /// Whether this is an extreme, spread by keeping the best value seen
     /// rather than by averaging.
     pub fn is_extreme(self) -> bool {

@@ -193,13 +193,7 @@ impl AggregationArgs {
                 }
             }
         };
-        let truth = move |inputs: &[f64]| match function {
-            Function::Average => inputs.iter().sum::<f64>() / inputs.len() as f64,
-            Function::Sum => inputs.iter().sum(),
-            Function::Count => inputs.len() as f64,
-            Function::Min => inputs.iter().copied().fold(f64::INFINITY, f64::min),
-            Function::Max => inputs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        };
+        let truth = move |inputs: &[f64]| function.exact(inputs);
         let scenario = AggregationScenario {
             nodes: self.nodes,
             seed: self.seed,
