@@ -247,6 +247,20 @@ impl<S: Strategy + Clone> MathSim<S> {
         let rumor = self.rumor;
         self.round += 1;
         let round = self.round;
+        // The world as node `$me` sees it, its sends going to `$out`.
+        macro_rules! host {
+            ($me:expr, $out:expr) => {
+                MathHost {
+                    me: $me,
+                    nodes: n,
+                    rumor,
+                    informed_round: &self.informed_round,
+                    hops: &self.hops,
+                    rng: &mut self.rng,
+                    out: $out,
+                }
+            };
+        }
         if let Some((node, at)) = self.scenario.crash {
             if at == round && node < n {
                 self.crashed[node] = true;
@@ -257,15 +271,7 @@ impl<S: Strategy + Clone> MathSim<S> {
             if self.crashed[i] || !strategy.wants_rounds() {
                 continue;
             }
-            strategy.on_round(&mut MathHost {
-                me: i,
-                nodes: n,
-                rumor,
-                informed_round: &self.informed_round,
-                hops: &self.hops,
-                rng: &mut self.rng,
-                out: &mut self.this_round,
-            });
+            strategy.on_round(&mut host!(i, &mut self.this_round));
         }
         while let Some(envelope) = self.this_round.pop_front() {
             self.messages += 1;
@@ -300,19 +306,14 @@ impl<S: Strategy + Clone> MathSim<S> {
                             self.last_round = round;
                             self.sum_rounds += u64::from(round);
                         }
-                        let mut host = MathHost {
-                            me: to,
-                            nodes: n,
-                            rumor,
-                            informed_round: &self.informed_round,
-                            hops: &self.hops,
-                            rng: &mut self.rng,
-                            out: if newly {
+                        let mut host = host!(
+                            to,
+                            if newly {
                                 &mut self.next_round
                             } else {
                                 &mut self.this_round
-                            },
-                        };
+                            }
+                        );
                         if newly {
                             self.strategies[to].on_rumor(&mut host, arrived, Some(from_id));
                         } else {
@@ -324,29 +325,13 @@ impl<S: Strategy + Clone> MathSim<S> {
                     digest,
                     reciprocate,
                 } => self.strategies[to].on_pull(
-                    &mut MathHost {
-                        me: to,
-                        nodes: n,
-                        rumor,
-                        informed_round: &self.informed_round,
-                        hops: &self.hops,
-                        rng: &mut self.rng,
-                        out: &mut self.this_round,
-                    },
+                    &mut host!(to, &mut self.this_round),
                     from_id,
                     &digest,
                     reciprocate,
                 ),
                 GossipMessage::Feedback { known } => self.strategies[to].on_feedback(
-                    &mut MathHost {
-                        me: to,
-                        nodes: n,
-                        rumor,
-                        informed_round: &self.informed_round,
-                        hops: &self.hops,
-                        rng: &mut self.rng,
-                        out: &mut self.this_round,
-                    },
+                    &mut host!(to, &mut self.this_round),
                     from_id,
                     &known,
                 ),
