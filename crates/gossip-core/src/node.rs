@@ -600,7 +600,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         if header.sender == self.me {
             return Err(RecvError::FromSelf);
         }
-        // Everything below is infallible: the frame is fully validated.
+        // The frame is fully validated: below, only an aggregate share that
+        // does not decode as this node's share type can still fail, and it
+        // fails before touching any state.
         if self.phase == Phase::Idle {
             return Ok(());
         }
