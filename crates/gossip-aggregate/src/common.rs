@@ -163,7 +163,15 @@ impl Epochs {
                 self.fresh = false;
                 Admit::Current
             }
-            core::cmp::Ordering::Greater => Admit::Later,
+            // A node that knows the epoch moves one epoch at a time: a share
+            // claiming to be further ahead is implausible (or forged) and is
+            // ignored; a newcomer takes whatever epoch it first hears.
+            core::cmp::Ordering::Greater
+                if self.fresh || epoch == self.number.saturating_add(1) =>
+            {
+                Admit::Later
+            }
+            core::cmp::Ordering::Greater => Admit::Stale,
         }
     }
 }
@@ -226,7 +234,7 @@ pub(crate) trait Epochal {
     /// this node must stay quiet (a newcomer that has not learned the epoch).
     fn begin_round(&mut self) -> bool {
         if self.common_mut().epochs.tick() {
-            let next = self.common().epochs.number + 1;
+            let next = self.common().epochs.number.saturating_add(1);
             let estimate = self.current();
             self.common_mut().epochs.complete(estimate, next);
             self.restart();
@@ -266,4 +274,10 @@ pub(crate) trait Epochal {
         self.common_mut().epochs = Epochs::new(length, true);
         self.restart();
     }
+}
+
+/// Whether every value a share carries is a finite number: a NaN or an
+/// infinity from one peer would otherwise poison every estimate.
+pub(crate) fn all_finite(values: &[f64]) -> bool {
+    values.iter().all(|v| v.is_finite())
 }

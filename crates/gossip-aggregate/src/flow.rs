@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Common, Epochal, Function, Input};
+use crate::common::{all_finite, Common, Epochal, Function, Input};
 
 /// A flow-updating share: the sender's flow towards the receiver and its
 /// current average estimate (or its extreme).
@@ -161,6 +161,13 @@ impl Aggregate for FlowUpdating {
         from: NodeId,
         share: FlowShare,
     ) {
+        let finite = match share {
+            FlowShare::Flow { fx, fy, ex, ey, .. } => all_finite(&[fx, fy, ex, ey]),
+            FlowShare::Extreme { value, .. } => !value.is_nan(),
+        };
+        if !finite {
+            return;
+        }
         match share {
             FlowShare::Flow {
                 epoch,

@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Common, Epochal, Function, Input};
+use crate::common::{all_finite, Common, Epochal, Function, Input};
 
 /// A push-pull share.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +118,17 @@ impl Aggregate for PushPull {
         from: NodeId,
         share: PushPullShare,
     ) {
+        let finite = match share {
+            PushPullShare::Request { x, y, extreme, .. } => {
+                all_finite(&[x, y]) && y >= 0.0 && !extreme.is_nan()
+            }
+            PushPullShare::Reply {
+                dx, dy, extreme, ..
+            } => all_finite(&[dx, dy]) && !extreme.is_nan(),
+        };
+        if !finite {
+            return;
+        }
         match share {
             PushPullShare::Request {
                 epoch,

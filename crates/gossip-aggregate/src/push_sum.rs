@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Common, Epochal, Function, Input};
+use crate::common::{all_finite, Common, Epochal, Function, Input};
 
 /// A push-sum share: half of the sender's mass, or its extreme.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,9 +116,13 @@ impl Aggregate for PushSum {
         _from: NodeId,
         share: PushSumShare,
     ) {
-        let epoch = match share {
-            PushSumShare::Mass { epoch, .. } | PushSumShare::Extreme { epoch, .. } => epoch,
+        let (epoch, finite) = match share {
+            PushSumShare::Mass { epoch, x, y } => (epoch, all_finite(&[x, y]) && y >= 0.0),
+            PushSumShare::Extreme { epoch, value } => (epoch, !value.is_nan()),
         };
+        if !finite {
+            return;
+        }
         if !self.admit(epoch) {
             return;
         }

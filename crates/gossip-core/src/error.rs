@@ -74,6 +74,18 @@ pub enum RecvError {
     /// The node has left the cluster and takes no more input.
     #[error("node has left the cluster")]
     Departed,
+    /// A request whose answer would go to the claimed sender came from
+    /// another address.
+    #[error("request claims a sender other than its source address")]
+    SenderMismatch,
+    /// A rumor's payload exceeds what this node could relay in one frame.
+    #[error("rumor payload of {len} bytes exceeds the {max}-byte limit")]
+    PayloadTooLarge {
+        /// Received length.
+        len: usize,
+        /// Largest payload this node relays.
+        max: usize,
+    },
 }
 
 /// A local command that could not be carried out. The node's state is unchanged.

@@ -86,6 +86,8 @@ pub(crate) struct Entry {
     pub suspicion: Option<Box<Suspicion>>,
     /// When the entry last became dead or left (drives forgetting).
     pub down_since: Option<Instant>,
+    /// Whether the forget queue holds an entry for this member.
+    pub forget_queued: bool,
 }
 
 impl Entry {

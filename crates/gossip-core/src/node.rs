@@ -387,6 +387,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.next_probe_at = None;
         self.next_dead_probe_at = None;
         self.next_join_at = None;
+        self.next_round_at = None;
         // A departed node judges nobody: drop pending suspicions and probes
         // run for others, so only the farewell gossip remains.
         self.timers.clear();
@@ -560,14 +561,23 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 break;
             }
             self.forget_queue.pop_front();
-            let expired = self.members.get(&id).is_some_and(|e| {
-                !is_live(e.liveness)
-                    && e.down_since
-                        .is_some_and(|since| since + self.config.dead_retention <= now)
-            });
-            if expired {
-                self.members.remove(&id);
-                self.dead.remove(id);
+            let retention = self.config.dead_retention;
+            let Some(entry) = self.members.get_mut(&id) else {
+                continue;
+            };
+            entry.forget_queued = false;
+            match entry.down_since.filter(|_| !is_live(entry.liveness)) {
+                Some(since) if since + retention <= now => {
+                    self.members.remove(&id);
+                    self.dead.remove(id);
+                }
+                // Went down again since this entry was queued: wait for the
+                // retention of the latest departure.
+                Some(since) => {
+                    entry.forget_queued = true;
+                    self.forget_queue.push_back((since + retention, id));
+                }
+                None => {}
             }
         }
     }
@@ -626,7 +636,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                     })
                     .then(|| self.record_of(sender));
                 self.send_with_updates(from, verdict, |updates| Message::Ack { seq, updates });
-                if u64::from_le_bytes(view_hash) != self.view_hash {
+                if u64::from_le_bytes(view_hash) != self.view_hash && from == sender.addr() {
                     self.maybe_start_sync(now, from);
                 }
             }
@@ -670,6 +680,15 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             }
             Message::Gossip { updates } => self.apply_records(now, updates),
             Message::Rumors { items } => {
+                // A rumor must fit a frame of ours too, or relaying it would
+                // produce a frame every peer refuses.
+                let max = self.max_payload_len();
+                if let Some(item) = items.iter().find(|item| item.payload.len() > max) {
+                    return Err(RecvError::PayloadTooLarge {
+                        len: item.payload.len(),
+                        max,
+                    });
+                }
                 for item in items {
                     let rumor = Rumor {
                         id: item.id,
@@ -696,9 +715,20 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 digest,
                 reciprocate,
             } => {
-                self.run_strategy(|strategy, host| {
-                    strategy.on_pull(host, sender, &digest, reciprocate)
-                });
+                // Answers go to the claimed sender, and may be large: answer
+                // only a request that comes from that very address, within
+                // the same byte budget as state replies, so a forged request
+                // cannot aim a node's whole store at a third party.
+                if from != sender.addr() {
+                    return Err(RecvError::SenderMismatch);
+                }
+                if self.allow_state_reply(now) {
+                    let sent_before = self.stats.bytes_sent;
+                    self.run_strategy(|strategy, host| {
+                        strategy.on_pull(host, sender, &digest, reciprocate)
+                    });
+                    self.reply_tokens -= (self.stats.bytes_sent - sent_before) as f64;
+                }
             }
             Message::Aggregate { share } => {
                 let Ok(share) = postcard::from_bytes::<A::Share>(&share) else {
@@ -1025,7 +1055,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     fn maybe_start_sync(&mut self, now: Instant, peer: SocketAddr) {
-        if self.sync_allowed_at.is_some_and(|t| t > now) {
+        if self.sync_allowed_at.is_some_and(|t| t > now) || !self.allow_state_reply(now) {
             return;
         }
         self.sync_allowed_at = Some(now + self.config.sync_interval);
@@ -1082,6 +1112,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                         metadata: metadata.clone(),
                         suspicion: None,
                         down_since: None,
+                        forget_queued: false,
                     },
                 );
                 self.became_live(id, version);
@@ -1093,7 +1124,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 {
                     self.adopt(now, id, version, &claim);
                     true
-                } else if version == known && liveness == Liveness::Suspect {
+                } else if version == known && liveness == Liveness::Suspect && regossip {
+                    // (Bulk state does not say who suspected, so it never
+                    // counts as an independent confirmation.)
                     if let Claim::Suspect(by) = claim {
                         let expected = self.config.indirect_probes;
                         let entry = self.members.get_mut(&id).expect("known member");
@@ -1207,30 +1240,32 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Claim::Dead(_) => {
-                self.live.remove(id);
                 self.dead.insert(id);
-                if let Some(strategy) = self.strategy.as_mut() {
-                    strategy.on_peer_down(id);
-                }
-                if let Some(aggregate) = self.aggregate.as_mut() {
-                    aggregate.on_peer_down(id);
-                }
-                self.forget_queue
-                    .push_back((now + self.config.dead_retention, id));
+                self.went_down(now, id);
                 self.emit(id, Event::MemberDown);
             }
             Claim::Left => {
-                self.live.remove(id);
-                if let Some(strategy) = self.strategy.as_mut() {
-                    strategy.on_peer_down(id);
-                }
-                if let Some(aggregate) = self.aggregate.as_mut() {
-                    aggregate.on_peer_down(id);
-                }
-                self.forget_queue
-                    .push_back((now + self.config.dead_retention, id));
+                self.went_down(now, id);
                 self.emit(id, Event::MemberLeft);
             }
+        }
+    }
+
+    /// A member stopped being live: tell the plug-ins and schedule its
+    /// forgetting (one queue entry per member, however often it flaps).
+    fn went_down(&mut self, now: Instant, id: NodeId) {
+        self.live.remove(id);
+        if let Some(strategy) = self.strategy.as_mut() {
+            strategy.on_peer_down(id);
+        }
+        if let Some(aggregate) = self.aggregate.as_mut() {
+            aggregate.on_peer_down(id);
+        }
+        let entry = self.members.get_mut(&id).expect("known member");
+        if !entry.forget_queued {
+            entry.forget_queued = true;
+            self.forget_queue
+                .push_back((now + self.config.dead_retention, id));
         }
     }
 
@@ -1239,6 +1274,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.live.insert(id);
         // Put the newcomer at a random place among the members not yet probed
         // this round, so it is probed within one round.
+        if self.probe_order.len() > 2 * self.live.len() + 16 {
+            // Members that flap would otherwise pile up duplicates here.
+            self.probe_order.clear();
+            self.probe_cursor = 0;
+        }
         self.probe_order.push(id);
         let len = self.probe_order.len();
         let swap_with = self.rng.random_range(self.probe_cursor.min(len - 1)..len);

@@ -325,9 +325,27 @@ fn feed(
     bytes: &[u8],
 ) -> Result<(), TestCaseError> {
     let before = snapshot(node);
+    let max_payload = node.max_payload_len();
     let expected = match wire::decode(config, bytes) {
         Err(e) => Err(e),
         Ok((header, _)) if header.sender == node.id() => Err(RecvError::FromSelf),
+        // A pull is answered at the claimed sender, so it must come from there.
+        Ok((header, Message::Pull { .. })) if header.sender.addr() != common::addr(1) => {
+            Err(RecvError::SenderMismatch)
+        }
+        // A rumor this node could not relay in one of its own frames.
+        Ok((_, Message::Rumors { items }))
+            if items.iter().any(|i| i.payload.len() > max_payload) =>
+        {
+            let len = items
+                .iter()
+                .find(|i| i.payload.len() > max_payload)
+                .map_or(0, |i| i.payload.len());
+            Err(RecvError::PayloadTooLarge {
+                len,
+                max: max_payload,
+            })
+        }
         Ok(_) => Ok(()),
     };
     let result = node.handle_message(now, common::addr(1), bytes);

@@ -256,12 +256,13 @@ impl Metrics {
             if self.live_count[observer] == self.n && self.converged_at[observer].is_none() {
                 self.converged_at[observer] = Some(at);
             }
-            if self.heal_time.is_some()
-                && self.healed_at.is_none()
-                && self.live_count[observer] == self.n
-            {
-                let expected = self.n;
-                if self.running().all(|j| self.live_count[j] == expected) {
+            // Healed once every running node sees every running node (a
+            // crashed one is rightly missing).
+            if self.heal_time.is_some() && self.healed_at.is_none() {
+                let expected = self.running().count();
+                if self.live_count[observer] == expected
+                    && self.running().all(|j| self.live_count[j] == expected)
+                {
                     self.healed_at = Some(at);
                 }
             }
@@ -424,7 +425,8 @@ pub fn run_membership(
                 sim.heal();
                 metrics.partition_active = false;
                 metrics.heal_time = Some(secs);
-                if metrics.running().all(|j| metrics.live_count[j] == n) {
+                let expected = metrics.running().count();
+                if metrics.running().all(|j| metrics.live_count[j] == expected) {
                     metrics.healed_at = Some(secs);
                 }
             }

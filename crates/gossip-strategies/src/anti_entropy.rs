@@ -75,7 +75,8 @@ impl AntiEntropy {
     /// One reconciliation round, used on its own or as another strategy's backstop.
     pub(crate) fn reconcile<H: Host>(&mut self, host: &mut H) {
         self.round = self.round.wrapping_add(1);
-        if self.round % self.every != 0 {
+        // `every` may come from a config file unclamped: treat 0 as 1.
+        if self.round % self.every.max(1) != 0 {
             return;
         }
         let mut peers = Vec::with_capacity(self.fanout as usize);

@@ -227,3 +227,121 @@ fn eager_relay_is_faster_than_round_batching() {
         median(&batched)
     );
 }
+
+mod hostile_input {
+    //! Inputs a peer (or a forger) controls must not hurt a node with a strategy.
+
+    use std::time::{Duration, Instant};
+
+    use gossip_core::wire::{self, Header, Message, WireRumor, PROTOCOL_VERSION};
+    use gossip_core::{
+        Config, Digest, Generation, Incarnation, MessageId, Node, NodeId, RecvError,
+    };
+    use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode};
+
+    fn addr(port: u16) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], port).into()
+    }
+
+    fn node(strategy: AnyStrategy, now: Instant) -> Node<AnyStrategy> {
+        let mut node = Node::with_strategy(
+            Config::default(),
+            NodeId::new(addr(1)),
+            Generation(1_700_000_000_000),
+            1,
+            strategy,
+        )
+        .unwrap();
+        node.join(now, &[]).unwrap();
+        node
+    }
+
+    fn frame(sender: u16, message: &Message) -> Vec<u8> {
+        let header = Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: NodeId::new(addr(sender)),
+            generation: Generation(0),
+            incarnation: Incarnation(0),
+        };
+        wire::encode(&header, message)
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; only differences matter
+    fn a_departed_node_with_rounds_goes_quiet() {
+        let now = Instant::now();
+        let mut node = node(
+            AnyStrategy::AntiEntropy(AntiEntropy::new(Mode::PushPull, 1)),
+            now,
+        );
+        node.leave(now).unwrap();
+        let later = now + Duration::from_secs(5);
+        node.handle_timeout(later);
+        assert!(
+            node.poll_timeout().is_none_or(|t| t > later),
+            "a past deadline would make every driver spin"
+        );
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn a_rumor_too_large_to_relay_is_refused_unchanged() {
+        let now = Instant::now();
+        let mut node = node(AnyStrategy::Flood(Flood), now);
+        // A peer with a shorter header fits a payload our own frame cannot.
+        let payload = vec![7u8; node.max_payload_len() + 40];
+        let bytes = frame(
+            2,
+            &Message::Rumors {
+                items: vec![WireRumor {
+                    id: MessageId {
+                        origin: NodeId::new(addr(2)),
+                        generation: 0,
+                        sequence: 1,
+                    },
+                    hops: 0,
+                    payload,
+                }],
+            },
+        );
+        assert!(bytes.len() <= Config::default().max_message_size.get());
+        let result = node.handle_message(now, addr(2), &bytes);
+        assert!(
+            matches!(result, Err(RecvError::PayloadTooLarge { .. })),
+            "{result:?}"
+        );
+        assert!(node.poll_event().is_none() && node.poll_transmit().is_none());
+        assert_eq!(node.stats().rumors_delivered, 0);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn a_pull_claiming_another_sender_is_refused() {
+        let now = Instant::now();
+        let mut node = node(
+            AnyStrategy::AntiEntropy(AntiEntropy::new(Mode::Pull, 1)),
+            now,
+        );
+        node.broadcast(now, b"stored").unwrap();
+        while node.poll_transmit().is_some() {}
+        let pull = frame(
+            9,
+            &Message::Pull {
+                reciprocate: false,
+                digest: Digest::default(),
+            },
+        );
+        // The frame names 127.0.0.1:9 but arrives from :2: the answer would
+        // go to a third party.
+        assert_eq!(
+            node.handle_message(now, addr(2), &pull),
+            Err(RecvError::SenderMismatch)
+        );
+        assert!(node.poll_transmit().is_none());
+        // From its own address it is answered.
+        node.handle_message(now, addr(9), &pull).unwrap();
+        let answer = node.poll_transmit().expect("the stored rumor");
+        assert_eq!(answer.to, addr(9));
+    }
+}
