@@ -53,6 +53,25 @@ impl RumorStore {
             };
             self.payloads.remove(&oldest);
         }
+        if self.heads.len() > self.capacity {
+            // Every origin a peer ever named would otherwise stay here
+            // forever: forget the heads of origins we hold nothing from. A
+            // forgotten old rumor that comes back is delivered again, the
+            // price of bounded memory.
+            let payloads = &self.payloads;
+            self.heads.retain(|&(origin, generation), _| {
+                let first = MessageId {
+                    origin,
+                    generation,
+                    sequence: 0,
+                };
+                let last = MessageId {
+                    sequence: u64::MAX,
+                    ..first
+                };
+                payloads.range(first..=last).next().is_some()
+            });
+        }
         true
     }
 
@@ -87,6 +106,7 @@ impl RumorStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn id(sequence: u64) -> MessageId {
         MessageId {
@@ -94,6 +114,25 @@ mod tests {
             generation: 1,
             sequence,
         }
+    }
+
+    #[test]
+    fn heads_stay_bounded_whatever_origins_peers_name() {
+        let mut store = RumorStore::new(8);
+        for port in 1..1000u16 {
+            let id = MessageId {
+                origin: NodeId::new(SocketAddr::from(([127, 0, 0, 1], port))),
+                generation: u64::from(port),
+                sequence: 1,
+            };
+            store.insert(id, vec![0], 0);
+        }
+        assert_eq!(store.len(), 8);
+        assert!(
+            store.heads.len() <= 2 * 8 + 1,
+            "{} heads",
+            store.heads.len()
+        );
     }
 
     #[test]

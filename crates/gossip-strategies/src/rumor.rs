@@ -87,8 +87,17 @@ pub struct RumorMongering {
     pub relay: Relay,
     /// Optional anti-entropy backstop.
     pub backup: Option<AntiEntropy>,
+    /// Most rumors spread at once; beyond it the one closest to losing
+    /// interest is dropped. Bounds memory whatever peers send (and rumors
+    /// whose payload the host no longer holds). Default 4096.
+    #[serde(default = "default_max_hot")]
+    pub max_hot: usize,
     #[serde(skip)]
     hot: BTreeMap<MessageId, Interest>,
+}
+
+fn default_max_hot() -> usize {
+    4096
 }
 
 impl RumorMongering {
@@ -102,6 +111,7 @@ impl RumorMongering {
             hop_limit: None,
             relay: Relay::Batched,
             backup: None,
+            max_hot: default_max_hot(),
             hot: BTreeMap::new(),
         }
     }
@@ -180,6 +190,16 @@ impl Strategy for RumorMongering {
     fn on_rumor<H: Host>(&mut self, host: &mut H, rumor: Rumor, _from: Option<NodeId>) {
         if self.hop_limit.is_some_and(|limit| rumor.hops >= limit) {
             return;
+        }
+        if self.hot.len() >= self.max_hot.max(1) {
+            let tired = self
+                .hot
+                .iter()
+                .max_by_key(|(id, interest)| (interest.counter, core::cmp::Reverse(**id)))
+                .map(|(&id, _)| id);
+            if let Some(id) = tired {
+                self.hot.remove(&id);
+            }
         }
         self.hot.insert(rumor.id, Interest { rumor, counter: 0 });
         if self.relay == Relay::Eager && self.mode.pushes() {

@@ -345,3 +345,46 @@ mod hostile_input {
         assert_eq!(answer.to, addr(9));
     }
 }
+
+#[test]
+fn hot_rumors_stay_bounded() {
+    use gossip_core::{Digest, GossipMessage, Host, MessageId, Rumor, Strategy};
+
+    /// A host with nothing to offer: sends go nowhere.
+    struct Nowhere;
+    impl Host for Nowhere {
+        fn me(&self) -> NodeId {
+            NodeId::new(node_addr(0))
+        }
+        fn random(&mut self) -> f64 {
+            0.5
+        }
+        fn sample_peers(&mut self, _count: usize, _out: &mut Vec<NodeId>) {}
+        fn all_peers(&mut self, _out: &mut Vec<NodeId>) {}
+        fn has(&self, _id: MessageId) -> bool {
+            false
+        }
+        fn digest(&self) -> Digest {
+            Digest::default()
+        }
+        fn missing_from(&self, _digest: &Digest, _out: &mut Vec<Rumor>) {}
+        fn send(&mut self, _to: NodeId, _message: GossipMessage) {}
+    }
+
+    let mut rumor = RumorMongering::new(Mode::Push, Termination::FeedbackCounter, 3);
+    rumor.max_hot = 5;
+    for sequence in 1..=100 {
+        let id = MessageId {
+            origin: NodeId::new(node_addr(1)),
+            generation: 0,
+            sequence,
+        };
+        rumor.on_rumor(
+            &mut Nowhere,
+            Rumor { id, hops: 1 },
+            Some(NodeId::new(node_addr(1))),
+        );
+    }
+    // Nobody ever answers, so feedback never cools them: only the cap bounds them.
+    assert_eq!(rumor.hot_count(), 5);
+}
