@@ -99,8 +99,10 @@ struct Probe {
     /// When the probe ends (the next probe starts then).
     end: Instant,
     indirect_sent: bool,
-    expected_nacks: u32,
-    nacks: u32,
+    /// Helpers asked to probe indirectly; each nack counts once, and only
+    /// from one of them.
+    helpers: Vec<NodeId>,
+    nacked: Vec<NodeId>,
     acked: bool,
 }
 
@@ -673,8 +675,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Message::Nack { seq, updates } => {
                 self.apply_records(now, updates);
                 if let Some(probe) = &mut self.probe {
-                    if probe.seq == seq {
-                        probe.nacks += 1;
+                    if probe.seq == seq
+                        && probe.helpers.contains(&sender)
+                        && !probe.nacked.contains(&sender)
+                    {
+                        probe.nacked.push(sender);
                     }
                 }
             }
@@ -862,8 +867,8 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             direct_deadline: now + self.config.probe_timeout * scale,
             end: now + period,
             indirect_sent: false,
-            expected_nacks: 0,
-            nacks: 0,
+            helpers: Vec::new(),
+            nacked: Vec::new(),
             acked: false,
         });
         self.stats.probes_sent += 1;
@@ -881,7 +886,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 &[target],
             );
             if let Some(probe) = &mut self.probe {
-                probe.expected_nacks = helpers.len() as u32;
+                probe.helpers.clone_from(&helpers);
             }
             for helper in helpers {
                 self.send_with_updates(helper.addr(), None, |updates| Message::PingReq {
@@ -902,10 +907,10 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.stats.probes_failed += 1;
         // Lifeguard: missing nacks mean our own network or process is slow,
         // so back off before accusing others. Without helpers, count one.
-        let missed = if probe.expected_nacks > 0 {
-            probe.expected_nacks.saturating_sub(probe.nacks)
-        } else {
+        let missed = if probe.helpers.is_empty() {
             1
+        } else {
+            (probe.helpers.len() - probe.nacked.len()) as u32
         };
         self.adjust_health(i64::from(missed));
         self.suspect(now, probe.target);
