@@ -1328,7 +1328,18 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     /// Moves to the incarnation after `past` and announces it.
     fn bump_incarnation(&mut self, past: Incarnation) {
         let old = self.own_version();
-        self.incarnation = past.max(self.incarnation).next();
+        let highest = past.max(self.incarnation);
+        if highest.0 == u32::MAX {
+            // Incarnations ran out (perhaps a forged claim at the last one,
+            // which no refutation could beat): live on as the next
+            // generation, which outranks every incarnation of this one. A
+            // later restart picks a far larger generation anyway.
+            self.generation = Generation(self.generation.0.saturating_add(1));
+            self.incarnation = Incarnation(0);
+            self.broadcast_seq = 0;
+        } else {
+            self.incarnation = highest.next();
+        }
         self.view_hash = self
             .view_hash
             .wrapping_sub(member_hash(self.me, old))

@@ -334,3 +334,37 @@ fn scoped_ipv6_identity_is_refused_at_construction() {
     let plain = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 7000, 0, 0));
     assert!(Node::new(Config::default(), NodeId::new(plain), Generation(1), 1).is_ok());
 }
+
+#[test]
+fn a_death_claim_at_the_last_incarnation_is_survived_as_a_new_generation() {
+    use gossip_core::wire::{self, Header, MemberRecord, Message, Status, PROTOCOL_VERSION};
+    use gossip_core::{Config, Generation, Incarnation, Node, NodeId};
+    let me = addr(0);
+    let now = common::base_instant();
+    let mut node = Node::new(Config::default(), NodeId::new(me), Generation(5), 1).unwrap();
+    node.join(now, &[]).unwrap();
+    // Incarnations saturate: Alive(MAX) could never outrank Dead(MAX), so
+    // without a way out this claim would be permanent.
+    let forged = wire::encode(
+        &Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: id(1),
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+        },
+        &Message::Gossip {
+            updates: vec![MemberRecord {
+                id: NodeId::new(me),
+                generation: Generation(5),
+                incarnation: Incarnation(u32::MAX),
+                status: Status::Dead { by: id(1) },
+            }],
+        },
+    );
+    node.handle_message(now, addr(1), &forged).unwrap();
+    let own = node.members().next().unwrap();
+    assert_eq!(own.generation, Generation(6), "moved on to the next life");
+    assert_eq!(own.incarnation, Incarnation(0));
+    assert_eq!(node.stats().refutations, 1);
+}
