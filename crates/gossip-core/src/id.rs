@@ -39,9 +39,10 @@ impl fmt::Display for NodeId {
 /// Which life of a process at a [`NodeId`] this is.
 ///
 /// A restarted process must pick a generation larger than any it used before
-/// (the reference node uses the start time in milliseconds since the Unix
-/// epoch), so every member treats it as a new process whatever incarnation its
-/// previous life had reached.
+/// (for example its start time in milliseconds since the Unix epoch), so
+/// every member treats it as a new process whatever incarnation its previous
+/// life had reached. A running node also moves to the next generation by
+/// itself if its incarnations run out.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
