@@ -368,6 +368,8 @@ pub fn run_membership(
     .min(scenario.duration);
 
     sim.start_all();
+    // Events scheduled at t = 0 happen before the first step.
+    apply_events(Duration::ZERO, scenario, &crashed, &mut sim, &mut metrics);
     let mut milestones: Vec<Duration> = vec![scenario.duration];
     if scenario.crash > 0 {
         milestones.push(scenario.crash_at);
@@ -407,30 +409,7 @@ pub fn run_membership(
         if cpu_at_window.1.is_none() && t.as_secs_f64() >= window_end.floor() {
             cpu_at_window.1 = Some((t, cpu_start.elapsed()));
         }
-        let secs = t.as_secs_f64();
-        if scenario.crash > 0 && t == scenario.crash_at {
-            for &c in &crashed {
-                sim.crash(c);
-                metrics.crash(secs, c);
-            }
-        }
-        if let Some((start, heal)) = scenario.partition {
-            let half = n / 2;
-            if t == start {
-                sim.partition(|i| u32::from(i >= half));
-                metrics.partition_active = true;
-                metrics.cut = (0..n).map(|i| u32::from(i >= half)).collect();
-            }
-            if t == heal {
-                sim.heal();
-                metrics.partition_active = false;
-                metrics.heal_time = Some(secs);
-                let expected = metrics.running().count();
-                if metrics.running().all(|j| metrics.live_count[j] == expected) {
-                    metrics.healed_at = Some(secs);
-                }
-            }
-        }
+        apply_events(t, scenario, &crashed, &mut sim, &mut metrics);
         progress(t);
     }
     let cpu_s = cpu_start.elapsed().as_secs_f64();
@@ -508,4 +487,39 @@ pub fn run_membership(
         cpu_s,
         node_periods_per_cpu_s: periods / cpu_s.max(1e-9),
     })
+}
+
+/// Applies the crashes, partition and heal scheduled at exactly `t`.
+fn apply_events(
+    t: Duration,
+    scenario: &MembershipScenario,
+    crashed: &[usize],
+    sim: &mut Simulator,
+    metrics: &mut Metrics,
+) {
+    let n = scenario.nodes;
+    let secs = t.as_secs_f64();
+    if scenario.crash > 0 && t == scenario.crash_at {
+        for &c in crashed {
+            sim.crash(c);
+            metrics.crash(secs, c);
+        }
+    }
+    if let Some((start, heal)) = scenario.partition {
+        let half = n / 2;
+        if t == start {
+            sim.partition(|i| u32::from(i >= half));
+            metrics.partition_active = true;
+            metrics.cut = (0..n).map(|i| u32::from(i >= half)).collect();
+        }
+        if t == heal {
+            sim.heal();
+            metrics.partition_active = false;
+            metrics.heal_time = Some(secs);
+            let expected = metrics.running().count();
+            if metrics.running().all(|j| metrics.live_count[j] == expected) {
+                metrics.healed_at = Some(secs);
+            }
+        }
+    }
 }

@@ -192,3 +192,17 @@ fn slow_node_raises_its_own_local_health_only() {
         slow.local_health
     );
 }
+
+#[test]
+fn crashes_scheduled_at_time_zero_happen() {
+    let mut s = scenario(20, 40);
+    s.crash = 2;
+    s.crash_at = Duration::ZERO;
+    let r = run_membership(&s, |_| {}).unwrap();
+    assert_eq!(r.crashed.len(), 2);
+    // Crashed right after sending their join: the others learn of them,
+    // then find them dead; the two never converge themselves.
+    assert_eq!(r.join_unconverged, 2);
+    let detection = r.detection_s.clone().expect("crashes happened");
+    assert!(detection.max.is_some(), "both detected: {r:?}");
+}
