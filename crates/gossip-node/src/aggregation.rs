@@ -375,14 +375,8 @@ impl AggregationArgs {
     }
 }
 
-/// Prints the report in `format`.
-pub fn print(r: &AggregationReport, format: Format) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, r)?;
-        writeln!(out)?;
-        return Ok(());
-    }
+/// Prints the report as a table.
+pub fn write_table(out: &mut impl Write, r: &AggregationReport) -> anyhow::Result<()> {
     writeln!(
         out,
         "aggregation ({} mode): {:?} computing {:?}, {} nodes, {} rounds, loss {}, churn {}",

@@ -134,83 +134,77 @@ impl Cli {
         match self.command {
             Command::Sim(SimCommand::Membership(args)) => {
                 let scenario = args.scenario()?;
-                let report = run_with_progress(&scenario)?;
-                let mut out = std::io::stdout().lock();
-                match args.format {
-                    Format::Json => {
-                        serde_json::to_writer_pretty(&mut out, &report)?;
-                        writeln!(out)?;
-                    }
-                    Format::Table => write_table(&mut out, &report)?,
-                }
-                Ok(())
+                let report = with_progress(scenario.duration.as_secs(), "s", |tick| {
+                    run_membership(&scenario, |t| tick(t.as_secs())).map_err(|e| anyhow::anyhow!(e))
+                })?;
+                print_report(&report, args.format, write_table)
             }
             Command::Sim(SimCommand::Dissemination(args)) => {
-                let bar = progress_bar(u64::from(args.runs), "runs")?;
-                let started = std::time::Instant::now();
-                let report = args.run(|done| {
-                    if let Some(bar) = &bar {
-                        if started.elapsed() >= Duration::from_secs(1) {
-                            bar.set_position(u64::from(done));
-                        }
-                    }
+                let report = with_progress(u64::from(args.runs), "runs", |tick| {
+                    args.run(|done| tick(u64::from(done)))
                 })?;
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
-                crate::dissemination::print(&report, args.format)
+                print_report(&report, args.format, crate::dissemination::write_table)
             }
             Command::Sim(SimCommand::Aggregation(args)) => {
-                let bar = progress_bar(u64::from(args.rounds), "rounds")?;
-                let started = std::time::Instant::now();
-                let report = args.run(|round| {
-                    if let Some(bar) = &bar {
-                        if started.elapsed() >= Duration::from_secs(1) {
-                            bar.set_position(u64::from(round));
-                        }
-                    }
+                let report = with_progress(u64::from(args.rounds), "rounds", |tick| {
+                    args.run(|round| tick(u64::from(round)))
                 })?;
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
-                crate::aggregation::print(&report, args.format)
+                print_report(&report, args.format, crate::aggregation::write_table)
             }
         }
     }
 }
 
-/// A progress bar on a terminal's stderr, or nothing when stderr is not one.
-fn progress_bar(total: u64, unit: &str) -> anyhow::Result<Option<ProgressBar>> {
-    if !std::io::stderr().is_terminal() {
-        return Ok(None);
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} simulating [{{bar:40}}] {{pos}}/{{len}} {unit}  eta {{eta}}"
-        ))
-        .context("progress template")?,
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Ok(Some(bar))
-}
-
-fn run_with_progress(scenario: &MembershipScenario) -> anyhow::Result<MembershipReport> {
-    let bar = progress_bar(scenario.duration.as_secs(), "s")?;
+/// Runs `work`, which reports how many of `total` `unit`s are done, under a
+/// progress bar on a terminal's stderr (none when stderr is not one).
+fn with_progress<T>(
+    total: u64,
+    unit: &str,
+    work: impl FnOnce(&mut dyn FnMut(u64)) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} simulating [{{bar:40}}] {{pos}}/{{len}} {unit}  eta {{eta}}"
+            ))
+            .context("progress template")?,
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
-    let report = run_membership(scenario, |t| {
+    let result = work(&mut |done| {
         if let Some(bar) = &bar {
             // Runs shorter than a second finish before the bar would matter.
             if started.elapsed() >= Duration::from_secs(1) {
-                bar.set_position(t.as_secs());
+                bar.set_position(done);
             }
         }
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(report)
+    result
+}
+
+/// Prints `report` to stdout as one JSON object, or as the table `table` writes.
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    format: Format,
+    table: fn(&mut std::io::StdoutLock<'static>, &R) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, report)?;
+            writeln!(out)?;
+        }
+        Format::Table => table(&mut out, report)?,
+    }
+    Ok(())
 }
 
 fn fmt_opt(v: Option<f64>, unit: &str) -> String {

@@ -609,16 +609,3 @@ pub fn write_table(out: &mut impl Write, r: &DisseminationReport) -> anyhow::Res
     )?;
     Ok(())
 }
-
-/// Prints the report in `format`.
-pub fn print(report: &DisseminationReport, format: Format) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, report)?;
-            writeln!(out)?;
-        }
-        Format::Table => write_table(&mut out, report)?,
-    }
-    Ok(())
-}
