@@ -5,25 +5,16 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gossip_aggregate::{AnyAggregate, FlowUpdating, Function, Input, PushPull, PushSum};
+use gossip_aggregate::{Algorithm, AnyAggregate, Function, Input};
 use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 
 const ROUNDS: u32 = 10;
 
-/// Builds one node's algorithm from its input.
-type Maker = fn(Input) -> AnyAggregate;
-
-fn algorithms() -> Vec<(&'static str, Maker)> {
-    vec![
-        ("push-sum", |input| {
-            AnyAggregate::PushSum(PushSum::new(Function::Average, input, None))
-        }),
-        ("push-pull", |input| {
-            AnyAggregate::PushPull(PushPull::new(Function::Average, input, None))
-        }),
-        ("flow-updating", |input| {
-            AnyAggregate::FlowUpdating(FlowUpdating::new(Function::Average, input, 4, None))
-        }),
+fn algorithms() -> [(&'static str, Algorithm); 3] {
+    [
+        ("push-sum", Algorithm::PushSum),
+        ("push-pull", Algorithm::PushPull),
+        ("flow-updating", Algorithm::FlowUpdating { degree: 4 }),
     ]
 }
 
@@ -32,7 +23,7 @@ fn aggregate(c: &mut Criterion) {
     group.sample_size(10);
     for n in [1000usize, 10_000] {
         group.throughput(Throughput::Elements(n as u64 * u64::from(ROUNDS)));
-        for (name, make) in algorithms() {
+        for (name, algorithm) in algorithms() {
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
                 b.iter(|| {
                     let mut last = 0.0;
@@ -45,7 +36,14 @@ fn aggregate(c: &mut Criterion) {
                             churn: 0.0,
                         },
                         AggregationProbe {
-                            make: |_slot, value, leader, _newcomer| make(Input { value, leader }),
+                            make: |_slot, value, leader, _newcomer| {
+                                AnyAggregate::new(
+                                    algorithm,
+                                    Function::Average,
+                                    Input { value, leader },
+                                    None,
+                                )
+                            },
                             truth: |inputs: &[f64]| {
                                 inputs.iter().sum::<f64>() / inputs.len() as f64
                             },

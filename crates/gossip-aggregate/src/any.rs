@@ -3,7 +3,9 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::{FlowShare, FlowUpdating, PushPull, PushPullShare, PushSum, PushSumShare};
+use crate::{
+    FlowShare, FlowUpdating, Function, Input, PushPull, PushPullShare, PushSum, PushSumShare,
+};
 
 /// Any algorithm of this crate, chosen at runtime and dispatched by `match`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,7 +51,52 @@ impl<T, H: AggregateHost<AnyShare>, F: Fn(T) -> AnyShare> AggregateHost<T> for W
     }
 }
 
+/// Which algorithm an [`AnyAggregate`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// [`PushSum`].
+    PushSum,
+    /// [`PushPull`].
+    PushPull,
+    /// [`FlowUpdating`] over `degree` neighbours.
+    FlowUpdating {
+        /// Neighbours per node.
+        degree: usize,
+    },
+}
+
 impl AnyAggregate {
+    /// A node running `algorithm` to compute `function` from `input`,
+    /// restarting every `epoch_length` rounds if given.
+    pub fn new(
+        algorithm: Algorithm,
+        function: Function,
+        input: Input,
+        epoch_length: Option<u32>,
+    ) -> Self {
+        match algorithm {
+            Algorithm::PushSum => {
+                AnyAggregate::PushSum(PushSum::new(function, input, epoch_length))
+            }
+            Algorithm::PushPull => {
+                AnyAggregate::PushPull(PushPull::new(function, input, epoch_length))
+            }
+            Algorithm::FlowUpdating { degree } => {
+                AnyAggregate::FlowUpdating(FlowUpdating::new(function, input, degree, epoch_length))
+            }
+        }
+    }
+
+    /// Marks this node as joining a computation under way.
+    pub fn newcomer(self) -> Self {
+        match self {
+            AnyAggregate::PushSum(a) => AnyAggregate::PushSum(a.newcomer()),
+            AnyAggregate::PushPull(a) => AnyAggregate::PushPull(a.newcomer()),
+            AnyAggregate::FlowUpdating(a) => AnyAggregate::FlowUpdating(a.newcomer()),
+        }
+    }
+
     /// The mass this node holds (value part), for conservation checks.
     pub fn mass(&self) -> f64 {
         match self {

@@ -281,3 +281,38 @@ pub(crate) trait Epochal {
 pub(crate) fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
+
+/// The `(x, y)` mass pair that push-sum and push-pull move around, with the
+/// epoch life cycle around it; the estimate is `x / y`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Pair {
+    pub common: Common,
+    pub x: f64,
+    pub y: f64,
+}
+
+impl Pair {
+    pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
+        let (x, y) = function.initial(input);
+        Self {
+            common: Common::new(function, input, epoch_length),
+            x,
+            y,
+        }
+    }
+}
+
+impl Epochal for Pair {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+    fn ratio(&self) -> Option<f64> {
+        (self.y > 0.0).then(|| self.x / self.y)
+    }
+    fn reset(&mut self) {
+        (self.x, self.y) = self.common.start();
+    }
+}

@@ -21,7 +21,7 @@ mod flow;
 mod push_pull;
 mod push_sum;
 
-pub use any::{AnyAggregate, AnyShare};
+pub use any::{Algorithm, AnyAggregate, AnyShare};
 pub use common::{Function, Input};
 pub use flow::{FlowShare, FlowUpdating};
 pub use push_pull::{PushPull, PushPullShare};

@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{all_finite, Common, Epochal, Function, Input};
+use crate::common::{all_finite, Epochal, Function, Input, Pair};
 
 /// A push-pull share.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,48 +45,28 @@ pub enum PushPullShare {
 /// [`FlowUpdating`](crate::FlowUpdating). Two messages per node per round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushPull {
-    common: Common,
-    x: f64,
-    y: f64,
+    pair: Pair,
 }
 
 impl PushPull {
     /// A node computing `function` from `input`, restarting every
     /// `epoch_length` rounds if given.
     pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
-        let (x, y) = function.initial(input);
         Self {
-            common: Common::new(function, input, epoch_length),
-            x,
-            y,
+            pair: Pair::new(function, input, epoch_length),
         }
     }
 
     /// Marks this node as joining a computation under way: it contributes
     /// its input from the next epoch on.
     pub fn newcomer(mut self) -> Self {
-        self.make_newcomer();
+        self.pair.make_newcomer();
         self
     }
 
     /// The mass this node holds (value part), for conservation checks.
     pub fn mass(&self) -> f64 {
-        self.x
-    }
-}
-
-impl Epochal for PushPull {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut Common {
-        &mut self.common
-    }
-    fn ratio(&self) -> Option<f64> {
-        (self.y > 0.0).then(|| self.x / self.y)
-    }
-    fn reset(&mut self) {
-        (self.x, self.y) = self.common.start();
+        self.pair.x
     }
 }
 
@@ -94,7 +74,7 @@ impl Aggregate for PushPull {
     type Share = PushPullShare;
 
     fn on_round<H: AggregateHost<PushPullShare>>(&mut self, host: &mut H) {
-        if !self.begin_round() {
+        if !self.pair.begin_round() {
             return;
         }
         let mut peer = Vec::with_capacity(1);
@@ -103,10 +83,10 @@ impl Aggregate for PushPull {
             host.send(
                 to,
                 PushPullShare::Request {
-                    epoch: self.common.epochs.number,
-                    x: self.x,
-                    y: self.y,
-                    extreme: self.common.extreme,
+                    epoch: self.pair.common.epochs.number,
+                    x: self.pair.x,
+                    y: self.pair.y,
+                    extreme: self.pair.common.extreme,
                 },
             );
         }
@@ -136,11 +116,15 @@ impl Aggregate for PushPull {
                 y,
                 extreme,
             } => {
-                if !self.admit(epoch) {
+                if !self.pair.admit(epoch) {
                     return;
                 }
-                let (mx, my) = ((self.x + x) / 2.0, (self.y + y) / 2.0);
-                let best = self.common.function.best(self.common.extreme, extreme);
+                let (mx, my) = ((self.pair.x + x) / 2.0, (self.pair.y + y) / 2.0);
+                let best = self
+                    .pair
+                    .common
+                    .function
+                    .best(self.pair.common.extreme, extreme);
                 host.send(
                     from,
                     PushPullShare::Reply {
@@ -150,9 +134,9 @@ impl Aggregate for PushPull {
                         extreme: best,
                     },
                 );
-                self.x = mx;
-                self.y = my;
-                self.common.extreme = best;
+                self.pair.x = mx;
+                self.pair.y = my;
+                self.pair.common.extreme = best;
             }
             PushPullShare::Reply {
                 epoch,
@@ -160,18 +144,22 @@ impl Aggregate for PushPull {
                 dy,
                 extreme,
             } => {
-                if epoch != self.common.epochs.number {
+                if epoch != self.pair.common.epochs.number {
                     // The exchange began in an epoch this node has left.
                     return;
                 }
-                self.x += dx;
-                self.y += dy;
-                self.common.extreme = self.common.function.best(self.common.extreme, extreme);
+                self.pair.x += dx;
+                self.pair.y += dy;
+                self.pair.common.extreme = self
+                    .pair
+                    .common
+                    .function
+                    .best(self.pair.common.extreme, extreme);
             }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
-        self.reported()
+        self.pair.reported()
     }
 }

@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{all_finite, Common, Epochal, Function, Input};
+use crate::common::{all_finite, Epochal, Function, Input, Pair};
 
 /// A push-sum share: half of the sender's mass, or its extreme.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,48 +37,28 @@ pub enum PushSumShare {
 /// instead, reaching everyone in about `log N` rounds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushSum {
-    common: Common,
-    x: f64,
-    y: f64,
+    pair: Pair,
 }
 
 impl PushSum {
     /// A node computing `function` from `input`, restarting every
     /// `epoch_length` rounds if given.
     pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
-        let (x, y) = function.initial(input);
         Self {
-            common: Common::new(function, input, epoch_length),
-            x,
-            y,
+            pair: Pair::new(function, input, epoch_length),
         }
     }
 
     /// Marks this node as joining a computation under way: it contributes
     /// its input from the next epoch on.
     pub fn newcomer(mut self) -> Self {
-        self.make_newcomer();
+        self.pair.make_newcomer();
         self
     }
 
     /// The mass this node holds (value part), for conservation checks.
     pub fn mass(&self) -> f64 {
-        self.x
-    }
-}
-
-impl Epochal for PushSum {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut Common {
-        &mut self.common
-    }
-    fn ratio(&self) -> Option<f64> {
-        (self.y > 0.0).then(|| self.x / self.y)
-    }
-    fn reset(&mut self) {
-        (self.x, self.y) = self.common.start();
+        self.pair.x
     }
 }
 
@@ -86,25 +66,25 @@ impl Aggregate for PushSum {
     type Share = PushSumShare;
 
     fn on_round<H: AggregateHost<PushSumShare>>(&mut self, host: &mut H) {
-        if !self.begin_round() {
+        if !self.pair.begin_round() {
             return;
         }
         let mut peer = Vec::with_capacity(1);
         host.sample_peers(1, &mut peer);
         let Some(&to) = peer.first() else { return };
-        let epoch = self.common.epochs.number;
-        if self.common.function.is_extreme() {
-            let value = self.common.extreme;
+        let epoch = self.pair.common.epochs.number;
+        if self.pair.common.function.is_extreme() {
+            let value = self.pair.common.extreme;
             host.send(to, PushSumShare::Extreme { epoch, value });
         } else {
-            self.x /= 2.0;
-            self.y /= 2.0;
+            self.pair.x /= 2.0;
+            self.pair.y /= 2.0;
             host.send(
                 to,
                 PushSumShare::Mass {
                     epoch,
-                    x: self.x,
-                    y: self.y,
+                    x: self.pair.x,
+                    y: self.pair.y,
                 },
             );
         }
@@ -123,21 +103,25 @@ impl Aggregate for PushSum {
         if !finite {
             return;
         }
-        if !self.admit(epoch) {
+        if !self.pair.admit(epoch) {
             return;
         }
         match share {
             PushSumShare::Mass { x, y, .. } => {
-                self.x += x;
-                self.y += y;
+                self.pair.x += x;
+                self.pair.y += y;
             }
             PushSumShare::Extreme { value, .. } => {
-                self.common.extreme = self.common.function.best(self.common.extreme, value);
+                self.pair.common.extreme = self
+                    .pair
+                    .common
+                    .function
+                    .best(self.pair.common.extreme, value);
             }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
-        self.reported()
+        self.pair.reported()
     }
 }

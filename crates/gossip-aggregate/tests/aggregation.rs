@@ -1,7 +1,7 @@
 //! Mass conservation, convergence, exact extremes, robustness to loss (flow
 //! updating) and epochs under churn, in the simulator's math mode.
 
-use gossip_aggregate::{AnyAggregate, FlowUpdating, Function, Input, PushPull, PushSum};
+use gossip_aggregate::{Algorithm, AnyAggregate, Function, Input, PushSum};
 use gossip_core::Aggregate;
 use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 
@@ -17,21 +17,17 @@ fn build(
     function: Function,
     epoch: Option<u32>,
 ) -> impl FnMut(usize, f64, bool, bool) -> AnyAggregate {
+    let algorithm = match algo {
+        Algo::PushSum => Algorithm::PushSum,
+        Algo::PushPull => Algorithm::PushPull,
+        Algo::Flow => Algorithm::FlowUpdating { degree: 4 },
+    };
     move |_slot, value, leader, newcomer| {
-        let input = Input { value, leader };
-        match algo {
-            Algo::PushSum => {
-                let n = PushSum::new(function, input, epoch);
-                AnyAggregate::PushSum(if newcomer { n.newcomer() } else { n })
-            }
-            Algo::PushPull => {
-                let n = PushPull::new(function, input, epoch);
-                AnyAggregate::PushPull(if newcomer { n.newcomer() } else { n })
-            }
-            Algo::Flow => {
-                let n = FlowUpdating::new(function, input, 4, epoch);
-                AnyAggregate::FlowUpdating(if newcomer { n.newcomer() } else { n })
-            }
+        let node = AnyAggregate::new(algorithm, function, Input { value, leader }, epoch);
+        if newcomer {
+            node.newcomer()
+        } else {
+            node
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::bail;
 use clap::ValueEnum;
-use gossip_aggregate::{AnyAggregate, FlowUpdating, Function, Input, PushPull, PushSum};
+use gossip_aggregate::{Algorithm, AnyAggregate, Function, Input};
 use gossip_core::NoStrategy;
 use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, LinkModel, Simulator};
 use rand::{Rng, SeedableRng};
@@ -174,23 +174,19 @@ impl AggregationArgs {
         self.validate()?;
         let function = self.function();
         let epoch = self.epoch_length();
-        let algorithm = self.algorithm;
-        let degree = self.degree;
+        let algorithm = match self.algorithm {
+            AlgorithmName::PushSum => Algorithm::PushSum,
+            AlgorithmName::PushPull => Algorithm::PushPull,
+            AlgorithmName::FlowUpdating => Algorithm::FlowUpdating {
+                degree: self.degree,
+            },
+        };
         let make = move |_slot: usize, value: f64, leader: bool, newcomer: bool| {
-            let input = Input { value, leader };
-            match algorithm {
-                AlgorithmName::PushSum => {
-                    let node = PushSum::new(function, input, epoch);
-                    AnyAggregate::PushSum(if newcomer { node.newcomer() } else { node })
-                }
-                AlgorithmName::PushPull => {
-                    let node = PushPull::new(function, input, epoch);
-                    AnyAggregate::PushPull(if newcomer { node.newcomer() } else { node })
-                }
-                AlgorithmName::FlowUpdating => {
-                    let node = FlowUpdating::new(function, input, degree, epoch);
-                    AnyAggregate::FlowUpdating(if newcomer { node.newcomer() } else { node })
-                }
+            let node = AnyAggregate::new(algorithm, function, Input { value, leader }, epoch);
+            if newcomer {
+                node.newcomer()
+            } else {
+                node
             }
         };
         let truth = move |inputs: &[f64]| function.exact(inputs);
