@@ -1657,17 +1657,18 @@ struct Hosted<'a, S, A> {
     node: &'a mut Node<S, A>,
 }
 
+/// The aggregate sees the same node, peers and randomness as the strategy.
 impl<S: Strategy, A: Aggregate> AggregateHost<A::Share> for Hosted<'_, S, A> {
     fn me(&self) -> NodeId {
-        self.node.me
+        Host::me(self)
     }
 
     fn random(&mut self) -> f64 {
-        self.node.rng.random()
+        Host::random(self)
     }
 
     fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
-        out.extend(self.node.live.choose_many(&mut self.node.rng, count, &[]));
+        Host::sample_peers(self, count, out);
     }
 
     fn send(&mut self, to: NodeId, share: A::Share) {

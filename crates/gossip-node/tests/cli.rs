@@ -10,6 +10,18 @@ fn gossip_node(args: &[&str]) -> std::process::Output {
         .expect("binary runs")
 }
 
+/// Runs `prefix` + each case's arguments and checks it fails, saying `needle`.
+fn assert_refused(prefix: &[&str], cases: &[(&[&str], &str)]) {
+    for &(args, needle) in cases {
+        let mut full = prefix.to_vec();
+        full.extend_from_slice(args);
+        let out = gossip_node(&full);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn json_report_has_every_promised_key() {
     let out = gossip_node(&[
@@ -72,20 +84,16 @@ fn table_is_the_default_format() {
 
 #[test]
 fn impossible_input_is_refused_with_a_reason() {
-    for (args, needle) in [
-        (vec!["--loss", "1.5"], "loss"),
-        (vec!["--nodes", "1"], "2 nodes"),
-        (vec!["--crash", "9", "--nodes", "5"], "seed node"),
-        (vec!["--partition-at", "50", "--heal-at", "40"], "heal"),
-        (vec!["--duration=-3"], "duration"),
-    ] {
-        let mut full = vec!["sim", "membership"];
-        full.extend(args.iter().copied());
-        let out = gossip_node(&full);
-        assert!(!out.status.success(), "{args:?} must fail");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    assert_refused(
+        &["sim", "membership"],
+        &[
+            (&["--loss", "1.5"], "loss"),
+            (&["--nodes", "1"], "2 nodes"),
+            (&["--crash", "9", "--nodes", "5"], "seed node"),
+            (&["--partition-at", "50", "--heal-at", "40"], "heal"),
+            (&["--duration=-3"], "duration"),
+        ],
+    );
 }
 
 #[test]
@@ -181,19 +189,15 @@ fn full_mode_reports_bytes_and_delivers_with_backup() {
 
 #[test]
 fn dissemination_input_errors_are_explained() {
-    for (args, needle) in [
-        (vec!["--fanout", "0"], "fanout"),
-        (vec!["--k", "0"], "k"),
-        (vec!["--crash-coordinator-at", "3"], "central"),
-        (vec!["--no-backup"], "--full"),
-    ] {
-        let mut full = vec!["sim", "dissemination", "--nodes", "20"];
-        full.extend(args.iter().copied());
-        let out = gossip_node(&full);
-        assert!(!out.status.success(), "{args:?} must fail");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    assert_refused(
+        &["sim", "dissemination", "--nodes", "20"],
+        &[
+            (&["--fanout", "0"], "fanout"),
+            (&["--k", "0"], "k"),
+            (&["--crash-coordinator-at", "3"], "central"),
+            (&["--no-backup"], "--full"),
+        ],
+    );
 }
 
 #[test]
@@ -240,18 +244,14 @@ fn aggregation_json_has_every_promised_key() {
 
 #[test]
 fn aggregation_input_errors_are_explained() {
-    for (args, needle) in [
-        (vec!["--loss", "1"], "loss"),
-        (vec!["--epoch", "0"], "epoch"),
-        (vec!["--rounds", "0"], "rounds"),
-    ] {
-        let mut full = vec!["sim", "aggregation", "--nodes", "20"];
-        full.extend(args.iter().copied());
-        let out = gossip_node(&full);
-        assert!(!out.status.success(), "{args:?} must fail");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    assert_refused(
+        &["sim", "aggregation", "--nodes", "20"],
+        &[
+            (&["--loss", "1"], "loss"),
+            (&["--epoch", "0"], "epoch"),
+            (&["--rounds", "0"], "rounds"),
+        ],
+    );
 }
 
 #[test]
