@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use gossip_core::wire::{self, Message};
 use gossip_core::{Event, MessageId};
-use gossip_sim::{node_addr, run_math, LinkModel, MathRun, MathScenario, Observer, Simulator};
+use gossip_sim::{
+    node_addr, run_math, LinkModel, MathRun, MathScenario, Observer, Quantiles, Simulator,
+};
 use gossip_strategies::{
     AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
 };
@@ -137,16 +139,16 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// The spread of `values` (at least one, all finite), with the same
+    /// nearest-rank quantiles as the membership reports.
     fn of(values: &[f64]) -> Self {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank =
-            |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        let quantiles = Quantiles::of(&values.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+        let known = |q: Option<f64>| q.expect("finite values have every quantile");
         Self {
             mean: values.iter().sum::<f64>() / values.len() as f64,
-            p50: rank(0.5),
-            p99: rank(0.99),
-            max: rank(1.0),
+            p50: known(quantiles.p50),
+            p99: known(quantiles.p99),
+            max: known(quantiles.max),
         }
     }
 }
