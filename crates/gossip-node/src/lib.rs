@@ -1,11 +1,17 @@
 //! Reference gossip node.
 //!
-//! Today this crate holds the command-line front end to the simulator
-//! (`gossip-node sim membership`, `sim dissemination` and `sim aggregation`); the socket driver and the demo cluster come
-//! with the transport issues.
+//! The library holds the generic tokio driver ([`agent::Agent`]) that runs a
+//! `gossip-core` node over any [`Transport`](gossip_core::Transport), an
+//! in-memory network and a fault-injecting wrapper for tests
+//! ([`transport`]), and the command-line front end: simulator scenarios
+//! (`gossip-node sim membership|dissemination|aggregation`), a node on real
+//! sockets (`gossip-node agent`) and the loopback measurement
+//! (`gossip-node bench-net`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod aggregation;
 pub mod cli;
 pub mod dissemination;
+pub mod transport;

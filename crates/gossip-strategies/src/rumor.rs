@@ -100,6 +100,19 @@ fn default_max_hot() -> usize {
     4096
 }
 
+impl Default for RumorMongering {
+    /// A choice for real clusters: push with feedback and a counter of 3,
+    /// fanout 3, eager relay (latency is hops times the link delay), backed
+    /// by push-pull anti-entropy with one peer every 10 rounds, so that
+    /// every broadcast reaches every live node.
+    fn default() -> Self {
+        Self::new(Mode::Push, Termination::FeedbackCounter, 3)
+            .fanout(3)
+            .relay(Relay::Eager)
+            .backed_by(AntiEntropy::new(Mode::PushPull, 1).every(10))
+    }
+}
+
 impl RumorMongering {
     /// Push rumor mongering with feedback and coin, `k`, fanout 1, batched.
     pub fn new(mode: Mode, termination: Termination, k: u32) -> Self {

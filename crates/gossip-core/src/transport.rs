@@ -1,0 +1,153 @@
+//! The transport seam: how a driver moves frames between nodes.
+//!
+//! [`Node`](crate::Node) never touches a socket. A driver (such as
+//! `gossip-node`'s `Agent`) receives frames from a [`Transport`], feeds them
+//! to the node and sends whatever the node wants sent. Because every
+//! transport implements this one trait, swapping UDP for QUIC (or for an
+//! in-memory channel in tests) changes one line in the program that builds
+//! the driver and nothing in the protocol.
+//!
+//! The trait is object safe through `async-trait`, so a binary can pick a
+//! `Box<dyn Transport>` at runtime. The core itself stays free of any async
+//! runtime: it only names the trait.
+
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+/// Something a transport received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A frame from `from`, to hand to [`Node::handle_message`](crate::Node::handle_message).
+    Frame {
+        /// The sender's address, as the transport saw it.
+        from: SocketAddr,
+        /// The frame's bytes.
+        bytes: Vec<u8>,
+    },
+    /// The transport lost its connection to `peer` (or could not make one).
+    /// Connectionless transports never report this. Hand it to
+    /// [`Node::peer_unreachable`](crate::Node::peer_unreachable).
+    Unreachable(SocketAddr),
+}
+
+/// Why a transport could not send or receive.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The frame is larger than this transport carries.
+    #[error("frame of {len} bytes exceeds this transport's limit of {max} bytes")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The largest frame the transport sends.
+        max: usize,
+    },
+    /// The destination cannot be reached with this transport (for example
+    /// an IPv6 address on an IPv4 socket).
+    #[error("cannot send to {0} from this transport")]
+    Unsupported(SocketAddr),
+    /// The transport was shut down.
+    #[error("transport closed")]
+    Closed,
+    /// The operating system refused.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A transport-specific failure, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Counters a transport keeps, in what it puts on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Packets handed to the operating system.
+    pub packets_sent: u64,
+    /// Bytes in those packets, including the transport's own framing and
+    /// encryption overhead but not IP and UDP headers.
+    pub bytes_sent: u64,
+    /// Packets received from the operating system.
+    pub packets_received: u64,
+    /// Bytes in those packets.
+    pub bytes_received: u64,
+    /// Frames dropped on the way out (queue full, peer unreachable).
+    pub frames_dropped: u64,
+}
+
+/// Moves frames between nodes.
+///
+/// Implementations must be usable from one task calling
+/// [`recv`](Self::recv) inside `tokio::select!` while the same task also
+/// calls [`send`](Self::send) between receives.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// Sends one frame to `to`. Datagram semantics: delivery is not
+    /// promised, and an `Ok` only means the frame was handed on. A frame
+    /// longer than [`max_frame_len`](Self::max_frame_len) is refused with
+    /// [`TransportError::TooLarge`].
+    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError>;
+
+    /// Waits for the next frame or connection loss.
+    ///
+    /// Cancellation safe: if the future is dropped before it completes
+    /// (because another `select!` branch won), nothing is lost.
+    async fn recv(&self) -> Result<Incoming, TransportError>;
+
+    /// The address peers reach this transport at: the node's identity.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// The largest frame [`send`](Self::send) accepts. A node's
+    /// `max_message_size` must not exceed it.
+    fn max_frame_len(&self) -> usize;
+
+    /// What this transport has put on and taken off the wire so far.
+    fn stats(&self) -> TransportStats {
+        TransportStats::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        (**self).send(to, bytes).await
+    }
+
+    async fn recv(&self) -> Result<Incoming, TransportError> {
+        (**self).recv().await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        (**self).local_addr()
+    }
+
+    fn max_frame_len(&self) -> usize {
+        (**self).max_frame_len()
+    }
+
+    fn stats(&self) -> TransportStats {
+        (**self).stats()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        (**self).send(to, bytes).await
+    }
+
+    async fn recv(&self) -> Result<Incoming, TransportError> {
+        (**self).recv().await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        (**self).local_addr()
+    }
+
+    fn max_frame_len(&self) -> usize {
+        (**self).max_frame_len()
+    }
+
+    fn stats(&self) -> TransportStats {
+        (**self).stats()
+    }
+}
