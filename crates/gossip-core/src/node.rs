@@ -1696,6 +1696,10 @@ impl<S: Strategy, A: Aggregate> Host for Hosted<'_, S, A> {
         out.extend_from_slice(self.node.live.as_slice());
     }
 
+    fn peer_count(&self) -> usize {
+        self.node.live.len()
+    }
+
     fn has(&self, id: MessageId) -> bool {
         self.node.store.has(id)
     }

@@ -75,6 +75,8 @@ pub trait Host {
     fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>);
     /// Appends every peer this node currently knows to be alive.
     fn all_peers(&mut self, out: &mut Vec<NodeId>);
+    /// How many peers this node currently knows to be alive.
+    fn peer_count(&self) -> usize;
     /// Whether this node holds `id`.
     fn has(&self, id: MessageId) -> bool;
     /// What this node holds, for a pull request.

@@ -23,6 +23,9 @@ pub enum Command {
     /// Run a deterministic simulation and report measurements.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Run a cluster on loopback sockets in this process and measure join,
+    /// broadcast latency, idle traffic, CPU and failure detection.
+    BenchNet(crate::bench_net::BenchNetArgs),
 }
 
 /// Simulation scenarios.
@@ -151,6 +154,10 @@ impl Cli {
                 })?;
                 print_report(&report, args.format, crate::aggregation::write_table)
             }
+            Command::BenchNet(args) => {
+                let report = with_phases(|phase| args.run(phase))?;
+                print_report(&report, args.format, crate::bench_net::write_table)
+            }
         }
     }
 }
@@ -182,6 +189,33 @@ fn with_progress<T>(
             if started.elapsed() >= Duration::from_secs(1) {
                 bar.set_position(done);
             }
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// Runs `work`, which names each phase it enters, under a spinner on a
+/// terminal's stderr (none when stderr is not one).
+fn with_phases<T>(
+    work: impl FnOnce(&mut dyn FnMut(&str)) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}  {elapsed}")
+                .context("progress template")?,
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+    let result = work(&mut |phase| {
+        if let Some(bar) = &bar {
+            bar.set_message(phase.to_string());
         }
     });
     if let Some(bar) = bar {

@@ -12,6 +12,8 @@
 
 pub mod agent;
 pub mod aggregation;
+pub mod bench_net;
 pub mod cli;
+pub mod cluster;
 pub mod dissemination;
 pub mod transport;

@@ -126,6 +126,10 @@ impl Host for MathHost<'_> {
         );
     }
 
+    fn peer_count(&self) -> usize {
+        self.nodes - 1
+    }
+
     fn has(&self, id: MessageId) -> bool {
         id == self.rumor && self.informed_round[self.me] != NEVER
     }

@@ -361,6 +361,9 @@ fn hot_rumors_stay_bounded() {
         }
         fn sample_peers(&mut self, _count: usize, _out: &mut Vec<NodeId>) {}
         fn all_peers(&mut self, _out: &mut Vec<NodeId>) {}
+        fn peer_count(&self) -> usize {
+            0
+        }
         fn has(&self, _id: MessageId) -> bool {
             false
         }
@@ -387,4 +390,84 @@ fn hot_rumors_stay_bounded() {
     }
     // Nobody ever answers, so feedback never cools them: only the cap bounds them.
     assert_eq!(rumor.hot_count(), 5);
+}
+
+#[test]
+fn the_eager_wave_fans_out_to_ln_n_plus_two_and_its_duplicates_are_forgiven() {
+    use gossip_core::{Digest, GossipMessage, Host, MessageId, Rumor, Strategy};
+
+    /// A host that knows `peers` peers and records whom it pushed to.
+    struct Recording {
+        peers: usize,
+        pushes: Vec<NodeId>,
+        next: usize,
+    }
+    impl Host for Recording {
+        fn me(&self) -> NodeId {
+            NodeId::new(node_addr(0))
+        }
+        fn random(&mut self) -> f64 {
+            0.5
+        }
+        fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+            for _ in 0..count.min(self.peers) {
+                self.next = self.next % self.peers + 1;
+                out.push(NodeId::new(node_addr(self.next)));
+            }
+        }
+        fn all_peers(&mut self, _out: &mut Vec<NodeId>) {}
+        fn peer_count(&self) -> usize {
+            self.peers
+        }
+        fn has(&self, _id: MessageId) -> bool {
+            true
+        }
+        fn digest(&self) -> Digest {
+            Digest::default()
+        }
+        fn missing_from(&self, _digest: &Digest, _out: &mut Vec<Rumor>) {}
+        fn send(&mut self, to: NodeId, message: GossipMessage) {
+            if matches!(message, GossipMessage::Push { .. }) {
+                self.pushes.push(to);
+            }
+        }
+    }
+
+    let mut host = Recording {
+        peers: 100,
+        pushes: Vec::new(),
+        next: 0,
+    };
+    let mut rumor = RumorMongering::default();
+    let id = MessageId {
+        origin: NodeId::new(node_addr(1)),
+        generation: 0,
+        sequence: 1,
+    };
+    let from = NodeId::new(node_addr(1));
+    rumor.on_rumor(&mut host, Rumor { id, hops: 1 }, Some(from));
+    // ceil(ln 100) + 2 = 7, more than the configured fanout of 3.
+    assert_eq!(host.pushes.len(), 7);
+    // Every one of the wave's contacts already had it: still hot.
+    for _ in 0..7 {
+        rumor.on_feedback(&mut host, from, &[id]);
+    }
+    assert_eq!(rumor.hot_count(), 1, "the wave's duplicates are forgiven");
+    rumor.on_round(&mut host);
+    assert_eq!(
+        host.pushes.len(),
+        7 + 3,
+        "one round at the configured fanout"
+    );
+    // Three useless round contacts (the counter k = 3) end its interest.
+    for _ in 0..3 {
+        rumor.on_feedback(&mut host, from, &[id]);
+    }
+    assert_eq!(rumor.hot_count(), 0);
+
+    // Batched relay keeps the configured fanout and waits for the round.
+    let mut batched = RumorMongering::default().relay(Relay::Batched);
+    host.pushes.clear();
+    batched.on_rumor(&mut host, Rumor { id, hops: 1 }, Some(from));
+    assert!(host.pushes.is_empty());
 }

@@ -1,0 +1,389 @@
+//! `gossip-node bench-net`: a cluster on loopback sockets in one process,
+//! measured end to end.
+//!
+//! Phases, in order: every node joins through the first (join
+//! convergence); a quiet window (idle bytes, packets and CPU); broadcasts
+//! from random nodes one after another (latency to all, deliveries); one
+//! node killed without a farewell (time until every other node declares it
+//! dead).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::bail;
+use gossip_core::Config;
+use gossip_sim::Quantiles;
+use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode, Relay, RumorMongering};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cli::Format;
+use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
+
+/// Dissemination strategies offered by `bench-net`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetStrategy {
+    /// Rumor mongering relaying on receipt, backed by anti-entropy
+    /// (`RumorMongering::default()`).
+    Rumor,
+    /// The same, relaying at the next gossip round.
+    RumorBatched,
+    /// Push-pull anti-entropy with one peer per round.
+    AntiEntropy,
+    /// Every node sends every new rumor to every member.
+    Flood,
+}
+
+impl NetStrategy {
+    fn build(self) -> AnyStrategy {
+        match self {
+            NetStrategy::Rumor => AnyStrategy::Rumor(RumorMongering::default()),
+            NetStrategy::RumorBatched => {
+                AnyStrategy::Rumor(RumorMongering::default().relay(Relay::Batched))
+            }
+            NetStrategy::AntiEntropy => {
+                AnyStrategy::AntiEntropy(AntiEntropy::new(Mode::PushPull, 1))
+            }
+            NetStrategy::Flood => AnyStrategy::Flood(Flood),
+        }
+    }
+}
+
+/// Arguments of `bench-net`.
+#[derive(Debug, clap::Args)]
+pub struct BenchNetArgs {
+    /// Nodes, all in this process, each with its own socket on loopback.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Socket transport.
+    #[arg(long, value_enum, default_value_t = TransportKind::Udp)]
+    pub transport: TransportKind,
+    /// Dissemination strategy.
+    #[arg(long, value_enum, default_value_t = NetStrategy::Rumor)]
+    pub strategy: NetStrategy,
+    /// Broadcasts sent, one after another, from random nodes.
+    #[arg(long, default_value_t = 100)]
+    pub broadcasts: u32,
+    /// SWIM probe interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub probe_interval_ms: u64,
+    /// Seconds of quiet, after joining, over which idle traffic and CPU are measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub idle_secs: f64,
+    /// Seconds to let the cluster settle after join convergence, before the idle window.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle_secs: f64,
+    /// Seconds each phase may take before it is reported as not reached.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout_secs: f64,
+    /// Seed for node randomness and the choice of broadcasters and victim.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Address nodes bind to (port 0 picks free ports).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Milliseconds quantiles.
+#[derive(Clone, Debug, Serialize)]
+pub struct Millis {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile (nearest rank).
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+/// What `bench-net` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchNetReport {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Transport used.
+    pub transport: TransportKind,
+    /// Strategy used.
+    pub strategy: NetStrategy,
+    /// Probe interval, ms.
+    pub probe_interval_ms: u64,
+    /// Seconds from the first join until every node saw every other alive
+    /// (null if not within the timeout).
+    pub join_convergence_s: Option<f64>,
+    /// Per broadcast: ms until the last other node delivered it.
+    pub broadcast_to_all_ms: Millis,
+    /// Broadcasts sent.
+    pub broadcasts: u32,
+    /// Broadcasts some node had not delivered within the timeout.
+    pub broadcasts_incomplete: u32,
+    /// Deliveries per receiving node per broadcast (1.0: each once).
+    pub deliveries_per_node: f64,
+    /// Rumor copies sent per node per broadcast (redundancy on the wire).
+    pub rumor_copies_per_node: f64,
+    /// Bytes sent per node per second in the idle window, as counted by
+    /// the transport (UDP payload; for QUIC, whole QUIC packets).
+    pub idle_bytes_per_node_per_s: f64,
+    /// Packets sent per node per second in the idle window.
+    pub idle_packets_per_node_per_s: f64,
+    /// Length of the idle window, s.
+    pub idle_window_s: f64,
+    /// CPU used by the whole process in the idle window, in percent of
+    /// one core (all nodes together).
+    pub cpu_percent: f64,
+    /// Seconds from killing one node until every other node declared it
+    /// dead (null if not within the timeout).
+    pub detection_s: Option<f64>,
+    /// Seconds until the first node declared it dead.
+    pub detection_first_s: Option<f64>,
+    /// Live nodes declared dead by someone during the run.
+    pub false_positives: usize,
+    /// Events lost by watchers that fell behind (should be 0).
+    pub events_lagged: u64,
+    /// Wall-clock seconds of the whole run.
+    pub wall_s: f64,
+}
+
+fn secs(name: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value >= 0.0) {
+        bail!("--{name} must be a non-negative number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl BenchNetArgs {
+    /// Runs the measurement on a fresh multi-threaded runtime.
+    pub fn run(&self, progress: &mut dyn FnMut(&str)) -> anyhow::Result<BenchNetReport> {
+        if self.nodes < 2 {
+            bail!("--nodes must be at least 2, got {}", self.nodes);
+        }
+        if self.probe_interval_ms == 0 {
+            bail!("--probe-interval-ms must be positive");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(self.measure(progress))
+    }
+
+    async fn measure(&self, progress: &mut dyn FnMut(&str)) -> anyhow::Result<BenchNetReport> {
+        let timeout = secs("timeout-secs", self.timeout_secs)?;
+        let idle = secs("idle-secs", self.idle_secs)?;
+        let settle = secs("settle-secs", self.settle_secs)?;
+        let wall = Instant::now();
+        let mut config = Config::lan(self.nodes);
+        config.probe_interval = Duration::from_millis(self.probe_interval_ms);
+        config.probe_timeout = config.probe_timeout.min(config.probe_interval / 2);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let spec = ClusterSpec {
+            nodes: self.nodes,
+            transport: self.transport,
+            config,
+            strategy: self.strategy.build(),
+            seed: self.seed,
+            bind: self.bind,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+
+        progress("joining");
+        let cluster = LocalCluster::start(&spec).await?;
+        let everyone = cluster.others(&[]);
+        let joined = cluster
+            .wait_until(&everyone, timeout, |o| o.converged_at.is_some())
+            .await;
+        let join_convergence_s = joined.then(|| {
+            everyone
+                .iter()
+                .filter_map(|&i| cluster.observed[i].lock().expect("lock").converged_at)
+                .max()
+                .map(|t| (t - cluster.started).as_secs_f64())
+        });
+
+        progress("idle window");
+        tokio::time::sleep(settle).await;
+        let before = cluster.transport_totals().await;
+        let cpu = cpu_time::ProcessTime::now();
+        let idle_start = Instant::now();
+        tokio::time::sleep(idle).await;
+        let idle_wall = idle_start.elapsed().as_secs_f64();
+        let cpu_s = cpu.elapsed().as_secs_f64();
+        let after = cluster.transport_totals().await;
+        let per_node_s = |a: u64, b: u64| (a - b) as f64 / self.nodes as f64 / idle_wall.max(1e-9);
+
+        progress("broadcasting");
+        let copies_before: u64 = rumor_copies(&cluster).await;
+        let mut latencies = Vec::new();
+        let mut incomplete = 0;
+        for b in 0..self.broadcasts {
+            let origin = rng.random_range(0..self.nodes);
+            let sent = Instant::now();
+            let id = cluster.agents[origin]
+                .broadcast(format!("broadcast {b}").into_bytes())
+                .await?;
+            let receivers = cluster.others(&[origin]);
+            let reached = cluster
+                .wait_until(&receivers, timeout.min(Duration::from_secs(30)), |o| {
+                    o.delivered.contains_key(&id)
+                })
+                .await;
+            if reached {
+                let last = receivers
+                    .iter()
+                    .filter_map(|&i| {
+                        cluster.observed[i]
+                            .lock()
+                            .expect("lock")
+                            .delivered
+                            .get(&id)
+                            .copied()
+                    })
+                    .max()
+                    .expect("all delivered");
+                latencies.push(Some((last - sent).as_secs_f64() * 1000.0));
+            } else {
+                incomplete += 1;
+                latencies.push(None);
+            }
+            // Let the rumor die down so broadcasts do not overlap.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let copies = rumor_copies(&cluster).await - copies_before;
+        let deliveries: u64 = everyone
+            .iter()
+            .map(|&i| cluster.observed[i].lock().expect("lock").deliveries)
+            .sum();
+        let broadcasts = f64::from(self.broadcasts.max(1));
+        let q = Quantiles::of(&latencies);
+
+        progress("failure detection");
+        let victim = rng.random_range(1..self.nodes);
+        let victim_addr = cluster.agents[victim].id();
+        let killed = Instant::now();
+        cluster.agents[victim].abort();
+        cluster.agents[victim].wait().await;
+        let survivors = cluster.others(&[victim]);
+        let detected = cluster
+            .wait_until(&survivors, timeout, |o| o.down.contains_key(&victim_addr))
+            .await;
+        let down_times: Vec<Instant> = survivors
+            .iter()
+            .filter_map(|&i| {
+                cluster.observed[i]
+                    .lock()
+                    .expect("lock")
+                    .down
+                    .get(&victim_addr)
+                    .copied()
+            })
+            .collect();
+        let detection_s = detected
+            .then(|| down_times.iter().max().map(|&t| (t - killed).as_secs_f64()))
+            .flatten();
+        let detection_first_s = down_times.iter().min().map(|&t| (t - killed).as_secs_f64());
+
+        let mut false_positives = std::collections::HashSet::new();
+        let mut events_lagged = 0;
+        for o in cluster.observed.iter() {
+            let o = o.lock().expect("lock");
+            events_lagged += o.lagged;
+            false_positives.extend(o.down.keys().filter(|&&a| a != victim_addr).copied());
+        }
+        cluster.abort_all().await;
+
+        Ok(BenchNetReport {
+            nodes: self.nodes,
+            transport: self.transport,
+            strategy: self.strategy,
+            probe_interval_ms: self.probe_interval_ms,
+            join_convergence_s: join_convergence_s.flatten(),
+            broadcast_to_all_ms: Millis {
+                p50: q.p50,
+                p99: q.p99,
+                max: q.max,
+            },
+            broadcasts: self.broadcasts,
+            broadcasts_incomplete: incomplete,
+            deliveries_per_node: deliveries as f64 / (broadcasts * (self.nodes - 1) as f64),
+            rumor_copies_per_node: copies as f64 / (broadcasts * self.nodes as f64),
+            idle_bytes_per_node_per_s: per_node_s(after.bytes_sent, before.bytes_sent),
+            idle_packets_per_node_per_s: per_node_s(after.packets_sent, before.packets_sent),
+            idle_window_s: idle_wall,
+            cpu_percent: 100.0 * cpu_s / idle_wall.max(1e-9),
+            detection_s,
+            detection_first_s,
+            false_positives: false_positives.len(),
+            events_lagged,
+            wall_s: wall.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+async fn rumor_copies(cluster: &LocalCluster) -> u64 {
+    let mut total = 0;
+    for agent in &cluster.agents {
+        if let Ok(stats) = agent.stats().await {
+            total += stats.node.rumors_sent;
+        }
+    }
+    total
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "not reached".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Writes `r` as an aligned table.
+pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "bench-net: {} nodes over {} on loopback, strategy {:?}, probe {} ms",
+        r.nodes, r.transport, r.strategy, r.probe_interval_ms
+    )?;
+    writeln!(
+        out,
+        "  join convergence     {} s",
+        opt(r.join_convergence_s, 2)
+    )?;
+    writeln!(
+        out,
+        "  broadcast to all     p50 {} ms  p99 {} ms  max {} ms  ({} sent, {} incomplete)",
+        opt(r.broadcast_to_all_ms.p50, 1),
+        opt(r.broadcast_to_all_ms.p99, 1),
+        opt(r.broadcast_to_all_ms.max, 1),
+        r.broadcasts,
+        r.broadcasts_incomplete
+    )?;
+    writeln!(
+        out,
+        "  deliveries           {:.3} per node per broadcast, {:.2} rumor copies sent per node",
+        r.deliveries_per_node, r.rumor_copies_per_node
+    )?;
+    writeln!(
+        out,
+        "  idle traffic         {:.1} B and {:.2} packets per node per s over {:.1} s",
+        r.idle_bytes_per_node_per_s, r.idle_packets_per_node_per_s, r.idle_window_s
+    )?;
+    writeln!(
+        out,
+        "  idle cpu             {:.1}% of one core, all nodes",
+        r.cpu_percent
+    )?;
+    writeln!(
+        out,
+        "  failure detection    all {} s, first {} s",
+        opt(r.detection_s, 2),
+        opt(r.detection_first_s, 2)
+    )?;
+    writeln!(
+        out,
+        "  false positives      {}   events lagged {}   wall {:.1} s",
+        r.false_positives, r.events_lagged, r.wall_s
+    )?;
+    Ok(())
+}
