@@ -1,0 +1,476 @@
+//! QUIC transport for [`gossip_core::Node`], on quinn.
+//!
+//! - **Frames**: a frame that fits the connection's datagram size goes as a
+//!   QUIC datagram (unreliable, like UDP, but encrypted and congestion
+//!   controlled); a larger one, up to [`QuicConfig::max_frame_len`], goes on
+//!   its own unidirectional stream.
+//! - **Connections**: one per peer, opened lazily on the first frame to it
+//!   and shared with the connection the peer opened to us, kept until
+//!   [`QuicConfig::idle_timeout`] of silence. Sending never waits for a
+//!   handshake: frames queue per peer while it runs.
+//! - **Unreachable peers**: a failed connect, or a connection lost to a
+//!   timeout or reset, is reported as [`Incoming::Unreachable`], which the
+//!   driver hands to `Node::peer_unreachable`. A peer closing gracefully is
+//!   not reported.
+//! - **Identity**: mutual TLS 1.3. Every node has a certificate issued by
+//!   the cluster's root ([`ClusterCa`]); a node refuses peers whose
+//!   certificate does not chain to it, and checks that a peer's certificate
+//!   names the IP address it dialled.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use gossip_core::Transport;
+//! use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport};
+//!
+//! let ca = ClusterCa::generate()?;
+//! let identity = ca.issue(&["127.0.0.1".parse()?], &[])?;
+//! let transport =
+//!     QuicTransport::bind("127.0.0.1:7946".parse()?, identity, QuicConfig::default()).await?;
+//! transport.send("127.0.0.1:7947".parse()?, b"frame").await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod identity;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gossip_core::{Incoming, Transport, TransportError, TransportStats};
+pub use identity::{ClusterCa, Identity, IdentityError};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, ConnectionError, Endpoint};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// ALPN protocol name: peers speaking anything else are refused.
+pub const ALPN: &[u8] = b"gossip/1";
+
+/// Settings of a [`QuicTransport`].
+#[derive(Clone, Debug)]
+pub struct QuicConfig {
+    /// Largest frame accepted for sending or receiving (streams carry
+    /// what datagrams cannot). Default 64 KiB.
+    pub max_frame_len: usize,
+    /// A connection silent this long is closed; the next frame reopens it.
+    /// Default 300 s, so that a gossip node's sparse contacts with each
+    /// peer reuse one handshake.
+    pub idle_timeout: Duration,
+    /// How long a handshake may take before the peer is reported
+    /// unreachable. Default 2 s.
+    pub connect_timeout: Duration,
+    /// After a failed connect, frames to that peer are dropped for this
+    /// long instead of retrying at once. Default 1 s.
+    pub retry_after: Duration,
+    /// Most open connections; beyond it new ones are refused. Default 4096.
+    pub max_connections: usize,
+    /// Frames queued per peer while its connection is being made; beyond
+    /// it frames are dropped. Default 256.
+    pub peer_queue_len: usize,
+    /// Received frames queued for the driver; beyond it frames are
+    /// dropped. Default 4096.
+    pub inbound_queue_len: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_len: 64 * 1024,
+            idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(2),
+            retry_after: Duration::from_secs(1),
+            max_connections: 4096,
+            peer_queue_len: 256,
+            inbound_queue_len: 4096,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Totals of connections already closed.
+    closed: Mutex<TransportStats>,
+    dropped: AtomicU64,
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    config: QuicConfig,
+    /// The connection used to send to each peer.
+    connections: Mutex<HashMap<SocketAddr, Connection>>,
+    /// Every open connection, for the counters.
+    open: Mutex<HashMap<usize, Connection>>,
+    /// Per-peer queues feeding the sending tasks.
+    senders: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    inbound: mpsc::Sender<Incoming>,
+    counters: Counters,
+}
+
+/// A gossip transport over QUIC. See the [crate documentation](crate).
+pub struct QuicTransport {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    inbound: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+fn other(error: impl std::fmt::Display) -> TransportError {
+    TransportError::Other(error.to_string())
+}
+
+impl QuicTransport {
+    /// Binds a QUIC endpoint at `addr` that serves and dials with
+    /// `identity`. Must be called inside a tokio runtime.
+    pub async fn bind(
+        addr: SocketAddr,
+        identity: Identity,
+        config: QuicConfig,
+    ) -> Result<Self, TransportError> {
+        if config.max_frame_len == 0 || config.max_connections == 0 {
+            return Err(other("max_frame_len and max_connections must be positive"));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.trust_root.clone()).map_err(other)?;
+        let roots = Arc::new(roots);
+
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::clone(&roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(other)?;
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(other)?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(other)?;
+        server_tls.alpn_protocols = vec![ALPN.to_vec()];
+
+        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(other)?
+            .with_root_certificates(Arc::clone(&roots))
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(other)?;
+        client_tls.alpn_protocols = vec![ALPN.to_vec()];
+
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(other)?))
+            .keep_alive_interval(None)
+            .datagram_receive_buffer_size(Some(1 << 20));
+        let transport = Arc::new(transport);
+
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(server_tls).map_err(other)?,
+        ));
+        server.transport_config(Arc::clone(&transport));
+        let mut client = quinn::ClientConfig::new(Arc::new(
+            QuicClientConfig::try_from(client_tls).map_err(other)?,
+        ));
+        client.transport_config(transport);
+
+        let mut endpoint = Endpoint::server(server, addr)?;
+        endpoint.set_default_client_config(client);
+        let local = endpoint.local_addr()?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_len.max(1));
+        let shared = Arc::new(Shared {
+            endpoint,
+            config,
+            connections: Mutex::default(),
+            open: Mutex::default(),
+            senders: Mutex::default(),
+            inbound: inbound_tx,
+            counters: Counters::default(),
+        });
+        tokio::spawn(accept_loop(Arc::clone(&shared)));
+        Ok(Self {
+            shared,
+            local,
+            inbound: tokio::sync::Mutex::new(inbound_rx),
+        })
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.open.lock().expect("open lock").len()
+    }
+}
+
+impl Drop for QuicTransport {
+    fn drop(&mut self) {
+        // Dropping the queues ends the sending tasks; closing the endpoint
+        // ends the accept loop and every connection's reader.
+        self.shared.senders.lock().expect("senders lock").clear();
+        self.shared
+            .connections
+            .lock()
+            .expect("connections lock")
+            .clear();
+        self.shared.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for QuicTransport {
+    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        let max = self.shared.config.max_frame_len;
+        if bytes.len() > max {
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(TransportError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let frame = Bytes::copy_from_slice(bytes);
+        let mut senders = self.shared.senders.lock().expect("senders lock");
+        let queue = senders.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.shared.config.peer_queue_len.max(1));
+            tokio::spawn(send_loop(Arc::clone(&self.shared), to, rx));
+            tx
+        });
+        if queue.try_send(frame).is_err() {
+            // Datagram semantics: a full queue drops, it does not wait.
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn recv(&self) -> Result<Incoming, TransportError> {
+        // Only the driver receives; `mpsc::Receiver::recv` is cancellation safe.
+        let mut inbound = self.inbound.lock().await;
+        inbound.recv().await.ok_or(TransportError::Closed)
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn max_frame_len(&self) -> usize {
+        self.shared.config.max_frame_len
+    }
+
+    fn stats(&self) -> TransportStats {
+        let mut total = *self.shared.counters.closed.lock().expect("counters lock");
+        for connection in self.shared.open.lock().expect("open lock").values() {
+            add(&mut total, connection);
+        }
+        total.frames_dropped += self.shared.counters.dropped.load(Ordering::Relaxed);
+        total
+    }
+}
+
+fn add(total: &mut TransportStats, connection: &Connection) {
+    let stats = connection.stats();
+    total.packets_sent += stats.udp_tx.datagrams;
+    total.bytes_sent += stats.udp_tx.bytes;
+    total.packets_received += stats.udp_rx.datagrams;
+    total.bytes_received += stats.udp_rx.bytes;
+}
+
+fn is_open(connection: &Connection) -> bool {
+    connection.close_reason().is_none()
+}
+
+async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        if shared.open.lock().expect("open lock").len() >= shared.config.max_connections {
+            incoming.refuse();
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            // A peer outside the cluster fails here, in the handshake.
+            match tokio::time::timeout(shared.config.connect_timeout, incoming).await {
+                Ok(Ok(connection)) => adopt(&shared, connection),
+                Ok(Err(error)) => tracing::debug!(%error, "incoming handshake failed"),
+                Err(_) => tracing::debug!("incoming handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Registers a new connection for sending (unless one to that peer is
+/// already open) and starts reading from it.
+fn adopt(shared: &Arc<Shared>, connection: Connection) {
+    let peer = connection.remote_address();
+    shared
+        .open
+        .lock()
+        .expect("open lock")
+        .insert(connection.stable_id(), connection.clone());
+    {
+        let mut connections = shared.connections.lock().expect("connections lock");
+        match connections.get(&peer) {
+            Some(existing) if is_open(existing) => {}
+            _ => {
+                connections.insert(peer, connection.clone());
+            }
+        }
+    }
+    tokio::spawn(read_loop(Arc::clone(shared), connection));
+}
+
+fn deliver(shared: &Shared, incoming: Incoming) {
+    if shared.inbound.try_send(incoming).is_err() {
+        shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn read_loop(shared: Arc<Shared>, connection: Connection) {
+    let from = connection.remote_address();
+    let max = shared.config.max_frame_len;
+    let error = loop {
+        tokio::select! {
+            datagram = connection.read_datagram() => match datagram {
+                Ok(bytes) if bytes.len() <= max => deliver(&shared, Incoming::Frame { from, bytes: bytes.to_vec() }),
+                Ok(_) => { shared.counters.dropped.fetch_add(1, Ordering::Relaxed); }
+                Err(error) => break error,
+            },
+            stream = connection.accept_uni() => match stream {
+                Ok(mut stream) => {
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        // read_to_end refuses (and we drop) anything longer than a frame.
+                        match stream.read_to_end(max).await {
+                            Ok(bytes) => deliver(&shared, Incoming::Frame { from, bytes }),
+                            Err(_) => { shared.counters.dropped.fetch_add(1, Ordering::Relaxed); }
+                        }
+                    });
+                }
+                Err(error) => break error,
+            },
+        }
+    };
+    // Fold the finished connection's counters into the totals.
+    if let Some(connection) = shared
+        .open
+        .lock()
+        .expect("open lock")
+        .remove(&connection.stable_id())
+    {
+        add(
+            &mut shared.counters.closed.lock().expect("counters lock"),
+            &connection,
+        );
+    }
+    {
+        let mut connections = shared.connections.lock().expect("connections lock");
+        if connections
+            .get(&from)
+            .is_some_and(|c| c.stable_id() == connection.stable_id())
+        {
+            connections.remove(&from);
+        }
+    }
+    let lost = matches!(
+        error,
+        ConnectionError::TimedOut | ConnectionError::Reset | ConnectionError::TransportError(_)
+    );
+    if lost {
+        tracing::debug!(%from, %error, "connection lost");
+        deliver(&shared, Incoming::Unreachable(from));
+    }
+}
+
+async fn connect(shared: &Arc<Shared>, peer: SocketAddr) -> Result<Connection, String> {
+    if shared.open.lock().expect("open lock").len() >= shared.config.max_connections {
+        return Err("connection limit reached".into());
+    }
+    // Peers' certificates name their IP address: dial by it.
+    let connecting = shared
+        .endpoint
+        .connect(peer, &peer.ip().to_string())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(shared.config.connect_timeout, connecting).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Sends one peer's frames in order, connecting when needed.
+async fn send_loop(shared: Arc<Shared>, peer: SocketAddr, mut frames: mpsc::Receiver<Bytes>) {
+    let mut connection: Option<Connection> = None;
+    let mut refused_until: Option<Instant> = None;
+    loop {
+        let frame = match tokio::time::timeout(shared.config.idle_timeout, frames.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(_) => {
+                // Idle: retire this task, unless a frame raced in.
+                let mut senders = shared.senders.lock().expect("senders lock");
+                if frames.is_empty() {
+                    senders.remove(&peer);
+                    return;
+                }
+                continue;
+            }
+        };
+        if refused_until.is_some_and(|until| Instant::now() < until) {
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let current = match connection.as_ref().filter(|c| is_open(c)) {
+            Some(c) => c.clone(),
+            None => {
+                let cached = shared
+                    .connections
+                    .lock()
+                    .expect("connections lock")
+                    .get(&peer)
+                    .filter(|c| is_open(c))
+                    .cloned();
+                match cached {
+                    Some(c) => c,
+                    None => match connect(&shared, peer).await {
+                        Ok(c) => {
+                            adopt(&shared, c.clone());
+                            c
+                        }
+                        Err(reason) => {
+                            tracing::debug!(%peer, %reason, "connect failed");
+                            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            refused_until = Some(Instant::now() + shared.config.retry_after);
+                            deliver(&shared, Incoming::Unreachable(peer));
+                            continue;
+                        }
+                    },
+                }
+            }
+        };
+        refused_until = None;
+        connection = Some(current.clone());
+        let fits = current
+            .max_datagram_size()
+            .is_some_and(|size| frame.len() <= size);
+        let sent = if fits {
+            current.send_datagram(frame).map_err(|e| e.to_string())
+        } else {
+            send_on_stream(&current, &frame).await
+        };
+        if let Err(reason) = sent {
+            tracing::debug!(%peer, %reason, "send failed");
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn send_on_stream(connection: &Connection, frame: &[u8]) -> Result<(), String> {
+    let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+    stream.write_all(frame).await.map_err(|e| e.to_string())?;
+    stream.finish().map_err(|e| e.to_string())
+}
