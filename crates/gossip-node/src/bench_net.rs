@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
-use gossip_core::Config;
 use gossip_sim::Quantiles;
 use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode, Relay, RumorMongering};
 use rand::{Rng, SeedableRng};
@@ -21,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::cli::Format;
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
+use crate::run_agent::config_for;
 
 /// Dissemination strategies offered by `bench-net`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -38,7 +38,8 @@ pub enum NetStrategy {
 }
 
 impl NetStrategy {
-    fn build(self) -> AnyStrategy {
+    /// The strategy this choice names.
+    pub fn build(self) -> AnyStrategy {
         match self {
             NetStrategy::Rumor => AnyStrategy::Rumor(RumorMongering::default()),
             NetStrategy::RumorBatched => {
@@ -175,9 +176,11 @@ impl BenchNetArgs {
         let idle = secs("idle-secs", self.idle_secs)?;
         let settle = secs("settle-secs", self.settle_secs)?;
         let wall = Instant::now();
-        let mut config = Config::lan(self.nodes);
-        config.probe_interval = Duration::from_millis(self.probe_interval_ms);
-        config.probe_timeout = config.probe_timeout.min(config.probe_interval / 2);
+        let config = config_for(
+            self.nodes,
+            Duration::from_millis(self.probe_interval_ms),
+            self.transport,
+        );
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -188,6 +191,7 @@ impl BenchNetArgs {
             strategy: self.strategy.build(),
             seed: self.seed,
             bind: self.bind,
+            faults: None,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
 

@@ -26,6 +26,12 @@ pub enum Command {
     /// Run a cluster on loopback sockets in this process and measure join,
     /// broadcast latency, idle traffic, CPU and failure detection.
     BenchNet(crate::bench_net::BenchNetArgs),
+    /// Run one node on a real socket: events as JSON lines on stdout,
+    /// commands (broadcast TEXT, members, stats, leave) on stdin.
+    Agent(crate::run_agent::AgentArgs),
+    /// Make a cluster root (or reuse the one in --dir) and issue a node
+    /// certificate for QUIC.
+    Keygen(crate::keys::KeygenArgs),
 }
 
 /// Simulation scenarios.
@@ -153,6 +159,11 @@ impl Cli {
                     args.run(|round| tick(u64::from(round)))
                 })?;
                 print_report(&report, args.format, crate::aggregation::write_table)
+            }
+            Command::Agent(args) => args.run(),
+            Command::Keygen(args) => {
+                println!("{}", args.run()?);
+                Ok(())
             }
             Command::BenchNet(args) => {
                 let report = with_phases(|phase| args.run(phase))?;

@@ -12,7 +12,10 @@ use gossip_strategies::AnyStrategy;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport};
+
 use crate::agent::{Agent, AgentConfig, AgentHandle};
+use crate::transport::{Faults, Faulty};
 
 /// Which socket transport the cluster's nodes use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -20,21 +23,26 @@ use crate::agent::{Agent, AgentConfig, AgentHandle};
 pub enum TransportKind {
     /// One UDP socket per node.
     Udp,
+    /// One QUIC endpoint per node, certificates from one cluster root.
+    Quic,
 }
 
 impl std::fmt::Display for TransportKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TransportKind::Udp => "udp",
+            TransportKind::Quic => "quic",
         })
     }
 }
 
-/// Binds a transport of `kind` at `addr` carrying frames of `max_frame` bytes.
+/// Binds a transport of `kind` at `addr` carrying frames of `max_frame`
+/// bytes. QUIC needs the cluster root that issues the node's certificate.
 pub async fn bind(
     kind: TransportKind,
     addr: SocketAddr,
     max_frame: usize,
+    root: Option<&ClusterCa>,
 ) -> anyhow::Result<Box<dyn Transport>> {
     Ok(match kind {
         TransportKind::Udp => Box::new(
@@ -42,6 +50,15 @@ pub async fn bind(
                 .await
                 .with_context(|| format!("binding UDP at {addr}"))?,
         ),
+        TransportKind::Quic => {
+            let root = root.context("QUIC needs a cluster root")?;
+            let identity = root.issue(&[addr.ip()], &[])?;
+            Box::new(
+                QuicTransport::bind(addr, identity, QuicConfig::default())
+                    .await
+                    .with_context(|| format!("binding QUIC at {addr}"))?,
+            )
+        }
     })
 }
 
@@ -79,6 +96,8 @@ pub struct ClusterSpec {
     pub seed: u64,
     /// Where nodes bind (port 0: the system picks free ports).
     pub bind: SocketAddr,
+    /// Loss, duplication and delay injected on every node's sends.
+    pub faults: Option<Faults>,
 }
 
 /// Agents on loopback, all joined through the first.
@@ -107,8 +126,15 @@ impl LocalCluster {
         let observed: Arc<Vec<Mutex<Observed>>> =
             Arc::new((0..spec.nodes).map(|_| Mutex::default()).collect());
         let mut agents = Vec::with_capacity(spec.nodes);
+        let root = match spec.transport {
+            TransportKind::Quic => Some(ClusterCa::generate()?),
+            TransportKind::Udp => None,
+        };
         for i in 0..spec.nodes {
-            let transport = bind(spec.transport, spec.bind, max_frame).await?;
+            let mut transport = bind(spec.transport, spec.bind, max_frame, root.as_ref()).await?;
+            if let Some(faults) = spec.faults {
+                transport = Box::new(Faulty::new(transport, faults, spec.seed ^ i as u64)?);
+            }
             let id = NodeId::new(transport.local_addr());
             let node = Node::with_strategy(
                 spec.config.clone(),

@@ -16,4 +16,6 @@ pub mod bench_net;
 pub mod cli;
 pub mod cluster;
 pub mod dissemination;
+pub mod keys;
+pub mod run_agent;
 pub mod transport;

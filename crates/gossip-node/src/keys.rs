@@ -1,0 +1,84 @@
+//! QUIC identities for the command line: `gossip-node keygen` and the
+//! `--cert/--key/--ca` flags of `gossip-node agent`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use gossip_transport_quic::{ClusterCa, Identity, QuicConfig, QuicTransport};
+
+/// TLS files of a node speaking QUIC.
+#[derive(Debug, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The node's certificate chain (PEM), from `gossip-node keygen`.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// The node's private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The cluster root certificate (PEM) that peers must chain to.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Binds a QUIC transport at `bind` with these files.
+    pub async fn quic_transport(&self, bind: SocketAddr) -> anyhow::Result<QuicTransport> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
+            bail!("--transport quic needs --cert, --key and --ca (make them with `gossip-node keygen`)");
+        };
+        let identity = Identity::from_pem_files(cert, key, ca)?;
+        QuicTransport::bind(bind, identity, QuicConfig::default())
+            .await
+            .with_context(|| format!("binding QUIC at {bind}"))
+    }
+}
+
+/// Arguments of `keygen`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Folder for the files. Its `ca.pem` and `ca.key` are reused if
+    /// present, otherwise a new cluster root is made there.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// IP addresses the node is dialled at (repeatable, at least one).
+    #[arg(long = "ip", required = true)]
+    pub ips: Vec<IpAddr>,
+    /// File stem of the node's certificate and key.
+    #[arg(long, default_value = "node")]
+    pub name: String,
+}
+
+impl KeygenArgs {
+    /// Writes (or reuses) the root and issues a node certificate; returns
+    /// a line describing what was written.
+    pub fn run(&self) -> anyhow::Result<String> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "ca" {
+            bail!(
+                "--name must be a plain file stem other than `ca`, got {:?}",
+                self.name
+            );
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let (cert, key) = (self.dir.join("ca.pem"), self.dir.join("ca.key"));
+        let ca = if cert.exists() && key.exists() {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
+        } else {
+            let ca = ClusterCa::generate()?;
+            ca.write_pem(&self.dir)?;
+            ca
+        };
+        let identity = ca.issue(&self.ips, &[])?;
+        identity.write_pem(&self.dir, &self.name)?;
+        Ok(format!(
+            "wrote {dir}/{name}.pem and {dir}/{name}.key for {ips:?}, under the root {dir}/ca.pem",
+            dir = self.dir.display(),
+            name = self.name,
+            ips = self.ips
+        ))
+    }
+}

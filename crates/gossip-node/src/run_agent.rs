@@ -1,0 +1,229 @@
+//! `gossip-node agent`: one node on a real socket, scriptable through
+//! standard input and output.
+//!
+//! Events are printed as JSON lines on stdout, for example
+//! `{"event":"member_up","member":"10.0.0.2:7946"}` or
+//! `{"event":"delivered","origin":"10.0.0.1:7946","sequence":1,"payload":"hello"}`.
+//! Commands are read from stdin, one per line:
+//!
+//! | line | effect |
+//! | --- | --- |
+//! | `broadcast TEXT` | broadcasts TEXT; prints `{"event":"broadcast","sequence":N}` |
+//! | `members` | prints `{"event":"members","members":[{"id":..,"liveness":..}]}` |
+//! | `stats` | prints the node's and transport's counters |
+//! | `leave` | leaves gracefully and exits |
+//!
+//! End of input leaves the node running; Ctrl-C (SIGINT) or SIGTERM leaves
+//! gracefully and exits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use gossip_core::{Config, Event, Generation, Node, NodeId, Transport};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::agent::{Agent, AgentConfig, AgentHandle};
+use crate::bench_net::NetStrategy;
+use crate::cluster::{bind, TransportKind};
+
+/// Arguments of `agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Address to listen on; it is the node's identity, so it must be the
+    /// address peers reach it at (not 0.0.0.0).
+    #[arg(long)]
+    pub bind: SocketAddr,
+    /// Seed members to join through (repeatable); none founds a cluster.
+    #[arg(long)]
+    pub join: Vec<SocketAddr>,
+    /// Socket transport.
+    #[arg(long, value_enum, default_value_t = TransportKind::Udp)]
+    pub transport: TransportKind,
+    /// Dissemination strategy.
+    #[arg(long, value_enum, default_value_t = NetStrategy::Rumor)]
+    pub strategy: NetStrategy,
+    /// Expected cluster size (sizes retransmission limits).
+    #[arg(long, default_value_t = 16)]
+    pub cluster_size: usize,
+    /// SWIM probe interval in milliseconds; other timers scale with it.
+    #[arg(long, default_value_t = 1000)]
+    pub probe_interval_ms: u64,
+    /// Cluster label: nodes with different labels ignore each other.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Seed of the node's random generator (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: crate::keys::TlsArgs,
+}
+
+/// A LAN configuration whose timers follow `probe_interval`: probe timeout
+/// at most half of it, state sync every 2 probes, dead members re-probed
+/// every 5 and join retries every probe. Over QUIC frames are capped at
+/// 1100 bytes: QUIC adds its own header and tag, and a path carries about
+/// 1200 bytes before MTU discovery, so frames stay datagrams instead of
+/// falling back to streams.
+pub fn config_for(
+    cluster_size: usize,
+    probe_interval: Duration,
+    transport: TransportKind,
+) -> Config {
+    let mut config = Config::lan(cluster_size);
+    config.probe_interval = probe_interval;
+    config.probe_timeout = config.probe_timeout.min(probe_interval / 2);
+    config.sync_interval = config.sync_interval.min(probe_interval * 2);
+    config.dead_probe_interval = config.dead_probe_interval.min(probe_interval * 5);
+    config.join_retry_interval = config.join_retry_interval.min(probe_interval);
+    if transport == TransportKind::Quic {
+        config.max_message_size = std::num::NonZeroUsize::new(1100).expect("non-zero");
+    }
+    config
+}
+
+fn print(line: serde_json::Value) {
+    println!("{line}");
+}
+
+fn event_json(event: &Event) -> Option<serde_json::Value> {
+    Some(match event {
+        Event::MemberUp(m) => json!({"event": "member_up", "member": m.id.to_string()}),
+        Event::MemberSuspect(m) => json!({"event": "member_suspect", "member": m.id.to_string()}),
+        Event::MemberDown(m) => json!({"event": "member_down", "member": m.id.to_string()}),
+        Event::MemberLeft(m) => json!({"event": "member_left", "member": m.id.to_string()}),
+        Event::MemberUpdated(m) => json!({"event": "member_updated", "member": m.id.to_string()}),
+        Event::Estimate(v) => json!({"event": "estimate", "value": v}),
+        Event::Delivered { id, payload } => json!({
+            "event": "delivered",
+            "origin": id.origin.to_string(),
+            "sequence": id.sequence,
+            "payload": String::from_utf8_lossy(payload),
+        }),
+        _ => return None,
+    })
+}
+
+impl AgentArgs {
+    /// Runs the node until it is told to leave.
+    pub fn run(&self) -> anyhow::Result<()> {
+        if self.bind.ip().is_unspecified() {
+            anyhow::bail!(
+                "--bind must be the address peers reach this node at, not {}",
+                self.bind
+            );
+        }
+        if self.probe_interval_ms == 0 {
+            anyhow::bail!("--probe-interval-ms must be positive");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(&self) -> anyhow::Result<()> {
+        let mut config = config_for(
+            self.cluster_size,
+            Duration::from_millis(self.probe_interval_ms),
+            self.transport,
+        );
+        config.cluster_label = self.label.clone();
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH)?;
+        // A restarted process must come back as a newer generation.
+        let generation = Generation(since_epoch.as_millis() as u64);
+        let transport: Box<dyn Transport> = match self.transport {
+            TransportKind::Udp => {
+                bind(
+                    self.transport,
+                    self.bind,
+                    config.max_message_size.get(),
+                    None,
+                )
+                .await?
+            }
+            TransportKind::Quic => Box::new(self.tls.quic_transport(self.bind).await?),
+        };
+        let node = Node::with_strategy(
+            config,
+            NodeId::new(transport.local_addr()),
+            generation,
+            self.seed.unwrap_or(since_epoch.as_nanos() as u64),
+            self.strategy.build(),
+        )?;
+        let agent = Agent::spawn(node, transport, AgentConfig::default())?;
+        let mut events = agent.subscribe();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if let Some(line) = event_json(&event) {
+                    print(line);
+                }
+            }
+        });
+        agent.join(self.join.clone()).await?;
+        print(json!({"event": "ready", "addr": agent.id().to_string()}));
+
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut stdin_open = true;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                line = lines.next_line(), if stdin_open => match line.context("reading stdin")? {
+                    Some(line) => {
+                        if !command(&agent, line.trim()).await? {
+                            break;
+                        }
+                    }
+                    None => stdin_open = false,
+                },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        agent.shutdown().await.ok();
+        print(json!({"event": "stopped"}));
+        Ok(())
+    }
+}
+
+/// Runs one stdin command; false when the node should stop.
+async fn command(agent: &AgentHandle, line: &str) -> anyhow::Result<bool> {
+    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match verb {
+        "" => {}
+        "broadcast" => match agent.broadcast(rest.as_bytes().to_vec()).await {
+            Ok(id) => print(json!({"event": "broadcast", "sequence": id.sequence})),
+            Err(error) => print(json!({"event": "error", "message": error.to_string()})),
+        },
+        "members" => {
+            let members: Vec<_> = agent
+                .members()
+                .await?
+                .into_iter()
+                .map(|m| json!({"id": m.id.to_string(), "liveness": format!("{:?}", m.liveness).to_lowercase()}))
+                .collect();
+            print(json!({"event": "members", "members": members}));
+        }
+        "stats" => {
+            let stats = agent.stats().await?;
+            print(json!({
+                "event": "stats",
+                "node": stats.node,
+                "packets_sent": stats.transport.packets_sent,
+                "bytes_sent": stats.transport.bytes_sent,
+            }));
+        }
+        "leave" => return Ok(false),
+        other => print(
+            json!({"event": "error", "message": format!("unknown command {other:?}; try broadcast, members, stats or leave")}),
+        ),
+    }
+    Ok(true)
+}
