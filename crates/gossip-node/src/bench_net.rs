@@ -143,6 +143,9 @@ pub struct BenchNetReport {
     pub detection_first_s: Option<f64>,
     /// Live nodes declared dead by someone during the run.
     pub false_positives: usize,
+    /// False death declarations (one per declaring node and victim), by
+    /// the phase in which they happened: join, idle, broadcast, detection.
+    pub false_declarations_by_phase: [usize; 4],
     /// Events lost by watchers that fell behind (should be 0).
     pub events_lagged: u64,
     /// Wall-clock seconds of the whole run.
@@ -210,6 +213,7 @@ impl BenchNetArgs {
         });
 
         progress("idle window");
+        let idle_phase = Instant::now();
         tokio::time::sleep(settle).await;
         let before = cluster.transport_totals().await;
         let cpu = cpu_time::ProcessTime::now();
@@ -221,6 +225,7 @@ impl BenchNetArgs {
         let per_node_s = |a: u64, b: u64| (a - b) as f64 / self.nodes as f64 / idle_wall.max(1e-9);
 
         progress("broadcasting");
+        let broadcast_phase = Instant::now();
         let copies_before: u64 = rumor_copies(&cluster).await;
         let mut latencies = Vec::new();
         let mut incomplete = 0;
@@ -266,6 +271,7 @@ impl BenchNetArgs {
         let q = Quantiles::of(&latencies);
 
         progress("failure detection");
+        let detection_phase = Instant::now();
         let victim = rng.random_range(1..self.nodes);
         let victim_addr = cluster.agents[victim].id();
         let killed = Instant::now();
@@ -292,11 +298,19 @@ impl BenchNetArgs {
         let detection_first_s = down_times.iter().min().map(|&t| (t - killed).as_secs_f64());
 
         let mut false_positives = std::collections::HashSet::new();
+        let mut by_phase = [0usize; 4];
         let mut events_lagged = 0;
         for o in cluster.observed.iter() {
             let o = o.lock().expect("lock");
             events_lagged += o.lagged;
-            false_positives.extend(o.down.keys().filter(|&&a| a != victim_addr).copied());
+            for (&addr, &at) in o.down.iter().filter(|(&a, _)| a != victim_addr) {
+                false_positives.insert(addr);
+                let phase = [idle_phase, broadcast_phase, detection_phase]
+                    .iter()
+                    .filter(|&&start| at >= start)
+                    .count();
+                by_phase[phase] += 1;
+            }
         }
         cluster.abort_all().await;
 
@@ -322,6 +336,7 @@ impl BenchNetArgs {
             detection_s,
             detection_first_s,
             false_positives: false_positives.len(),
+            false_declarations_by_phase: by_phase,
             events_lagged,
             wall_s: wall.elapsed().as_secs_f64(),
         })
@@ -386,8 +401,8 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
     )?;
     writeln!(
         out,
-        "  false positives      {}   events lagged {}   wall {:.1} s",
-        r.false_positives, r.events_lagged, r.wall_s
+        "  false positives      {} (declarations by phase join/idle/broadcast/detection: {:?})   events lagged {}   wall {:.1} s",
+        r.false_positives, r.false_declarations_by_phase, r.events_lagged, r.wall_s
     )?;
     Ok(())
 }
