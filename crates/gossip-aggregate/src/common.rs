@@ -133,8 +133,14 @@ impl Epochs {
     }
 
     /// Counts a round; true if this node's epoch timer ran out (the caller
-    /// completes and restarts).
+    /// completes and restarts). A newcomer that has not learned the epoch
+    /// under way keeps no time: its timer would otherwise run out and start
+    /// an epoch of its own, one the others never admit (their epoch is
+    /// further ahead), leaving it stranded.
     pub fn tick(&mut self) -> bool {
+        if self.fresh {
+            return false;
+        }
         self.round += 1;
         self.length.is_some_and(|l| self.round >= l)
     }
@@ -199,6 +205,12 @@ impl Common {
     /// The pair this node starts the current epoch with.
     pub fn start(&self) -> (f64, f64) {
         self.function.start(self.input, self.epochs.contributes)
+    }
+
+    /// Whether this node anchors the weight of a sum or count: it holds
+    /// all of it when an epoch starts.
+    pub fn anchors(&self) -> bool {
+        self.input.leader && matches!(self.function, Function::Sum | Function::Count)
     }
 }
 
