@@ -301,6 +301,9 @@ pub(crate) struct Pair {
     pub common: Common,
     pub x: f64,
     pub y: f64,
+    /// Whether this node has scattered its pair this epoch (see
+    /// [`Pair::scatter`]).
+    pub scattered: bool,
 }
 
 impl Pair {
@@ -310,7 +313,41 @@ impl Pair {
             common: Common::new(function, input, epoch_length),
             x,
             y,
+            scattered: false,
         }
+    }
+}
+
+impl Pair {
+    /// Peers the leader of a sum or count hands its pair to when an epoch
+    /// starts (see [`Pair::scatter`]).
+    pub const SCATTER: usize = 64;
+
+    /// For the leader of a sum or count in the first round of an epoch,
+    /// splits the pair in `peers + 1` equal slices, keeps one and returns
+    /// the slice for each of `peers` peers; `None` for everyone else and in
+    /// later rounds.
+    ///
+    /// The leader holds all of a sum's or count's weight when an epoch
+    /// starts. Handed over to one peer (half of it, in push-sum and
+    /// push-pull), it leaves a single other node holding half of it, and
+    /// under churn that node leaving in the next rounds (1% a round at 1%
+    /// churn) halves the epoch's weight and doubles its estimate. In
+    /// [`Pair::SCATTER`] slices, any one departure takes little of it.
+    pub fn scatter(&mut self, peers: usize) -> Option<(f64, f64)> {
+        if !self.common.anchors() || self.scattered || peers == 0 {
+            return None;
+        }
+        self.scattered = true;
+        let slices = peers as f64 + 1.0;
+        self.x /= slices;
+        self.y /= slices;
+        Some((self.x, self.y))
+    }
+
+    /// Whether [`Pair::scatter`] is due.
+    pub fn scatter_due(&self) -> bool {
+        self.common.anchors() && !self.scattered
     }
 }
 
@@ -326,5 +363,6 @@ impl Epochal for Pair {
     }
     fn reset(&mut self) {
         (self.x, self.y) = self.common.start();
+        self.scattered = false;
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{all_finite, Common, Epochal, Function, Input};
 
 /// How many times more neighbours the leader of a sum or count keeps.
-const LEADER_FANOUT: usize = 8;
+const LEADER_FANOUT: usize = 16;
 
 /// A flow-updating share: the sender's flow towards the receiver and its
 /// current average estimate (or its extreme).
@@ -61,7 +61,7 @@ struct Link {
 /// Works over a small stable set of `degree` neighbours (links are made
 /// symmetric when a stranger writes), so it converges more slowly than the
 /// mass-moving algorithms, and costs `degree` messages per node per round
-/// (the leader of a sum or count keeps `8 x degree`, see below).
+/// (the leader of a sum or count keeps `16 x degree`, see below).
 ///
 /// Under churn, with epochs: each epoch draws new neighbours; a newcomer
 /// asks `degree` peers to link it ([`FlowShare::Join`]), since in a stable
@@ -71,7 +71,7 @@ struct Link {
 /// epoch with all the weight at the leader and soon most of it at the
 /// leader's neighbours: with four of them, one leaving in the first rounds
 /// takes a tenth of the weight and throws the epoch's estimate a tenth off,
-/// so the leader spreads it over eight times as many.
+/// so the leader spreads it over sixteen times as many.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowUpdating {
     common: Common,
