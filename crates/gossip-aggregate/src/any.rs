@@ -171,6 +171,14 @@ impl Aggregate for AnyAggregate {
         }
     }
 
+    fn set_input(&mut self, value: f64) {
+        match self {
+            AnyAggregate::PushSum(a) => a.set_input(value),
+            AnyAggregate::PushPull(a) => a.set_input(value),
+            AnyAggregate::FlowUpdating(a) => a.set_input(value),
+        }
+    }
+
     fn on_peer_down(&mut self, peer: NodeId) {
         match self {
             AnyAggregate::PushSum(a) => a.on_peer_down(peer),

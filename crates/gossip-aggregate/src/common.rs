@@ -207,6 +207,25 @@ impl Common {
         self.function.start(self.input, self.epochs.contributes)
     }
 
+    /// Changes the node's input to `value` (ignored unless finite) and
+    /// returns how the pair it contributes to the epoch under way changed:
+    /// zero if it does not contribute to this epoch (a newcomer's input
+    /// counts from the next one) and for counts, whose pair does not depend
+    /// on the value. A better extreme is taken at once; a worse one only
+    /// shows from the next epoch, since nothing can unsee the old one.
+    pub fn set_input(&mut self, value: f64) -> (f64, f64) {
+        if !value.is_finite() {
+            return (0.0, 0.0);
+        }
+        let before = self.start();
+        self.input.value = value;
+        let after = self.start();
+        if self.epochs.contributes {
+            self.extreme = self.function.best(self.extreme, value);
+        }
+        (after.0 - before.0, after.1 - before.1)
+    }
+
     /// Whether this node anchors the weight of a sum or count: it holds
     /// all of it when an epoch starts.
     pub fn anchors(&self) -> bool {
@@ -343,6 +362,15 @@ impl Pair {
         self.x /= slices;
         self.y /= slices;
         Some((self.x, self.y))
+    }
+
+    /// Changes the node's input: the difference joins the mass this node
+    /// holds, so the total (and every estimate, once mixed) moves to the
+    /// new aggregate within the epoch under way, mass conserved otherwise.
+    pub fn set_input(&mut self, value: f64) {
+        let (dx, dy) = self.common.set_input(value);
+        self.x += dx;
+        self.y += dy;
     }
 
     /// Whether [`Pair::scatter`] is due.

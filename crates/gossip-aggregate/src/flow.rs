@@ -253,6 +253,17 @@ impl Aggregate for FlowUpdating {
         self.reported()
     }
 
+    /// Takes effect at once: a node's own value is its input minus its
+    /// flows, so the flows carry the change to every node from the next
+    /// round (with epochs, into the epoch under way, reported when it
+    /// completes). A newcomer's input counts from the
+    /// next epoch; a worse min or max than the one already spread shows
+    /// from the next epoch only (never without epochs). A count ignores the
+    /// value.
+    fn set_input(&mut self, value: f64) {
+        self.common.set_input(value);
+    }
+
     /// With epochs, the flows to a departed neighbour are kept until the
     /// epoch ends, so the neighbour leaves with the mass it held, as in
     /// push-sum and push-pull, and this node's estimate does not move.

@@ -137,4 +137,14 @@ impl Aggregate for PushSum {
     fn estimate(&self) -> Option<f64> {
         self.pair.reported()
     }
+
+    /// The change joins the mass this node holds, so the epoch under way
+    /// mixes it into every estimate (reported when that epoch completes;
+    /// without epochs, the estimates move from the next round on). A
+    /// newcomer's input counts from the next epoch; a worse min or max
+    /// than the one already spread shows from the next epoch only (never
+    /// without epochs). A count ignores the value.
+    fn set_input(&mut self, value: f64) {
+        self.pair.set_input(value);
+    }
 }

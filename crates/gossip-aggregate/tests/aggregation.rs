@@ -475,3 +475,60 @@ fn real_nodes_compute_the_average_over_encoded_frames() {
         );
     }
 }
+
+#[test]
+fn estimates_follow_an_input_changed_at_runtime() {
+    use std::time::Duration;
+    let n = 40;
+    let before = (0..n).map(value_of).sum::<f64>() / n as f64;
+    // Half the nodes add 1 to their input: the average rises by 0.5.
+    let after = before + 0.5;
+    for (algo, epoch) in [
+        (Algo::PushSum, None),
+        (Algo::PushPull, None),
+        (Algo::Flow, None),
+        (Algo::PushSum, Some(30)),
+        (Algo::PushPull, Some(30)),
+        (Algo::Flow, Some(30)),
+    ] {
+        let mut make = build(algo, Function::Average, epoch);
+        let nodes: Vec<AnyAggregate> = (0..n)
+            .map(|i| make(i, value_of(i), i == 0, false))
+            .collect();
+        let mut sim = gossip_sim::Simulator::with_parts(
+            n,
+            4,
+            gossip_core::Config::lan(n),
+            gossip_sim::LinkModel::default(),
+            gossip_core::NoStrategy,
+            move |i| nodes[i].clone(),
+        );
+        sim.start_all();
+        let mut seen = Estimates::default();
+        sim.run_until(Duration::from_secs(30), &mut seen);
+        let error = |sim: &gossip_sim::Simulator<_, AnyAggregate>, truth: f64| {
+            (0..n)
+                .map(|i| {
+                    let estimate = sim.node(i).unwrap().estimate().expect("an estimate");
+                    ((estimate - truth) / truth).abs()
+                })
+                .fold(0.0, f64::max)
+        };
+        // An epoch of 30 rounds on the simulated network mixes to a few
+        // 1e-6; without epochs the computation runs to double precision.
+        let bound = if epoch.is_some() { 1e-4 } else { 1e-6 };
+        let e0 = error(&sim, before);
+        assert!(e0 < bound, "{algo:?} {epoch:?} before: {e0:e}");
+        for i in n / 2..n {
+            let changed = sim.set_aggregate_input(i, value_of(i) + 1.0, &mut seen);
+            assert_eq!(changed, Some(Ok(())));
+        }
+        assert_eq!(
+            sim.set_aggregate_input(0, f64::NAN, &mut seen),
+            Some(Err(gossip_core::CommandError::NonFiniteInput))
+        );
+        sim.run_until(Duration::from_secs(70), &mut seen);
+        let error = error(&sim, after);
+        assert!(error < bound, "{algo:?} {epoch:?}: {error:e} from {after}");
+    }
+}

@@ -1564,6 +1564,25 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         }
     }
 
+    /// Changes this node's aggregation input to `value` (see
+    /// [`Aggregate::set_input`] for when each algorithm shows the change).
+    /// A changed estimate surfaces as [`Event::Estimate`].
+    ///
+    /// # Errors
+    /// [`CommandError::NoAggregate`] if this node computes no aggregate,
+    /// [`CommandError::NonFiniteInput`] if `value` is a NaN or an infinity;
+    /// either way nothing changes.
+    pub fn set_aggregate_input(&mut self, _now: Instant, value: f64) -> Result<(), CommandError> {
+        if !A::ENABLED || self.aggregate.is_none() {
+            return Err(CommandError::NoAggregate);
+        }
+        if !value.is_finite() {
+            return Err(CommandError::NonFiniteInput);
+        }
+        self.run_aggregate(|aggregate, _host| aggregate.set_input(value));
+        Ok(())
+    }
+
     /// The aggregate's current estimate, if it has one.
     pub fn estimate(&self) -> Option<f64> {
         self.aggregate.as_ref().and_then(Aggregate::estimate)

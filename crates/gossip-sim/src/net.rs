@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
 use gossip_core::{
-    Aggregate, Config, Event, Generation, MessageId, NoAggregate, NoStrategy, Node, NodeId,
-    Strategy,
+    Aggregate, CommandError, Config, Event, Generation, MessageId, NoAggregate, NoStrategy, Node,
+    NodeId, Strategy,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -329,6 +329,25 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
             .ok();
         self.drain(index, observer);
         id
+    }
+
+    /// Node `index` changes its aggregation input to `value` now (see
+    /// [`Node::set_aggregate_input`]). `None` if it is crashed.
+    pub fn set_aggregate_input(
+        &mut self,
+        index: usize,
+        value: f64,
+        observer: &mut dyn Observer,
+    ) -> Option<Result<(), CommandError>> {
+        let now = self.instant(self.now());
+        let result = self
+            .nodes
+            .get_mut(index)?
+            .node
+            .as_mut()?
+            .set_aggregate_input(now, value);
+        self.drain(index, observer);
+        Some(result)
     }
 
     /// Network counters.
