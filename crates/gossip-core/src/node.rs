@@ -736,9 +736,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Message::Aggregate { share } => {
-                let Ok(share) = postcard::from_bytes::<A::Share>(&share) else {
-                    return Err(RecvError::Malformed("aggregate share"));
-                };
+                let share = wire::decode_share::<A::Share>(&share)?;
                 self.stats.shares_received += 1;
                 self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
             }

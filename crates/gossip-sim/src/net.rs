@@ -350,6 +350,18 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
         Some(result)
     }
 
+    /// Frames sent but not delivered yet, as `(receiver, sender, bytes)`,
+    /// in no particular order. Those towards a crashed node or across a
+    /// partition will be dropped on arrival; lost ones were never queued.
+    pub fn in_flight(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> + '_ {
+        self.queue
+            .iter()
+            .filter_map(|Reverse(item)| match &item.action {
+                Action::Deliver { to, from, bytes } => Some((*to, *from, bytes.as_slice())),
+                Action::Wake { .. } => None,
+            })
+    }
+
     /// Network counters.
     pub fn stats(&self) -> &NetStats {
         &self.stats
