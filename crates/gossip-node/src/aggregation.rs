@@ -429,16 +429,17 @@ pub fn write_table(out: &mut impl Write, r: &AggregationReport) -> anyhow::Resul
         r.messages_per_node_per_round
     )?;
     if !r.epochs.is_empty() {
-        let worst = r
+        let worst = r.epochs.iter().map(|e| e.max_rel_error).fold(0.0, f64::max);
+        let each: Vec<String> = r
             .epochs
             .iter()
-            .skip(1)
-            .map(|e| e.max_rel_error)
-            .fold(0.0, f64::max);
+            .map(|e| format!("{:.1e}", e.max_rel_error))
+            .collect();
         writeln!(
             out,
-            "  epochs               {} completed, worst error after the first {worst:.3e}",
-            r.epochs.len()
+            "  epochs               {} completed, worst error {worst:.3e} (each: {})",
+            r.epochs.len(),
+            each.join(" ")
         )?;
     }
     writeln!(
