@@ -30,6 +30,26 @@ pub enum AnyShare {
     FlowUpdating(FlowShare),
 }
 
+impl AnyShare {
+    /// The value mass this share carries to its receiver, which its sender
+    /// no longer counts: push-sum's mass, push-pull's gifts and the change
+    /// a push-pull reply hands the initiator. Zero for extremes, push-pull
+    /// requests (the initiator keeps its pair until the reply) and flow
+    /// updating, whose flows are state: a flow in flight is a disagreement
+    /// between two nodes about their link, settled when it lands.
+    ///
+    /// Held mass plus the mass of the shares in flight is what a lossless
+    /// network conserves.
+    pub fn mass(&self) -> f64 {
+        match *self {
+            AnyShare::PushSum(PushSumShare::Mass { x, .. }) => x,
+            AnyShare::PushPull(PushPullShare::Gift { x, .. }) => x,
+            AnyShare::PushPull(PushPullShare::Reply { dx, .. }) => dx,
+            _ => 0.0,
+        }
+    }
+}
+
 /// Adapts a host of [`AnyShare`] to an algorithm's own share type.
 struct Wrap<'a, H, F> {
     host: &'a mut H,
@@ -168,6 +188,14 @@ impl Aggregate for AnyAggregate {
             AnyAggregate::PushSum(a) => a.estimate(),
             AnyAggregate::PushPull(a) => a.estimate(),
             AnyAggregate::FlowUpdating(a) => a.estimate(),
+        }
+    }
+
+    fn set_input(&mut self, value: f64) {
+        match self {
+            AnyAggregate::PushSum(a) => a.set_input(value),
+            AnyAggregate::PushPull(a) => a.set_input(value),
+            AnyAggregate::FlowUpdating(a) => a.set_input(value),
         }
     }
 

@@ -133,8 +133,14 @@ impl Epochs {
     }
 
     /// Counts a round; true if this node's epoch timer ran out (the caller
-    /// completes and restarts).
+    /// completes and restarts). A newcomer that has not learned the epoch
+    /// under way keeps no time: its timer would otherwise run out and start
+    /// an epoch of its own, one the others never admit (their epoch is
+    /// further ahead), leaving it stranded.
     pub fn tick(&mut self) -> bool {
+        if self.fresh {
+            return false;
+        }
         self.round += 1;
         self.length.is_some_and(|l| self.round >= l)
     }
@@ -199,6 +205,31 @@ impl Common {
     /// The pair this node starts the current epoch with.
     pub fn start(&self) -> (f64, f64) {
         self.function.start(self.input, self.epochs.contributes)
+    }
+
+    /// Changes the node's input to `value` (ignored unless finite) and
+    /// returns how the pair it contributes to the epoch under way changed:
+    /// zero if it does not contribute to this epoch (a newcomer's input
+    /// counts from the next one) and for counts, whose pair does not depend
+    /// on the value. A better extreme is taken at once; a worse one only
+    /// shows from the next epoch, since nothing can unsee the old one.
+    pub fn set_input(&mut self, value: f64) -> (f64, f64) {
+        if !value.is_finite() {
+            return (0.0, 0.0);
+        }
+        let before = self.start();
+        self.input.value = value;
+        let after = self.start();
+        if self.epochs.contributes {
+            self.extreme = self.function.best(self.extreme, value);
+        }
+        (after.0 - before.0, after.1 - before.1)
+    }
+
+    /// Whether this node anchors the weight of a sum or count: it holds
+    /// all of it when an epoch starts.
+    pub fn anchors(&self) -> bool {
+        self.input.leader && matches!(self.function, Function::Sum | Function::Count)
     }
 }
 
@@ -289,6 +320,9 @@ pub(crate) struct Pair {
     pub common: Common,
     pub x: f64,
     pub y: f64,
+    /// Whether this node has scattered its pair this epoch (see
+    /// [`Pair::scatter`]).
+    pub scattered: bool,
 }
 
 impl Pair {
@@ -298,7 +332,50 @@ impl Pair {
             common: Common::new(function, input, epoch_length),
             x,
             y,
+            scattered: false,
         }
+    }
+}
+
+impl Pair {
+    /// Peers the leader of a sum or count hands its pair to when an epoch
+    /// starts (see [`Pair::scatter`]).
+    pub const SCATTER: usize = 64;
+
+    /// For the leader of a sum or count in the first round of an epoch,
+    /// splits the pair in `peers + 1` equal slices, keeps one and returns
+    /// the slice for each of `peers` peers; `None` for everyone else and in
+    /// later rounds.
+    ///
+    /// The leader holds all of a sum's or count's weight when an epoch
+    /// starts. Handed over to one peer (half of it, in push-sum and
+    /// push-pull), it leaves a single other node holding half of it, and
+    /// under churn that node leaving in the next rounds (1% a round at 1%
+    /// churn) halves the epoch's weight and doubles its estimate. In
+    /// [`Pair::SCATTER`] slices, any one departure takes little of it.
+    pub fn scatter(&mut self, peers: usize) -> Option<(f64, f64)> {
+        if !self.common.anchors() || self.scattered || peers == 0 {
+            return None;
+        }
+        self.scattered = true;
+        let slices = peers as f64 + 1.0;
+        self.x /= slices;
+        self.y /= slices;
+        Some((self.x, self.y))
+    }
+
+    /// Changes the node's input: the difference joins the mass this node
+    /// holds, so the total (and every estimate, once mixed) moves to the
+    /// new aggregate within the epoch under way, mass conserved otherwise.
+    pub fn set_input(&mut self, value: f64) {
+        let (dx, dy) = self.common.set_input(value);
+        self.x += dx;
+        self.y += dy;
+    }
+
+    /// Whether [`Pair::scatter`] is due.
+    pub fn scatter_due(&self) -> bool {
+        self.common.anchors() && !self.scattered
     }
 }
 
@@ -314,5 +391,6 @@ impl Epochal for Pair {
     }
     fn reset(&mut self) {
         (self.x, self.y) = self.common.start();
+        self.scattered = false;
     }
 }

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{all_finite, Common, Epochal, Function, Input};
 
+/// How many times more neighbours the leader of a sum or count keeps.
+const LEADER_FANOUT: usize = 16;
+
 /// A flow-updating share: the sender's flow towards the receiver and its
 /// current average estimate (or its extreme).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +35,10 @@ pub enum FlowShare {
         /// The value.
         value: f64,
     },
+    /// A newcomer asks to become the receiver's neighbour. It carries no
+    /// epoch: the newcomer does not know one yet and learns it from the
+    /// flow the receiver sends back next round.
+    Join,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -53,12 +60,27 @@ struct Link {
 ///
 /// Works over a small stable set of `degree` neighbours (links are made
 /// symmetric when a stranger writes), so it converges more slowly than the
-/// mass-moving algorithms, and costs `degree` messages per node per round.
+/// mass-moving algorithms, and costs `degree` messages per node per round
+/// (the leader of a sum or count keeps `16 x degree`, see below).
+///
+/// Under churn, with epochs: each epoch draws new neighbours; a newcomer
+/// asks `degree` peers to link it ([`FlowShare::Join`]), since in a stable
+/// neighbourhood nobody would otherwise pick it before the next epoch; a
+/// node that hears from a neighbour still in an epoch it has completed
+/// links it, so next round's flow moves it on. A sum or count starts each
+/// epoch with all the weight at the leader and soon most of it at the
+/// leader's neighbours: with four of them, one leaving in the first rounds
+/// takes a tenth of the weight and throws the epoch's estimate a tenth off,
+/// so the leader spreads it over sixteen times as many.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowUpdating {
     common: Common,
     degree: usize,
     links: BTreeMap<NodeId, Link>,
+    /// Sum of the flows towards neighbours that left during this epoch,
+    /// kept so that a departure does not move this node's estimate (see
+    /// [`Aggregate::on_peer_down`]).
+    departed: (f64, f64),
 }
 
 impl FlowUpdating {
@@ -69,6 +91,7 @@ impl FlowUpdating {
             common: Common::new(function, input, epoch_length),
             degree: degree.max(1),
             links: BTreeMap::new(),
+            departed: (0.0, 0.0),
         }
     }
 
@@ -81,9 +104,11 @@ impl FlowUpdating {
 
     /// Input minus outgoing flows.
     fn own(&self) -> (f64, f64) {
-        self.links.values().fold(self.common.start(), |(x, y), l| {
-            (x - l.flow.0, y - l.flow.1)
-        })
+        let (x, y) = self.common.start();
+        let start = (x - self.departed.0, y - self.departed.1);
+        self.links
+            .values()
+            .fold(start, |(x, y), l| (x - l.flow.0, y - l.flow.1))
     }
 
     /// The mass this node holds (value part), for conservation checks.
@@ -106,6 +131,7 @@ impl Epochal for FlowUpdating {
     fn reset(&mut self) {
         // New epoch, new neighbours: those that left since are forgotten.
         self.links.clear();
+        self.departed = (0.0, 0.0);
     }
 }
 
@@ -114,11 +140,24 @@ impl Aggregate for FlowUpdating {
 
     fn on_round<H: AggregateHost<FlowShare>>(&mut self, host: &mut H) {
         if !self.begin_round() {
+            // A newcomer that nobody has written to yet: flow updating's
+            // neighbours are stable, so nobody would pick it until the next
+            // epoch's fresh draw. It asks to be linked instead.
+            let mut peers = Vec::new();
+            host.sample_peers(self.degree, &mut peers);
+            for peer in peers {
+                host.send(peer, FlowShare::Join);
+            }
             return;
         }
-        if self.links.len() < self.degree {
+        let degree = if self.common.anchors() {
+            self.degree * LEADER_FANOUT
+        } else {
+            self.degree
+        };
+        if self.links.len() < degree {
             let mut peers = Vec::new();
-            host.sample_peers(self.degree - self.links.len(), &mut peers);
+            host.sample_peers(degree - self.links.len(), &mut peers);
             for peer in peers {
                 self.links.entry(peer).or_default();
             }
@@ -164,6 +203,7 @@ impl Aggregate for FlowUpdating {
         let finite = match share {
             FlowShare::Flow { fx, fy, ex, ey, .. } => all_finite(&[fx, fy, ex, ey]),
             FlowShare::Extreme { value, .. } => !value.is_nan(),
+            FlowShare::Join => true,
         };
         if !finite {
             return;
@@ -177,6 +217,13 @@ impl Aggregate for FlowUpdating {
                 ey,
             } => {
                 if !self.admit(epoch) {
+                    // A neighbour left behind in an epoch this node has
+                    // completed: link it, so that next round's flow
+                    // tells it the epoch under way (its old neighbours have
+                    // all moved on and may never write to it again).
+                    if !self.common.epochs.fresh {
+                        self.links.entry(from).or_default();
+                    }
                     return;
                 }
                 let link = self.links.entry(from).or_default();
@@ -191,6 +238,14 @@ impl Aggregate for FlowUpdating {
                     self.common.extreme = self.common.function.best(self.common.extreme, value);
                 }
             }
+            FlowShare::Join => {
+                // The newcomer learns this node's epoch from the next round's
+                // flow; a node that does not know the epoch itself has
+                // nothing to teach and does not link.
+                if !self.common.epochs.fresh {
+                    self.links.entry(from).or_default();
+                }
+            }
         }
     }
 
@@ -198,9 +253,40 @@ impl Aggregate for FlowUpdating {
         self.reported()
     }
 
+    /// Takes effect at once: a node's own value is its input minus its
+    /// flows, so the flows carry the change to every node from the next
+    /// round (with epochs, into the epoch under way, reported when it
+    /// completes). A newcomer's input counts from the
+    /// next epoch; a worse min or max than the one already spread shows
+    /// from the next epoch only (never without epochs). A count ignores the
+    /// value.
+    fn set_input(&mut self, value: f64) {
+        self.common.set_input(value);
+    }
+
+    /// With epochs, the flows to a departed neighbour are kept until the
+    /// epoch ends, so the neighbour leaves with the mass it held, as in
+    /// push-sum and push-pull, and this node's estimate does not move.
+    /// Dropping them instead (the paper's rule, kept without epochs) takes
+    /// the neighbour's *input* out and keeps the total exact, but moves
+    /// each former neighbour's own value by its whole flow: around the
+    /// leader of a count, flows carry the whole weight out to the cluster
+    /// and are about N / degree times what a node holds, so each departure
+    /// there threw estimates far off (negative weights, counts off by
+    /// orders of magnitude) for longer than the churn left between two
+    /// departures. Epochs follow the population instead.
+    ///
+    /// The departed flows stay until the epoch ends, even if a process at
+    /// the same address writes again: it is treated as a new neighbour
+    /// (a restarted process there starts its flows from zero). The price is
+    /// a falsely reported departure: that neighbour's flow is then counted
+    /// twice until the next epoch.
     fn on_peer_down(&mut self, peer: NodeId) {
-        // The flows to a departed neighbour vanish with it: its share of the
-        // mass leaves the computation, as it should.
-        self.links.remove(&peer);
+        if let Some(link) = self.links.remove(&peer) {
+            if self.common.epochs.length.is_some() {
+                self.departed.0 += link.flow.0;
+                self.departed.1 += link.flow.1;
+            }
+        }
     }
 }

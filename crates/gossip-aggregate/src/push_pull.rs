@@ -31,6 +31,16 @@ pub enum PushPullShare {
         /// Best extreme seen.
         extreme: f64,
     },
+    /// Mass the leader of a sum or count hands out, to be added (see
+    /// [`PushPull`]).
+    Gift {
+        /// Epoch of the sender.
+        epoch: u64,
+        /// Value part.
+        x: f64,
+        /// Weight part.
+        y: f64,
+    },
 }
 
 /// Push-pull averaging: each round every node starts one exchange with a
@@ -43,6 +53,12 @@ pub enum PushPullShare {
 /// exchange landed first) still conserves mass exactly. A lost answer
 /// tears the exchange and mass drifts: under loss prefer
 /// [`FlowUpdating`](crate::FlowUpdating). Two messages per node per round.
+///
+/// The leader of a sum or count, which holds all the weight when an epoch
+/// starts, first hands it out in 64 [`PushPullShare::Gift`]s, a 65th
+/// each: after one exchange its peer would hold half the weight, and under
+/// churn that one node leaving early would halve the epoch's weight and
+/// double its estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushPull {
     pair: Pair,
@@ -77,13 +93,23 @@ impl Aggregate for PushPull {
         if !self.pair.begin_round() {
             return;
         }
+        let epoch = self.pair.common.epochs.number;
+        if self.pair.scatter_due() {
+            let mut peers = Vec::with_capacity(Pair::SCATTER);
+            host.sample_peers(Pair::SCATTER, &mut peers);
+            if let Some((x, y)) = self.pair.scatter(peers.len()) {
+                for to in peers {
+                    host.send(to, PushPullShare::Gift { epoch, x, y });
+                }
+            }
+        }
         let mut peer = Vec::with_capacity(1);
         host.sample_peers(1, &mut peer);
         if let Some(&to) = peer.first() {
             host.send(
                 to,
                 PushPullShare::Request {
-                    epoch: self.pair.common.epochs.number,
+                    epoch,
                     x: self.pair.x,
                     y: self.pair.y,
                     extreme: self.pair.common.extreme,
@@ -105,6 +131,7 @@ impl Aggregate for PushPull {
             PushPullShare::Reply {
                 dx, dy, extreme, ..
             } => all_finite(&[dx, dy]) && !extreme.is_nan(),
+            PushPullShare::Gift { x, y, .. } => all_finite(&[x, y]) && y >= 0.0,
         };
         if !finite {
             return;
@@ -156,10 +183,26 @@ impl Aggregate for PushPull {
                     .function
                     .best(self.pair.common.extreme, extreme);
             }
+            PushPullShare::Gift { epoch, x, y } => {
+                if self.pair.admit(epoch) {
+                    self.pair.x += x;
+                    self.pair.y += y;
+                }
+            }
         }
     }
 
     fn estimate(&self) -> Option<f64> {
         self.pair.reported()
+    }
+
+    /// The change joins the mass this node holds, so the epoch under way
+    /// mixes it into every estimate (reported when that epoch completes;
+    /// without epochs, the estimates move from the next round on). A
+    /// newcomer's input counts from the next epoch; a worse min or max
+    /// than the one already spread shows from the next epoch only (never
+    /// without epochs). A count ignores the value.
+    fn set_input(&mut self, value: f64) {
+        self.pair.set_input(value);
     }
 }

@@ -33,8 +33,11 @@ pub enum PushSumShare {
 ///
 /// Mass is conserved exactly without loss; every lost share is lost mass,
 /// so under loss the estimate drifts (try [`FlowUpdating`](crate::FlowUpdating)).
-/// One message per node per round. Min and max spread the best value seen
-/// instead, reaching everyone in about `log N` rounds.
+/// One message per node per round (in the first round of an epoch, the
+/// leader of a sum or count keeps a 65th of its pair and sends a 65th to
+/// each of 64 peers, so that no single other node holds much of the weight
+/// while it is concentrated). Min and max spread the best value
+/// seen instead, reaching everyone in about `log N` rounds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushSum {
     pair: Pair,
@@ -69,10 +72,20 @@ impl Aggregate for PushSum {
         if !self.pair.begin_round() {
             return;
         }
+        let epoch = self.pair.common.epochs.number;
+        if self.pair.scatter_due() {
+            let mut peers = Vec::with_capacity(Pair::SCATTER);
+            host.sample_peers(Pair::SCATTER, &mut peers);
+            if let Some((x, y)) = self.pair.scatter(peers.len()) {
+                for to in peers {
+                    host.send(to, PushSumShare::Mass { epoch, x, y });
+                }
+            }
+            return;
+        }
         let mut peer = Vec::with_capacity(1);
         host.sample_peers(1, &mut peer);
         let Some(&to) = peer.first() else { return };
-        let epoch = self.pair.common.epochs.number;
         if self.pair.common.function.is_extreme() {
             let value = self.pair.common.extreme;
             host.send(to, PushSumShare::Extreme { epoch, value });
@@ -123,5 +136,15 @@ impl Aggregate for PushSum {
 
     fn estimate(&self) -> Option<f64> {
         self.pair.reported()
+    }
+
+    /// The change joins the mass this node holds, so the epoch under way
+    /// mixes it into every estimate (reported when that epoch completes;
+    /// without epochs, the estimates move from the next round on). A
+    /// newcomer's input counts from the next epoch; a worse min or max
+    /// than the one already spread shows from the next epoch only (never
+    /// without epochs). A count ignores the value.
+    fn set_input(&mut self, value: f64) {
+        self.pair.set_input(value);
     }
 }

@@ -48,6 +48,15 @@ pub trait Aggregate {
     /// The current estimate, if there is one yet.
     fn estimate(&self) -> Option<f64>;
 
+    /// The application changed this node's input to `value`.
+    ///
+    /// Each algorithm documents when the change shows in the estimates;
+    /// the input is used from the next epoch on at the latest. A value that
+    /// is not finite would poison every node's estimate: implementations
+    /// ignore it ([`Node::set_aggregate_input`](crate::Node::set_aggregate_input)
+    /// refuses it before it gets here).
+    fn set_input(&mut self, value: f64);
+
     /// `peer` left the view.
     fn on_peer_down(&mut self, peer: NodeId) {
         let _ = peer;
@@ -69,4 +78,6 @@ impl Aggregate for NoAggregate {
     fn estimate(&self) -> Option<f64> {
         None
     }
+
+    fn set_input(&mut self, _value: f64) {}
 }

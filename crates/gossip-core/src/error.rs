@@ -121,4 +121,11 @@ pub enum CommandError {
     /// `join` was called on a node that is already running.
     #[error("node already joined or is joining")]
     AlreadyStarted,
+    /// No aggregation algorithm is plugged in, so there is no input to set.
+    #[error("no aggregation algorithm is configured")]
+    NoAggregate,
+    /// An aggregation input must be a finite number: a NaN or an infinity
+    /// would poison every node's estimate.
+    #[error("aggregation input must be a finite number")]
+    NonFiniteInput,
 }

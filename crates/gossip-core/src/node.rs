@@ -736,9 +736,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Message::Aggregate { share } => {
-                let Ok(share) = postcard::from_bytes::<A::Share>(&share) else {
-                    return Err(RecvError::Malformed("aggregate share"));
-                };
+                let share = wire::decode_share::<A::Share>(&share)?;
                 self.stats.shares_received += 1;
                 self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
             }
@@ -1562,6 +1560,25 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 self.events.push_back(Event::Estimate(value));
             }
         }
+    }
+
+    /// Changes this node's aggregation input to `value` (see
+    /// [`Aggregate::set_input`] for when each algorithm shows the change).
+    /// A changed estimate surfaces as [`Event::Estimate`].
+    ///
+    /// # Errors
+    /// [`CommandError::NoAggregate`] if this node computes no aggregate,
+    /// [`CommandError::NonFiniteInput`] if `value` is a NaN or an infinity;
+    /// either way nothing changes.
+    pub fn set_aggregate_input(&mut self, _now: Instant, value: f64) -> Result<(), CommandError> {
+        if !A::ENABLED || self.aggregate.is_none() {
+            return Err(CommandError::NoAggregate);
+        }
+        if !value.is_finite() {
+            return Err(CommandError::NonFiniteInput);
+        }
+        self.run_aggregate(|aggregate, _host| aggregate.set_input(value));
+        Ok(())
     }
 
     /// The aggregate's current estimate, if it has one.

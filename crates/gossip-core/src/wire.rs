@@ -272,6 +272,11 @@ pub fn varint_len(mut n: usize) -> usize {
     len
 }
 
+/// Decodes an aggregate's share from the bytes of a [`Message::Aggregate`].
+pub fn decode_share<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RecvError> {
+    postcard::from_bytes(bytes).map_err(|_| RecvError::Malformed("aggregate share"))
+}
+
 /// Decodes and validates one frame against `config`.
 pub fn decode<'a>(config: &Config, bytes: &'a [u8]) -> Result<(Header<'a>, Message), RecvError> {
     let max = config.max_message_size.get();

@@ -634,3 +634,72 @@ fn sync_answer_carries_only_what_the_asker_lacks() {
         other => panic!("expected a sync answer, got {other:?}"),
     }
 }
+
+/// An aggregate whose estimate is its input, to watch `set_aggregate_input`.
+struct Echo(f64);
+
+impl gossip_core::Aggregate for Echo {
+    type Share = ();
+
+    fn on_round<H: gossip_core::AggregateHost<()>>(&mut self, _host: &mut H) {}
+
+    fn on_share<H: gossip_core::AggregateHost<()>>(
+        &mut self,
+        _host: &mut H,
+        _from: gossip_core::NodeId,
+        _share: (),
+    ) {
+    }
+
+    fn estimate(&self) -> Option<f64> {
+        Some(self.0)
+    }
+
+    fn set_input(&mut self, value: f64) {
+        self.0 = value;
+    }
+}
+
+#[test]
+fn aggregate_input_changes_reach_the_aggregate_and_surface_as_an_estimate() {
+    let now = common::base_instant();
+    let mut node = Node::with_parts(
+        Config::lan(3),
+        id(0),
+        Generation(1),
+        3,
+        gossip_core::NoStrategy,
+        Echo(0.25),
+    )
+    .unwrap();
+    for refused in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        assert_eq!(
+            node.set_aggregate_input(now, refused),
+            Err(CommandError::NonFiniteInput)
+        );
+    }
+    assert_eq!(
+        node.estimate(),
+        Some(0.25),
+        "a refused input changes nothing"
+    );
+    assert!(node.poll_event().is_none());
+    assert_eq!(node.set_aggregate_input(now, 0.75), Ok(()));
+    assert_eq!(node.estimate(), Some(0.75));
+    assert!(matches!(
+        node.poll_event(),
+        Some(gossip_core::Event::Estimate(e)) if e == 0.75
+    ));
+}
+
+#[test]
+fn aggregate_input_without_an_aggregate_is_refused() {
+    let mut node = Node::new(Config::lan(3), id(0), Generation(1), 3).unwrap();
+    let timeout = node.poll_timeout();
+    assert_eq!(
+        node.set_aggregate_input(common::base_instant(), 0.5),
+        Err(CommandError::NoAggregate)
+    );
+    assert_eq!(node.poll_timeout(), timeout);
+    assert!(node.poll_event().is_none() && node.poll_transmit().is_none());
+}

@@ -278,3 +278,32 @@ fn aggregation_full_mode_runs_real_nodes() {
     assert_eq!(report["simulation"], "full");
     assert!(report["final_max_rel_error"].as_f64().unwrap() < 1e-6);
 }
+
+#[test]
+fn aggregation_full_mode_counts_the_shares_in_flight_as_mass() {
+    let out = gossip_node(&[
+        "sim",
+        "aggregation",
+        "--nodes",
+        "100",
+        "--algorithm",
+        "push-sum",
+        "--rounds",
+        "60",
+        "--full",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // This run stops with about 1% of the mass in push-sum shares under
+    // way; held mass alone would report that as drift.
+    let in_flight = report["mass_in_flight"].as_f64().unwrap();
+    assert!(in_flight > 1e-4, "mass in flight {in_flight}");
+    let drift = report["mass_drift"].as_f64().unwrap();
+    assert!(drift <= 1e-12, "mass drift {drift}");
+}

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
 use gossip_core::{
-    Aggregate, Config, Event, Generation, MessageId, NoAggregate, NoStrategy, Node, NodeId,
-    Strategy,
+    Aggregate, CommandError, Config, Event, Generation, MessageId, NoAggregate, NoStrategy, Node,
+    NodeId, Strategy,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -329,6 +329,37 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
             .ok();
         self.drain(index, observer);
         id
+    }
+
+    /// Node `index` changes its aggregation input to `value` now (see
+    /// [`Node::set_aggregate_input`]). `None` if it is crashed.
+    pub fn set_aggregate_input(
+        &mut self,
+        index: usize,
+        value: f64,
+        observer: &mut dyn Observer,
+    ) -> Option<Result<(), CommandError>> {
+        let now = self.instant(self.now());
+        let result = self
+            .nodes
+            .get_mut(index)?
+            .node
+            .as_mut()?
+            .set_aggregate_input(now, value);
+        self.drain(index, observer);
+        Some(result)
+    }
+
+    /// Frames sent but not delivered yet, as `(receiver, sender, bytes)`,
+    /// in no particular order. Those towards a crashed node or across a
+    /// partition will be dropped on arrival; lost ones were never queued.
+    pub fn in_flight(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> + '_ {
+        self.queue
+            .iter()
+            .filter_map(|Reverse(item)| match &item.action {
+                Action::Deliver { to, from, bytes } => Some((*to, *from, bytes.as_slice())),
+                Action::Wake { .. } => None,
+            })
     }
 
     /// Network counters.
