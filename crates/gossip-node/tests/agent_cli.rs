@@ -1,0 +1,262 @@
+//! `gossip-node keygen` and `gossip-node agent` as an operator runs them:
+//! QUIC nodes with certificates from one root join, broadcast and leave;
+//! a node whose certificate comes from another root is kept out; the
+//! JSON keys `bench-net` promises are present.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("gossip-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn keygen(dir: &Path, name: &str) {
+    let out = Command::new(BIN)
+        .args([
+            "keygen",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--ip",
+            "127.0.0.1",
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One agent process; killed when dropped.
+struct Agent {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<serde_json::Value>,
+    addr: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Agent {
+    fn start(dir: &Path, name: &str, join: Option<&str>) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let file = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        let mut args = vec![
+            "agent".to_string(),
+            "--bind".into(),
+            addr.clone(),
+            "--transport".into(),
+            "quic".into(),
+            "--cert".into(),
+            file(&format!("{name}.pem")),
+            "--key".into(),
+            file(&format!("{name}.key")),
+            "--ca".into(),
+            file("ca.pem"),
+            "--probe-interval-ms".into(),
+            "200".into(),
+        ];
+        if let Some(seed) = join {
+            args.extend(["--join".into(), seed.into()]);
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    if tx.send(value).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            lines,
+            addr,
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits for an event line matching `pick`; false after `limit`.
+    fn saw(&self, limit: Duration, pick: impl Fn(&serde_json::Value) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(event) if pick(&event) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+fn is(event: &serde_json::Value, kind: &str, member: &str) -> bool {
+    event["event"] == kind && event["member"] == member
+}
+
+#[test]
+fn quic_agents_under_one_root_join_broadcast_and_leave_and_a_stranger_stays_out() {
+    let keys = TempDir::new("keys");
+    let other = TempDir::new("other-root");
+    keygen(&keys.0, "a");
+    keygen(&keys.0, "b");
+    keygen(&other.0, "c");
+    assert!(keys.0.join("ca.key").exists() && keys.0.join("b.pem").exists());
+
+    let mut a = Agent::start(&keys.0, "a", None);
+    assert!(a.saw(Duration::from_secs(10), |e| e["event"] == "ready"));
+    let mut b = Agent::start(&keys.0, "b", Some(&a.addr.clone()));
+    let a_addr = a.addr.clone();
+    let b_addr = b.addr.clone();
+    assert!(b.saw(Duration::from_secs(15), |e| is(e, "member_up", &a_addr)));
+    assert!(a.saw(Duration::from_secs(15), |e| is(e, "member_up", &b_addr)));
+
+    a.say("broadcast over-quic");
+    assert!(b.saw(Duration::from_secs(15), |e| e["event"] == "delivered"
+        && e["payload"] == "over-quic"));
+
+    // A node with a certificate from another root cannot get in.
+    let stranger = Agent::start(&other.0, "c", Some(&a_addr));
+    assert!(!stranger.saw(Duration::from_secs(3), |e| e["event"] == "member_up"));
+
+    b.say("leave");
+    assert!(a.saw(Duration::from_secs(15), |e| is(e, "member_left", &b_addr)));
+    assert!(b.saw(Duration::from_secs(10), |e| e["event"] == "stopped"));
+}
+
+#[test]
+fn agent_and_keygen_refuse_bad_input_clearly() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["agent", "--bind", "127.0.0.1:0", "--transport", "quic"],
+            "--cert, --key and --ca",
+        ),
+        (&["agent", "--bind", "0.0.0.0:7946"], "not 0.0.0.0"),
+        (
+            &["agent", "--bind", "127.0.0.1:0", "--probe-interval-ms", "0"],
+            "must be positive",
+        ),
+        (
+            &[
+                "keygen",
+                "--dir",
+                "/tmp/gossip-never",
+                "--ip",
+                "127.0.0.1",
+                "--name",
+                "ca",
+            ],
+            "--name",
+        ),
+        (&["bench-net", "--nodes", "1"], "at least 2"),
+    ];
+    for &(args, needle) in cases {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_net_json_has_every_promised_key() {
+    let out = Command::new(BIN)
+        .args([
+            "bench-net",
+            "--nodes",
+            "4",
+            "--broadcasts",
+            "2",
+            "--idle-secs",
+            "0.5",
+            "--settle-secs",
+            "0",
+            "--probe-interval-ms",
+            "200",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "nodes",
+        "transport",
+        "join_convergence_s",
+        "broadcast_to_all_ms",
+        "deliveries_per_node",
+        "idle_bytes_per_node_per_s",
+        "idle_packets_per_node_per_s",
+        "cpu_percent",
+        "detection_s",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(report["nodes"], 4);
+    assert_eq!(report["transport"], "udp");
+    assert_eq!(report["deliveries_per_node"], 1.0);
+    for q in ["p50", "p99", "max"] {
+        assert!(report["broadcast_to_all_ms"][q].is_number(), "{q}");
+    }
+    assert!(
+        report["detection_s"].is_number(),
+        "the killed node was detected"
+    );
+}
