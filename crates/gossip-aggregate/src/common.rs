@@ -1,6 +1,7 @@
 //! What every algorithm shares: the function computed, the node's input and
 //! epochs that restart the computation so estimates follow churn.
 
+use gossip_core::AggregateHost;
 use serde::{Deserialize, Serialize};
 
 /// What to compute over all nodes' inputs.
@@ -376,6 +377,28 @@ impl Pair {
     /// Whether [`Pair::scatter`] is due.
     pub fn scatter_due(&self) -> bool {
         self.common.anchors() && !self.scattered
+    }
+
+    /// When [`Pair::scatter`] is due, samples [`Pair::SCATTER`] peers and
+    /// sends each its slice as the share `slice(epoch, x, y)` builds;
+    /// returns whether it was due.
+    pub fn scatter_to<S, H: AggregateHost<S>>(
+        &mut self,
+        host: &mut H,
+        slice: impl Fn(u64, f64, f64) -> S,
+    ) -> bool {
+        if !self.scatter_due() {
+            return false;
+        }
+        let epoch = self.common.epochs.number;
+        let mut peers = Vec::with_capacity(Pair::SCATTER);
+        host.sample_peers(Pair::SCATTER, &mut peers);
+        if let Some((x, y)) = self.scatter(peers.len()) {
+            for to in peers {
+                host.send(to, slice(epoch, x, y));
+            }
+        }
+        true
     }
 }
 

@@ -94,15 +94,8 @@ impl Aggregate for PushPull {
             return;
         }
         let epoch = self.pair.common.epochs.number;
-        if self.pair.scatter_due() {
-            let mut peers = Vec::with_capacity(Pair::SCATTER);
-            host.sample_peers(Pair::SCATTER, &mut peers);
-            if let Some((x, y)) = self.pair.scatter(peers.len()) {
-                for to in peers {
-                    host.send(to, PushPullShare::Gift { epoch, x, y });
-                }
-            }
-        }
+        self.pair
+            .scatter_to(host, |epoch, x, y| PushPullShare::Gift { epoch, x, y });
         let mut peer = Vec::with_capacity(1);
         host.sample_peers(1, &mut peer);
         if let Some(&to) = peer.first() {

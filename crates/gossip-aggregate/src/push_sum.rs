@@ -73,14 +73,10 @@ impl Aggregate for PushSum {
             return;
         }
         let epoch = self.pair.common.epochs.number;
-        if self.pair.scatter_due() {
-            let mut peers = Vec::with_capacity(Pair::SCATTER);
-            host.sample_peers(Pair::SCATTER, &mut peers);
-            if let Some((x, y)) = self.pair.scatter(peers.len()) {
-                for to in peers {
-                    host.send(to, PushSumShare::Mass { epoch, x, y });
-                }
-            }
+        if self
+            .pair
+            .scatter_to(host, |epoch, x, y| PushSumShare::Mass { epoch, x, y })
+        {
             return;
         }
         let mut peer = Vec::with_capacity(1);

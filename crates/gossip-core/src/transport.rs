@@ -106,48 +106,34 @@ pub trait Transport: Send + Sync {
     }
 }
 
-#[async_trait::async_trait]
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
-        (**self).send(to, bytes).await
-    }
+/// Smart pointers to a transport are transports: a program may hold a
+/// `Box<dyn Transport>` chosen at runtime, or share one behind an `Arc`.
+macro_rules! forward_transport {
+    ($($pointer:ident)::+) => {
+        #[async_trait::async_trait]
+        impl<T: Transport + ?Sized> Transport for $($pointer)::+<T> {
+            async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+                (**self).send(to, bytes).await
+            }
 
-    async fn recv(&self) -> Result<Incoming, TransportError> {
-        (**self).recv().await
-    }
+            async fn recv(&self) -> Result<Incoming, TransportError> {
+                (**self).recv().await
+            }
 
-    fn local_addr(&self) -> SocketAddr {
-        (**self).local_addr()
-    }
+            fn local_addr(&self) -> SocketAddr {
+                (**self).local_addr()
+            }
 
-    fn max_frame_len(&self) -> usize {
-        (**self).max_frame_len()
-    }
+            fn max_frame_len(&self) -> usize {
+                (**self).max_frame_len()
+            }
 
-    fn stats(&self) -> TransportStats {
-        (**self).stats()
-    }
+            fn stats(&self) -> TransportStats {
+                (**self).stats()
+            }
+        }
+    };
 }
 
-#[async_trait::async_trait]
-impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
-    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
-        (**self).send(to, bytes).await
-    }
-
-    async fn recv(&self) -> Result<Incoming, TransportError> {
-        (**self).recv().await
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        (**self).local_addr()
-    }
-
-    fn max_frame_len(&self) -> usize {
-        (**self).max_frame_len()
-    }
-
-    fn stats(&self) -> TransportStats {
-        (**self).stats()
-    }
-}
+forward_transport!(Box);
+forward_transport!(std::sync::Arc);

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cli::Format;
+use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::config_for;
 
@@ -91,17 +91,6 @@ pub struct BenchNetArgs {
     pub format: Format,
 }
 
-/// Milliseconds quantiles.
-#[derive(Clone, Debug, Serialize)]
-pub struct Millis {
-    /// Median.
-    pub p50: Option<f64>,
-    /// 99th percentile (nearest rank).
-    pub p99: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
-}
-
 /// What `bench-net` measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchNetReport {
@@ -117,7 +106,7 @@ pub struct BenchNetReport {
     /// (null if not within the timeout).
     pub join_convergence_s: Option<f64>,
     /// Per broadcast: ms until the last other node delivered it.
-    pub broadcast_to_all_ms: Millis,
+    pub broadcast_to_all_ms: Quantiles,
     /// Broadcasts sent.
     pub broadcasts: u32,
     /// Broadcasts some node had not delivered within the timeout.
@@ -152,13 +141,6 @@ pub struct BenchNetReport {
     pub wall_s: f64,
 }
 
-fn secs(name: &str, value: f64) -> anyhow::Result<Duration> {
-    if !(value.is_finite() && value >= 0.0) {
-        bail!("--{name} must be a non-negative number of seconds, got {value}");
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
 impl BenchNetArgs {
     /// Runs the measurement on a fresh multi-threaded runtime.
     pub fn run(&self, progress: &mut dyn FnMut(&str)) -> anyhow::Result<BenchNetReport> {
@@ -175,9 +157,9 @@ impl BenchNetArgs {
     }
 
     async fn measure(&self, progress: &mut dyn FnMut(&str)) -> anyhow::Result<BenchNetReport> {
-        let timeout = secs("timeout-secs", self.timeout_secs)?;
-        let idle = secs("idle-secs", self.idle_secs)?;
-        let settle = secs("settle-secs", self.settle_secs)?;
+        let timeout = seconds("timeout-secs", self.timeout_secs)?;
+        let idle = seconds("idle-secs", self.idle_secs)?;
+        let settle = seconds("settle-secs", self.settle_secs)?;
         let wall = Instant::now();
         let config = config_for(
             self.nodes,
@@ -268,7 +250,6 @@ impl BenchNetArgs {
             .map(|&i| cluster.observed[i].lock().expect("lock").deliveries)
             .sum();
         let broadcasts = f64::from(self.broadcasts.max(1));
-        let q = Quantiles::of(&latencies);
 
         progress("failure detection");
         let detection_phase = Instant::now();
@@ -320,11 +301,7 @@ impl BenchNetArgs {
             strategy: self.strategy,
             probe_interval_ms: self.probe_interval_ms,
             join_convergence_s: join_convergence_s.flatten(),
-            broadcast_to_all_ms: Millis {
-                p50: q.p50,
-                p99: q.p99,
-                max: q.max,
-            },
+            broadcast_to_all_ms: Quantiles::of(&latencies),
             broadcasts: self.broadcasts,
             broadcasts_incomplete: incomplete,
             deliveries_per_node: deliveries as f64 / (broadcasts * (self.nodes - 1) as f64),

@@ -95,7 +95,8 @@ pub struct MembershipArgs {
     pub format: Format,
 }
 
-fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+/// Parses a `--name` flag's seconds, refusing negative and non-finite values.
+pub(crate) fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value >= 0.0) {
         bail!("--{name} must be a non-negative number of seconds, got {value}");
     }

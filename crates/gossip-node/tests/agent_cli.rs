@@ -28,24 +28,20 @@ impl Drop for TempDir {
     }
 }
 
-fn keygen(dir: &Path, name: &str) {
-    let out = Command::new(BIN)
-        .args([
-            "keygen",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--ip",
-            "127.0.0.1",
-            "--name",
-            name,
-        ])
-        .output()
-        .unwrap();
+/// Runs the binary with `args` and checks that it succeeds.
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+fn keygen(dir: &Path, name: &str) {
+    let dir = dir.to_str().unwrap();
+    run_ok(&["keygen", "--dir", dir, "--ip", "127.0.0.1", "--name", name]);
 }
 
 fn free_port() -> u16 {
@@ -212,29 +208,21 @@ fn agent_and_keygen_refuse_bad_input_clearly() {
 
 #[test]
 fn bench_net_json_has_every_promised_key() {
-    let out = Command::new(BIN)
-        .args([
-            "bench-net",
-            "--nodes",
-            "4",
-            "--broadcasts",
-            "2",
-            "--idle-secs",
-            "0.5",
-            "--settle-secs",
-            "0",
-            "--probe-interval-ms",
-            "200",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&[
+        "bench-net",
+        "--nodes",
+        "4",
+        "--broadcasts",
+        "2",
+        "--idle-secs",
+        "0.5",
+        "--settle-secs",
+        "0",
+        "--probe-interval-ms",
+        "200",
+        "--format",
+        "json",
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "nodes",

@@ -77,8 +77,9 @@ impl MembershipScenario {
     }
 }
 
-/// p50, p99 and maximum of a set of durations, in seconds. `None` where the
-/// quantile falls on a case that never completed.
+/// p50, p99 and maximum of a set of durations, in the unit the field holding
+/// them names (seconds unless it says otherwise). `None` where the quantile
+/// falls on a case that never completed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
     /// Median.
