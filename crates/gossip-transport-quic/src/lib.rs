@@ -66,7 +66,9 @@ pub struct QuicConfig {
     /// After a failed connect, frames to that peer are dropped for this
     /// long instead of retrying at once. Default 1 s.
     pub retry_after: Duration,
-    /// Most open connections; beyond it new ones are refused. Default 4096.
+    /// Most open connections, and most peers with a sending queue; beyond
+    /// it new connections are refused and frames to new peers dropped.
+    /// Default 4096.
     pub max_connections: usize,
     /// Frames queued per peer while its connection is being made; beyond
     /// it frames are dropped. Default 256.
@@ -204,6 +206,11 @@ impl QuicTransport {
         })
     }
 
+    /// Number of peers with a sending queue (each has a task).
+    pub fn peer_queue_count(&self) -> usize {
+        self.shared.senders.lock().expect("senders lock").len()
+    }
+
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.shared.open.lock().expect("open lock").len()
@@ -237,6 +244,11 @@ impl Transport for QuicTransport {
         }
         let frame = Bytes::copy_from_slice(bytes);
         let mut senders = self.shared.senders.lock().expect("senders lock");
+        if !senders.contains_key(&to) && senders.len() >= self.shared.config.max_connections {
+            // Every queue is a task and a future connection: bounded.
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let queue = senders.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(self.shared.config.peer_queue_len.max(1));
             tokio::spawn(send_loop(Arc::clone(&self.shared), to, rx));

@@ -150,3 +150,21 @@ async fn a_dead_peer_is_reported_unreachable() {
     );
     assert!(a.stats().frames_dropped >= 1);
 }
+
+#[tokio::test]
+async fn frames_to_more_peers_than_the_limit_are_dropped_and_counted() {
+    let ca = ClusterCa::generate().unwrap();
+    let config = QuicConfig {
+        max_connections: 2,
+        connect_timeout: Duration::from_millis(200),
+        ..QuicConfig::default()
+    };
+    let a = endpoint(loopback_identity(&ca), config).await;
+    for port in 1..=5u16 {
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000 + port));
+        a.send(to, b"x").await.unwrap();
+    }
+    // Two peers get a queue; the three others' frames are dropped at once.
+    assert_eq!(a.peer_queue_count(), 2);
+    assert!(a.stats().frames_dropped >= 3);
+}
