@@ -104,6 +104,12 @@ pub trait Transport: Send + Sync {
     fn stats(&self) -> TransportStats {
         TransportStats::default()
     }
+
+    /// Sends what is still queued (within a short bound) and shuts down.
+    /// A driver calls it when its node stops gracefully, so that the last
+    /// frames (a leave announcement) leave; dropping a transport without
+    /// it is a crash. The default has nothing to flush.
+    async fn close(&self) {}
 }
 
 /// Smart pointers to a transport are transports: a program may hold a
@@ -130,6 +136,10 @@ macro_rules! forward_transport {
 
             fn stats(&self) -> TransportStats {
                 (**self).stats()
+            }
+
+            async fn close(&self) {
+                (**self).close().await
             }
         }
     };

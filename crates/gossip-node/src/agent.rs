@@ -35,7 +35,6 @@
 //! Time comes from tokio's clock, so tests may pause and advance it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gossip_core::{
@@ -43,8 +42,8 @@ use gossip_core::{
     TransportError, TransportStats,
 };
 use thiserror::Error;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// Settings of the driver itself (the protocol's are in the node's
@@ -174,12 +173,18 @@ impl Agent {
             leave_linger: config.leave_linger,
             send_errors: 0,
         };
-        let task = tokio::spawn(driver.run(command_rx));
+        let (stopped_tx, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            driver.run(command_rx).await;
+            let _ = stopped_tx.send(true);
+        })
+        .abort_handle();
         Ok(AgentHandle {
             id,
             commands,
             events,
-            task: Arc::new(std::sync::Mutex::new(Some(task))),
+            task,
+            stopped,
         })
     }
 }
@@ -238,7 +243,12 @@ impl<S: Strategy, A: Aggregate, T: Transport> Driver<S, A, T> {
                     Some(Command::Leave(reply)) => {
                         match self.node.leave(now()) {
                             Ok(()) => linger_until = Some((Instant::now() + self.leave_linger, Some(reply))),
-                            Err(error) => { let _ = reply.send(Err(error)); }
+                            // Never joined (or already left): there is
+                            // nothing to announce, so stopping is all.
+                            Err(_) => {
+                                linger_until = Some((Instant::now(), Some(reply)));
+                                break;
+                            }
                         }
                     }
                     Some(command) => self.command(command),
@@ -255,6 +265,9 @@ impl<S: Strategy, A: Aggregate, T: Transport> Driver<S, A, T> {
             self.flush().await;
         }
         self.flush().await;
+        // A graceful stop: let the transport send what it still holds (the
+        // last of the farewell). A crash (abort) never gets here.
+        self.transport.close().await;
         if let Some((_, Some(reply))) = linger_until {
             let _ = reply.send(Ok(()));
         }
@@ -317,7 +330,8 @@ pub struct AgentHandle {
     id: SocketAddr,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
-    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    task: AbortHandle,
+    stopped: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -383,6 +397,7 @@ impl AgentHandle {
     /// Leaves the cluster gracefully: the departure is announced, gossiped
     /// for at most `leave_linger`, then the agent stops. Returns once it
     /// has stopped.
+    /// A node that never joined just stops.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let left = self.ask(Command::Leave).await;
         self.wait().await;
@@ -392,16 +407,14 @@ impl AgentHandle {
     /// Stops the agent at once, without telling anyone: to other members
     /// it looks like a crash. The transport is dropped with the task.
     pub fn abort(&self) {
-        if let Some(task) = self.task.lock().expect("agent task lock").as_ref() {
-            task.abort();
-        }
+        self.task.abort();
     }
 
-    /// Waits until the agent's task has ended.
+    /// Waits until the agent's task has ended. Cancellation safe, and any
+    /// number of handles may wait at once.
     pub async fn wait(&self) {
-        let task = self.task.lock().expect("agent task lock").take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        let mut stopped = self.stopped.clone();
+        // An error means the task is gone without saying so (aborted).
+        let _ = stopped.wait_for(|&done| done).await;
     }
 }

@@ -204,7 +204,8 @@ impl BenchNetArgs {
         let idle_wall = idle_start.elapsed().as_secs_f64();
         let cpu_s = cpu.elapsed().as_secs_f64();
         let after = cluster.transport_totals().await;
-        let per_node_s = |a: u64, b: u64| (a - b) as f64 / self.nodes as f64 / idle_wall.max(1e-9);
+        let per_node_s =
+            |a: u64, b: u64| a.saturating_sub(b) as f64 / self.nodes as f64 / idle_wall.max(1e-9);
 
         progress("broadcasting");
         let broadcast_phase = Instant::now();
@@ -260,7 +261,9 @@ impl BenchNetArgs {
         cluster.agents[victim].wait().await;
         let survivors = cluster.others(&[victim]);
         let detected = cluster
-            .wait_until(&survivors, timeout, |o| o.down.contains_key(&victim_addr))
+            .wait_until(&survivors, timeout, |o| {
+                o.dead_since(victim_addr, killed).is_some()
+            })
             .await;
         let down_times: Vec<Instant> = survivors
             .iter()
@@ -268,9 +271,7 @@ impl BenchNetArgs {
                 cluster.observed[i]
                     .lock()
                     .expect("lock")
-                    .down
-                    .get(&victim_addr)
-                    .copied()
+                    .dead_since(victim_addr, killed)
             })
             .collect();
         let detection_s = detected
@@ -284,7 +285,12 @@ impl BenchNetArgs {
         for o in cluster.observed.iter() {
             let o = o.lock().expect("lock");
             events_lagged += o.lagged;
-            for (&addr, &at) in o.down.iter().filter(|(&a, _)| a != victim_addr) {
+            // Every declaration but the victim's after it was killed is false.
+            let false_deaths = o
+                .deaths
+                .iter()
+                .filter(|&&(who, at)| who != victim_addr || at < killed);
+            for &(addr, at) in false_deaths {
                 false_positives.insert(addr);
                 let phase = [idle_phase, broadcast_phase, detection_phase]
                     .iter()

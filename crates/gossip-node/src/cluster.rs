@@ -73,12 +73,23 @@ pub struct Observed {
     pub delivered: HashMap<MessageId, Instant>,
     /// How many deliveries it had in all (duplicates would count twice).
     pub deliveries: u64,
-    /// When it saw each member declared dead.
-    pub down: HashMap<SocketAddr, Instant>,
+    /// Every death declaration it saw, in order (a member that comes back
+    /// and dies again appears twice).
+    pub deaths: Vec<(SocketAddr, Instant)>,
     /// Members that left gracefully.
     pub left: HashSet<SocketAddr>,
     /// Events lost because this watcher fell behind.
     pub lagged: u64,
+}
+
+impl Observed {
+    /// When it first saw `member` declared dead at or after `since`.
+    pub fn dead_since(&self, member: SocketAddr, since: Instant) -> Option<Instant> {
+        self.deaths
+            .iter()
+            .find(|&&(who, at)| who == member && at >= since)
+            .map(|&(_, at)| at)
+    }
 }
 
 /// How to build each node of a [`LocalCluster`].
@@ -248,7 +259,7 @@ async fn watch(
             }
             Event::MemberDown(m) => {
                 seen.live.remove(&m.id.addr());
-                seen.down.entry(m.id.addr()).or_insert(now);
+                seen.deaths.push((m.id.addr(), now));
             }
             Event::MemberLeft(m) => {
                 seen.live.remove(&m.id.addr());

@@ -62,7 +62,15 @@ impl KeygenArgs {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let (cert, key) = (self.dir.join("ca.pem"), self.dir.join("ca.key"));
-        let ca = if cert.exists() && key.exists() {
+        if cert.exists() != key.exists() {
+            // Making a new root here would split the cluster in two.
+            bail!(
+                "{} has only one of ca.pem and ca.key; both are needed to issue certificates \
+                 under the existing root (restore the other, or use an empty folder for a new cluster)",
+                self.dir.display()
+            );
+        }
+        let ca = if cert.exists() {
             let read = |p: &PathBuf| {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
             };

@@ -160,9 +160,17 @@ impl AgentArgs {
         let agent = Agent::spawn(node, transport, AgentConfig::default())?;
         let mut events = agent.subscribe();
         tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                if let Some(line) = event_json(&event) {
-                    print(line);
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if let Some(line) = event_json(&event) {
+                            print(line);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        print(json!({"event": "lagged", "missed": missed}));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
@@ -173,6 +181,9 @@ impl AgentArgs {
         let mut stdin_open = true;
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Made once, so a Ctrl-C during a command is not lost.
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         loop {
             tokio::select! {
                 line = lines.next_line(), if stdin_open => match line.context("reading stdin")? {
@@ -183,7 +194,7 @@ impl AgentArgs {
                     }
                     None => stdin_open = false,
                 },
-                _ = tokio::signal::ctrl_c() => break,
+                _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
             }
         }

@@ -258,4 +258,8 @@ impl<T: Transport + 'static> Transport for Faulty<T> {
         stats.frames_dropped += *self.dropped.lock().expect("counter lock");
         stats
     }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
 }

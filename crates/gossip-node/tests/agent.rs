@@ -233,3 +233,16 @@ async fn a_boxed_transport_drives_a_node_like_a_concrete_one() {
     b.join(vec![addr(0)]).await.unwrap();
     await_live(&[a, b], 2, Duration::from_secs(10)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutting_down_a_node_that_never_joined_returns() {
+    let network = MemoryNetwork::new();
+    let agent = spawn_node(network.bind(addr(0), 1400).unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(5), agent.shutdown())
+        .await
+        .expect("shutdown returns")
+        .expect("nothing to announce is not an error");
+    assert!(matches!(agent.members().await, Err(AgentError::Stopped)));
+    // Waiting again, from any handle, returns at once.
+    agent.clone().wait().await;
+}

@@ -69,6 +69,12 @@ impl Drop for Agent {
 
 impl Agent {
     fn start(dir: &Path, name: &str, join: Option<&str>) -> Self {
+        Self::start_with_root(dir, name, &dir.join("ca.pem"), join)
+    }
+
+    /// Like `start`, trusting the root at `root` whatever issued the node's
+    /// own certificate.
+    fn start_with_root(dir: &Path, name: &str, root: &Path, join: Option<&str>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let file = |f: &str| dir.join(f).to_str().unwrap().to_string();
         let mut args = vec![
@@ -82,7 +88,7 @@ impl Agent {
             "--key".into(),
             file(&format!("{name}.key")),
             "--ca".into(),
-            file("ca.pem"),
+            root.to_str().unwrap().to_string(),
             "--probe-interval-ms".into(),
             "200".into(),
         ];
@@ -159,9 +165,22 @@ fn quic_agents_under_one_root_join_broadcast_and_leave_and_a_stranger_stays_out(
     assert!(b.saw(Duration::from_secs(15), |e| e["event"] == "delivered"
         && e["payload"] == "over-quic"));
 
-    // A node with a certificate from another root cannot get in.
+    // A node with a certificate from another root cannot get in: neither
+    // when it also trusts only its own root (it refuses the member), nor
+    // when it trusts the cluster's (the member refuses it).
     let stranger = Agent::start(&other.0, "c", Some(&a_addr));
+    assert!(stranger.saw(Duration::from_secs(10), |e| e["event"] == "ready"));
     assert!(!stranger.saw(Duration::from_secs(3), |e| e["event"] == "member_up"));
+    let c_addr = stranger.addr.clone();
+    let impostor = Agent::start_with_root(&other.0, "c", &keys.0.join("ca.pem"), Some(&a_addr));
+    assert!(impostor.saw(Duration::from_secs(10), |e| e["event"] == "ready"));
+    assert!(!impostor.saw(Duration::from_secs(3), |e| e["event"] == "member_up"));
+    let d_addr = impostor.addr.clone();
+    assert!(
+        !a.saw(Duration::from_millis(500), |e| e["event"] == "member_up"
+            && (e["member"] == c_addr.as_str()
+                || e["member"] == d_addr.as_str()))
+    );
 
     b.say("leave");
     assert!(a.saw(Duration::from_secs(15), |e| is(e, "member_left", &b_addr)));

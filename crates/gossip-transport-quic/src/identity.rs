@@ -110,7 +110,7 @@ impl ClusterCa {
     /// Writes `ca.pem` and `ca.key` into `dir`.
     pub fn write_pem(&self, dir: &Path) -> Result<(), IdentityError> {
         write(&dir.join("ca.pem"), &self.cert_pem())?;
-        write(&dir.join("ca.key"), &self.key_pem)
+        write_secret(&dir.join("ca.key"), &self.key_pem)
     }
 
     /// Issues a node certificate valid for the given addresses (peers check
@@ -168,7 +168,7 @@ impl Identity {
     pub fn write_pem(&self, dir: &Path, stem: &str) -> Result<(), IdentityError> {
         let chain: String = self.chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
         write(&dir.join(format!("{stem}.pem")), &chain)?;
-        write(
+        write_secret(
             &dir.join(format!("{stem}.key")),
             &pem("PRIVATE KEY", self.key.secret_der()),
         )?;
@@ -198,6 +198,21 @@ impl Identity {
             trust_root: CertificateDer::from_pem_file(root).map_err(|e| bad(root, e))?,
         })
     }
+}
+
+/// Writes a private key readable by its owner only (mode 0600 on Unix).
+fn write_secret(path: &Path, contents: &str) -> Result<(), IdentityError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let io = |source| IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), IdentityError> {

@@ -4,18 +4,22 @@
 //!   QUIC datagram (unreliable, like UDP, but encrypted and congestion
 //!   controlled); a larger one, up to [`QuicConfig::max_frame_len`], goes on
 //!   its own unidirectional stream.
-//! - **Connections**: one per peer, opened lazily on the first frame to it
-//!   and shared with the connection the peer opened to us, kept until
+//! - **Connections**: one per peer, opened lazily on the first frame to it;
+//!   the newest connection with a peer (ours or the one it opened to us)
+//!   carries our frames to it. A connection lives until
 //!   [`QuicConfig::idle_timeout`] of silence. Sending never waits for a
 //!   handshake: frames queue per peer while it runs.
-//! - **Unreachable peers**: a failed connect, or a connection lost to a
-//!   timeout or reset, is reported as [`Incoming::Unreachable`], which the
-//!   driver hands to `Node::peer_unreachable`. A peer closing gracefully is
-//!   not reported.
+//! - **Unreachable peers**: a failed connect, or a connection reset or
+//!   broken by a protocol error, is reported as [`Incoming::Unreachable`],
+//!   which the driver hands to `Node::peer_unreachable`. A graceful close
+//!   or an idle timeout is not reported. The stateless-reset key is derived
+//!   from the node's private key, so a node restarted at the same address
+//!   resets the connections its previous life left open at its peers, and
+//!   they reconnect instead of sending into the void.
 //! - **Identity**: mutual TLS 1.3. Every node has a certificate issued by
 //!   the cluster's root ([`ClusterCa`]); a node refuses peers whose
-//!   certificate does not chain to it, and checks that a peer's certificate
-//!   names the IP address it dialled.
+//!   certificate does not chain to it, and checks that the peer's
+//!   certificate names the peer's IP address, whichever side dialled.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,7 +39,7 @@ mod identity;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,11 +48,18 @@ use gossip_core::{Incoming, Transport, TransportError, TransportStats};
 pub use identity::{ClusterCa, Identity, IdentityError};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// ALPN protocol name: peers speaking anything else are refused.
 pub const ALPN: &[u8] = b"gossip/1";
+
+/// Bytes of datagrams quinn may hold per connection before sending them.
+const DATAGRAM_SEND_BUFFER: usize = 1 << 20;
+
+/// How long [`Transport::close`] waits for queued frames to leave.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Settings of a [`QuicTransport`].
 #[derive(Clone, Debug)]
@@ -97,6 +108,10 @@ struct Counters {
     /// Totals of connections already closed.
     closed: Mutex<TransportStats>,
     dropped: AtomicU64,
+    /// Incoming handshakes under way (they count against the limit).
+    handshaking: AtomicUsize,
+    /// Sending tasks still running.
+    senders: AtomicUsize,
 }
 
 struct Shared {
@@ -173,19 +188,27 @@ impl QuicTransport {
         transport
             .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(other)?))
             .keep_alive_interval(None)
-            .datagram_receive_buffer_size(Some(1 << 20));
+            .datagram_receive_buffer_size(Some(1 << 20))
+            .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
         let transport = Arc::new(transport);
 
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(
             QuicServerConfig::try_from(server_tls).map_err(other)?,
         ));
         server.transport_config(Arc::clone(&transport));
+        server.max_incoming(config.max_connections);
         let mut client = quinn::ClientConfig::new(Arc::new(
             QuicClientConfig::try_from(client_tls).map_err(other)?,
         ));
         client.transport_config(transport);
 
-        let mut endpoint = Endpoint::server(server, addr)?;
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let mut endpoint = Endpoint::new(
+            quinn::EndpointConfig::new(Arc::new(reset_key(&identity))),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         endpoint.set_default_client_config(client);
         let local = endpoint.local_addr()?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_len.max(1));
@@ -215,6 +238,15 @@ impl QuicTransport {
     pub fn connection_count(&self) -> usize {
         self.shared.open.lock().expect("open lock").len()
     }
+}
+
+/// The stateless-reset key: the same for every life of a node with the same
+/// private key, so that a restarted node can reset connections its previous
+/// life left open at its peers.
+fn reset_key(identity: &Identity) -> ring::hmac::Key {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, identity.key.secret_der());
+    let derived = ring::hmac::sign(&secret, b"gossip stateless reset key v1");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
 }
 
 impl Drop for QuicTransport {
@@ -251,6 +283,8 @@ impl Transport for QuicTransport {
         }
         let queue = senders.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(self.shared.config.peer_queue_len.max(1));
+            // Counted before it first runs, so that `close` waits for it.
+            self.shared.counters.senders.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(send_loop(Arc::clone(&self.shared), to, rx));
             tx
         });
@@ -283,6 +317,31 @@ impl Transport for QuicTransport {
         total.frames_dropped += self.shared.counters.dropped.load(Ordering::Relaxed);
         total
     }
+
+    async fn close(&self) {
+        let shared = &self.shared;
+        let deadline = Instant::now() + CLOSE_DRAIN;
+        // Dropping the queues lets each sending task send what it holds and end.
+        shared.senders.lock().expect("senders lock").clear();
+        while shared.counters.senders.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Then wait until quinn has handed every buffered datagram to the socket.
+        loop {
+            let drained = shared
+                .open
+                .lock()
+                .expect("open lock")
+                .values()
+                .all(|c| c.datagram_send_buffer_space() >= DATAGRAM_SEND_BUFFER);
+            if drained || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shared.endpoint.close(0u32.into(), b"leaving");
+        let _ = tokio::time::timeout(CLOSE_DRAIN, shared.endpoint.wait_idle()).await;
+    }
 }
 
 fn add(total: &mut TransportStats, connection: &Connection) {
@@ -299,24 +358,56 @@ fn is_open(connection: &Connection) -> bool {
 
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
-        if shared.open.lock().expect("open lock").len() >= shared.config.max_connections {
+        let open = shared.open.lock().expect("open lock").len();
+        let handshaking = shared.counters.handshaking.load(Ordering::Relaxed);
+        if open + handshaking >= shared.config.max_connections {
             incoming.refuse();
             continue;
         }
+        shared.counters.handshaking.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             // A peer outside the cluster fails here, in the handshake.
             match tokio::time::timeout(shared.config.connect_timeout, incoming).await {
-                Ok(Ok(connection)) => adopt(&shared, connection),
+                Ok(Ok(connection)) => {
+                    if names_its_address(&connection) {
+                        adopt(&shared, connection);
+                    } else {
+                        tracing::debug!(peer = %connection.remote_address(), "certificate does not name the peer's address");
+                        connection.close(1u32.into(), b"certificate does not name this address");
+                    }
+                }
                 Ok(Err(error)) => tracing::debug!(%error, "incoming handshake failed"),
                 Err(_) => tracing::debug!("incoming handshake timed out"),
             }
+            shared.counters.handshaking.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
-/// Registers a new connection for sending (unless one to that peer is
-/// already open) and starts reading from it.
+/// Whether the certificate a dialling peer presented (already checked to
+/// chain to the cluster root) names the IP address it dials from, as the
+/// dialling side checks of the peer it dials.
+fn names_its_address(connection: &Connection) -> bool {
+    let Some(identity) = connection.peer_identity() else {
+        return false;
+    };
+    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+        return false;
+    };
+    let Some(leaf) = chain.first() else {
+        return false;
+    };
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
+        return false;
+    };
+    let ip = ServerName::IpAddress(connection.remote_address().ip().into());
+    cert.verify_is_valid_for_subject_name(&ip).is_ok()
+}
+
+/// Makes a new connection the one that carries frames to its peer (the
+/// newest wins: after a peer restarts, its new connection replaces the one
+/// to its previous life) and starts reading from it.
 fn adopt(shared: &Arc<Shared>, connection: Connection) {
     let peer = connection.remote_address();
     shared
@@ -324,15 +415,11 @@ fn adopt(shared: &Arc<Shared>, connection: Connection) {
         .lock()
         .expect("open lock")
         .insert(connection.stable_id(), connection.clone());
-    {
-        let mut connections = shared.connections.lock().expect("connections lock");
-        match connections.get(&peer) {
-            Some(existing) if is_open(existing) => {}
-            _ => {
-                connections.insert(peer, connection.clone());
-            }
-        }
-    }
+    shared
+        .connections
+        .lock()
+        .expect("connections lock")
+        .insert(peer, connection.clone());
     tokio::spawn(read_loop(Arc::clone(shared), connection));
 }
 
@@ -388,9 +475,11 @@ async fn read_loop(shared: Arc<Shared>, connection: Connection) {
             connections.remove(&from);
         }
     }
+    // An idle timeout is the normal end of a quiet connection, and a
+    // graceful close is the peer's choice; neither says the peer is gone.
     let lost = matches!(
         error,
-        ConnectionError::TimedOut | ConnectionError::Reset | ConnectionError::TransportError(_)
+        ConnectionError::Reset | ConnectionError::TransportError(_)
     );
     if lost {
         tracing::debug!(%from, %error, "connection lost");
@@ -415,8 +504,12 @@ async fn connect(shared: &Arc<Shared>, peer: SocketAddr) -> Result<Connection, S
 }
 
 /// Sends one peer's frames in order, connecting when needed.
-async fn send_loop(shared: Arc<Shared>, peer: SocketAddr, mut frames: mpsc::Receiver<Bytes>) {
-    let mut connection: Option<Connection> = None;
+async fn send_loop(shared: Arc<Shared>, peer: SocketAddr, frames: mpsc::Receiver<Bytes>) {
+    send_frames(&shared, peer, frames).await;
+    shared.counters.senders.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::Receiver<Bytes>) {
     let mut refused_until: Option<Instant> = None;
     loop {
         let frame = match tokio::time::timeout(shared.config.idle_timeout, frames.recv()).await {
@@ -436,36 +529,32 @@ async fn send_loop(shared: Arc<Shared>, peer: SocketAddr, mut frames: mpsc::Rece
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let current = match connection.as_ref().filter(|c| is_open(c)) {
-            Some(c) => c.clone(),
-            None => {
-                let cached = shared
-                    .connections
-                    .lock()
-                    .expect("connections lock")
-                    .get(&peer)
-                    .filter(|c| is_open(c))
-                    .cloned();
-                match cached {
-                    Some(c) => c,
-                    None => match connect(&shared, peer).await {
-                        Ok(c) => {
-                            adopt(&shared, c.clone());
-                            c
-                        }
-                        Err(reason) => {
-                            tracing::debug!(%peer, %reason, "connect failed");
-                            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                            refused_until = Some(Instant::now() + shared.config.retry_after);
-                            deliver(&shared, Incoming::Unreachable(peer));
-                            continue;
-                        }
-                    },
+        // Looked up for every frame: a newer connection (the peer's, after
+        // it restarted) replaces the one we used before.
+        let cached = shared
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&peer)
+            .filter(|c| is_open(c))
+            .cloned();
+        let current = match cached {
+            Some(c) => c,
+            None => match connect(shared, peer).await {
+                Ok(c) => {
+                    adopt(shared, c.clone());
+                    c
                 }
-            }
+                Err(reason) => {
+                    tracing::debug!(%peer, %reason, "connect failed");
+                    shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    refused_until = Some(Instant::now() + shared.config.retry_after);
+                    deliver(shared, Incoming::Unreachable(peer));
+                    continue;
+                }
+            },
         };
         refused_until = None;
-        connection = Some(current.clone());
         let fits = current
             .max_datagram_size()
             .is_some_and(|size| frame.len() <= size);

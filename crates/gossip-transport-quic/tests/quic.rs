@@ -168,3 +168,59 @@ async fn frames_to_more_peers_than_the_limit_are_dropped_and_counted() {
     assert_eq!(a.peer_queue_count(), 2);
     assert!(a.stats().frames_dropped >= 3);
 }
+
+#[tokio::test]
+async fn a_dialler_whose_certificate_is_not_under_the_root_is_refused_by_the_server() {
+    let cluster = ClusterCa::generate().unwrap();
+    let foreign = ClusterCa::generate().unwrap();
+    let member = endpoint(loopback_identity(&cluster), QuicConfig::default()).await;
+    // The stranger trusts the cluster root, so it accepts the member's
+    // certificate; only the member's check of the stranger's own
+    // certificate can keep it out.
+    let mut stranger_identity = loopback_identity(&foreign);
+    stranger_identity.trust_root = cluster.certificate().clone();
+    let stranger = endpoint(stranger_identity, QuicConfig::default()).await;
+    stranger
+        .send(member.local_addr(), b"let me in")
+        .await
+        .unwrap();
+    assert!(
+        next(&member, Duration::from_millis(1500)).await.is_none(),
+        "nothing from the stranger reaches the member"
+    );
+    assert_eq!(member.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_dialler_whose_certificate_names_another_address_is_refused_by_the_server() {
+    let ca = ClusterCa::generate().unwrap();
+    let member = endpoint(loopback_identity(&ca), QuicConfig::default()).await;
+    // Under the right root, but issued for 10.9.9.9 while dialling from
+    // 127.0.0.1.
+    let elsewhere = endpoint(
+        ca.issue(&["10.9.9.9".parse().unwrap()], &[]).unwrap(),
+        QuicConfig::default(),
+    )
+    .await;
+    elsewhere.send(member.local_addr(), b"x").await.unwrap();
+    match next(&member, Duration::from_millis(1500)).await {
+        None => {}
+        Some(Incoming::Unreachable(_)) => {}
+        Some(frame) => panic!("a frame got through: {frame:?}"),
+    }
+    assert_eq!(member.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn close_sends_what_is_queued_before_shutting_down() {
+    let ca = ClusterCa::generate().unwrap();
+    let a = endpoint(loopback_identity(&ca), QuicConfig::default()).await;
+    let b = endpoint(loopback_identity(&ca), QuicConfig::default()).await;
+    // The first frame still waits for the handshake when close is called.
+    a.send(b.local_addr(), b"farewell").await.unwrap();
+    a.close().await;
+    assert!(matches!(
+        next(&b, Duration::from_secs(5)).await,
+        Some(Incoming::Frame { bytes, .. }) if bytes == b"farewell"
+    ));
+}
