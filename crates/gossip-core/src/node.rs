@@ -912,6 +912,17 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         };
         self.adjust_health(i64::from(missed));
         self.suspect(now, probe.target);
+        // A helper's nack says its own ping to the target went unanswered:
+        // an independent failed probe, so it confirms the suspicion at once
+        // instead of waiting for other members to happen to probe it.
+        if let Some(entry) = self.members.get(&probe.target) {
+            if entry.liveness == Liveness::Suspect {
+                let version = entry.version();
+                for helper in probe.nacked {
+                    self.apply_claim(now, probe.target, version, Claim::Suspect(helper), true);
+                }
+            }
+        }
     }
 
     fn on_ack(&mut self, seq: u32) {

@@ -131,6 +131,37 @@ fn crashed_node_is_suspected_then_declared_down_by_everyone_else() {
     assert!(declared >= 1, "someone's suspicion timed out");
 }
 
+#[test]
+fn helpers_nacks_confirm_a_suspicion_so_it_runs_for_the_minimum_only() {
+    // Default LAN timings with 5 members: suspicion lasts between
+    // 0.75 x 2 x 1 s = 1.5 s and 3 x that = 4.5 s. A lone suspecter would
+    // wait 4.5 s (3 s with one confirmation); the three helpers of the
+    // failed probe each nack, confirming it three times: 1.5 s.
+    for seed in [10, 11, 12] {
+        let mut sim = converged(5, seed);
+        sim.run_until(secs(5));
+        let crash_at = sim.now();
+        let victim = 2;
+        sim.crash(victim);
+        sim.run_until(crash_at + secs(15));
+        let first = |kind: &str| {
+            sim.events
+                .iter()
+                .filter(|o| o.at >= crash_at && common::member(&o.event).id == id(victim))
+                .filter(|o| common::kind(&o.event) == kind)
+                .map(|o| o.at)
+                .min()
+                .expect("the crash is noticed")
+        };
+        let (suspected, declared) = (first("suspect"), first("down"));
+        let window = declared - suspected;
+        assert!(
+            window <= Duration::from_millis(1600),
+            "seed {seed}: suspicion lasted {window:?}, more than the 1.5 s minimum"
+        );
+    }
+}
+
 /// The default config with the suspicion window pinned at 1 s .. 3 s (for up
 /// to 10 members), so that the outage scenarios below test the refutation
 /// mechanism rather than however the defaults happen to be tuned: a 1.5 s

@@ -7,6 +7,7 @@
 //! node killed without a farewell (time until every other node declares it
 //! dead).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -77,6 +78,10 @@ pub struct BenchNetArgs {
     /// Seconds to let the cluster settle after join convergence, before the idle window.
     #[arg(long, default_value_t = 5.0)]
     pub settle_secs: f64,
+    /// Nodes killed (one after another, each once the previous one is
+    /// detected) to measure failure detection.
+    #[arg(long, default_value_t = 5)]
+    pub kills: usize,
     /// Seconds each phase may take before it is reported as not reached.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_secs: f64,
@@ -125,10 +130,13 @@ pub struct BenchNetReport {
     /// CPU used by the whole process in the idle window, in percent of
     /// one core (all nodes together).
     pub cpu_percent: f64,
-    /// Seconds from killing one node until every other node declared it
-    /// dead (null if not within the timeout).
+    /// Seconds from killing a node until every other live node declared it
+    /// dead, for the slowest of the kills (null if one was not detected
+    /// within the timeout).
     pub detection_s: Option<f64>,
-    /// Seconds until the first node declared it dead.
+    /// The same for each kill, in order.
+    pub detection_per_kill_s: Vec<Option<f64>>,
+    /// Seconds until the first node declared a victim dead, fastest kill.
     pub detection_first_s: Option<f64>,
     /// Live nodes declared dead by someone during the run.
     pub false_positives: usize,
@@ -149,6 +157,13 @@ impl BenchNetArgs {
         }
         if self.probe_interval_ms == 0 {
             bail!("--probe-interval-ms must be positive");
+        }
+        if self.kills >= self.nodes - 1 {
+            bail!(
+                "--kills must leave the seed and one other node alive: at most {} with --nodes {}",
+                self.nodes.saturating_sub(2),
+                self.nodes
+            );
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -254,30 +269,54 @@ impl BenchNetArgs {
 
         progress("failure detection");
         let detection_phase = Instant::now();
-        let victim = rng.random_range(1..self.nodes);
-        let victim_addr = cluster.agents[victim].id();
-        let killed = Instant::now();
-        cluster.agents[victim].abort();
-        cluster.agents[victim].wait().await;
-        let survivors = cluster.others(&[victim]);
-        let detected = cluster
-            .wait_until(&survivors, timeout, |o| {
-                o.dead_since(victim_addr, killed).is_some()
-            })
-            .await;
-        let down_times: Vec<Instant> = survivors
+        // One kill at a time, each once the previous one is detected.
+        let mut killed_at: HashMap<SocketAddr, Instant> = HashMap::new();
+        let mut dead: Vec<usize> = Vec::new();
+        let (mut detection_all, mut detection_first) = (Vec::new(), Vec::new());
+        for _ in 0..self.kills {
+            let victim = loop {
+                let candidate = rng.random_range(1..self.nodes);
+                if !dead.contains(&candidate) {
+                    break candidate;
+                }
+            };
+            let victim_addr = cluster.agents[victim].id();
+            let killed = Instant::now();
+            cluster.agents[victim].abort();
+            cluster.agents[victim].wait().await;
+            dead.push(victim);
+            killed_at.insert(victim_addr, killed);
+            let survivors = cluster.others(&dead);
+            let detected = cluster
+                .wait_until(&survivors, timeout, |o| {
+                    o.dead_since(victim_addr, killed).is_some()
+                })
+                .await;
+            let down_times: Vec<Instant> = survivors
+                .iter()
+                .filter_map(|&i| {
+                    cluster.observed[i]
+                        .lock()
+                        .expect("lock")
+                        .dead_since(victim_addr, killed)
+                })
+                .collect();
+            let after = |t: &Instant| (*t - killed).as_secs_f64();
+            detection_all.push(
+                detected
+                    .then(|| down_times.iter().max().map(after))
+                    .flatten(),
+            );
+            detection_first.push(down_times.iter().min().map(after));
+        }
+        // The worst kill; null if any went undetected.
+        let detection_s = detection_all
             .iter()
-            .filter_map(|&i| {
-                cluster.observed[i]
-                    .lock()
-                    .expect("lock")
-                    .dead_since(victim_addr, killed)
+            .try_fold(None::<f64>, |worst, d| {
+                d.map(|d| Some(worst.map_or(d, |w| w.max(d))))
             })
-            .collect();
-        let detection_s = detected
-            .then(|| down_times.iter().max().map(|&t| (t - killed).as_secs_f64()))
             .flatten();
-        let detection_first_s = down_times.iter().min().map(|&t| (t - killed).as_secs_f64());
+        let detection_first_s = detection_first.iter().flatten().copied().reduce(f64::min);
 
         let mut false_positives = std::collections::HashSet::new();
         let mut by_phase = [0usize; 4];
@@ -285,11 +324,11 @@ impl BenchNetArgs {
         for o in cluster.observed.iter() {
             let o = o.lock().expect("lock");
             events_lagged += o.lagged;
-            // Every declaration but the victim's after it was killed is false.
+            // Every declaration but a victim's after it was killed is false.
             let false_deaths = o
                 .deaths
                 .iter()
-                .filter(|&&(who, at)| who != victim_addr || at < killed);
+                .filter(|&&(who, at)| killed_at.get(&who).is_none_or(|&k| at < k));
             for &(addr, at) in false_deaths {
                 false_positives.insert(addr);
                 let phase = [idle_phase, broadcast_phase, detection_phase]
@@ -317,6 +356,7 @@ impl BenchNetArgs {
             idle_window_s: idle_wall,
             cpu_percent: 100.0 * cpu_s / idle_wall.max(1e-9),
             detection_s,
+            detection_per_kill_s: detection_all,
             detection_first_s,
             false_positives: false_positives.len(),
             false_declarations_by_phase: by_phase,
@@ -378,8 +418,14 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
     )?;
     writeln!(
         out,
-        "  failure detection    all {} s, first {} s",
+        "  failure detection    all, worst of {} kills {} s (each: {}), first {} s",
+        r.detection_per_kill_s.len(),
         opt(r.detection_s, 2),
+        r.detection_per_kill_s
+            .iter()
+            .map(|d| opt(*d, 2))
+            .collect::<Vec<_>>()
+            .join(" "),
         opt(r.detection_first_s, 2)
     )?;
     writeln!(

@@ -239,6 +239,8 @@ fn bench_net_json_has_every_promised_key() {
         "0",
         "--probe-interval-ms",
         "200",
+        "--kills",
+        "1",
         "--format",
         "json",
     ]);
