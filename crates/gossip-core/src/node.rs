@@ -1160,6 +1160,14 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             }
         };
         if changed && regossip {
+            // Deaths and suspicions are passed on at once rather than at the
+            // next gossip round: a death then reaches everyone at network
+            // speed, and a suspicion reaches its subject while it can still
+            // refute. Each node does this once per news, so the cost is one
+            // early round per node per event.
+            if matches!(claim, Claim::Dead(_) | Claim::Suspect(_)) && self.phase == Phase::Running {
+                self.next_gossip_at = Some(self.next_gossip_at.map_or(now, |t| t.min(now)));
+            }
             let status = match claim {
                 Claim::Alive(metadata) => Status::Alive { metadata },
                 Claim::Suspect(by) => Status::Suspect { by },

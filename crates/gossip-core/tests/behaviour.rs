@@ -162,6 +162,34 @@ fn helpers_nacks_confirm_a_suspicion_so_it_runs_for_the_minimum_only() {
     }
 }
 
+#[test]
+fn a_death_spreads_at_once_not_at_the_next_gossip_round() {
+    // The simulated network delivers in about a millisecond; gossip rounds
+    // are 200 ms apart. Every survivor hears of the death within a few
+    // milliseconds of the first declaration, on each of several seeds.
+    for seed in [20, 21, 22, 23] {
+        let mut sim = converged(6, seed);
+        sim.run_until(secs(5));
+        let crash_at = sim.now();
+        let victim = 4;
+        sim.crash(victim);
+        sim.run_until(crash_at + secs(15));
+        let downs: Vec<Duration> = sim
+            .events
+            .iter()
+            .filter(|o| o.at >= crash_at && common::kind(&o.event) == "down")
+            .filter(|o| common::member(&o.event).id == id(victim))
+            .map(|o| o.at)
+            .collect();
+        assert_eq!(downs.len(), 5, "seed {seed}: every survivor declares it");
+        let spread = *downs.iter().max().unwrap() - *downs.iter().min().unwrap();
+        assert!(
+            spread <= Duration::from_millis(30),
+            "seed {seed}: the death took {spread:?} to reach everyone"
+        );
+    }
+}
+
 /// The default config with the suspicion window pinned at 1 s .. 3 s (for up
 /// to 10 members), so that the outage scenarios below test the refutation
 /// mechanism rather than however the defaults happen to be tuned: a 1.5 s
