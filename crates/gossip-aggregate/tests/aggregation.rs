@@ -446,6 +446,30 @@ fn value_of(i: usize) -> f64 {
     (i as f64 * 0.618_033_988_75).fract()
 }
 
+/// `n` real nodes in the simulator computing the average of
+/// [`value_of`] with `algo`, node 0 leading, started with seed `seed`.
+fn started_average(
+    algo: Algo,
+    epoch: Option<u32>,
+    n: usize,
+    seed: u64,
+) -> gossip_sim::Simulator<gossip_core::NoStrategy, AnyAggregate> {
+    let mut make = build(algo, Function::Average, epoch);
+    let nodes: Vec<AnyAggregate> = (0..n)
+        .map(|i| make(i, value_of(i), i == 0, false))
+        .collect();
+    let mut sim = gossip_sim::Simulator::with_parts(
+        n,
+        seed,
+        gossip_core::Config::lan(n),
+        gossip_sim::LinkModel::default(),
+        gossip_core::NoStrategy,
+        move |i| nodes[i].clone(),
+    );
+    sim.start_all();
+    sim
+}
+
 #[derive(Default)]
 struct Estimates(Vec<(usize, f64)>);
 
@@ -463,19 +487,7 @@ fn real_nodes_compute_the_average_over_encoded_frames() {
     let n = 40;
     let truth = (0..n).map(value_of).sum::<f64>() / n as f64;
     for algo in [Algo::PushSum, Algo::PushPull, Algo::Flow] {
-        let mut make = build(algo, Function::Average, None);
-        let nodes: Vec<AnyAggregate> = (0..n)
-            .map(|i| make(i, value_of(i), i == 0, false))
-            .collect();
-        let mut sim = gossip_sim::Simulator::with_parts(
-            n,
-            3,
-            gossip_core::Config::lan(n),
-            gossip_sim::LinkModel::default(),
-            gossip_core::NoStrategy,
-            move |i| nodes[i].clone(),
-        );
-        sim.start_all();
+        let mut sim = started_average(algo, None, n, 3);
         let mut seen = Estimates::default();
         sim.run_until(Duration::from_secs(40), &mut seen);
         for i in 0..n {
@@ -507,19 +519,7 @@ fn estimates_follow_an_input_changed_at_runtime() {
         (Algo::PushPull, Some(30)),
         (Algo::Flow, Some(30)),
     ] {
-        let mut make = build(algo, Function::Average, epoch);
-        let nodes: Vec<AnyAggregate> = (0..n)
-            .map(|i| make(i, value_of(i), i == 0, false))
-            .collect();
-        let mut sim = gossip_sim::Simulator::with_parts(
-            n,
-            4,
-            gossip_core::Config::lan(n),
-            gossip_sim::LinkModel::default(),
-            gossip_core::NoStrategy,
-            move |i| nodes[i].clone(),
-        );
-        sim.start_all();
+        let mut sim = started_average(algo, epoch, n, 4);
         let mut seen = Estimates::default();
         sim.run_until(Duration::from_secs(30), &mut seen);
         let error = |sim: &gossip_sim::Simulator<_, AnyAggregate>, truth: f64| {

@@ -10,6 +10,18 @@ fn gossip_node(args: &[&str]) -> std::process::Output {
         .expect("binary runs")
 }
 
+/// Runs the binary with `args`, checks that it succeeds, and parses the one
+/// JSON object it prints.
+fn json_report(args: &[&str]) -> serde_json::Value {
+    let out = gossip_node(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
 /// Runs `prefix` + each case's arguments and checks it fails, saying `needle`.
 fn assert_refused(prefix: &[&str], cases: &[(&[&str], &str)]) {
     for &(args, needle) in cases {
@@ -24,7 +36,7 @@ fn assert_refused(prefix: &[&str], cases: &[(&[&str], &str)]) {
 
 #[test]
 fn json_report_has_every_promised_key() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "membership",
         "--nodes",
@@ -38,12 +50,6 @@ fn json_report_has_every_promised_key() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     for key in [
         "nodes",
         "seed",
@@ -98,7 +104,7 @@ fn impossible_input_is_refused_with_a_reason() {
 
 #[test]
 fn dissemination_json_has_every_promised_key() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "dissemination",
         "--nodes",
@@ -112,12 +118,6 @@ fn dissemination_json_has_every_promised_key() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     for key in [
         "nodes",
         "strategy",
@@ -144,7 +144,7 @@ fn dissemination_json_has_every_promised_key() {
 
 #[test]
 fn flood_counts_are_exact_from_the_command_line() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "dissemination",
         "--nodes",
@@ -154,14 +154,12 @@ fn flood_counts_are_exact_from_the_command_line() {
         "--format",
         "json",
     ]);
-    assert!(out.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["payload_messages_per_run"], 2450.0);
 }
 
 #[test]
 fn full_mode_reports_bytes_and_delivers_with_backup() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "dissemination",
         "--nodes",
@@ -176,12 +174,6 @@ fn full_mode_reports_bytes_and_delivers_with_backup() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["simulation"], "full");
     assert_eq!(report["residue_max"], 0.0, "anti-entropy backs the rumor");
     assert!(report["bytes_per_node"].as_f64().is_some_and(|b| b > 0.0));
@@ -202,7 +194,7 @@ fn dissemination_input_errors_are_explained() {
 
 #[test]
 fn aggregation_json_has_every_promised_key() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "aggregation",
         "--nodes",
@@ -216,12 +208,6 @@ fn aggregation_json_has_every_promised_key() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     for key in [
         "nodes",
         "algorithm",
@@ -256,7 +242,7 @@ fn aggregation_input_errors_are_explained() {
 
 #[test]
 fn aggregation_full_mode_runs_real_nodes() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "aggregation",
         "--nodes",
@@ -269,19 +255,13 @@ fn aggregation_full_mode_runs_real_nodes() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["simulation"], "full");
     assert!(report["final_max_rel_error"].as_f64().unwrap() < 1e-6);
 }
 
 #[test]
 fn aggregation_full_mode_counts_the_shares_in_flight_as_mass() {
-    let out = gossip_node(&[
+    let report = json_report(&[
         "sim",
         "aggregation",
         "--nodes",
@@ -294,12 +274,6 @@ fn aggregation_full_mode_counts_the_shares_in_flight_as_mass() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // This run stops with about 1% of the mass in push-sum shares under
     // way; held mass alone would report that as drift.
     let in_flight = report["mass_in_flight"].as_f64().unwrap();
