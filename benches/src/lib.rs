@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use gossip_core::wire::{self, Header, Liveness, Member, Message, WireRumor, PROTOCOL_VERSION};
+use gossip_core::wire::{self, Header, Message, SyncEntry, WireRumor, PROTOCOL_VERSION};
+use gossip_core::Liveness;
 use gossip_core::{Config, Generation, Incarnation, MessageId, Node, NodeId};
 use gossip_sim::node_addr;
 use gossip_strategies::{
@@ -64,8 +65,8 @@ pub fn node_in_cluster(strategy: AnyStrategy, cluster: usize, now: Instant) -> N
     )
     .expect("default config is valid");
     node.join(now, &[]).expect("fresh node");
-    let members: Vec<Member> = (1..cluster)
-        .map(|i| Member {
+    let members: Vec<SyncEntry> = (1..cluster)
+        .map(|i| SyncEntry {
             id: NodeId::new(node_addr(i)),
             generation: Generation(0),
             incarnation: Incarnation(0),

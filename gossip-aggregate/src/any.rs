@@ -129,6 +129,7 @@ impl AnyAggregate {
 
 impl Aggregate for AnyAggregate {
     type Share = AnyShare;
+    const SHARE_TYPE: u32 = gossip_core::share_type("gossip-aggregate/any/1");
 
     fn on_round<H: AggregateHost<AnyShare>>(&mut self, host: &mut H) {
         match self {

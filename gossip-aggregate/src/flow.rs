@@ -137,6 +137,7 @@ impl Epochal for FlowUpdating {
 
 impl Aggregate for FlowUpdating {
     type Share = FlowShare;
+    const SHARE_TYPE: u32 = gossip_core::share_type("gossip-aggregate/flow-updating/1");
 
     fn on_round<H: AggregateHost<FlowShare>>(&mut self, host: &mut H) {
         if !self.begin_round() {

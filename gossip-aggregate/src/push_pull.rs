@@ -88,6 +88,7 @@ impl PushPull {
 
 impl Aggregate for PushPull {
     type Share = PushPullShare;
+    const SHARE_TYPE: u32 = gossip_core::share_type("gossip-aggregate/push-pull/1");
 
     fn on_round<H: AggregateHost<PushPullShare>>(&mut self, host: &mut H) {
         if !self.pair.begin_round() {

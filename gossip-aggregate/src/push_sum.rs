@@ -67,6 +67,7 @@ impl PushSum {
 
 impl Aggregate for PushSum {
     type Share = PushSumShare;
+    const SHARE_TYPE: u32 = gossip_core::share_type("gossip-aggregate/push-sum/1");
 
     fn on_round<H: AggregateHost<PushSumShare>>(&mut self, host: &mut H) {
         if !self.pair.begin_round() {

@@ -31,6 +31,13 @@ pub trait Aggregate {
     /// What travels between nodes.
     type Share: Clone + Debug + Serialize + DeserializeOwned;
 
+    /// Identifies [`Share`](Self::Share)'s encoding on the wire: a node
+    /// refuses shares of another type with
+    /// [`RecvError::ShareTypeMismatch`](crate::RecvError::ShareTypeMismatch)
+    /// rather than decoding them as its own. Derive it from a name that
+    /// changes with the encoding, with [`share_type`].
+    const SHARE_TYPE: u32;
+
     /// Whether this aggregate computes anything (false only for [`NoAggregate`]).
     const ENABLED: bool = true;
 
@@ -63,12 +70,32 @@ pub trait Aggregate {
     }
 }
 
+/// A share type id from a name such as `"my-crate/my-share/1"` (32-bit
+/// FNV-1a, computed at compile time), for [`Aggregate::SHARE_TYPE`].
+///
+/// ```
+/// const ID: u32 = gossip_core::share_type("example/share/1");
+/// assert_ne!(ID, gossip_core::share_type("example/share/2"));
+/// ```
+pub const fn share_type(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}
+
 /// The absence of aggregation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoAggregate;
 
 impl Aggregate for NoAggregate {
     type Share = ();
+    const SHARE_TYPE: u32 = 0;
     const ENABLED: bool = false;
 
     fn on_round<H: AggregateHost<()>>(&mut self, _host: &mut H) {}

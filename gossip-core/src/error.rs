@@ -86,6 +86,15 @@ pub enum RecvError {
         /// Largest payload this node relays.
         max: usize,
     },
+    /// An aggregate share from a node running another aggregate (or none):
+    /// its bytes would decode as garbage here.
+    #[error("aggregate share of type {got:#010x}, this node runs {expected:#010x}")]
+    ShareTypeMismatch {
+        /// This node's [`Aggregate::SHARE_TYPE`](crate::Aggregate::SHARE_TYPE).
+        expected: u32,
+        /// The type the share claims.
+        got: u32,
+    },
 }
 
 /// A local command that could not be carried out. The node's state is unchanged.

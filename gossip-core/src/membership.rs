@@ -1,17 +1,15 @@
-//! Building blocks of the membership view: member entries, the view hash, the
-//! set of probe candidates and the queue of updates waiting to be piggybacked.
+//! Building blocks of the membership view: member entries, suspicions, the
+//! view hash and the set of live members with O(1) random choice.
 
-use core::cmp::Reverse;
 use core::hash::{BuildHasherDefault, Hasher};
 use core::time::Duration;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::Rng;
 
 use crate::id::{Generation, Incarnation, NodeId};
-use crate::wire::{encoded_len, Liveness, MemberRecord};
+use crate::member::Liveness;
 
 /// Ordering key of claims about a member: a newer life or a newer incarnation wins.
 pub(crate) type Version = (Generation, Incarnation);
@@ -314,150 +312,13 @@ impl IndexedSet {
     }
 }
 
-struct Queued {
-    record: MemberRecord,
-    encoded_len: usize,
-    transmits: u32,
-    order: u64,
-}
-
-/// Membership updates waiting to be piggybacked, at most one per member.
-///
-/// Updates sent the fewest times go first and, among those, the newest:
-/// fresh news spreads fastest, and an update leaves the queue after the
-/// retransmit limit.
-#[derive(Default)]
-pub(crate) struct UpdateQueue {
-    by_member: FastMap<NodeId, Queued>,
-    order: BTreeSet<(u32, Reverse<u64>, NodeId)>,
-    next_order: u64,
-}
-
-impl UpdateQueue {
-    pub fn len(&self) -> usize {
-        self.by_member.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_member.is_empty()
-    }
-
-    /// Queues `record`, replacing any older update about the same member.
-    /// Returns whether an update had to be dropped to respect `capacity`.
-    pub fn push(&mut self, record: MemberRecord, capacity: usize) -> bool {
-        let id = record.id;
-        self.remove(id);
-        let order = self.next_order;
-        self.next_order += 1;
-        self.order.insert((0, Reverse(order), id));
-        self.by_member.insert(
-            id,
-            Queued {
-                encoded_len: encoded_len(&record),
-                record,
-                transmits: 0,
-                order,
-            },
-        );
-        if self.by_member.len() > capacity {
-            if let Some(&(_, _, victim)) = self.order.last() {
-                self.remove(victim);
-            }
-            return true;
-        }
-        false
-    }
-
-    fn remove(&mut self, id: NodeId) {
-        if let Some(old) = self.by_member.remove(&id) {
-            self.order.remove(&(old.transmits, Reverse(old.order), id));
-        }
-    }
-
-    /// Takes updates whose encodings fit in `budget` bytes, counting one
-    /// transmission each and retiring those that reach `limit`.
-    pub fn take(&mut self, budget: usize, limit: u32) -> Vec<MemberRecord> {
-        let mut taken = Vec::new();
-        let mut used = 0;
-        let mut picked: Vec<(u32, Reverse<u64>, NodeId)> = Vec::new();
-        // Smaller updates further on may still fit after one that did not,
-        // but looking far ahead in a long queue costs more than it saves.
-        const LOOKAHEAD_AFTER_MISS: usize = 8;
-        let mut misses = 0;
-        for key in &self.order {
-            let queued = &self.by_member[&key.2];
-            if used + queued.encoded_len > budget {
-                misses += 1;
-                if misses > LOOKAHEAD_AFTER_MISS {
-                    break;
-                }
-                continue;
-            }
-            used += queued.encoded_len;
-            picked.push(*key);
-        }
-        for key in picked {
-            self.order.remove(&key);
-            let id = key.2;
-            let queued = self.by_member.get_mut(&id).expect("queued entry exists");
-            taken.push(queued.record.clone());
-            queued.transmits += 1;
-            if queued.transmits >= limit {
-                self.by_member.remove(&id);
-            } else {
-                self.order
-                    .insert((queued.transmits, Reverse(queued.order), id));
-            }
-        }
-        taken
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Status;
     use rand::SeedableRng;
 
     fn id(n: u16) -> NodeId {
         NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
-    }
-
-    fn alive(n: u16) -> MemberRecord {
-        MemberRecord {
-            id: id(n),
-            generation: Generation(0),
-            incarnation: Incarnation(0),
-            status: Status::Alive {
-                metadata: Vec::new(),
-            },
-        }
-    }
-
-    #[test]
-    fn queue_retires_updates_after_limit_and_prefers_fresh_ones() {
-        let mut queue = UpdateQueue::default();
-        queue.push(alive(1), 100);
-        assert_eq!(queue.take(1000, 2).len(), 1);
-        queue.push(alive(2), 100);
-        // The fresh update (0 transmits) comes before the one sent once.
-        let second = queue.take(1000, 2);
-        assert_eq!(second[0].id, id(2));
-        assert_eq!(second.len(), 2);
-        assert_eq!(queue.len(), 1, "update 1 reached its limit of 2");
-        assert_eq!(queue.take(1000, 2)[0].id, id(2));
-        assert!(queue.is_empty());
-    }
-
-    #[test]
-    fn queue_respects_byte_budget_and_capacity() {
-        let mut queue = UpdateQueue::default();
-        for n in 0..10 {
-            queue.push(alive(n), 5);
-        }
-        assert_eq!(queue.len(), 5);
-        let one = encoded_len(&alive(1));
-        assert_eq!(queue.take(one * 2 + 1, 10).len(), 2);
     }
 
     #[test]

@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::error::RecvError;
 use crate::id::{Generation, Incarnation, MessageId, NodeId};
+use crate::member::Liveness;
 use crate::strategy::Digest;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// (2: aggregate shares carry their type.)
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest encoding of a [`NodeId`]: enum tag, 16 address bytes, 3-byte port varint.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
@@ -112,34 +114,47 @@ pub struct MemberRecord {
     pub status: Status,
 }
 
-/// Liveness of a member as seen by one node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Liveness {
-    /// Answers probes.
-    Alive,
-    /// Failed a probe; will be declared dead unless it refutes in time.
-    Suspect,
-    /// Declared dead.
-    Dead,
-    /// Left the cluster gracefully.
-    Left,
+impl Status {
+    /// The liveness this claim asserts.
+    pub fn liveness(&self) -> Liveness {
+        match self {
+            Status::Alive { .. } => Liveness::Alive,
+            Status::Suspect { .. } => Liveness::Suspect,
+            Status::Dead { .. } => Liveness::Dead,
+            Status::Left => Liveness::Left,
+        }
+    }
 }
 
-/// One member as seen by one node: what [`Node::members`](crate::Node::members)
-/// lists, what events carry, and what state synchronisation exchanges.
+/// One member's state in a state-synchronisation frame.
+///
+/// The same fields as the public [`Member`](crate::Member), kept apart so
+/// that the view type can grow without changing the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
+pub struct SyncEntry {
     /// The member.
     pub id: NodeId,
     /// Its generation.
     pub generation: Generation,
     /// Its incarnation.
     pub incarnation: Incarnation,
-    /// Its liveness in this view.
+    /// Its liveness in the sender's view.
     pub liveness: Liveness,
     /// Its metadata.
     #[serde(deserialize_with = "bounded_vec")]
     pub metadata: Vec<u8>,
+}
+
+impl From<crate::Member> for SyncEntry {
+    fn from(member: crate::Member) -> Self {
+        Self {
+            id: member.id,
+            generation: member.generation,
+            incarnation: member.incarnation,
+            liveness: member.liveness,
+            metadata: member.metadata,
+        }
+    }
 }
 
 /// An application rumor on the wire.
@@ -221,7 +236,7 @@ pub enum Message {
         through: Option<NodeId>,
         /// Member states.
         #[serde(deserialize_with = "bounded_vec")]
-        entries: Vec<Member>,
+        entries: Vec<SyncEntry>,
     },
     /// Application rumors, pushed or sent in answer to a pull.
     Rumors {
@@ -238,6 +253,10 @@ pub enum Message {
     },
     /// A share of the aggregation algorithm, postcard-encoded by its type.
     Aggregate {
+        /// The sender's [`Aggregate::SHARE_TYPE`](crate::Aggregate::SHARE_TYPE):
+        /// a node running another aggregate refuses the share instead of
+        /// decoding it as its own.
+        share_type: u32,
         /// The encoded share.
         #[serde(deserialize_with = "bounded_vec")]
         share: Vec<u8>,

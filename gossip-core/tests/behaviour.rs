@@ -664,7 +664,7 @@ fn sync_answer_carries_only_what_the_asker_lacks() {
                 reply: true,
                 after: None,
                 through: None,
-                entries,
+                entries: entries.into_iter().map(wire::SyncEntry::from).collect(),
             },
         )
     };
@@ -699,6 +699,7 @@ struct Echo(f64);
 
 impl gossip_core::Aggregate for Echo {
     type Share = ();
+    const SHARE_TYPE: u32 = gossip_core::share_type("tests/echo/1");
 
     fn on_round<H: gossip_core::AggregateHost<()>>(&mut self, _host: &mut H) {}
 

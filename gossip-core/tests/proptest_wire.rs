@@ -18,10 +18,11 @@ use std::num::NonZeroUsize;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use gossip_core::wire::{self, Header, Liveness, Member, MemberRecord, Message, Status, WireRumor};
+use gossip_core::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, WireRumor};
 use gossip_core::{
     Config, Digest, Generation, Incarnation, MessageId, Node, NodeId, RecvError, MAX_LABEL_LEN,
 };
+use gossip_core::{Liveness, Member};
 
 const CASES: u32 = 256;
 /// Records per generated list: large enough to exercise packing, small
@@ -80,7 +81,7 @@ fn liveness() -> impl Strategy<Value = Liveness> {
     ]
 }
 
-fn member(max: usize) -> impl Strategy<Value = Member> {
+fn member(max: usize) -> impl Strategy<Value = SyncEntry> {
     (
         node_id(),
         generation(),
@@ -88,13 +89,15 @@ fn member(max: usize) -> impl Strategy<Value = Member> {
         liveness(),
         metadata(max),
     )
-        .prop_map(|(id, generation, incarnation, liveness, metadata)| Member {
-            id,
-            generation,
-            incarnation,
-            liveness,
-            metadata,
-        })
+        .prop_map(
+            |(id, generation, incarnation, liveness, metadata)| SyncEntry {
+                id,
+                generation,
+                incarnation,
+                liveness,
+                metadata,
+            },
+        )
 }
 
 fn updates(max: usize) -> impl Strategy<Value = Vec<MemberRecord>> {

@@ -342,7 +342,7 @@ impl AggregationArgs {
         let in_flight_of = |sim: &Simulator<NoStrategy, AnyAggregate>| -> f64 {
             sim.in_flight()
                 .filter_map(|(_, _, bytes)| match wire::decode(&wire_config, bytes) {
-                    Ok((_, Message::Aggregate { share })) => {
+                    Ok((_, Message::Aggregate { share, .. })) => {
                         wire::decode_share::<AnyShare>(&share).ok()
                     }
                     _ => None,

@@ -1,0 +1,254 @@
+//! The plug-in host: the dissemination strategy and the aggregate, with the
+//! rumor store they share, and what they may borrow of the node.
+//!
+//! A callback gets a [`Hosted`] that borrows only the parts plug-ins need
+//! (identity, randomness, live peers, the store, the outbox), so the
+//! plug-ins themselves stay in place while they run.
+
+use std::net::SocketAddr;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::aggregate::{Aggregate, AggregateHost};
+use crate::config::Config;
+use crate::id::{MessageId, NodeId};
+use crate::membership::IndexedSet;
+use crate::store::RumorStore;
+use crate::strategy::{Digest, GossipMessage, Host, Rumor, Strategy};
+use crate::wire::{self, Header, Message, WireRumor};
+
+use super::outbox::Outbox;
+
+/// The parts of the node a plug-in callback borrows.
+pub(crate) struct Lent<'a> {
+    pub header: Header<'a>,
+    pub config: &'a Config,
+    pub rng: &'a mut ChaCha8Rng,
+    pub peers: &'a IndexedSet,
+    pub outbox: &'a mut Outbox,
+}
+
+/// The strategy, the aggregate and what they keep beside them.
+pub(crate) struct Plugins<S, A> {
+    pub strategy: S,
+    pub aggregate: A,
+    pub store: RumorStore,
+    /// Sequence number of this node's latest broadcast in this generation.
+    pub broadcast_seq: u64,
+    /// The estimate last reported as an event.
+    last_estimate: Option<f64>,
+}
+
+impl<S: Strategy, A: Aggregate> Plugins<S, A> {
+    pub(crate) fn new(strategy: S, aggregate: A, store: RumorStore) -> Self {
+        Self {
+            strategy,
+            aggregate,
+            store,
+            broadcast_seq: 0,
+            last_estimate: None,
+        }
+    }
+
+    /// Whether the round timer matters to anyone.
+    pub(crate) fn wants_rounds(&self) -> bool {
+        A::ENABLED || self.strategy.wants_rounds()
+    }
+
+    /// Runs one strategy callback; returns the bytes it sent.
+    pub(crate) fn run_strategy(
+        &mut self,
+        lent: Lent<'_>,
+        callback: impl FnOnce(&mut S, &mut Hosted<'_, '_>),
+    ) -> usize {
+        let mut hosted = Hosted {
+            lent,
+            store: &self.store,
+            share_type: A::SHARE_TYPE,
+            sent: 0,
+        };
+        callback(&mut self.strategy, &mut hosted);
+        hosted.sent
+    }
+
+    /// Runs one aggregate callback; returns the estimate if it changed.
+    pub(crate) fn run_aggregate(
+        &mut self,
+        lent: Lent<'_>,
+        callback: impl FnOnce(&mut A, &mut Hosted<'_, '_>),
+    ) -> Option<f64> {
+        let mut hosted = Hosted {
+            lent,
+            store: &self.store,
+            share_type: A::SHARE_TYPE,
+            sent: 0,
+        };
+        callback(&mut self.aggregate, &mut hosted);
+        let estimate = self.aggregate.estimate();
+        let value = estimate.filter(|_| estimate != self.last_estimate)?;
+        self.last_estimate = estimate;
+        Some(value)
+    }
+
+    /// A member left the view.
+    pub(crate) fn peer_down(&mut self, peer: NodeId) {
+        self.strategy.on_peer_down(peer);
+        self.aggregate.on_peer_down(peer);
+    }
+}
+
+/// The node as a plug-in sees it for the length of one callback.
+pub(crate) struct Hosted<'a, 'b> {
+    lent: Lent<'a>,
+    store: &'b RumorStore,
+    share_type: u32,
+    /// Bytes of frames this callback queued.
+    sent: usize,
+}
+
+impl Hosted<'_, '_> {
+    fn push_frame(&mut self, to: SocketAddr, message: &Message) {
+        self.sent += self.lent.outbox.push_frame(&self.lent.header, to, message);
+    }
+
+    /// Encodes a strategy's message, attaching payloads and splitting it
+    /// into as many frames as the budget needs.
+    fn send_gossip(&mut self, to: NodeId, message: GossipMessage) {
+        match message {
+            GossipMessage::Push { rumors } => {
+                let items: Vec<WireRumor> = rumors
+                    .iter()
+                    .filter_map(|r| {
+                        self.store.get(r.id).map(|(payload, _)| WireRumor {
+                            id: r.id,
+                            hops: r.hops,
+                            payload: payload.to_vec(),
+                        })
+                    })
+                    .collect();
+                self.lent.outbox.stats.rumors_sent += items.len() as u64;
+                self.push_packed(to.addr(), items, |items| Message::Rumors { items });
+            }
+            GossipMessage::Pull {
+                digest,
+                reciprocate,
+            } => {
+                // A digest too long for one frame is cut: the peer then sends
+                // a little more than needed, never less than asked.
+                let mut heads = digest.heads;
+                let bare = wire::encoded_len(&(
+                    &self.lent.header,
+                    Message::Pull {
+                        reciprocate,
+                        digest: Digest::default(),
+                    },
+                )) + 2;
+                let room = self.lent.config.max_message_size.get().saturating_sub(bare);
+                let mut used = 0;
+                heads.retain(|head| {
+                    used += wire::encoded_len(head);
+                    used <= room
+                });
+                self.push_frame(
+                    to.addr(),
+                    &Message::Pull {
+                        reciprocate,
+                        digest: Digest { heads },
+                    },
+                );
+            }
+            GossipMessage::Feedback { known } => {
+                self.push_packed(to.addr(), known, |known| Message::Feedback { known });
+            }
+        }
+    }
+
+    /// Packs `items` greedily into frames of `wrap(items)`.
+    fn push_packed<T: serde::Serialize>(
+        &mut self,
+        to: SocketAddr,
+        items: Vec<T>,
+        wrap: impl Fn(Vec<T>) -> Message,
+    ) {
+        let bare = wire::encoded_len(&(&self.lent.header, wrap(Vec::new()))) + 2;
+        let budget = self.lent.config.max_message_size.get();
+        let mut batch = Vec::new();
+        let mut used = bare;
+        for item in items {
+            let len = wire::encoded_len(&item);
+            if used + len > budget && !batch.is_empty() {
+                self.push_frame(to, &wrap(core::mem::take(&mut batch)));
+                used = bare;
+            }
+            used += len;
+            batch.push(item);
+        }
+        if !batch.is_empty() {
+            self.push_frame(to, &wrap(batch));
+        }
+    }
+}
+
+/// The aggregate sees the same node, peers and randomness as the strategy.
+impl<T: serde::Serialize> AggregateHost<T> for Hosted<'_, '_> {
+    fn me(&self) -> NodeId {
+        Host::me(self)
+    }
+
+    fn random(&mut self) -> f64 {
+        Host::random(self)
+    }
+
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+        Host::sample_peers(self, count, out);
+    }
+
+    fn send(&mut self, to: NodeId, share: T) {
+        let share = postcard::to_allocvec(&share).expect("encoding into a Vec cannot fail");
+        self.lent.outbox.stats.shares_sent += 1;
+        let message = Message::Aggregate {
+            share_type: self.share_type,
+            share,
+        };
+        self.push_frame(to.addr(), &message);
+    }
+}
+
+impl Host for Hosted<'_, '_> {
+    fn me(&self) -> NodeId {
+        self.lent.header.sender
+    }
+
+    fn random(&mut self) -> f64 {
+        self.lent.rng.random()
+    }
+
+    fn sample_peers(&mut self, count: usize, out: &mut Vec<NodeId>) {
+        out.extend(self.lent.peers.choose_many(self.lent.rng, count, &[]));
+    }
+
+    fn all_peers(&mut self, out: &mut Vec<NodeId>) {
+        out.extend_from_slice(self.lent.peers.as_slice());
+    }
+
+    fn peer_count(&self) -> usize {
+        self.lent.peers.len()
+    }
+
+    fn has(&self, id: MessageId) -> bool {
+        self.store.has(id)
+    }
+
+    fn digest(&self) -> Digest {
+        self.store.digest()
+    }
+
+    fn missing_from(&self, digest: &Digest, out: &mut Vec<Rumor>) {
+        self.store.missing_from(digest, out);
+    }
+
+    fn send(&mut self, to: NodeId, message: GossipMessage) {
+        self.send_gossip(to, message);
+    }
+}
