@@ -26,7 +26,6 @@ mod node;
 mod stats;
 mod store;
 mod strategy;
-mod transport;
 pub mod wire;
 
 pub use aggregate::{Aggregate, AggregateHost, NoAggregate};
@@ -36,5 +35,4 @@ pub use id::{Generation, Incarnation, MessageId, NodeId};
 pub use node::{Event, Node, Transmit};
 pub use stats::Stats;
 pub use strategy::{Digest, GossipMessage, Host, NoStrategy, Rumor, Strategy};
-pub use transport::{Incoming, Transport, TransportError, TransportStats};
 pub use wire::{Liveness, Member};

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::{Config, Event, Generation, Liveness, Node, NodeId, Transport};
-use gossip_node::agent::{Agent, AgentConfig, AgentError, AgentHandle};
-use gossip_node::transport::{Faults, Faulty, MemoryNetwork};
+use gossip_agent::testing::{Faults, Faulty, MemoryNetwork};
+use gossip_agent::{Agent, AgentConfig, AgentError, AgentHandle, Transport};
+use gossip_core::{Config, Event, Generation, Liveness, Node, NodeId};
 use gossip_strategies::RumorMongering;
 use tokio::sync::broadcast::Receiver;
 
@@ -15,7 +15,7 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], 7000 + i as u16))
 }
 
-fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle {
+fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle<RumorMongering> {
     let id = NodeId::new(transport.local_addr());
     let node = Node::with_strategy(
         Config::lan(8),
@@ -30,7 +30,7 @@ fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle {
 
 struct Cluster {
     network: MemoryNetwork,
-    agents: Vec<AgentHandle>,
+    agents: Vec<AgentHandle<RumorMongering>>,
     events: Vec<Receiver<Event>>,
 }
 
@@ -58,7 +58,7 @@ async fn start(n: usize, faults: Option<Faults>) -> Cluster {
 
 /// Waits (on the paused clock) until every agent in `who` reports `live`
 /// live members, or panics after `limit`.
-async fn await_live(agents: &[AgentHandle], live: usize, limit: Duration) {
+async fn await_live(agents: &[AgentHandle<RumorMongering>], live: usize, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let mut all = true;
