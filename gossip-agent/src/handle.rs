@@ -106,9 +106,10 @@ impl<S, A> AgentHandle<S, A> {
         let _ = stopped.wait_for(|&done| done).await;
     }
 
-    /// Whether the agent's task has ended.
+    /// Whether the agent has stopped: it said so on its way out, or its
+    /// task is gone (aborted, or a command panicked).
     pub fn is_stopped(&self) -> bool {
-        self.task.is_finished()
+        *self.stopped.borrow() || self.task.is_finished()
     }
 
     /// Leaves the cluster gracefully: the departure is announced, gossiped
