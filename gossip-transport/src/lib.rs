@@ -15,7 +15,7 @@
 //!
 //! The trait is object safe through `async-trait`, so a binary can pick a
 //! `Box<dyn Transport>` at runtime. Implementations annotate their `impl`
-//! with the re-exported [`async_trait`] attribute.
+//! with the re-exported [`async_trait`](macro@async_trait) attribute.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
