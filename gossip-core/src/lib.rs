@@ -87,7 +87,6 @@ mod node;
 mod stats;
 mod store;
 mod strategy;
-mod transport;
 #[cfg(feature = "unstable-wire")]
 pub mod wire;
 #[cfg(not(feature = "unstable-wire"))]
@@ -102,4 +101,3 @@ pub use member::{Liveness, Member};
 pub use node::{Event, Node, Transmit};
 pub use stats::Stats;
 pub use strategy::{Digest, GossipMessage, Host, NoStrategy, Rumor, Strategy};
-pub use transport::{Incoming, Transport, TransportError, TransportStats};

@@ -7,15 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use gossip_core::{Config, Event, Generation, MessageId, Node, NodeId, Transport, TransportStats};
+use gossip_agent::testing::{Faults, Faulty};
+use gossip_agent::{Agent, AgentConfig, AgentHandle, Transport, TransportStats};
+use gossip_core::{Config, Event, Generation, MessageId, Node, NodeId};
 use gossip_strategies::AnyStrategy;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport};
-
-use crate::agent::{Agent, AgentConfig, AgentHandle};
-use crate::transport::{Faults, Faulty};
 
 /// Which socket transport the cluster's nodes use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -114,7 +113,7 @@ pub struct ClusterSpec {
 /// Agents on loopback, all joined through the first.
 pub struct LocalCluster {
     /// The agents, in start order; the first founded the cluster.
-    pub agents: Vec<AgentHandle>,
+    pub agents: Vec<AgentHandle<AnyStrategy>>,
     /// What each agent has seen.
     pub observed: Arc<Vec<Mutex<Observed>>>,
     /// When the first join was issued.

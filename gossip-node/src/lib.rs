@@ -1,16 +1,13 @@
 //! Reference gossip node.
 //!
-//! The library holds the generic tokio driver ([`agent::Agent`]) that runs a
-//! `gossip-core` node over any [`Transport`](gossip_core::Transport), an
-//! in-memory network and a fault-injecting wrapper for tests
-//! ([`transport`]), and the command-line front end: simulator scenarios
+//! The library holds the command-line front end: simulator scenarios
 //! (`gossip-node sim membership|dissemination|aggregation`), a node on real
-//! sockets (`gossip-node agent`) and the loopback measurement
-//! (`gossip-node bench-net`).
+//! sockets (`gossip-node agent`), the loopback measurement (`gossip-node
+//! bench-net`) and the cluster of agents it measures ([`cluster`]). The
+//! driver that runs a node on a transport is `gossip-agent`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod agent;
 pub mod aggregation;
 pub mod bench_net;
 pub mod cli;
@@ -18,4 +15,3 @@ pub mod cluster;
 pub mod dissemination;
 pub mod keys;
 pub mod run_agent;
-pub mod transport;

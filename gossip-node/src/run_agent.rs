@@ -20,11 +20,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use gossip_core::{Config, Event, Generation, Node, NodeId, Transport};
+use gossip_agent::{Agent, AgentConfig, AgentHandle, Transport};
+use gossip_core::{Config, Event, Generation, Node, NodeId};
+use gossip_strategies::AnyStrategy;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::agent::{Agent, AgentConfig, AgentHandle};
 use crate::bench_net::NetStrategy;
 use crate::cluster::{bind, TransportKind};
 
@@ -64,9 +65,9 @@ pub struct AgentArgs {
 /// A LAN configuration whose timers follow `probe_interval`: probe timeout
 /// at most half of it, state sync every 2 probes, dead members re-probed
 /// every 5 and join retries every probe. Over QUIC frames are capped at
-/// 1100 bytes: QUIC adds its own header and tag, and a path carries about
-/// 1200 bytes before MTU discovery, so frames stay datagrams instead of
-/// falling back to streams.
+/// the QUIC transport's [`DATAGRAM_BUDGET`](gossip_transport_quic::DATAGRAM_BUDGET),
+/// so frames stay datagrams instead of falling back to streams (the agent
+/// refuses a node whose frames would not).
 pub fn config_for(
     cluster_size: usize,
     probe_interval: Duration,
@@ -79,7 +80,9 @@ pub fn config_for(
     config.dead_probe_interval = config.dead_probe_interval.min(probe_interval * 5);
     config.join_retry_interval = config.join_retry_interval.min(probe_interval);
     if transport == TransportKind::Quic {
-        config.max_message_size = std::num::NonZeroUsize::new(1100).expect("non-zero");
+        config.max_message_size =
+            std::num::NonZeroUsize::new(gossip_transport_quic::DATAGRAM_BUDGET)
+                .expect("the QUIC datagram budget is positive");
     }
     config
 }
@@ -205,7 +208,7 @@ impl AgentArgs {
 }
 
 /// Runs one stdin command; false when the node should stop.
-async fn command(agent: &AgentHandle, line: &str) -> anyhow::Result<bool> {
+async fn command(agent: &AgentHandle<AnyStrategy>, line: &str) -> anyhow::Result<bool> {
     let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
     match verb {
         "" => {}

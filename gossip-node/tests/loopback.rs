@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use gossip_agent::testing::Faults;
 use gossip_node::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use gossip_node::run_agent::config_for;
-use gossip_node::transport::Faults;
 use gossip_strategies::{AnyStrategy, RumorMongering};
 
 const N: usize = 6;

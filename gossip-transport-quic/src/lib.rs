@@ -1,9 +1,13 @@
-//! QUIC transport for [`gossip_core::Node`], on quinn.
+//! QUIC transport for gossip nodes (`gossip_core::Node` driven by a driver
+//! such as `gossip-agent`), on quinn.
 //!
 //! - **Frames**: a frame that fits the connection's datagram size goes as a
 //!   QUIC datagram (unreliable, like UDP, but encrypted and congestion
 //!   controlled); a larger one, up to [`QuicConfig::max_frame_len`], goes on
-//!   its own unidirectional stream.
+//!   its own unidirectional stream. Every connection carries datagrams of
+//!   [`DATAGRAM_BUDGET`] bytes from its first packet, which is what
+//!   [`Transport::unfragmented_frame_len`] reports: a node whose frames stay
+//!   within it never falls back to streams.
 //! - **Connections**: one per peer, opened lazily on the first frame to it;
 //!   the newest connection with a peer (ours or the one it opened to us)
 //!   carries our frames to it. A connection lives until
@@ -23,7 +27,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use gossip_core::Transport;
+//! use gossip_transport::Transport;
 //! use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport};
 //!
 //! let ca = ClusterCa::generate()?;
@@ -44,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gossip_core::{Incoming, Transport, TransportError, TransportStats};
+use gossip_transport::{async_trait, Incoming, Transport, TransportError, TransportStats};
 pub use identity::{ClusterCa, Identity, IdentityError};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint};
@@ -54,6 +58,26 @@ use tokio::time::Instant;
 
 /// ALPN protocol name: peers speaking anything else are refused.
 pub const ALPN: &[u8] = b"gossip/1";
+
+/// The UDP payload every connection starts with, set explicitly rather than
+/// left to quinn's default so that [`DATAGRAM_BUDGET`] holds by
+/// construction. 1200 bytes is what QUIC requires every path to carry (RFC
+/// 9000, section 14); path MTU discovery may raise it later, but a frame
+/// must fit before that happens.
+const INITIAL_MTU: u16 = 1200;
+
+/// What a 1-RTT packet around one datagram costs at most, with room to
+/// spare: a short header (1 byte, a connection id of up to 20, a packet
+/// number of up to 4), the 16-byte AEAD tag, and the DATAGRAM frame's type
+/// and length (up to 3) come to 44 bytes; the rest is margin.
+const PACKET_OVERHEAD_ALLOWANCE: usize = 100;
+
+/// The largest frame every connection sends as one QUIC datagram, from its
+/// first packet on: 1100 bytes. Larger frames (up to
+/// [`QuicConfig::max_frame_len`]) go on streams, split across packets and
+/// retransmitted, which costs round trips gossip does not want; a node
+/// meant for QUIC sets its `max_message_size` to at most this.
+pub const DATAGRAM_BUDGET: usize = INITIAL_MTU as usize - PACKET_OVERHEAD_ALLOWANCE;
 
 /// Bytes of datagrams quinn may hold per connection before sending them.
 const DATAGRAM_SEND_BUFFER: usize = 1 << 20;
@@ -188,6 +212,7 @@ impl QuicTransport {
         transport
             .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(other)?))
             .keep_alive_interval(None)
+            .initial_mtu(INITIAL_MTU)
             .datagram_receive_buffer_size(Some(1 << 20))
             .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
         let transport = Arc::new(transport);
@@ -263,7 +288,7 @@ impl Drop for QuicTransport {
     }
 }
 
-#[async_trait::async_trait]
+#[async_trait]
 impl Transport for QuicTransport {
     async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
         let max = self.shared.config.max_frame_len;
@@ -307,6 +332,10 @@ impl Transport for QuicTransport {
 
     fn max_frame_len(&self) -> usize {
         self.shared.config.max_frame_len
+    }
+
+    fn unfragmented_frame_len(&self) -> usize {
+        DATAGRAM_BUDGET.min(self.shared.config.max_frame_len)
     }
 
     fn stats(&self) -> TransportStats {
@@ -574,4 +603,45 @@ async fn send_on_stream(connection: &Connection, frame: &[u8]) -> Result<(), Str
     let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
     stream.write_all(frame).await.map_err(|e| e.to_string())?;
     stream.finish().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget is a promise about quinn's arithmetic: check it on a real
+    /// connection, before any path MTU discovery could have raised it.
+    #[tokio::test]
+    async fn a_fresh_connection_carries_a_budget_sized_datagram() {
+        let ca = ClusterCa::generate().unwrap();
+        let bind = |ca: &ClusterCa| {
+            let identity = ca.issue(&["127.0.0.1".parse().unwrap()], &[]).unwrap();
+            QuicTransport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                QuicConfig::default(),
+            )
+        };
+        let a = bind(&ca).await.unwrap();
+        let b = bind(&ca).await.unwrap();
+        a.send(b.local_addr(), &[7; DATAGRAM_BUDGET]).await.unwrap();
+        let received = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .expect("a frame within 5 s")
+            .unwrap();
+        assert!(
+            matches!(received, Incoming::Frame { bytes, .. } if bytes.len() == DATAGRAM_BUDGET)
+        );
+        let connection = a
+            .shared
+            .connections
+            .lock()
+            .unwrap()
+            .get(&b.local_addr())
+            .cloned()
+            .expect("a connection to b");
+        let size = connection.max_datagram_size().expect("datagrams enabled");
+        assert!(size >= DATAGRAM_BUDGET, "datagrams of {size} bytes only");
+        assert_eq!(a.unfragmented_frame_len(), DATAGRAM_BUDGET);
+    }
 }

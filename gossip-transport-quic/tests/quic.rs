@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gossip_core::{Incoming, Transport, TransportError};
+use gossip_transport::{Incoming, Transport, TransportError};
 use gossip_transport_quic::{ClusterCa, Identity, QuicConfig, QuicTransport};
 
 fn loopback_identity(ca: &ClusterCa) -> Identity {

@@ -1,4 +1,5 @@
-//! UDP transport for [`gossip_core::Node`].
+//! UDP transport for gossip nodes (`gossip_core::Node` driven by a driver
+//! such as `gossip-agent`).
 //!
 //! One tokio [`UdpSocket`] per node, bound to the address that is the node's
 //! identity. Each frame is one datagram; a frame above the configured budget
@@ -7,8 +8,8 @@
 //! the node. IPv4 and IPv6 both work: bind to the family the cluster uses.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), gossip_core::TransportError> {
-//! use gossip_core::Transport;
+//! # async fn example() -> Result<(), gossip_transport::TransportError> {
+//! use gossip_transport::Transport;
 //! use gossip_transport_udp::UdpTransport;
 //!
 //! let transport = UdpTransport::bind("127.0.0.1:7946".parse().unwrap(), 1400).await?;
@@ -26,7 +27,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gossip_core::{Incoming, Transport, TransportError, TransportStats};
+use gossip_transport::{async_trait, Incoming, Transport, TransportError, TransportStats};
 use tokio::net::UdpSocket;
 
 /// The default datagram budget: fits a 1500-byte Ethernet MTU after IPv6 and
@@ -77,7 +78,7 @@ impl UdpTransport {
     }
 }
 
-#[async_trait::async_trait]
+#[async_trait]
 impl Transport for UdpTransport {
     async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
         if bytes.len() > self.max_datagram {
@@ -149,6 +150,13 @@ impl Transport for UdpTransport {
     }
 
     fn max_frame_len(&self) -> usize {
+        self.max_datagram
+    }
+
+    // Every frame is one datagram, so the budget is both limits. (A budget
+    // above the path MTU makes the kernel fragment at the IP layer; the
+    // caller who chose it knows the path.)
+    fn unfragmented_frame_len(&self) -> usize {
         self.max_datagram
     }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::{Incoming, Transport, TransportError};
+use gossip_transport::{Incoming, Transport, TransportError};
 use gossip_transport_udp::UdpTransport;
 
 async fn recv_frame(transport: &UdpTransport) -> (SocketAddr, Vec<u8>) {

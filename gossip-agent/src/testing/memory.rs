@@ -1,19 +1,10 @@
-//! Transports for tests: an in-memory network and a fault-injecting wrapper.
-//!
-//! Kernel traffic shaping is not always available, so loss, delay,
-//! duplication and reordering are injected in-process by [`Faulty`], which
-//! wraps any [`Transport`]. [`MemoryNetwork`] connects nodes in one process
-//! without sockets, and with tokio's paused clock a whole cluster's minutes
-//! run in milliseconds.
+//! An in-memory network: agents in one process without sockets.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use gossip_core::{Incoming, Transport, TransportError, TransportStats};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use gossip_transport::{async_trait, Incoming, Transport, TransportError, TransportStats};
 use tokio::sync::mpsc;
 
 /// Frames queued per in-memory endpoint before further frames are dropped,
@@ -57,6 +48,7 @@ impl MemoryNetwork {
         Ok(MemoryTransport {
             addr,
             max_frame_len,
+            unfragmented_frame_len: max_frame_len,
             switch: Arc::clone(&self.switch),
             inbox: tokio::sync::Mutex::new(rx),
             counters: Mutex::new(TransportStats::default()),
@@ -87,9 +79,31 @@ impl MemoryNetwork {
 pub struct MemoryTransport {
     addr: SocketAddr,
     max_frame_len: usize,
+    unfragmented_frame_len: usize,
     switch: Arc<Mutex<Switch>>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
     counters: Mutex<TransportStats>,
+}
+
+impl MemoryTransport {
+    /// Makes this endpoint claim to carry only frames of up to `len` bytes
+    /// unfragmented (at most its `max_frame_len`), as a datagram transport
+    /// with a stream fallback would; frames are still delivered whole. For
+    /// testing how a driver treats such transports without sockets.
+    pub fn with_unfragmented_frame_len(mut self, len: usize) -> Self {
+        self.unfragmented_frame_len = len.min(self.max_frame_len);
+        self
+    }
+}
+
+impl std::fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTransport")
+            .field("addr", &self.addr)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("unfragmented_frame_len", &self.unfragmented_frame_len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for MemoryTransport {
@@ -100,7 +114,7 @@ impl Drop for MemoryTransport {
     }
 }
 
-#[async_trait::async_trait]
+#[async_trait]
 impl Transport for MemoryTransport {
     async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
         if bytes.len() > self.max_frame_len {
@@ -145,121 +159,11 @@ impl Transport for MemoryTransport {
         self.max_frame_len
     }
 
+    fn unfragmented_frame_len(&self) -> usize {
+        self.unfragmented_frame_len
+    }
+
     fn stats(&self) -> TransportStats {
         *self.counters.lock().expect("counters lock")
-    }
-}
-
-/// What [`Faulty`] does to outgoing frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Faults {
-    /// Probability that a frame is dropped.
-    pub loss: f64,
-    /// Probability that a frame is sent twice.
-    pub duplicate: f64,
-    /// Fixed delay before a frame leaves.
-    pub delay: Duration,
-    /// Extra delay, uniform in `[0, jitter)`; frames overtake each other.
-    pub jitter: Duration,
-}
-
-impl Faults {
-    /// Checks that probabilities are in `[0, 1]`.
-    pub fn validate(&self) -> Result<(), TransportError> {
-        for (name, p) in [("loss", self.loss), ("duplicate", self.duplicate)] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(TransportError::Other(format!(
-                    "fault probability {name} = {p} is outside [0, 1]"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Wraps a transport and drops, duplicates, delays and reorders what it
-/// sends, with a seeded generator.
-pub struct Faulty<T> {
-    inner: Arc<T>,
-    faults: Faults,
-    rng: Mutex<ChaCha8Rng>,
-    dropped: Mutex<u64>,
-}
-
-impl<T: Transport + 'static> Faulty<T> {
-    /// Wraps `inner`. Delayed frames are sent from tasks on the current
-    /// tokio runtime.
-    pub fn new(inner: T, faults: Faults, seed: u64) -> Result<Self, TransportError> {
-        faults.validate()?;
-        Ok(Self {
-            inner: Arc::new(inner),
-            faults,
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
-            dropped: Mutex::new(0),
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl<T: Transport + 'static> Transport for Faulty<T> {
-    async fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
-        if bytes.len() > self.inner.max_frame_len() {
-            return Err(TransportError::TooLarge {
-                len: bytes.len(),
-                max: self.inner.max_frame_len(),
-            });
-        }
-        let (copies, delays) = {
-            let mut rng = self.rng.lock().expect("rng lock");
-            if rng.random::<f64>() < self.faults.loss {
-                *self.dropped.lock().expect("counter lock") += 1;
-                return Ok(());
-            }
-            let copies = if rng.random::<f64>() < self.faults.duplicate {
-                2
-            } else {
-                1
-            };
-            let mut delays = [Duration::ZERO; 2];
-            for delay in delays.iter_mut().take(copies) {
-                *delay = self.faults.delay + self.faults.jitter.mul_f64(rng.random::<f64>());
-            }
-            (copies, delays)
-        };
-        for &delay in delays.iter().take(copies) {
-            if delay.is_zero() {
-                self.inner.send(to, bytes).await?;
-            } else {
-                let inner = Arc::clone(&self.inner);
-                let bytes = bytes.to_vec();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = inner.send(to, &bytes).await;
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn recv(&self) -> Result<Incoming, TransportError> {
-        self.inner.recv().await
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr()
-    }
-
-    fn max_frame_len(&self) -> usize {
-        self.inner.max_frame_len()
-    }
-
-    fn stats(&self) -> TransportStats {
-        let mut stats = self.inner.stats();
-        stats.frames_dropped += *self.dropped.lock().expect("counter lock");
-        stats
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
     }
 }

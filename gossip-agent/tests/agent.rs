@@ -2,20 +2,18 @@
 //! paused clock: minutes of cluster time run in milliseconds, and the same
 //! scenario runs again through the fault-injecting wrapper.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::{Config, Event, Generation, Liveness, Node, NodeId, Transport};
-use gossip_node::agent::{Agent, AgentConfig, AgentError, AgentHandle};
-use gossip_node::transport::{Faults, Faulty, MemoryNetwork};
+use gossip_agent::testing::{Faults, Faulty, MemoryNetwork};
+use gossip_agent::{Agent, AgentConfig, AgentError, AgentHandle, Transport};
+use gossip_core::{Config, Event, Generation, Node, NodeId};
 use gossip_strategies::RumorMongering;
 use tokio::sync::broadcast::Receiver;
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, 1], 7000 + i as u16))
-}
+mod common;
+use common::{addr, await_event, await_live};
 
-fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle {
+fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle<RumorMongering> {
     let id = NodeId::new(transport.local_addr());
     let node = Node::with_strategy(
         Config::lan(8),
@@ -30,7 +28,7 @@ fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle {
 
 struct Cluster {
     network: MemoryNetwork,
-    agents: Vec<AgentHandle>,
+    agents: Vec<AgentHandle<RumorMongering>>,
     events: Vec<Receiver<Event>>,
 }
 
@@ -54,45 +52,6 @@ async fn start(n: usize, faults: Option<Faults>) -> Cluster {
         agents,
         events,
     }
-}
-
-/// Waits (on the paused clock) until every agent in `who` reports `live`
-/// live members, or panics after `limit`.
-async fn await_live(agents: &[AgentHandle], live: usize, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let mut all = true;
-        for agent in agents {
-            let members = agent.members().await.unwrap();
-            let alive = members
-                .iter()
-                .filter(|m| m.liveness == Liveness::Alive)
-                .count();
-            all &= alive == live;
-        }
-        if all {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "members did not converge to {live} live within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Drains `events` until `pick` matches, or panics after `limit`.
-async fn await_event(events: &mut Receiver<Event>, limit: Duration, pick: impl Fn(&Event) -> bool) {
-    tokio::time::timeout(limit, async {
-        loop {
-            let event = events.recv().await.expect("event stream open");
-            if pick(&event) {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("event within the limit");
 }
 
 async fn scenario(faults: Option<Faults>) {

@@ -1,24 +1,36 @@
-//! The transport seam: how a driver moves frames between nodes.
+//! The transport seam: how a gossip driver moves frames between nodes.
 //!
-//! [`Node`](crate::Node) never touches a socket. A driver (such as
-//! `gossip-node`'s `Agent`) receives frames from a [`Transport`], feeds them
+//! A `gossip_core::Node` never touches a socket. A driver (such as
+//! `gossip-agent`'s `Agent`) receives frames from a [`Transport`], feeds them
 //! to the node and sends whatever the node wants sent. Because every
 //! transport implements this one trait, swapping UDP for QUIC (or for an
 //! in-memory channel in tests) changes one line in the program that builds
 //! the driver and nothing in the protocol.
 //!
+//! The trait lives in a crate of its own, below both the driver and the
+//! transports, so that the sans-IO core names no async trait, a transport
+//! does not compile the driver it plugs into, and the driver's examples and
+//! tests can use the real transports without a dependency cycle. It needs
+//! no async runtime either: it only names futures.
+//!
 //! The trait is object safe through `async-trait`, so a binary can pick a
-//! `Box<dyn Transport>` at runtime. The core itself stays free of any async
-//! runtime: it only names the trait.
+//! `Box<dyn Transport>` at runtime. Implementations annotate their `impl`
+//! with the re-exported [`async_trait`](macro@async_trait) attribute.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::net::SocketAddr;
 
 use thiserror::Error;
 
+/// The attribute every `impl Transport for ...` carries, re-exported so an
+/// implementation needs no dependency of its own on `async-trait`.
+pub use async_trait::async_trait;
+
 /// Something a transport received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Incoming {
-    /// A frame from `from`, to hand to [`Node::handle_message`](crate::Node::handle_message).
+    /// A frame from `from`, to hand to the node's `handle_message`.
     Frame {
         /// The sender's address, as the transport saw it.
         from: SocketAddr,
@@ -26,8 +38,8 @@ pub enum Incoming {
         bytes: Vec<u8>,
     },
     /// The transport lost its connection to `peer` (or could not make one).
-    /// Connectionless transports never report this. Hand it to
-    /// [`Node::peer_unreachable`](crate::Node::peer_unreachable).
+    /// Connectionless transports never report this. Hand it to the node's
+    /// `peer_unreachable`.
     Unreachable(SocketAddr),
 }
 
@@ -100,6 +112,19 @@ pub trait Transport: Send + Sync {
     /// `max_message_size` must not exceed it.
     fn max_frame_len(&self) -> usize;
 
+    /// The largest frame this transport carries in one packet, without
+    /// splitting it: a datagram on the path, as opposed to a stream or IP
+    /// fragments. Never more than [`max_frame_len`](Self::max_frame_len).
+    ///
+    /// Gossip relies on frames being independent, cheap and lossy; a frame
+    /// that must be fragmented costs more round trips and is lost whenever
+    /// any fragment is, so a driver refuses a node whose `max_message_size`
+    /// exceeds this. The default, for transports that carry every frame the
+    /// same way, is `max_frame_len`.
+    fn unfragmented_frame_len(&self) -> usize {
+        self.max_frame_len()
+    }
+
     /// What this transport has put on and taken off the wire so far.
     fn stats(&self) -> TransportStats {
         TransportStats::default()
@@ -132,6 +157,10 @@ macro_rules! forward_transport {
 
             fn max_frame_len(&self) -> usize {
                 (**self).max_frame_len()
+            }
+
+            fn unfragmented_frame_len(&self) -> usize {
+                (**self).unfragmented_frame_len()
             }
 
             fn stats(&self) -> TransportStats {

@@ -1,0 +1,231 @@
+//! The task that owns a node: [`Agent::spawn`] and the loop it runs.
+
+use std::time::Duration;
+
+use gossip_core::{Aggregate, CommandError, Event, Node, Strategy};
+use gossip_transport::{Incoming, Transport, TransportError};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::{AgentConfig, AgentError, AgentHandle};
+
+/// What a job sees while it runs on the agent's task: the node, the time
+/// it runs at, and the driver's own counters (which the node cannot know).
+pub(crate) struct Scope<'a, S, A> {
+    pub(crate) node: &'a mut Node<S, A>,
+    pub(crate) now: std::time::Instant,
+    pub(crate) transport: &'a dyn Transport,
+    pub(crate) send_errors: u64,
+}
+
+/// One command from a handle, erased to a closure: whatever it computes
+/// travels back through a channel the closure captured, so the driver
+/// needs no per-command code.
+pub(crate) type Job<S, A> = Box<dyn for<'a> FnOnce(Scope<'a, S, A>) + Send>;
+
+/// What handles send the driver.
+pub(crate) enum Message<S, A> {
+    /// Run a closure on the node; the loop then sends and publishes what
+    /// it queued, as after any other input.
+    Run(Job<S, A>),
+    /// Leave gracefully, linger while the farewell spreads, then stop. Not
+    /// a job: it changes how the loop itself runs.
+    Leave(oneshot::Sender<Result<(), CommandError>>),
+}
+
+/// The driver. Build one with [`Agent::spawn`]; it runs until shut down.
+#[derive(Debug)]
+pub struct Agent;
+
+impl Agent {
+    /// Starts a task that drives `node` over `transport` on the current
+    /// tokio runtime. The node is not started: call
+    /// [`AgentHandle::join`] (with no seeds to found a cluster).
+    ///
+    /// Refuses a node whose `max_message_size` exceeds what the transport
+    /// sends at all ([`AgentError::FrameTooLarge`]) or what it carries
+    /// unfragmented ([`AgentError::WouldFragment`]), or whose identity is
+    /// not the transport's address ([`AgentError::AddressMismatch`]; a
+    /// transport bound to an unspecified address such as `0.0.0.0` only
+    /// needs the same port).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn<S, A, T>(
+        node: Node<S, A>,
+        transport: T,
+        config: AgentConfig,
+    ) -> Result<AgentHandle<S, A>, AgentError>
+    where
+        S: Strategy + Send + 'static,
+        A: Aggregate + Send + 'static,
+        T: Transport + 'static,
+    {
+        check_frame_sizes(node.config().max_message_size.get(), &transport)?;
+        let local = transport.local_addr();
+        let id = node.id().addr();
+        let same_address = if local.ip().is_unspecified() {
+            local.port() == id.port()
+        } else {
+            local == id
+        };
+        if !same_address {
+            return Err(AgentError::AddressMismatch {
+                node: id,
+                transport: local,
+            });
+        }
+        let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let driver = Driver {
+            node,
+            transport,
+            events: events.clone(),
+            leave_linger: config.leave_linger,
+            send_errors: 0,
+        };
+        let (stopped_tx, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            driver.run(command_rx).await;
+            let _ = stopped_tx.send(true);
+        })
+        .abort_handle();
+        Ok(AgentHandle::new(id, commands, events, task, stopped))
+    }
+}
+
+fn check_frame_sizes(max_message: usize, transport: &impl Transport) -> Result<(), AgentError> {
+    let max_frame = transport.max_frame_len();
+    if max_message > max_frame {
+        return Err(AgentError::FrameTooLarge {
+            node: max_message,
+            transport: max_frame,
+        });
+    }
+    // A transport that claims more than it sends at all is held to what it sends.
+    let unfragmented = transport.unfragmented_frame_len().min(max_frame);
+    if max_message > unfragmented {
+        return Err(AgentError::WouldFragment {
+            node: max_message,
+            unfragmented,
+        });
+    }
+    Ok(())
+}
+
+struct Driver<S: Strategy, A: Aggregate, T> {
+    node: Node<S, A>,
+    transport: T,
+    events: broadcast::Sender<Event>,
+    leave_linger: Duration,
+    send_errors: u64,
+}
+
+fn now() -> std::time::Instant {
+    // tokio's clock, so that tests may pause and advance it.
+    Instant::now().into_std()
+}
+
+/// Where the loop is in a graceful stop: until when it lingers, and who
+/// waits to hear that it stopped.
+type Lingering = (Instant, Option<oneshot::Sender<Result<(), CommandError>>>);
+
+impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
+    async fn run(mut self, mut commands: mpsc::Receiver<Message<S, A>>) {
+        // Set when a leave was asked for: run until the farewell is sent.
+        let mut linger_until: Option<Lingering> = None;
+        let mut consecutive_recv_errors = 0u32;
+        loop {
+            let deadline = self.node.poll_timeout().map(Instant::from_std);
+            if let Some((until, _)) = &linger_until {
+                if deadline.is_none() || Instant::now() >= *until {
+                    break;
+                }
+            }
+            let wake = match (deadline, &linger_until) {
+                (Some(d), Some((until, _))) => Some(d.min(*until)),
+                (d, _) => d,
+            };
+            tokio::select! {
+                received = self.transport.recv() => match received {
+                    Ok(Incoming::Frame { from, bytes }) => {
+                        consecutive_recv_errors = 0;
+                        if let Err(error) = self.node.handle_message(now(), from, &bytes) {
+                            tracing::debug!(%from, %error, "frame refused");
+                        }
+                    }
+                    Ok(Incoming::Unreachable(peer)) => {
+                        self.node.peer_unreachable(now(), peer.into());
+                    }
+                    Err(TransportError::Closed) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "receive failed");
+                        consecutive_recv_errors += 1;
+                        // A socket that fails every time must not spin a core.
+                        if consecutive_recv_errors > 3 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                },
+                () = sleep_until(wake) => self.node.handle_timeout(now()),
+                command = commands.recv(), if linger_until.is_none() => match command {
+                    Some(Message::Run(job)) => job(Scope {
+                        node: &mut self.node,
+                        now: now(),
+                        transport: &self.transport,
+                        send_errors: self.send_errors,
+                    }),
+                    Some(Message::Leave(reply)) => match self.node.leave(now()) {
+                        Ok(()) => linger_until = Some((Instant::now() + self.leave_linger, Some(reply))),
+                        // Never joined (or already left): there is
+                        // nothing to announce, so stopping is all.
+                        Err(_) => {
+                            linger_until = Some((Instant::now(), Some(reply)));
+                            break;
+                        }
+                    },
+                    // Every handle is gone: nobody can talk to the node any
+                    // more, so say goodbye.
+                    None => {
+                        if self.node.leave(now()).is_err() {
+                            break;
+                        }
+                        linger_until = Some((Instant::now() + self.leave_linger, None));
+                    }
+                },
+            }
+            // Whatever the branch (a frame, a timer, any command), what the
+            // node queued leaves now.
+            self.flush().await;
+        }
+        self.flush().await;
+        // A graceful stop: let the transport send what it still holds (the
+        // last of the farewell). A crash (abort) never gets here.
+        self.transport.close().await;
+        if let Some((_, Some(reply))) = linger_until {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Sends what the node queued and publishes its events.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            if let Err(error) = self.transport.send(transmit.to, &transmit.bytes).await {
+                self.send_errors += 1;
+                tracing::debug!(to = %transmit.to, %error, "send failed");
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            // No subscriber is not an error: events are offered, not owed.
+            let _ = self.events.send(event);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
