@@ -79,6 +79,17 @@ impl Default for LinkModel {
     }
 }
 
+impl LinkModel {
+    /// Every frame arrives exactly `latency` after it was sent, no faults:
+    /// for tests that reason about exact instants.
+    pub fn fixed(latency: Duration) -> Self {
+        Self {
+            latency: Latency::Fixed(latency),
+            ..Self::default()
+        }
+    }
+}
+
 /// Receives what happens inside a simulation, for measurements.
 pub trait Observer {
     /// Node `node` emitted `event` at virtual time `at`.
