@@ -1,5 +1,9 @@
 //! Fuzzes `Node::handle_message` with one arbitrary frame.
 //!
+//! The node runs alone in gossip-sim's simulator under `Drive::Manual` (the
+//! target moves the clock and fires the timers), whose `check` module holds
+//! the checks below.
+//!
 //! Setup (identical for every input): a node founds a cluster (`join` with no
 //! seeds) and learns a few members from valid frames encoded with
 //! `gossip_core::wire::encode`: a `Join` from two peers, then a `Gossip` that
@@ -22,33 +26,64 @@
 //!   `now`, and `handle_timeout` called before the deadline does nothing.
 #![no_main]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use gossip_core::wire::{self, Header, MemberRecord, Message, Status, PROTOCOL_VERSION};
-use gossip_core::{Config, Generation, Incarnation, Node, NodeId};
-use gossip_core_fuzz::{
-    addr, at, check_view, drain_events, drain_transmits, handle_checked, timeout_checked,
-};
+use gossip_core::{Config, Generation, Incarnation, NodeId};
+use gossip_sim::check::{check_view, handle_checked, timeout_checked, Invariants};
+use gossip_sim::{Addressing, Drive, Simulator};
 use libfuzzer_sys::fuzz_target;
 
-fn frame(config: &Config, sender: u16, message: &Message) -> Vec<u8> {
+/// Node `i` at `127.0.0.1:(7000 + i)`; only node 0 runs, the others are
+/// peers it learns about from frames.
+const ADDRESSING: Addressing = Addressing::Ports {
+    ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    first_port: 7000,
+};
+
+fn frame(config: &Config, sender: usize, message: &Message) -> Vec<u8> {
     let header = Header {
         version: PROTOCOL_VERSION,
         label: &config.cluster_label,
-        sender: NodeId::new(addr(sender)),
+        sender: NodeId::new(ADDRESSING.addr(sender)),
         generation: Generation(1),
         incarnation: Incarnation(0),
     };
     wire::encode(&header, message)
 }
 
-/// A running node that knows peers 1 and 2 (alive) and 3 (suspect).
-fn taught_node() -> Node {
+/// Hands `bytes` to node 0 as if from `peer`, checking a refusal changed
+/// nothing; frames and events it causes go through `checks`.
+fn feed(
+    sim: &mut Simulator,
+    checks: &mut Invariants,
+    peer: usize,
+    bytes: &[u8],
+) -> Result<(), gossip_core::RecvError> {
+    let from = ADDRESSING.addr(peer);
+    sim.command(
+        0,
+        |node, now| handle_checked(node, now, from, bytes),
+        checks,
+    )
+    .expect("node 0 runs")
+}
+
+/// A one-node simulation whose node runs and knows peers 1 and 2 (alive)
+/// and 3 (suspect); the caller delivers and ticks.
+fn taught_node() -> (Simulator, Invariants) {
     let config = Config::default();
-    let mut node = Node::new(config.clone(), NodeId::new(addr(0)), Generation(1), 42)
-        .expect("default config is valid");
-    let now = at(Duration::ZERO);
-    node.join(now, &[]).expect("fresh node joins");
+    let mut sim = Simulator::builder(1, config.clone())
+        .addressing(ADDRESSING)
+        .node_seeds([42])
+        .first_generation(1)
+        .drive(Drive::Manual)
+        .build();
+    let mut checks = Invariants::new(config.clone(), ADDRESSING);
+    sim.command(0, |node, now| node.join(now, &[]), &mut checks)
+        .expect("node 0 runs")
+        .expect("fresh node joins");
     for peer in [1, 2] {
         let join = frame(
             &config,
@@ -57,10 +92,9 @@ fn taught_node() -> Node {
                 metadata: vec![peer as u8; 4],
             },
         );
-        handle_checked(&mut node, now, addr(peer), &join).expect("valid join is accepted");
-        drain_transmits(&mut node);
+        feed(&mut sim, &mut checks, peer, &join).expect("valid join is accepted");
     }
-    let third = NodeId::new(addr(3));
+    let third = NodeId::new(ADDRESSING.addr(3));
     let record = |status| MemberRecord {
         id: third,
         generation: Generation(1),
@@ -76,35 +110,28 @@ fn taught_node() -> Node {
                     metadata: Vec::new(),
                 }),
                 record(Status::Suspect {
-                    by: NodeId::new(addr(2)),
+                    by: NodeId::new(ADDRESSING.addr(2)),
                 }),
             ],
         },
     );
-    handle_checked(&mut node, now, addr(2), &gossip).expect("valid gossip is accepted");
-    drain_transmits(&mut node);
-    drain_events(&mut node);
-    assert_eq!(node.live_member_count(), 4);
-    node
+    feed(&mut sim, &mut checks, 2, &gossip).expect("valid gossip is accepted");
+    assert_eq!(sim.node(0).expect("running").live_member_count(), 4);
+    (sim, checks)
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut node = taught_node();
-    let now = at(Duration::from_millis(1));
-    let _ = handle_checked(&mut node, now, addr(1), data);
-    drain_transmits(&mut node);
-    drain_events(&mut node);
-    check_view(&node);
+    let (mut sim, mut checks) = taught_node();
+    sim.run_until(Duration::from_millis(1), &mut checks);
+    let _ = feed(&mut sim, &mut checks, 1, data);
+    check_view(sim.node(0).expect("running"));
     // Run whatever the frame scheduled: an immediate tick, then the next few
     // deadlines (bounded, so each input stays cheap).
-    let mut now = now;
     for _ in 0..8 {
-        timeout_checked(&mut node, now);
-        drain_transmits(&mut node);
-        drain_events(&mut node);
-        check_view(&node);
-        match node.poll_timeout() {
-            Some(next) => now = next,
+        sim.command(0, timeout_checked, &mut checks);
+        check_view(sim.node(0).expect("running"));
+        match sim.next_deadline() {
+            Some(next) => sim.run_until(next, &mut checks),
             None => break,
         }
     }

@@ -16,6 +16,10 @@
 //! `leave`; `set_metadata` with fuzz bytes; `peer_unreachable`; and restart
 //! a node as a new generation at the same address.
 //!
+//! The nodes, their clock and the frames in flight live in gossip-sim's
+//! simulator under `Drive::Manual`; this target decodes the input into
+//! operations on it and keeps the oracle (each node's phase and generation).
+//!
 //! Checks, after every step and on every node:
 //! - nothing panics (including gossip-core's debug assertions);
 //! - every frame a node emits is at most `max_message_size` bytes, decodes
@@ -38,9 +42,9 @@
 //!   their kind.
 #![no_main]
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use gossip_core::wire::{
@@ -49,9 +53,8 @@ use gossip_core::wire::{
 use gossip_core::{
     CommandError, Config, ConfigError, Generation, Incarnation, Liveness, Node, NodeId, RecvError,
 };
-use gossip_core_fuzz::{
-    at, check_view, drain_events, drain_transmits, handle_checked, timeout_checked, Snapshot,
-};
+use gossip_sim::check::{check_view, handle_checked, timeout_checked, Invariants, Snapshot};
+use gossip_sim::{Drive, HeldFrame, Simulator};
 use libfuzzer_sys::fuzz_target;
 
 /// Addresses fuzz-chosen ids map to: the nodes' own plus a few strangers.
@@ -121,15 +124,20 @@ enum GenerationBase {
 }
 
 impl Addressing {
+    /// The simulator's address plan: node `i` at one IP, port `base + i`.
+    fn plan(self) -> gossip_sim::Addressing {
+        let ip = if self.ipv6 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xffff, 0xffff))
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        let first_port = if self.high_ports { 60_000 } else { 7000 };
+        gossip_sim::Addressing::Ports { ip, first_port }
+    }
+
     /// Address of node (or stranger) `i`.
     fn addr(self, i: u16) -> SocketAddr {
-        let port = if self.high_ports { 60_000 } else { 7000 } + i;
-        if self.ipv6 {
-            let ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xffff, 0xffff);
-            SocketAddr::from((ip, port))
-        } else {
-            SocketAddr::from(([127, 0, 0, 1], port))
-        }
+        self.plan().addr(usize::from(i))
     }
 
     /// Fuzz-chosen ids map to the nodes' own addresses plus a few strangers.
@@ -380,21 +388,17 @@ enum Phase {
     Departed,
 }
 
-struct InFlight {
-    from: usize,
-    to: SocketAddr,
-    bytes: Vec<u8>,
-}
-
+/// The nodes on gossip-sim's simulator under [`Drive::Manual`]: the input
+/// picks which held frame arrives (damaged or not) and when time passes.
 struct Cluster {
     config: Config,
     addressing: Addressing,
     base_seed: u64,
-    now: Duration,
-    nodes: Vec<Node>,
+    sim: Simulator,
+    /// Checks every frame and event the nodes emit.
+    checks: Invariants,
     phases: Vec<Phase>,
     generations: Vec<u64>,
-    in_flight: Vec<InFlight>,
     restarts: u64,
 }
 
@@ -500,17 +504,8 @@ fn message(cx: Ctx, m: FuzzMessage) -> Message {
 }
 
 impl Cluster {
-    fn instant(&self) -> Instant {
-        at(self.now)
-    }
-
     fn pick(&self, n: u8) -> usize {
-        usize::from(n) % self.nodes.len()
-    }
-
-    /// Index of the node listening at `to`, if any.
-    fn node_at(&self, to: SocketAddr) -> Option<usize> {
-        (0..self.nodes.len()).find(|&i| self.addressing.addr(i as u16) == to)
+        usize::from(n) % self.sim.len()
     }
 
     fn seed_addrs(&self, seed: Option<u8>) -> Vec<SocketAddr> {
@@ -518,37 +513,36 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// Collects every node's output (checking each frame), then checks every
-    /// node's view.
+    /// Runs `f` on node `i` now; its output goes through the checks.
+    fn on<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, std::time::Instant) -> R) -> R {
+        self.sim
+            .command(i, f, &mut self.checks)
+            .expect("nodes never crash here")
+    }
+
+    /// Checks every node's view; the network loses the oldest frames when
+    /// congested.
     fn settle(&mut self) {
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            for (to, bytes) in drain_transmits(node) {
-                self.in_flight.push(InFlight { from: i, to, bytes });
-            }
-            drain_events(node);
-            check_view(node);
+        for i in 0..self.sim.len() {
+            check_view(self.sim.node(i).expect("nodes never crash here"));
         }
-        if self.in_flight.len() > MAX_IN_FLIGHT {
-            // The network loses the oldest frames when congested.
-            let excess = self.in_flight.len() - MAX_IN_FLIGHT;
-            self.in_flight.drain(..excess);
+        while self.sim.held().len() > MAX_IN_FLIGHT {
+            self.sim.take_held(0);
         }
     }
 
     fn tick_all(&mut self) {
-        let now = self.instant();
-        for node in &mut self.nodes {
-            timeout_checked(node, now);
-            // Drained now: the next node's "early call changes nothing" check
-            // must not see this node's output.
-            drain_events(node);
+        for i in 0..self.sim.len() {
+            // Each node's output is drained before the next is ticked: the
+            // next node's "early call changes nothing" check must not see it.
+            self.on(i, timeout_checked);
         }
     }
 
-    /// Delivers in-flight frame `index`, damaged by `damage` if given.
+    /// Delivers held frame `index`, damaged by `damage` if given.
     fn deliver(&mut self, index: usize, damage: Option<(&[(u16, u8)], Option<u16>)>) {
-        let InFlight { from, to, bytes } = self.in_flight.remove(index);
-        let Some(receiver) = self.node_at(to) else {
+        let HeldFrame { from, to, bytes } = self.sim.take_held(index).expect("index in range");
+        let Some(receiver) = self.sim.index_of(to) else {
             return; // addressed to a stranger
         };
         let mut frame = bytes.clone();
@@ -563,9 +557,10 @@ impl Cluster {
                 frame.truncate(usize::from(t) % (frame.len() + 1));
             }
         }
-        let source = self.addressing.addr(from as u16);
-        let now = self.instant();
-        let result = handle_checked(&mut self.nodes[receiver], now, source, &frame);
+        let source = self.sim.addr(from);
+        let result = self.on(receiver, |node, now| {
+            handle_checked(node, now, source, &frame)
+        });
         if frame == bytes {
             let acceptable = match &result {
                 Ok(()) => true,
@@ -583,17 +578,18 @@ impl Cluster {
     }
 
     fn apply(&mut self, op: Op) {
-        let now = self.instant();
         match op {
             Op::Advance { millis } => {
-                self.now += Duration::from_millis(u64::from(millis));
+                self.sim
+                    .run_for(Duration::from_millis(u64::from(millis)), &mut self.checks);
                 self.tick_all();
             }
             Op::AdvanceToDeadline => {
-                let earliest = self.nodes.iter().filter_map(Node::poll_timeout).min();
-                if let Some(t) = earliest {
+                let now = self.sim.now();
+                if let Some(t) = self.sim.next_deadline() {
                     if t > now {
-                        self.now += (t - now).min(MAX_JUMP);
+                        self.sim
+                            .run_until(now + (t - now).min(MAX_JUMP), &mut self.checks);
                     }
                 }
                 self.tick_all();
@@ -603,8 +599,8 @@ impl Cluster {
                 flips,
                 truncate,
             } => {
-                if !self.in_flight.is_empty() {
-                    let index = usize::from(index) % self.in_flight.len();
+                if !self.sim.held().is_empty() {
+                    let index = usize::from(index) % self.sim.held().len();
                     let damage = (!flips.is_empty() || truncate.is_some())
                         .then_some((flips.as_slice(), truncate));
                     self.deliver(index, damage);
@@ -612,7 +608,7 @@ impl Cluster {
             }
             Op::DeliverAll => {
                 for _ in 0..DELIVER_ALL_LIMIT {
-                    if self.in_flight.is_empty() {
+                    if self.sim.held().is_empty() {
                         break;
                     }
                     self.deliver(0, None);
@@ -620,15 +616,15 @@ impl Cluster {
                 }
             }
             Op::Drop { index } => {
-                if !self.in_flight.is_empty() {
-                    let index = usize::from(index) % self.in_flight.len();
-                    self.in_flight.remove(index);
+                if !self.sim.held().is_empty() {
+                    let index = usize::from(index) % self.sim.held().len();
+                    self.sim.take_held(index);
                 }
             }
             Op::InjectRaw { to, source, bytes } => {
                 let i = self.pick(to);
                 let source = self.addressing.node_id(source).addr();
-                let _ = handle_checked(&mut self.nodes[i], now, source, &bytes);
+                let _ = self.on(i, |node, now| handle_checked(node, now, source, &bytes));
             }
             Op::InjectMessage {
                 to,
@@ -658,12 +654,12 @@ impl Cluster {
                 };
                 let bytes = wire::encode(&header, &message(cx, m));
                 let source = self.addressing.node_id(source).addr();
-                let _ = handle_checked(&mut self.nodes[i], now, source, &bytes);
+                let _ = self.on(i, |node, now| handle_checked(node, now, source, &bytes));
             }
             Op::Join { node, seed } => {
                 let i = self.pick(node);
                 let seeds = self.seed_addrs(seed);
-                let result = self.nodes[i].join(now, &seeds);
+                let result = self.on(i, |node, now| node.join(now, &seeds));
                 match self.phases[i] {
                     Phase::Idle => {
                         assert_eq!(result, Ok(()));
@@ -675,12 +671,12 @@ impl Cluster {
             }
             Op::Leave { node } => {
                 let i = self.pick(node);
-                let result = self.nodes[i].leave(now);
+                let result = self.on(i, |node, now| node.leave(now));
                 if self.phases[i] == Phase::Running {
                     assert_eq!(result, Ok(()));
                     self.phases[i] = Phase::Departed;
-                    let own = self.nodes[i].members().next().expect("self listed");
-                    assert_eq!(own.liveness, Liveness::Left);
+                    let own = self.sim.node(i).and_then(|n| n.members().next());
+                    assert_eq!(own.expect("self listed").liveness, Liveness::Left);
                 } else {
                     assert!(
                         result.is_err(),
@@ -694,30 +690,33 @@ impl Cluster {
                 let max = self.config.max_metadata_len;
                 let metadata = metadata.bytes(max);
                 let len = metadata.len();
-                let before = Snapshot::of(&self.nodes[i]);
-                let result = self.nodes[i].set_metadata(now, metadata.clone());
+                let wanted = metadata.clone();
+                let (result, own) = self.on(i, |node, now| {
+                    let before = Snapshot::of(node);
+                    let result = node.set_metadata(now, metadata);
+                    if result.is_err() {
+                        assert_eq!(
+                            Snapshot::of(node),
+                            before,
+                            "set_metadata failed but changed the node"
+                        );
+                        assert!(node.poll_transmit().is_none());
+                    }
+                    (result, node.members().next().expect("self listed").metadata)
+                });
                 if len > max {
                     assert_eq!(result, Err(CommandError::MetadataTooLong { len, max }));
                 } else if self.phases[i] == Phase::Departed {
                     assert_eq!(result, Err(CommandError::Departed));
                 } else {
                     assert_eq!(result, Ok(()));
-                    let own = self.nodes[i].members().next().expect("self listed");
-                    assert_eq!(own.metadata, metadata, "set_metadata did not take effect");
-                }
-                if result.is_err() {
-                    assert_eq!(
-                        Snapshot::of(&self.nodes[i]),
-                        before,
-                        "set_metadata failed but changed the node"
-                    );
-                    assert!(self.nodes[i].poll_transmit().is_none());
+                    assert_eq!(own, wanted, "set_metadata did not take effect");
                 }
             }
             Op::PeerUnreachable { node, peer } => {
                 let i = self.pick(node);
                 let peer = self.addressing.node_id(peer);
-                self.nodes[i].peer_unreachable(now, peer);
+                self.on(i, |node, now| node.peer_unreachable(now, peer));
             }
             Op::Restart { node, seed } => {
                 let i = self.pick(node);
@@ -727,16 +726,17 @@ impl Cluster {
                 };
                 self.generations[i] = next;
                 self.restarts += 1;
-                let mut fresh = Node::new(
+                let fresh = Node::new(
                     self.config.clone(),
                     NodeId::new(self.addressing.addr(i as u16)),
                     Generation(self.generations[i]),
                     self.base_seed.wrapping_add(1000 + self.restarts),
                 )
                 .expect("valid config");
+                self.sim.replace(i, fresh);
                 let seeds = self.seed_addrs(seed);
-                fresh.join(now, &seeds).expect("fresh node joins");
-                self.nodes[i] = fresh;
+                self.on(i, |node, now| node.join(now, &seeds))
+                    .expect("fresh node joins");
                 self.phases[i] = Phase::Running;
             }
         }
@@ -749,36 +749,30 @@ fuzz_target!(|input: Input| {
     let addressing = input.knobs.addressing;
     let first_generation = addressing.first_generation();
     let n = usize::from(input.node_count % 3) + 2;
+    let sim = Simulator::builder(n, config.clone())
+        .addressing(addressing.plan())
+        .node_seeds((0..n as u64).map(|i| input.rng_seed.wrapping_add(i)))
+        .first_generation(first_generation)
+        .drive(Drive::Manual)
+        .build();
     let mut cluster = Cluster {
-        config: config.clone(),
+        checks: Invariants::new(config.clone(), addressing.plan()),
+        config,
         addressing,
         base_seed: input.rng_seed,
-        now: Duration::ZERO,
-        nodes: (0..n)
-            .map(|i| {
-                Node::new(
-                    config.clone(),
-                    NodeId::new(addressing.addr(i as u16)),
-                    Generation(first_generation),
-                    input.rng_seed.wrapping_add(i as u64),
-                )
-                .expect("valid config")
-            })
-            .collect(),
+        sim,
         phases: vec![Phase::Idle; n],
         generations: vec![first_generation; n],
-        in_flight: Vec::new(),
         restarts: 0,
     };
-    let now = cluster.instant();
     for (i, start) in input.starts.iter().take(n).enumerate() {
         let seeds = match start {
             Start::Found => Vec::new(),
             Start::JoinVia(s) => vec![addressing.addr(u16::from(*s) % n as u16)],
             Start::Idle => continue,
         };
-        cluster.nodes[i]
-            .join(now, &seeds)
+        cluster
+            .on(i, |node, now| node.join(now, &seeds))
             .expect("fresh node joins");
         cluster.phases[i] = Phase::Running;
     }

@@ -5,26 +5,58 @@
 //! the other counters, the next deadline, and the (empty) transmit and event
 //! queues.
 
-mod common;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
-use common::{addr, id, snapshot, Sim};
 use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
-use gossip_core::{Config, Generation, Incarnation, Node, RecvError};
+use gossip_core::{Config, Generation, Incarnation, Node, NodeId, RecvError};
+use gossip_sim::check::Snapshot;
+use gossip_sim::node_addr as addr;
+use gossip_sim::{LinkModel, Simulator};
+
+type Sim = Simulator;
+
+/// Identity of node `i`.
+fn id(i: usize) -> NodeId {
+    NodeId::new(addr(i))
+}
+
+/// Everything observable about `node`.
+fn snapshot(node: &Node) -> Snapshot {
+    Snapshot::of(node)
+}
+
+/// The origin of time for tests that drive a lone node by hand.
+#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
+fn base_instant() -> Instant {
+    Instant::now()
+}
+
+/// Nodes with `config`, generation 1, node `i` seeded with `node_seeds[i]`,
+/// 1 ms links, every frame recorded, node 0 founding and the others joining
+/// through it.
+fn started(config: &Config, node_seeds: &[u64]) -> Sim {
+    let mut sim = Simulator::builder(node_seeds.len(), config.clone())
+        .link(LinkModel::fixed(Duration::from_millis(1)))
+        .node_seeds(node_seeds.iter().copied())
+        .first_generation(1)
+        .record(true)
+        .build();
+    sim.start_all();
+    sim
+}
 
 /// A converged 3-node cluster, quiet at the moment of return (all outputs drained).
 fn cluster() -> Sim {
-    let mut sim = Sim::started(3, 7);
-    let at = sim.run_until_cond(Duration::from_secs(10), |s| s.all_running_see(3));
+    let mut sim = started(&Config::default(), &[7, 8, 9]);
+    let at = sim.run_until_cond(Duration::from_secs(10), &mut (), |s| s.all_running_see(3));
     assert!(at.is_some(), "cluster converges");
-    sim.run_until(Duration::from_secs(6));
+    sim.run_until(Duration::from_secs(6), &mut ());
     sim
 }
 
 /// The last ping `from` sent to `to`, as encoded bytes.
 fn last_ping(sim: &Sim, config: &Config, from: usize, to: usize) -> Vec<u8> {
-    sim.sent
+    sim.frames()
         .iter()
         .rev()
         .filter(|s| s.from == addr(from) && s.to == addr(to))
@@ -41,8 +73,8 @@ fn last_ping(sim: &Sim, config: &Config, from: usize, to: usize) -> Vec<u8> {
 /// Feeds `bytes` to node 0 of `sim` as if from node 1, expects `expected`,
 /// and checks that only the error counter moved.
 fn refused(sim: &mut Sim, bytes: &[u8], expected: RecvError) {
-    let now = sim.instant();
-    let node = sim.node_mut(0);
+    let now = sim.instant(sim.now());
+    let node = sim.node_mut(0).unwrap();
     assert_eq!(node.poll_transmit(), None, "queues start empty");
     assert_eq!(node.poll_event(), None, "queues start empty");
     let before = snapshot(node);
@@ -69,13 +101,20 @@ fn refused(sim: &mut Sim, bytes: &[u8], expected: RecvError) {
 #[test]
 fn a_valid_ping_is_accepted_so_the_fixture_is_meaningful() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let ping = last_ping(&sim, &config, 1, 0);
-    let now = sim.instant();
-    let frames = sim.node(0).stats().frames_received;
-    assert_eq!(sim.node_mut(0).handle_message(now, addr(1), &ping), Ok(()));
-    assert_eq!(sim.node(0).stats().frames_received, frames + 1);
-    let ack = sim.node_mut(0).poll_transmit().expect("a ping is acked");
+    let now = sim.instant(sim.now());
+    let frames = sim.node(0).unwrap().stats().frames_received;
+    assert_eq!(
+        sim.node_mut(0).unwrap().handle_message(now, addr(1), &ping),
+        Ok(())
+    );
+    assert_eq!(sim.node(0).unwrap().stats().frames_received, frames + 1);
+    let ack = sim
+        .node_mut(0)
+        .unwrap()
+        .poll_transmit()
+        .expect("a ping is acked");
     assert_eq!(ack.to, addr(1));
     assert!(matches!(
         wire::decode(&config, &ack.bytes),
@@ -90,8 +129,11 @@ fn empty_and_garbage_frames_are_refused() {
     // Right version byte, then a label length varint that never terminates.
     let mut garbage = vec![PROTOCOL_VERSION];
     garbage.extend([0xff; 40]);
-    let now = sim.instant();
-    let err = sim.node_mut(0).handle_message(now, addr(1), &garbage);
+    let now = sim.instant(sim.now());
+    let err = sim
+        .node_mut(0)
+        .unwrap()
+        .handle_message(now, addr(1), &garbage);
     assert!(matches!(err, Err(RecvError::Malformed(_))), "{err:?}");
     // Now check the state invariants too, with the exact error.
     refused(&mut sim, &garbage, err.unwrap_err());
@@ -106,7 +148,7 @@ fn empty_and_garbage_frames_are_refused() {
 #[test]
 fn truncated_frames_are_refused() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let ping = last_ping(&sim, &config, 1, 0);
     refused(
         &mut sim,
@@ -124,7 +166,7 @@ fn truncated_frames_are_refused() {
 #[test]
 fn trailing_bytes_are_refused() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let ping = last_ping(&sim, &config, 1, 0);
     let mut one_more = ping.clone();
     one_more.push(0);
@@ -137,7 +179,7 @@ fn trailing_bytes_are_refused() {
 #[test]
 fn oversized_frames_are_refused_before_decoding() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let max = config.max_message_size.get();
     let mut big = last_ping(&sim, &config, 1, 0);
     big.resize(max + 1, 0);
@@ -156,7 +198,7 @@ fn oversized_frames_are_refused_before_decoding() {
 #[test]
 fn other_protocol_versions_are_refused() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let ping = last_ping(&sim, &config, 1, 0);
     for version in [0, PROTOCOL_VERSION + 1, 0xff] {
         let mut frame = ping.clone();
@@ -170,9 +212,8 @@ fn frames_from_another_cluster_are_refused() {
     // A second cluster labelled differently, run until one of its nodes pings.
     let mut other_config = Config::default();
     other_config.cluster_label = "other-cluster".into();
-    let mut other = Sim::new(&other_config, &[11, 12]);
-    other.join_all_via_first();
-    other.run_until(Duration::from_secs(5));
+    let mut other = started(&other_config, &[11, 12]);
+    other.run_until(Duration::from_secs(5), &mut ());
     let foreign = last_ping(&other, &other_config, 1, 0);
     assert!(
         wire::decode(&other_config, &foreign).is_ok(),
@@ -186,7 +227,7 @@ fn frames_from_another_cluster_are_refused() {
 #[test]
 fn frames_claiming_to_come_from_the_receiver_are_refused() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     // Node 0's own ping, reflected back at it.
     let own = last_ping(&sim, &config, 0, 1);
     refused(&mut sim, &own, RecvError::FromSelf);
@@ -209,7 +250,7 @@ fn frames_claiming_to_come_from_the_receiver_are_refused() {
 #[test]
 fn oversized_metadata_is_refused() {
     let mut sim = cluster();
-    let max = sim.node(0).config().max_metadata_len;
+    let max = sim.node(0).unwrap().config().max_metadata_len;
     let frame = wire::encode(
         &Header {
             version: PROTOCOL_VERSION,
@@ -236,11 +277,13 @@ fn oversized_metadata_is_refused() {
 #[test]
 fn departed_node_refuses_everything() {
     let mut sim = cluster();
-    let config = sim.node(0).config().clone();
+    let config = sim.node(0).unwrap().config().clone();
     let ping = last_ping(&sim, &config, 1, 0);
-    sim.command(0, |n, now| n.leave(now)).expect("leave");
+    sim.command(0, |n, now| n.leave(now), &mut ())
+        .expect("running")
+        .expect("leave");
     // Drain what leaving queued (the announcement) so the queues are empty.
-    let node = sim.node_mut(0);
+    let node = sim.node_mut(0).unwrap();
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
     refused(&mut sim, &ping, RecvError::Departed);
@@ -248,7 +291,7 @@ fn departed_node_refuses_everything() {
 
 #[test]
 fn early_handle_timeout_does_nothing() {
-    let base = common::base_instant();
+    let base = base_instant();
     let config = Config::default();
     let mut node = Node::new(config.clone(), id(0), Generation(1), 5).expect("valid");
     // Before join there is no deadline, and ticking does nothing.
@@ -290,17 +333,18 @@ fn early_handle_timeout_does_nothing() {
 fn early_ticks_in_a_running_cluster_send_nothing() {
     let mut sim = cluster();
     for i in 0..3 {
-        let now = sim.instant();
+        let now = sim.instant(sim.now());
         let deadline = sim
             .node(i)
+            .unwrap()
             .poll_timeout()
             .expect("running nodes have timers");
         assert!(deadline > now, "the harness leaves no overdue timer");
-        let before = snapshot(sim.node(i));
-        sim.node_mut(i).handle_timeout(now);
-        assert_eq!(sim.node_mut(i).poll_transmit(), None, "node {i}");
-        assert_eq!(sim.node_mut(i).poll_event(), None, "node {i}");
-        assert_eq!(snapshot(sim.node(i)), before, "node {i}");
+        let before = snapshot(sim.node(i).unwrap());
+        sim.node_mut(i).unwrap().handle_timeout(now);
+        assert_eq!(sim.node_mut(i).unwrap().poll_transmit(), None, "node {i}");
+        assert_eq!(sim.node_mut(i).unwrap().poll_event(), None, "node {i}");
+        assert_eq!(snapshot(sim.node(i).unwrap()), before, "node {i}");
     }
 }
 
@@ -340,7 +384,7 @@ fn a_death_claim_at_the_last_incarnation_is_survived_as_a_new_generation() {
     use gossip_core::wire::{self, Header, MemberRecord, Message, Status, PROTOCOL_VERSION};
     use gossip_core::{Config, Generation, Incarnation, Node, NodeId};
     let me = addr(0);
-    let now = common::base_instant();
+    let now = base_instant();
     let mut node = Node::new(Config::default(), NodeId::new(me), Generation(5), 1).unwrap();
     node.join(now, &[]).unwrap();
     // Incarnations saturate: Alive(MAX) could never outrank Dead(MAX), so

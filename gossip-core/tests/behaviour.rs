@@ -1,15 +1,76 @@
 //! Cluster-level behaviour of the sans-IO `Node`, driven through the public API
-//! by the deterministic stepping harness in `common/`: joining, failure
-//! detection, refutation, graceful leave, restarts, partition healing,
-//! metadata, and byte-for-byte replay determinism.
+//! by `gossip-sim`'s simulator on a network that delivers every frame in
+//! exactly one millisecond: joining, failure detection, refutation, graceful
+//! leave, restarts, partition healing, metadata, and byte-for-byte replay
+//! determinism.
 
-mod common;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
-use common::{addr, id, seeds, Sent, Sim};
 use gossip_core::wire::{self, Message};
-use gossip_core::{CommandError, Config, Generation, Liveness, Node, RecvError};
+use gossip_core::{CommandError, Config, Generation, Liveness, Node, NodeId, RecvError};
+use gossip_sim::node_addr as addr;
+use gossip_sim::{EventKind, EventRecord, Fate, FrameRecord, LinkModel, Simulator};
+
+/// One-way latency of every link.
+const LATENCY: Duration = Duration::from_millis(1);
+
+type Sim = Simulator;
+
+/// Identity of node `i`.
+fn id(i: usize) -> NodeId {
+    NodeId::new(addr(i))
+}
+
+/// Seeds `base, base + 1, ...` for `n` nodes.
+fn seeds(n: usize, base: u64) -> Vec<u64> {
+    (0..n as u64).map(|i| base + i).collect()
+}
+
+/// `node_seeds.len()` nodes with `config`, generation 1, node `i` seeded
+/// with `node_seeds[i]`, every frame and event recorded; not started.
+fn cluster(config: &Config, node_seeds: &[u64]) -> Sim {
+    Simulator::builder(node_seeds.len(), config.clone())
+        .link(LinkModel::fixed(LATENCY))
+        .node_seeds(node_seeds.iter().copied())
+        .first_generation(1)
+        .record(true)
+        .build()
+}
+
+/// `n` nodes with `config` and seeds `base_seed + i`, node 0 founding the
+/// cluster and every other node joining through it.
+fn started_with(config: &Config, n: usize, base_seed: u64) -> Sim {
+    let mut sim = cluster(config, &seeds(n, base_seed));
+    sim.start_all();
+    sim
+}
+
+/// Like [`started_with`], with the default config.
+fn started(n: usize, base_seed: u64) -> Sim {
+    started_with(&Config::default(), n, base_seed)
+}
+
+/// The origin of time for tests that drive a lone node by hand.
+#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
+fn base_instant() -> Instant {
+    Instant::now()
+}
+
+/// Frames the receiver refused, with the error.
+fn refusals(sim: &Sim) -> Vec<(&FrameRecord, &RecvError)> {
+    sim.frames()
+        .iter()
+        .filter_map(|f| match &f.fate {
+            Fate::Refused(e) => Some((f, e)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The member a membership event is about.
+fn member(e: &EventRecord) -> &gossip_core::Member {
+    e.member().expect("a membership event")
+}
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -17,35 +78,35 @@ fn secs(s: u64) -> Duration {
 
 /// Starts `n` nodes through node 0 and runs until every one sees all `n`.
 fn converged(n: usize, base_seed: u64) -> Sim {
-    let mut sim = Sim::started(n, base_seed);
-    let at = sim.run_until_cond(secs(10), |s| s.all_running_see(n));
+    let mut sim = started(n, base_seed);
+    let at = sim.run_until_cond(secs(10), &mut (), |s| s.all_running_see(n));
     assert!(at.is_some(), "{n} nodes did not converge within 10 s");
     sim
 }
 
 /// Events emitted at or after `t`.
-fn events_since(sim: &Sim, t: Duration) -> impl Iterator<Item = &common::Observed> {
-    sim.events.iter().filter(move |o| o.at >= t)
+fn events_since(sim: &Sim, t: Duration) -> impl Iterator<Item = &EventRecord> {
+    sim.events().iter().filter(move |o| o.at >= t)
 }
 
 #[test]
 fn harness_delivers_with_fixed_latency_and_virtual_time_only() {
-    let mut sim = Sim::started(2, 1);
+    let mut sim = started(2, 1);
     // The join frame was sent at t = 0 and must arrive exactly one latency later.
-    assert_eq!(sim.sent.len(), 1);
-    assert_eq!(sim.sent[0].to, addr(0));
-    sim.run_until(common::LATENCY);
-    assert_eq!(sim.now(), common::LATENCY);
+    assert_eq!(sim.frames().len(), 1);
+    assert_eq!(sim.frames()[0].to, addr(0));
+    sim.run_until(LATENCY, &mut ());
+    assert_eq!(sim.now(), LATENCY);
     assert!(
-        sim.node(0).live_member_count() == 2,
+        sim.node(0).unwrap().live_member_count() == 2,
         "node 0 learned node 1"
     );
     // The answer leaves node 0 at the delivery instant.
     assert!(sim
-        .sent
+        .frames()
         .iter()
-        .any(|s| s.from == addr(0) && s.at == common::LATENCY));
-    sim.run_until(secs(3600));
+        .any(|s| s.from == addr(0) && s.at == LATENCY));
+    sim.run_until(secs(3600), &mut ());
     assert_eq!(
         sim.now(),
         secs(3600),
@@ -55,17 +116,17 @@ fn harness_delivers_with_fixed_latency_and_virtual_time_only() {
 
 #[test]
 fn five_nodes_join_via_seed_and_see_each_other_up() {
-    let mut sim = Sim::started(5, 1);
-    let at = sim.run_until_cond(secs(5), |s| s.all_running_see(5));
+    let mut sim = started(5, 1);
+    let at = sim.run_until_cond(secs(5), &mut (), |s| s.all_running_see(5));
     let at = at.expect("5 nodes reach live_member_count() == 5 within 5 s");
     assert!(at <= secs(5));
     for i in 0..5 {
-        assert!(sim.node(i).is_joined(), "node {i} joined");
+        assert!(sim.node(i).unwrap().is_joined(), "node {i} joined");
         for j in (0..5).filter(|&j| j != i) {
             let ups = sim
                 .events_about(i, j)
                 .into_iter()
-                .filter(|(_, kind, _)| *kind == "up")
+                .filter(|e| e.kind() == EventKind::Up)
                 .count();
             assert!(ups >= 1, "node {i} emitted MemberUp for node {j}");
             assert_eq!(sim.liveness(i, j), Some(Liveness::Alive));
@@ -73,20 +134,20 @@ fn five_nodes_join_via_seed_and_see_each_other_up() {
     }
     // Nothing was suspected or declared down while joining.
     assert!(sim
-        .events
+        .events()
         .iter()
-        .all(|o| matches!(common::kind(&o.event), "up" | "updated")));
-    assert!(sim.recv_errors.is_empty(), "{:?}", sim.recv_errors);
+        .all(|o| matches!(o.kind(), EventKind::Up | EventKind::Updated)));
+    assert!(refusals(&sim).is_empty(), "{:?}", refusals(&sim));
 }
 
 #[test]
 fn crashed_node_is_suspected_then_declared_down_by_everyone_else() {
     let mut sim = converged(5, 10);
-    sim.run_until(secs(5));
+    sim.run_until(secs(5), &mut ());
     let crash_at = sim.now();
     let victim = 3;
     sim.crash(victim);
-    let done = sim.run_until_cond(crash_at + secs(15), |s| {
+    let done = sim.run_until_cond(crash_at + secs(15), &mut (), |s| {
         s.running()
             .into_iter()
             .all(|i| s.liveness(i, victim) == Some(Liveness::Dead))
@@ -95,38 +156,34 @@ fn crashed_node_is_suspected_then_declared_down_by_everyone_else() {
         done.is_some(),
         "every survivor declares the crashed node dead within 15 s"
     );
-    sim.run_until(crash_at + secs(15));
+    sim.run_until(crash_at + secs(15), &mut ());
 
     for i in sim.running() {
         let about: Vec<_> = sim
             .events_about(i, victim)
             .into_iter()
-            .filter(|(t, _, _)| *t >= crash_at)
+            .filter(|e| e.at >= crash_at)
             .collect();
-        let suspect = about.iter().position(|(_, k, _)| *k == "suspect");
-        let down = about.iter().position(|(_, k, _)| *k == "down");
+        let suspect = about.iter().position(|e| e.kind() == EventKind::Suspect);
+        let down = about.iter().position(|e| e.kind() == EventKind::Down);
         let (Some(suspect), Some(down)) = (suspect, down) else {
             panic!("node {i} must emit MemberSuspect then MemberDown, got {about:?}");
         };
         assert!(suspect < down, "node {i}: suspect before down: {about:?}");
-        assert!(about[down].0 <= crash_at + secs(15));
-        assert_eq!(sim.node(i).live_member_count(), 4, "node {i}");
+        assert!(about[down].at <= crash_at + secs(15));
+        assert_eq!(sim.node(i).unwrap().live_member_count(), 4, "node {i}");
     }
     // Nobody else was suspected or declared dead.
-    for o in &sim.events {
-        let kind = common::kind(&o.event);
-        if matches!(kind, "suspect" | "down") {
-            assert_eq!(
-                common::member(&o.event).id,
-                id(victim),
-                "false positive: {o:?}"
-            );
+    for o in sim.events() {
+        let kind = o.kind();
+        if matches!(kind, EventKind::Suspect | EventKind::Down) {
+            assert_eq!(member(o).id, id(victim), "false positive: {o:?}");
         }
     }
     let declared: u64 = sim
         .running()
         .into_iter()
-        .map(|i| sim.node(i).stats().members_declared_dead)
+        .map(|i| sim.node(i).unwrap().stats().members_declared_dead)
         .sum();
     assert!(declared >= 1, "someone's suspicion timed out");
 }
@@ -139,21 +196,21 @@ fn helpers_nacks_confirm_a_suspicion_so_it_runs_for_the_minimum_only() {
     // failed probe each nack, confirming it three times: 1.5 s.
     for seed in [10, 11, 12] {
         let mut sim = converged(5, seed);
-        sim.run_until(secs(5));
+        sim.run_until(secs(5), &mut ());
         let crash_at = sim.now();
         let victim = 2;
         sim.crash(victim);
-        sim.run_until(crash_at + secs(15));
-        let first = |kind: &str| {
-            sim.events
+        sim.run_until(crash_at + secs(15), &mut ());
+        let first = |kind: EventKind| {
+            sim.events()
                 .iter()
-                .filter(|o| o.at >= crash_at && common::member(&o.event).id == id(victim))
-                .filter(|o| common::kind(&o.event) == kind)
+                .filter(|o| o.at >= crash_at && member(o).id == id(victim))
+                .filter(|o| o.kind() == kind)
                 .map(|o| o.at)
                 .min()
                 .expect("the crash is noticed")
         };
-        let (suspected, declared) = (first("suspect"), first("down"));
+        let (suspected, declared) = (first(EventKind::Suspect), first(EventKind::Down));
         let window = declared - suspected;
         assert!(
             window <= Duration::from_millis(1600),
@@ -169,16 +226,16 @@ fn a_death_spreads_at_once_not_at_the_next_gossip_round() {
     // milliseconds of the first declaration, on each of several seeds.
     for seed in [20, 21, 22, 23] {
         let mut sim = converged(6, seed);
-        sim.run_until(secs(5));
+        sim.run_until(secs(5), &mut ());
         let crash_at = sim.now();
         let victim = 4;
         sim.crash(victim);
-        sim.run_until(crash_at + secs(15));
+        sim.run_until(crash_at + secs(15), &mut ());
         let downs: Vec<Duration> = sim
-            .events
+            .events()
             .iter()
-            .filter(|o| o.at >= crash_at && common::kind(&o.event) == "down")
-            .filter(|o| common::member(&o.event).id == id(victim))
+            .filter(|o| o.at >= crash_at && o.kind() == EventKind::Down)
+            .filter(|o| member(o).id == id(victim))
             .map(|o| o.at)
             .collect();
         assert_eq!(downs.len(), 5, "seed {seed}: every survivor declares it");
@@ -203,13 +260,13 @@ fn refutation_config() -> Config {
 
 #[test]
 fn suspicion_of_a_briefly_unreachable_node_is_refuted() {
-    let mut sim = Sim::started_with(&refutation_config(), 5, 20);
+    let mut sim = started_with(&refutation_config(), 5, 20);
     assert!(sim
-        .run_until_cond(secs(10), |s| s.all_running_see(5))
+        .run_until_cond(secs(10), &mut (), |s| s.all_running_see(5))
         .is_some());
-    sim.run_until(secs(5));
+    sim.run_until(secs(5), &mut ());
     let b = 2;
-    let before = sim.node(b).members().next().expect("self first");
+    let before = sim.node(b).unwrap().members().next().expect("self first");
     assert_eq!(before.id, id(b));
 
     // Traffic to B is dropped; B's own frames still go out.
@@ -217,31 +274,34 @@ fn suspicion_of_a_briefly_unreachable_node_is_refuted() {
     for i in (0..5).filter(|&i| i != b) {
         sim.block(i, b);
     }
-    let suspected = sim.run_until_cond(block_at + secs(5), |s| {
+    let suspected = sim.run_until_cond(block_at + secs(5), &mut (), |s| {
         (0..5).any(|i| s.liveness(i, b) == Some(Liveness::Suspect))
     });
     let suspected = suspected.expect("B gets suspected while unreachable");
-    sim.run_until(suspected.max(block_at + Duration::from_millis(1500)));
+    sim.run_until(
+        suspected.max(block_at + Duration::from_millis(1500)),
+        &mut (),
+    );
     sim.unblock_all();
     let healed_at = sim.now();
-    sim.run_until(healed_at + secs(20));
+    sim.run_until(healed_at + secs(20), &mut ());
 
     let down: Vec<_> = sim
-        .events
+        .events()
         .iter()
-        .filter(|o| common::kind(&o.event) == "down")
+        .filter(|o| o.kind() == EventKind::Down)
         .collect();
     assert!(down.is_empty(), "nobody is declared dead: {down:?}");
-    let after = sim.node(b).members().next().expect("self first");
+    let after = sim.node(b).unwrap().members().next().expect("self first");
     assert!(
         after.incarnation > before.incarnation,
         "B refuted by raising its incarnation ({:?} -> {:?})",
         before.incarnation,
         after.incarnation
     );
-    assert!(sim.node(b).stats().refutations >= 1);
+    assert!(sim.node(b).unwrap().stats().refutations >= 1);
     for i in 0..5 {
-        assert_eq!(sim.node(i).live_member_count(), 5, "node {i}");
+        assert_eq!(sim.node(i).unwrap().live_member_count(), 5, "node {i}");
         let seen = sim.view_of(i, b).expect("B known");
         assert_eq!(
             seen.liveness,
@@ -258,54 +318,63 @@ fn suspicion_of_a_briefly_unreachable_node_is_refuted() {
 #[test]
 fn graceful_leave_is_reported_as_left_not_down() {
     let mut sim = converged(5, 30);
-    sim.run_until(secs(3));
+    sim.run_until(secs(3), &mut ());
     let leaver = 4;
     let left_at = sim.now();
-    sim.command(leaver, |n, now| n.leave(now))
+    sim.command(leaver, |n, now| n.leave(now), &mut ())
+        .expect("running")
         .expect("first leave succeeds");
     assert!(
-        sim.sent
+        sim.frames()
             .iter()
             .any(|s| s.from == addr(leaver) && s.at == left_at),
         "leave announces itself at once"
     );
     assert_eq!(
-        sim.command(leaver, |n, now| n.leave(now)),
+        sim.command(leaver, |n, now| n.leave(now), &mut ())
+            .expect("running"),
         Err(CommandError::Departed)
     );
     assert_eq!(
-        sim.command(leaver, |n, now| n.set_metadata(now, vec![1])),
+        sim.command(leaver, |n, now| n.set_metadata(now, vec![1]), &mut ())
+            .expect("running"),
         Err(CommandError::Departed)
     );
     assert_eq!(
-        sim.command(leaver, |n, now| n.join(now, &[addr(0)])),
+        sim.command(leaver, |n, now| n.join(now, &[addr(0)]), &mut ())
+            .expect("running"),
         Err(CommandError::Departed)
     );
-    sim.run_until(left_at + secs(10));
+    sim.run_until(left_at + secs(10), &mut ());
 
     for i in 0..4 {
         let about: Vec<_> = sim
             .events_about(i, leaver)
             .into_iter()
-            .filter(|(t, _, _)| *t >= left_at)
-            .map(|(_, k, _)| k)
+            .filter(|e| e.at >= left_at)
+            .map(|e| e.kind())
             .collect();
         assert!(
-            about.contains(&"left"),
+            about.contains(&EventKind::Left),
             "node {i} emits MemberLeft: {about:?}"
         );
         assert!(
-            !about.contains(&"down"),
+            !about.contains(&EventKind::Down),
             "node {i} must not emit MemberDown: {about:?}"
         );
         assert_eq!(sim.liveness(i, leaver), Some(Liveness::Left));
-        assert_eq!(sim.node(i).live_member_count(), 4);
+        assert_eq!(sim.node(i).unwrap().live_member_count(), 4);
     }
-    let me = sim.node(leaver).members().next().expect("self first");
+    let me = sim
+        .node(leaver)
+        .unwrap()
+        .members()
+        .next()
+        .expect("self first");
     assert_eq!(me.liveness, Liveness::Left);
     // Whatever still reaches the departed node is refused as Departed.
-    for (_, to, e) in &sim.recv_errors {
-        assert_eq!(*to, leaver);
+    for (frame, e) in refusals(&sim) {
+        assert_eq!(frame.to, addr(leaver));
         assert_eq!(*e, RecvError::Departed);
     }
 }
@@ -313,10 +382,10 @@ fn graceful_leave_is_reported_as_left_not_down() {
 #[test]
 fn restarted_node_rejoins_as_a_new_generation() {
     let mut sim = converged(5, 40);
-    sim.run_until(secs(5));
+    sim.run_until(secs(5), &mut ());
     let x = 2;
     sim.crash(x);
-    let dead = sim.run_until_cond(sim.now() + secs(20), |s| {
+    let dead = sim.run_until_cond(sim.now() + secs(20), &mut (), |s| {
         s.running()
             .into_iter()
             .all(|i| s.liveness(i, x) == Some(Liveness::Dead))
@@ -326,34 +395,39 @@ fn restarted_node_rejoins_as_a_new_generation() {
     let restart_at = sim.now();
     let fresh = Node::new(Config::default(), id(x), Generation(2), 999).expect("valid");
     sim.replace(x, fresh);
-    sim.command(x, |n, now| n.join(now, &[addr(0)]))
+    sim.command(x, |n, now| n.join(now, &[addr(0)]), &mut ())
+        .expect("running")
         .expect("fresh node joins");
-    let back = sim.run_until_cond(restart_at + secs(10), |s| s.all_running_see(5));
+    let back = sim.run_until_cond(restart_at + secs(10), &mut (), |s| s.all_running_see(5));
     assert!(back.is_some(), "the cluster counts 5 live members again");
 
     for i in (0..5).filter(|&i| i != x) {
         let up = sim
             .events_about(i, x)
             .into_iter()
-            .find(|(t, k, _)| *t >= restart_at && *k == "up");
-        let (_, _, member) =
-            up.unwrap_or_else(|| panic!("node {i} emits MemberUp for the restart"));
+            .find(|e| e.at >= restart_at && e.kind() == EventKind::Up);
+        let member =
+            member(up.unwrap_or_else(|| panic!("node {i} emits MemberUp for the restart")));
         assert_eq!(member.generation, Generation(2), "node {i}");
         let seen = sim.view_of(i, x).expect("known");
         assert_eq!(seen.generation, Generation(2));
         assert_eq!(seen.liveness, Liveness::Alive);
     }
-    assert_eq!(sim.node(x).live_member_count(), 5);
+    assert_eq!(sim.node(x).unwrap().live_member_count(), 5);
 }
 
 #[test]
 fn healed_partition_merges_without_rejoining() {
     let mut sim = converged(6, 50);
-    sim.run_until(secs(5));
+    sim.run_until(secs(5), &mut ());
     let (left, right) = ([0, 1, 2], [3, 4, 5]);
-    sim.partition(&left, &right);
+    for x in left {
+        for y in right {
+            sim.block_pair(x, y);
+        }
+    }
     let split_at = sim.now();
-    let split = sim.run_until_cond(split_at + secs(60), |s| {
+    let split = sim.run_until_cond(split_at + secs(60), &mut (), |s| {
         left.iter().all(|&i| {
             right.iter().all(|&j| {
                 s.liveness(i, j) == Some(Liveness::Dead) && s.liveness(j, i) == Some(Liveness::Dead)
@@ -363,7 +437,7 @@ fn healed_partition_merges_without_rejoining() {
     assert!(split.is_some(), "each side declares the other dead");
     for i in 0..6 {
         assert_eq!(
-            sim.node(i).live_member_count(),
+            sim.node(i).unwrap().live_member_count(),
             3,
             "node {i} sees its side only"
         );
@@ -371,18 +445,18 @@ fn healed_partition_merges_without_rejoining() {
 
     sim.unblock_all();
     let healed_at = sim.now();
-    let merged = sim.run_until_cond(healed_at + secs(60), |s| s.all_running_see(6));
+    let merged = sim.run_until_cond(healed_at + secs(60), &mut (), |s| s.all_running_see(6));
     assert!(
         merged.is_some(),
         "every node sees all 6 live within 60 s of healing; counts: {:?}",
         (0..6)
-            .map(|i| sim.node(i).live_member_count())
+            .map(|i| sim.node(i).unwrap().live_member_count())
             .collect::<Vec<_>>()
     );
     // Let suspicions raised while merging settle, then everyone is alive everywhere.
-    sim.run_for(secs(20));
+    sim.run_for(secs(20), &mut ());
     for i in 0..6 {
-        assert_eq!(sim.node(i).live_member_count(), 6, "node {i}");
+        assert_eq!(sim.node(i).unwrap().live_member_count(), 6, "node {i}");
         for j in 0..6 {
             assert_eq!(
                 sim.liveness(i, j),
@@ -394,7 +468,7 @@ fn healed_partition_merges_without_rejoining() {
     // The merge came from dead-member probing and sync, not from join requests.
     let config = Config::default();
     let joins_after_heal = sim
-        .sent
+        .frames()
         .iter()
         .filter(|s| s.at >= healed_at)
         .filter(|s| {
@@ -406,7 +480,7 @@ fn healed_partition_merges_without_rejoining() {
         .count();
     assert_eq!(joins_after_heal, 0);
     assert!(
-        (0..6).any(|i| sim.node(i).stats().dead_probes_sent > 0),
+        (0..6).any(|i| sim.node(i).unwrap().stats().dead_probes_sent > 0),
         "dead members were re-probed"
     );
 }
@@ -414,36 +488,42 @@ fn healed_partition_merges_without_rejoining() {
 #[test]
 fn metadata_change_propagates_and_oversized_metadata_is_refused() {
     let mut sim = converged(4, 60);
-    sim.run_until(secs(2));
+    sim.run_until(secs(2), &mut ());
     let changed_at = sim.now();
     let metadata = b"zone=eu-west".to_vec();
-    sim.command(1, |n, now| n.set_metadata(now, metadata.clone()))
+    sim.command(1, |n, now| n.set_metadata(now, metadata.clone()), &mut ())
+        .expect("running")
         .expect("fits");
-    sim.run_until(changed_at + secs(5));
+    sim.run_until(changed_at + secs(5), &mut ());
     for i in [0, 2, 3] {
         let updated = sim
             .events_about(i, 1)
             .into_iter()
-            .find(|(t, k, _)| *t >= changed_at && *k == "updated");
-        let (_, _, member) = updated.unwrap_or_else(|| panic!("node {i} emits MemberUpdated"));
+            .find(|e| e.at >= changed_at && e.kind() == EventKind::Updated);
+        let member = member(updated.unwrap_or_else(|| panic!("node {i} emits MemberUpdated")));
         assert_eq!(member.metadata, metadata, "node {i}");
         assert_eq!(sim.view_of(i, 1).expect("known").metadata, metadata);
     }
 
-    let own_before = sim.node(1).members().next().expect("self");
-    let max = sim.node(1).config().max_metadata_len;
-    let sent_before = sim.sent.len();
-    let events_before = sim.events.len();
+    let own_before = sim.node(1).unwrap().members().next().expect("self");
+    let max = sim.node(1).unwrap().config().max_metadata_len;
+    let sent_before = sim.frames().len();
+    let events_before = sim.events().len();
     assert_eq!(
-        sim.command(1, |n, now| n.set_metadata(now, vec![0; max + 1])),
+        sim.command(1, |n, now| n.set_metadata(now, vec![0; max + 1]), &mut ())
+            .expect("running"),
         Err(CommandError::MetadataTooLong { len: max + 1, max })
     );
-    assert_eq!(sim.node(1).members().next().expect("self"), own_before);
-    assert_eq!(sim.sent.len(), sent_before);
-    assert_eq!(sim.events.len(), events_before);
+    assert_eq!(
+        sim.node(1).unwrap().members().next().expect("self"),
+        own_before
+    );
+    assert_eq!(sim.frames().len(), sent_before);
+    assert_eq!(sim.events().len(), events_before);
     // Exactly the maximum is fine.
     assert_eq!(
-        sim.command(1, |n, now| n.set_metadata(now, vec![7; max])),
+        sim.command(1, |n, now| n.set_metadata(now, vec![7; max]), &mut ())
+            .expect("running"),
         Ok(())
     );
 }
@@ -451,23 +531,25 @@ fn metadata_change_propagates_and_oversized_metadata_is_refused() {
 #[test]
 fn broadcast_without_strategy_is_refused_and_changes_nothing() {
     let mut sim = converged(2, 70);
-    let stats = sim.node(0).stats();
-    let sent = sim.sent.len();
-    let timeout = sim.node(0).poll_timeout();
+    let stats = sim.node(0).unwrap().stats();
+    let sent = sim.frames().len();
+    let timeout = sim.node(0).unwrap().poll_timeout();
     assert_eq!(
-        sim.command(0, |n, now| n.broadcast(now, b"hello")),
+        sim.command(0, |n, now| n.broadcast(now, b"hello"), &mut ())
+            .expect("running"),
         Err(CommandError::NoStrategy)
     );
-    assert_eq!(sim.node(0).stats(), stats);
-    assert_eq!(sim.sent.len(), sent);
-    assert_eq!(sim.node(0).poll_timeout(), timeout);
+    assert_eq!(sim.node(0).unwrap().stats(), stats);
+    assert_eq!(sim.frames().len(), sent);
+    assert_eq!(sim.node(0).unwrap().poll_timeout(), timeout);
 }
 
 #[test]
 fn join_twice_is_refused() {
     let mut sim = converged(2, 80);
     assert_eq!(
-        sim.command(1, |n, now| n.join(now, &[addr(0)])),
+        sim.command(1, |n, now| n.join(now, &[addr(0)]), &mut ())
+            .expect("running"),
         Err(CommandError::AlreadyStarted)
     );
 }
@@ -475,28 +557,29 @@ fn join_twice_is_refused() {
 #[test]
 fn peer_unreachable_suspects_and_the_peer_refutes() {
     let mut sim = converged(3, 90);
-    sim.run_until(secs(2));
+    sim.run_until(secs(2), &mut ());
     let t = sim.now();
-    sim.command(0, |n, now| n.peer_unreachable(now, id(1)));
+    sim.command(0, |n, now| n.peer_unreachable(now, id(1)), &mut ())
+        .expect("running");
     assert_eq!(sim.liveness(0, 1), Some(Liveness::Suspect));
     assert!(sim
         .events_about(0, 1)
         .iter()
-        .any(|(at, k, _)| *at == t && *k == "suspect"));
-    sim.run_for(secs(10));
+        .any(|e| e.at == t && e.kind() == EventKind::Suspect));
+    sim.run_for(secs(10), &mut ());
     assert_eq!(sim.liveness(0, 1), Some(Liveness::Alive), "node 1 refuted");
-    assert!(sim.node(1).stats().refutations >= 1);
-    assert!(sim.events.iter().all(|o| common::kind(&o.event) != "down"));
+    assert!(sim.node(1).unwrap().stats().refutations >= 1);
+    assert!(sim.events().iter().all(|o| o.kind() != EventKind::Down));
 }
 
 /// One 5-node run with a crash; returns every frame sent and every event.
-fn replay(node_seeds: &[u64]) -> (Vec<Sent>, Vec<common::Observed>) {
-    let mut sim = Sim::new(&Config::default(), node_seeds);
-    sim.join_all_via_first();
-    sim.run_until(secs(5));
+fn replay(node_seeds: &[u64]) -> (Vec<FrameRecord>, Vec<EventRecord>) {
+    let mut sim = cluster(&Config::default(), node_seeds);
+    sim.start_all();
+    sim.run_until(secs(5), &mut ());
     sim.crash(3);
-    sim.run_until(secs(20));
-    (sim.sent, sim.events)
+    sim.run_until(secs(20), &mut ());
+    (sim.frames().to_vec(), sim.events().to_vec())
 }
 
 #[test]
@@ -504,7 +587,7 @@ fn same_seeds_replay_byte_for_byte_and_other_seeds_differ() {
     let (sent_a, events_a) = replay(&seeds(5, 100));
     let (sent_b, events_b) = replay(&seeds(5, 100));
     assert!(sent_a.len() > 100, "a real run: {} frames", sent_a.len());
-    assert!(events_a.iter().any(|o| common::kind(&o.event) == "down"));
+    assert!(events_a.iter().any(|o| o.kind() == EventKind::Down));
     assert_eq!(sent_a.len(), sent_b.len());
     for (k, (a, b)) in sent_a.iter().zip(&sent_b).enumerate() {
         assert_eq!(a, b, "frame {k} differs between identical runs");
@@ -522,24 +605,24 @@ fn events_after_crash_only_concern_the_crashed_node() {
     // Guard against the harness hiding output: after the crash, all new
     // suspicion/down events name the victim and arrive after the crash.
     let mut sim = converged(4, 110);
-    sim.run_until(secs(4));
+    sim.run_until(secs(4), &mut ());
     let t = sim.now();
     sim.crash(0);
-    sim.run_until(t + secs(15));
+    sim.run_until(t + secs(15), &mut ());
     let after: Vec<_> = events_since(&sim, t).collect();
     assert!(!after.is_empty());
     for o in after {
-        assert_ne!(o.observer, 0, "a crashed node emits nothing");
-        assert_eq!(common::member(&o.event).id, id(0), "{o:?}");
+        assert_ne!(o.node, 0, "a crashed node emits nothing");
+        assert_eq!(member(o).id, id(0), "{o:?}");
     }
 }
 
 /// Runs the "traffic to node 2 blocked for `block`" scenario for one seed and
 /// returns (whether node 2 was suspected, MemberDown events seen).
-fn brief_outage(base_seed: u64, block: Duration, isolate: bool) -> (bool, Vec<common::Observed>) {
+fn brief_outage(base_seed: u64, block: Duration, isolate: bool) -> (bool, Vec<EventRecord>) {
     let b = 2;
-    let mut sim = Sim::started_with(&refutation_config(), 5, base_seed);
-    sim.run_until(secs(5));
+    let mut sim = started_with(&refutation_config(), 5, base_seed);
+    sim.run_until(secs(5), &mut ());
     let t = sim.now();
     for i in (0..5).filter(|&i| i != b) {
         sim.block(i, b);
@@ -547,17 +630,18 @@ fn brief_outage(base_seed: u64, block: Duration, isolate: bool) -> (bool, Vec<co
             sim.block(b, i);
         }
     }
-    sim.run_until(t + block);
+    sim.run_until(t + block, &mut ());
     sim.unblock_all();
-    sim.run_for(secs(20));
+    sim.run_for(secs(20), &mut ());
     let suspected = sim
-        .events
+        .events()
         .iter()
-        .any(|o| common::kind(&o.event) == "suspect" && common::member(&o.event).id == id(b));
+        .any(|o| o.kind() == EventKind::Suspect && member(o).id == id(b));
     let downs = sim
-        .events
-        .into_iter()
-        .filter(|o| common::kind(&o.event) == "down")
+        .events()
+        .iter()
+        .filter(|o| o.kind() == EventKind::Down)
+        .cloned()
         .collect();
     (suspected, downs)
 }
@@ -608,7 +692,7 @@ fn lone_and_departed_nodes_go_quiet() {
     use gossip_core::{Config, Generation, Node, NodeId};
     use std::time::Duration;
     let addr = "127.0.0.1:7999".parse().unwrap();
-    let start = common::base_instant();
+    let start = base_instant();
     let mut node = Node::new(Config::default(), NodeId::new(addr), Generation(1), 9).unwrap();
     node.join(start, &[]).unwrap();
     node.set_metadata(start, b"role=db".to_vec()).unwrap();
@@ -642,12 +726,12 @@ fn sync_answer_carries_only_what_the_asker_lacks() {
     use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
     use gossip_core::{Config, Generation, Member};
 
-    let mut sim = common::Sim::started(4, 500);
-    sim.run_for(Duration::from_secs(10));
+    let mut sim = started(4, 500);
+    sim.run_for(Duration::from_secs(10), &mut ());
     assert!(sim.all_running_see(4));
-    let now = sim.instant();
+    let now = sim.instant(sim.now());
 
-    let asker = sim.node(1);
+    let asker = sim.node(1).unwrap();
     let header = Header {
         version: PROTOCOL_VERSION,
         label: "",
@@ -668,20 +752,18 @@ fn sync_answer_carries_only_what_the_asker_lacks() {
             },
         )
     };
-    let answerer = sim.node_mut(0);
+    let answerer = sim.node_mut(0).unwrap();
     while answerer.poll_transmit().is_some() {}
 
     // Identical views: nothing to answer.
     answerer
-        .handle_message(now, common::addr(1), &ask(view.clone()))
+        .handle_message(now, addr(1), &ask(view.clone()))
         .unwrap();
     assert!(answerer.poll_transmit().is_none(), "nothing is missing");
 
     // One member left out: the answer holds exactly that member.
     let omitted = view.remove(2);
-    answerer
-        .handle_message(now, common::addr(1), &ask(view))
-        .unwrap();
+    answerer.handle_message(now, addr(1), &ask(view)).unwrap();
     let answer = answerer.poll_transmit().expect("an answer");
     assert!(answerer.poll_transmit().is_none(), "one frame suffices");
     match wire::decode(&Config::default(), &answer.bytes).unwrap().1 {
@@ -722,7 +804,7 @@ impl gossip_core::Aggregate for Echo {
 
 #[test]
 fn aggregate_input_changes_reach_the_aggregate_and_surface_as_an_estimate() {
-    let now = common::base_instant();
+    let now = base_instant();
     let mut node = Node::with_parts(
         Config::lan(3),
         id(0),
@@ -757,7 +839,7 @@ fn aggregate_input_without_an_aggregate_is_refused() {
     let mut node = Node::new(Config::lan(3), id(0), Generation(1), 3).unwrap();
     let timeout = node.poll_timeout();
     assert_eq!(
-        node.set_aggregate_input(common::base_instant(), 0.5),
+        node.set_aggregate_input(base_instant(), 0.5),
         Err(CommandError::NoAggregate)
     );
     assert_eq!(node.poll_timeout(), timeout);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
 use gossip_core::{Config, ConfigError, Generation, Incarnation, Node, NodeId};
+use gossip_sim::check::check_frame;
 
 /// `[2001:db8::ffff:ffff]:port`, an IPv6 identity (the longest on the wire).
 fn v6(port: u16) -> NodeId {
@@ -55,22 +56,19 @@ fn frame(config: &Config, sender: NodeId, generation: u64, message: &Message) ->
     wire::encode(&header, message)
 }
 
-/// Drains `node`'s transmits, asserting each fits `max_message_size` and
-/// decodes under the node's config; returns how many were sync frames.
+/// Drains `node`'s transmits, asserting each fits `max_message_size`,
+/// decodes under the node's config and names it as sender (gossip-sim's
+/// frame check); returns how many were sync frames.
 fn drain_checked(node: &mut Node) -> usize {
     let config = node.config().clone();
-    let max = config.max_message_size.get();
     let mut syncs = 0;
     while let Some(t) = node.poll_transmit() {
-        assert!(
-            t.bytes.len() <= max,
-            "{}-byte frame above max_message_size {max}",
-            t.bytes.len()
-        );
-        match wire::decode(&config, &t.bytes) {
-            Ok((_, Message::Sync { .. })) => syncs += 1,
-            Ok(_) => {}
-            Err(e) => panic!("node emitted a frame it would refuse: {e}"),
+        check_frame(&config, node.id(), &t.bytes);
+        if matches!(
+            wire::decode(&config, &t.bytes),
+            Ok((_, Message::Sync { .. }))
+        ) {
+            syncs += 1;
         }
     }
     syncs

@@ -8,10 +8,6 @@
 //!   started node, are accepted exactly when `wire::decode` accepts them, and
 //!   when refused change nothing but the error counter.
 
-mod common;
-
-use common::snapshot;
-
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroUsize;
 
@@ -23,6 +19,19 @@ use gossip_core::{
     Config, Digest, Generation, Incarnation, MessageId, Node, NodeId, RecvError, MAX_LABEL_LEN,
 };
 use gossip_core::{Liveness, Member};
+use gossip_sim::check::Snapshot;
+use gossip_sim::node_addr as addr;
+
+/// Identity of node `i`.
+fn id(i: usize) -> NodeId {
+    NodeId::new(addr(i))
+}
+
+/// The origin of time for the lone node under test.
+#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
+fn base_instant() -> std::time::Instant {
+    std::time::Instant::now()
+}
 
 const CASES: u32 = 256;
 /// Records per generated list: large enough to exercise packing, small
@@ -297,14 +306,14 @@ proptest! {
 
 /// A started node (founded alone, then joined by one peer) with drained queues.
 fn victim(config: &Config) -> (Node, std::time::Instant) {
-    let now = common::base_instant();
-    let mut node = Node::new(config.clone(), common::id(0), Generation(1), 3).expect("valid");
+    let now = base_instant();
+    let mut node = Node::new(config.clone(), id(0), Generation(1), 3).expect("valid");
     node.join(now, &[]).expect("join");
     let join = wire::encode(
         &Header {
             version: wire::PROTOCOL_VERSION,
             label: &config.cluster_label,
-            sender: common::id(1),
+            sender: id(1),
             generation: Generation(1),
             incarnation: Incarnation(0),
         },
@@ -312,7 +321,7 @@ fn victim(config: &Config) -> (Node, std::time::Instant) {
             metadata: b"peer".to_vec(),
         },
     );
-    node.handle_message(now, common::addr(1), &join)
+    node.handle_message(now, addr(1), &join)
         .expect("peer joins");
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
@@ -327,13 +336,13 @@ fn feed(
     now: std::time::Instant,
     bytes: &[u8],
 ) -> Result<(), TestCaseError> {
-    let before = snapshot(node);
+    let before = Snapshot::of(node);
     let max_payload = node.max_payload_len();
     let expected = match wire::decode(config, bytes) {
         Err(e) => Err(e),
         Ok((header, _)) if header.sender == node.id() => Err(RecvError::FromSelf),
         // A pull is answered at the claimed sender, so it must come from there.
-        Ok((header, Message::Pull { .. })) if header.sender.addr() != common::addr(1) => {
+        Ok((header, Message::Pull { .. })) if header.sender.addr() != addr(1) => {
             Err(RecvError::SenderMismatch)
         }
         // A rumor this node could not relay in one of its own frames.
@@ -351,9 +360,9 @@ fn feed(
         }
         Ok(_) => Ok(()),
     };
-    let result = node.handle_message(now, common::addr(1), bytes);
+    let result = node.handle_message(now, addr(1), bytes);
     prop_assert_eq!(&result, &expected);
-    let mut after = snapshot(node);
+    let mut after = Snapshot::of(node);
     if result.is_err() {
         prop_assert_eq!(after.stats.recv_errors, before.stats.recv_errors + 1);
         after.stats.recv_errors = before.stats.recv_errors;

@@ -6,11 +6,10 @@ use std::io::Write;
 use anyhow::bail;
 use clap::ValueEnum;
 use gossip_aggregate::{Algorithm, AnyAggregate, AnyShare, Function, Input};
-use gossip_core::wire::{self, Message};
-use gossip_core::NoStrategy;
-use gossip_sim::{run_aggregation, AggregationProbe, AggregationScenario, LinkModel, Simulator};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use gossip_sim::{
+    run_aggregation, run_full_aggregation, AggregationProbe, AggregationScenario, FullAggregation,
+    FullAggregationProbe,
+};
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -314,68 +313,21 @@ impl AggregationArgs {
             bail!("--full simulates every node's membership too: at most 5000 nodes");
         }
         let cpu = cpu_time::ProcessTime::now();
-        // The same inputs as math mode: the first n draws of the seed.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let inputs: Vec<f64> = (0..n).map(|_| rng.random()).collect();
-        let nodes: Vec<AnyAggregate> = (0..n).map(|i| make(i, inputs[i], i == 0, false)).collect();
-        let config = gossip_core::Config::lan(n);
-        let wire_config = config.clone();
-        let round = config.gossip_interval;
-        let link = LinkModel {
+        let bounds = [("1e-3", 1e-3), ("1e-6", 1e-6)];
+        let scenario = FullAggregation {
+            nodes: n,
+            seed: self.seed,
+            rounds: self.rounds,
             loss: self.loss,
-            ..LinkModel::default()
+            error_bounds: bounds.iter().map(|&(_, bound)| bound).collect(),
         };
-        let mut sim = Simulator::with_parts(n, self.seed, config, link, NoStrategy, move |i| {
-            nodes[i].clone()
-        });
-        sim.start_all();
-        let exact = truth(&inputs);
-        let scale = exact.abs().max(f64::MIN_POSITIVE);
-        let mass_of = |sim: &Simulator<NoStrategy, AnyAggregate>| -> f64 {
-            (0..n)
-                .filter_map(|i| sim.node(i)?.aggregate().map(AnyAggregate::mass))
-                .sum()
+        let probe = FullAggregationProbe {
+            make: |slot, value, leader| make(slot, value, leader, false),
+            truth,
+            mass: AnyAggregate::mass,
+            share_mass: AnyShare::mass,
         };
-        // A push-sum share in flight is mass its sender no longer holds and
-        // its receiver does not hold yet: count it, or the figure reports
-        // the gossip under way as drift.
-        let in_flight_of = |sim: &Simulator<NoStrategy, AnyAggregate>| -> f64 {
-            sim.in_flight()
-                .filter_map(|(_, _, bytes)| match wire::decode(&wire_config, bytes) {
-                    Ok((_, Message::Aggregate { share, .. })) => {
-                        wire::decode_share::<AnyShare>(&share).ok()
-                    }
-                    _ => None,
-                })
-                .map(|share| share.mass())
-                .sum()
-        };
-        let initial_mass = mass_of(&sim) + in_flight_of(&sim);
-        let mut reached: BTreeMap<&'static str, Option<u32>> =
-            [("1e-3", None), ("1e-6", None)].into_iter().collect();
-        let mut final_error = f64::INFINITY;
-        for r in 1..=self.rounds {
-            sim.run_until(round * r, &mut ());
-            final_error = (0..n)
-                .map(
-                    |i| match sim.node(i).and_then(gossip_core::Node::estimate) {
-                        Some(e) => (e - exact).abs() / scale,
-                        None => f64::INFINITY,
-                    },
-                )
-                .fold(0.0, f64::max);
-            for (key, bound) in [("1e-3", 1e-3), ("1e-6", 1e-6)] {
-                if final_error <= bound {
-                    reached.get_mut(key).expect("bound key").get_or_insert(r);
-                }
-            }
-            progress(r);
-        }
-        let shares: u64 = (0..n)
-            .filter_map(|i| sim.node(i))
-            .map(|node| node.stats().shares_sent)
-            .sum();
-        let in_flight = in_flight_of(&sim);
+        let report = run_full_aggregation(&scenario, probe, progress);
         let cpu_s = cpu.elapsed().as_secs_f64();
         Ok(AggregationReport {
             nodes: n,
@@ -385,12 +337,16 @@ impl AggregationArgs {
             loss: self.loss,
             churn: 0.0,
             simulation: "full",
-            rounds_to_error: reached,
-            final_max_rel_error: final_error,
+            rounds_to_error: bounds
+                .iter()
+                .map(|&(key, _)| key)
+                .zip(report.rounds_to_error)
+                .collect(),
+            final_max_rel_error: report.final_max_rel_error,
             variance_factor_per_round: None,
-            mass_drift: ((mass_of(&sim) + in_flight - initial_mass) / initial_mass).abs(),
-            mass_in_flight: Some(in_flight / initial_mass),
-            messages_per_node_per_round: shares as f64 / (n as f64 * f64::from(self.rounds)),
+            mass_drift: report.mass_drift,
+            mass_in_flight: Some(report.mass_in_flight),
+            messages_per_node_per_round: report.messages_per_node_per_round,
             epochs: Vec::new(),
             cpu_s,
             node_rounds_per_cpu_s: n as f64 * f64::from(self.rounds) / cpu_s.max(1e-9),

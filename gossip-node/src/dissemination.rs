@@ -5,19 +5,13 @@ use std::io::Write;
 use anyhow::bail;
 use clap::ValueEnum;
 use gossip_core::NodeId;
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use gossip_core::wire::{self, Message};
-use gossip_core::{Event, MessageId};
 use gossip_sim::{
-    node_addr, run_math, LinkModel, MathRun, MathScenario, Observer, Quantiles, Simulator,
+    node_addr, run_full_dissemination, run_math, FullDissemination, MathRun, MathScenario,
+    Quantiles,
 };
 use gossip_strategies::{
     AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -415,44 +409,6 @@ impl DisseminationArgs {
     }
 }
 
-/// Watches one broadcast at a time in a full simulation.
-struct FullObserver {
-    config: gossip_core::Config,
-    current: Option<MessageId>,
-    start: Duration,
-    delivered_at: Vec<Option<Duration>>,
-    bytes: u64,
-    payload_frames: u64,
-    frames: u64,
-}
-
-impl Observer for FullObserver {
-    fn on_event(&mut self, at: Duration, node: usize, event: &Event) {
-        if let Event::Delivered { id, .. } = event {
-            if Some(*id) == self.current && self.delivered_at[node].is_none() {
-                self.delivered_at[node] = Some(at - self.start);
-            }
-        }
-    }
-
-    fn on_transmit(&mut self, _at: Duration, _from: usize, _to: SocketAddr, bytes: &[u8]) {
-        let Ok((_, message)) = wire::decode(&self.config, bytes) else {
-            return;
-        };
-        match message {
-            Message::Rumors { items } => {
-                if items.iter().any(|item| Some(item.id) == self.current) {
-                    self.payload_frames += 1;
-                }
-            }
-            Message::Pull { .. } | Message::Feedback { .. } => {}
-            _ => return,
-        }
-        self.frames += 1;
-        self.bytes += bytes.len() as u64;
-    }
-}
-
 impl DisseminationArgs {
     /// One broadcast per run on real nodes: returns the per-broadcast
     /// results, dissemination bytes per node per broadcast, and node-rounds.
@@ -461,92 +417,21 @@ impl DisseminationArgs {
         prototype: &AnyStrategy,
         progress: &mut impl FnMut(u32),
     ) -> anyhow::Result<(Vec<MathRun>, f64, f64)> {
-        let n = self.nodes;
-        if n > 5000 {
+        if self.nodes > 5000 {
             bail!("--full simulates every node's membership too: at most 5000 nodes");
         }
-        let config = gossip_core::Config::lan(n);
-        let round = config.gossip_interval;
-        let link = LinkModel {
+        let scenario = FullDissemination {
+            nodes: self.nodes,
+            seed: self.seed,
             loss: self.loss,
-            ..LinkModel::default()
+            runs: self.runs,
+            // Central's coordinator is node 0: another member originates, so
+            // the update has to go through it.
+            origin: (self.strategy == StrategyName::Central).then_some(1),
         };
-        let mut sim =
-            Simulator::with_strategy(n, self.seed, config.clone(), link, prototype.clone());
-        sim.start_all();
-        // Let membership converge before the first broadcast.
-        let mut t = Duration::from_secs(10);
-        sim.run_until(t, &mut ());
-        let mut observer = FullObserver {
-            config,
-            current: None,
-            start: t,
-            delivered_at: vec![None; n],
-            bytes: 0,
-            payload_frames: 0,
-            frames: 0,
-        };
-        let mut chooser = ChaCha8Rng::seed_from_u64(self.seed ^ 0xb40a_dca5);
-        let mut results = Vec::new();
-        let mut total_bytes = 0u64;
-        let window = Duration::from_secs(60);
-        for run in 0..self.runs {
-            let origin = if self.strategy == StrategyName::Central {
-                1
-            } else {
-                chooser.random_range(0..n)
-            };
-            observer.delivered_at.iter_mut().for_each(|d| *d = None);
-            observer.delivered_at[origin] = Some(Duration::ZERO);
-            observer.start = t;
-            observer.bytes = 0;
-            observer.payload_frames = 0;
-            observer.frames = 0;
-            observer.current = sim.broadcast(origin, &[0x5a; 64], &mut observer);
-            anyhow::ensure!(
-                observer.current.is_some(),
-                "node {origin} refused the broadcast"
-            );
-            let end = t + window;
-            let mut all_since: Option<Duration> = None;
-            while t < end {
-                t += round;
-                sim.run_until(t, &mut observer);
-                if observer.delivered_at.iter().all(Option::is_some) {
-                    // Keep going a little so the tail of the traffic is counted.
-                    let since = *all_since.get_or_insert(t);
-                    if t >= since + Duration::from_secs(3) {
-                        break;
-                    }
-                }
-            }
-            let rounds_of = |d: Duration| (d.as_secs_f64() / round.as_secs_f64()).ceil() as u32;
-            let informed: Vec<Duration> = observer.delivered_at.iter().flatten().copied().collect();
-            results.push(MathRun {
-                rounds: informed.iter().map(|&d| rounds_of(d)).max().unwrap_or(0),
-                rounds_run: rounds_of(t - observer.start),
-                t_ave: informed
-                    .iter()
-                    .map(|&d| f64::from(rounds_of(d)))
-                    .sum::<f64>()
-                    / informed.len() as f64,
-                informed: informed.len(),
-                residue: (n - informed.len()) as f64 / n as f64,
-                payload_messages: observer.payload_frames,
-                messages: observer.frames,
-            });
-            total_bytes += observer.bytes;
-            progress(run + 1);
-        }
-        let node_rounds = results
-            .iter()
-            .map(|r| f64::from(r.rounds_run) * n as f64)
-            .sum();
-        Ok((
-            results,
-            total_bytes as f64 / n as f64 / f64::from(self.runs),
-            node_rounds,
-        ))
+        let report =
+            run_full_dissemination(&scenario, prototype, progress).map_err(anyhow::Error::msg)?;
+        Ok((report.runs, report.bytes_per_node, report.node_rounds))
     }
 }
 

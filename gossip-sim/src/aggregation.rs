@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::net::{node_addr, node_index};
+use crate::address::{node_addr, node_index};
 
 /// One aggregation experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,22 +1,42 @@
-//! Deterministic discrete-event simulator for the gossip workspace.
+//! Deterministic discrete-event simulator for the gossip workspace, and the
+//! one harness its tests, fuzz targets and experiments run on.
 //!
 //! [`Simulator`] runs real [`gossip_core::Node`]s that exchange real encoded
 //! frames over a modelled network ([`LinkModel`]: latency, loss, duplication,
-//! reordering) in virtual time, with partitions, crashes, restarts and slow
-//! nodes. One seed fixes every random choice, so a run replays exactly.
-//! [`run_membership`] is the ready-made membership experiment behind
-//! `gossip-node sim membership`.
+//! reordering) in virtual time, with partitions, blocked links, crashes,
+//! restarts and slow nodes. One seed fixes every random choice, so a run
+//! replays exactly. [`SimBuilder`] sets what a test needs on top: explicit
+//! node seeds and generations, the address plan ([`Addressing`]), a record
+//! of every frame and event ([`FrameRecord`], [`EventRecord`]), and
+//! [`Drive::Manual`] for fuzzing, where the caller delivers frames and fires
+//! timers. [`check`] holds the node invariants tests and fuzz targets assert.
+//!
+//! Experiments: [`run_membership`] (behind `gossip-node sim membership`),
+//! [`run_full_dissemination`] and [`run_full_aggregation`] (the `--full`
+//! modes of `sim dissemination` and `sim aggregation`) on real nodes, and
+//! math mode ([`run_math`], [`run_aggregation`]) with oracle sampling for
+//! runs of up to a million nodes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod address;
 mod aggregation;
+pub mod check;
+mod full;
 mod math;
 mod net;
 mod scenario;
+mod trace;
 
+pub use address::{node_addr, node_index, Addressing, SIM_PORT};
 pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
+pub use full::{
+    run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
+    FullAggregationReport, FullDissemination, FullDisseminationReport,
+};
 pub use math::{run_math, MathRun, MathScenario, MathSim};
-pub use net::{node_addr, node_index, Latency, LinkModel, NetStats, Observer, Simulator, SIM_PORT};
+pub use net::{Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, SimBuilder, Simulator};
 pub use scenario::{
     run_membership, CrashTimeline, MembershipReport, MembershipScenario, Quantiles,
 };
+pub use trace::{event_member, EventKind, EventRecord, Fate, FrameRecord, Origin};

@@ -9,7 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::net::{node_index, LinkModel, NetStats, Observer, Simulator};
+use crate::address::node_index;
+use crate::net::{LinkModel, NetStats, Observer, Simulator};
 
 /// A membership experiment: who starts, what fails, when, for how long.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
