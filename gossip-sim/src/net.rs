@@ -971,6 +971,12 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                 slot.scheduled_wake = None;
                 if let Some(node) = slot.node.as_mut() {
                     node.handle_timeout(now);
+                    // The core's timer contract, checked on every wake-up of
+                    // every simulation that runs with debug assertions.
+                    debug_assert!(
+                        node.poll_timeout().is_none_or(|t| t > now),
+                        "after handle_timeout, poll_timeout is still due"
+                    );
                 }
                 self.drain(index, observer);
             }

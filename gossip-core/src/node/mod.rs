@@ -497,24 +497,33 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     /// Runs every timer due at `now`. Calling it early does nothing.
     ///
     /// Due periodic duties run first, in protocol order, then suspicions,
-    /// reminders and indirect-probe timers by deadline (including those
-    /// that come due while they run), then forgetting. A duty that another
-    /// timer brings forward to `now` runs at the next call, which
-    /// [`poll_timeout`](Self::poll_timeout) then asks for at once.
+    /// reminders and indirect-probe timers by deadline, then forgetting;
+    /// a duty that one of them brings forward to `now` (a death passed on
+    /// at once) runs in a further pass. On return nothing is due at `now`:
+    /// [`poll_timeout`](Self::poll_timeout) lies in the future.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.local.phase == Phase::Idle {
             return;
         }
-        for duty in Timer::DUTIES {
-            if self.timers.take_if_due(duty, now) {
-                self.fire(now, duty);
+        loop {
+            let mut ran = false;
+            for duty in Timer::DUTIES {
+                if self.timers.take_if_due(duty, now) {
+                    self.fire(now, duty);
+                    ran = true;
+                }
             }
-        }
-        while let Some(timer) = self.timers.pop_due(now, Timer::is_keyed) {
-            self.fire(now, timer);
-        }
-        if self.timers.take_if_due(Timer::Forget, now) {
-            self.fire(now, Timer::Forget);
+            while let Some(timer) = self.timers.pop_due(now, Timer::is_keyed) {
+                self.fire(now, timer);
+                ran = true;
+            }
+            if self.timers.take_if_due(Timer::Forget, now) {
+                self.fire(now, Timer::Forget);
+                ran = true;
+            }
+            if !ran {
+                break;
+            }
         }
     }
 
