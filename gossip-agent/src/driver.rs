@@ -158,6 +158,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     Ok(Incoming::Unreachable(peer)) => {
                         self.node.peer_unreachable(now(), peer.into());
                     }
+                    Ok(other) => tracing::debug!(?other, "unknown kind of input ignored"),
                     Err(TransportError::Closed) => break,
                     Err(error) => {
                         tracing::warn!(%error, "receive failed");

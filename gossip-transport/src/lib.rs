@@ -28,7 +28,10 @@ use thiserror::Error;
 pub use async_trait::async_trait;
 
 /// Something a transport received.
+///
+/// New kinds may be added; a driver ignores the ones it does not know.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Incoming {
     /// A frame from `from`, to hand to the node's `handle_message`.
     Frame {
