@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use gossip_core::wire::{
-    self, Header, Member as WireMember, MemberRecord, Message, Status, PROTOCOL_VERSION,
+    self, Header, MemberRecord, Message, Status, SyncEntry as WireMember, PROTOCOL_VERSION,
 };
 use gossip_core::{
     CommandError, Config, ConfigError, Generation, Incarnation, Liveness, Node, NodeId, RecvError,

@@ -39,12 +39,6 @@ pub async fn run() -> Result<common::Outcome, Box<dyn Error>> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let outcome = run().await?;
-    println!(
-        "done: nodes {:?} delivered the broadcast, nodes {:?} saw node {} leave",
-        outcome.delivered,
-        outcome.saw_leave,
-        NODES - 1
-    );
+    run().await?.print(NODES);
     Ok(())
 }

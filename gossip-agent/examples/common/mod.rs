@@ -28,6 +28,18 @@ pub struct Outcome {
     pub saw_leave: Vec<usize>,
 }
 
+impl Outcome {
+    /// Prints the summary line the examples end with.
+    pub fn print(&self, nodes: usize) {
+        println!(
+            "done: nodes {:?} delivered the broadcast, nodes {:?} saw node {} leave",
+            self.delivered,
+            self.saw_leave,
+            nodes - 1
+        );
+    }
+}
+
 type Handle = AgentHandle<RumorMongering>;
 type Tagged = (usize, Event);
 

@@ -263,13 +263,19 @@ mod tests {
         NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
     }
 
+    /// Members 1 to `n`, live.
+    fn live(n: u16) -> IndexedSet {
+        let mut live = IndexedSet::default();
+        for i in 1..=n {
+            live.insert(id(i));
+        }
+        live
+    }
+
     #[test]
     fn round_robin_probes_every_live_member_once_per_round() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut live = IndexedSet::default();
-        for n in 1..=5 {
-            live.insert(id(n));
-        }
+        let live = live(5);
         let mut detector = FailureDetector::default();
         let mut round: Vec<NodeId> = (0..5)
             .map(|_| detector.next_target(&live, |_| true, &mut rng).unwrap())
@@ -286,10 +292,7 @@ mod tests {
     #[test]
     fn acks_nacks_and_health_follow_the_probe() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut live = IndexedSet::default();
-        for n in 1..=4 {
-            live.insert(id(n));
-        }
+        let live = live(4);
         let mut detector = FailureDetector::default();
         let seq = detector.start(id(1));
         let (target, _, helpers) = detector.ask_helpers(&live, 2, &mut rng).unwrap();

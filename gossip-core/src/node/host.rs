@@ -62,12 +62,7 @@ impl<S: Strategy, A: Aggregate> Plugins<S, A> {
         lent: Lent<'_>,
         callback: impl FnOnce(&mut S, &mut Hosted<'_, '_>),
     ) -> usize {
-        let mut hosted = Hosted {
-            lent,
-            store: &self.store,
-            share_type: A::SHARE_TYPE,
-            sent: 0,
-        };
+        let mut hosted = Hosted::new(lent, &self.store, A::SHARE_TYPE);
         callback(&mut self.strategy, &mut hosted);
         hosted.sent
     }
@@ -78,12 +73,7 @@ impl<S: Strategy, A: Aggregate> Plugins<S, A> {
         lent: Lent<'_>,
         callback: impl FnOnce(&mut A, &mut Hosted<'_, '_>),
     ) -> Option<f64> {
-        let mut hosted = Hosted {
-            lent,
-            store: &self.store,
-            share_type: A::SHARE_TYPE,
-            sent: 0,
-        };
+        let mut hosted = Hosted::new(lent, &self.store, A::SHARE_TYPE);
         callback(&mut self.aggregate, &mut hosted);
         let estimate = self.aggregate.estimate();
         let value = estimate.filter(|_| estimate != self.last_estimate)?;
@@ -107,7 +97,16 @@ pub(crate) struct Hosted<'a, 'b> {
     sent: usize,
 }
 
-impl Hosted<'_, '_> {
+impl<'a, 'b> Hosted<'a, 'b> {
+    fn new(lent: Lent<'a>, store: &'b RumorStore, share_type: u32) -> Self {
+        Self {
+            lent,
+            store,
+            share_type,
+            sent: 0,
+        }
+    }
+
     fn push_frame(&mut self, to: SocketAddr, message: &Message) {
         self.sent += self.lent.outbox.push_frame(&self.lent.header, to, message);
     }

@@ -87,18 +87,20 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         &mut self,
         callback: impl FnOnce(&mut S, &mut Hosted<'_, '_>),
     ) -> usize {
-        let lent = Lent {
-            header: self.local.header(&self.config),
-            config: &self.config,
-            rng: &mut self.rng,
-            peers: self.view.live(),
-            outbox: &mut self.outbox,
-        };
-        self.plugins.run_strategy(lent, callback)
+        let (plugins, lent) = self.lend();
+        plugins.run_strategy(lent, callback)
     }
 
     /// Runs one aggregate callback, then reports a changed estimate.
     pub(super) fn run_aggregate(&mut self, callback: impl FnOnce(&mut A, &mut Hosted<'_, '_>)) {
+        let (plugins, lent) = self.lend();
+        if let Some(value) = plugins.run_aggregate(lent, callback) {
+            self.outbox.event(Event::Estimate(value));
+        }
+    }
+
+    /// The plug-ins, and the parts of the node they may borrow.
+    fn lend(&mut self) -> (&mut Plugins<S, A>, Lent<'_>) {
         let lent = Lent {
             header: self.local.header(&self.config),
             config: &self.config,
@@ -106,8 +108,6 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             peers: self.view.live(),
             outbox: &mut self.outbox,
         };
-        if let Some(value) = self.plugins.run_aggregate(lent, callback) {
-            self.outbox.event(Event::Estimate(value));
-        }
+        (&mut self.plugins, lent)
     }
 }

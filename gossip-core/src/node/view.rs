@@ -153,38 +153,20 @@ impl View {
 
     /// Public view of one known member.
     pub(crate) fn member(&self, id: NodeId) -> Member {
-        let e = &self.table[&id];
-        Member::new(
-            id,
-            e.generation,
-            e.incarnation,
-            e.liveness,
-            e.metadata.clone(),
-        )
+        member_of(id, &self.table[&id])
     }
 
     /// Every known member in address order.
     pub(crate) fn members(&self) -> impl Iterator<Item = Member> + '_ {
-        self.table.sorted().into_iter().map(|(&id, e)| {
-            Member::new(
-                id,
-                e.generation,
-                e.incarnation,
-                e.liveness,
-                e.metadata.clone(),
-            )
-        })
+        self.table
+            .sorted()
+            .into_iter()
+            .map(|(&id, e)| member_of(id, e))
     }
 
     /// Every known member as a state-sync entry, in address order.
     pub(crate) fn sync_entries(&self) -> impl Iterator<Item = SyncEntry> + '_ {
-        self.table.sorted().into_iter().map(|(&id, e)| SyncEntry {
-            id,
-            generation: e.generation,
-            incarnation: e.incarnation,
-            liveness: e.liveness,
-            metadata: e.metadata.clone(),
-        })
+        self.members().map(SyncEntry::from)
     }
 
     /// The piggyback record that states what we believe of `id`; claims
@@ -375,6 +357,17 @@ impl View {
             }
         }
     }
+}
+
+/// What the application sees of a table entry.
+fn member_of(id: NodeId, e: &Entry) -> Member {
+    Member::new(
+        id,
+        e.generation,
+        e.incarnation,
+        e.liveness,
+        e.metadata.clone(),
+    )
 }
 
 /// The table is full: a newcomer was turned away.
