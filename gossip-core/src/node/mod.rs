@@ -505,24 +505,17 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         if self.local.phase == Phase::Idle {
             return;
         }
-        loop {
-            let mut ran = false;
+        while self.timers.any_due(now) {
             for duty in Timer::DUTIES {
                 if self.timers.take_if_due(duty, now) {
                     self.fire(now, duty);
-                    ran = true;
                 }
             }
-            while let Some(timer) = self.timers.pop_due(now, Timer::is_keyed) {
+            while let Some(timer) = self.timers.pop_due_keyed(now) {
                 self.fire(now, timer);
-                ran = true;
             }
             if self.timers.take_if_due(Timer::Forget, now) {
                 self.fire(now, Timer::Forget);
-                ran = true;
-            }
-            if !ran {
-                break;
             }
         }
     }

@@ -60,15 +60,6 @@ impl Timer {
         Timer::Join,
     ];
 
-    /// Whether the timer belongs to one member or one request, rather than
-    /// being a periodic duty or forgetting.
-    pub(crate) fn is_keyed(self) -> bool {
-        matches!(
-            self,
-            Timer::Suspicion(_) | Timer::Remind(_) | Timer::Nack(_) | Timer::ForgetIndirect(_)
-        )
-    }
-
     /// Whether each arming adds a deadline instead of replacing the last.
     ///
     /// A suspicion whose deadline moves, or a member suspected again, keeps
@@ -87,24 +78,58 @@ impl Timer {
     }
 }
 
-/// Armed timers ordered by deadline: each at most once, except those that
+/// Slots of the timers that exist once per node: the duties, then forgetting.
+const SLOTS: usize = Timer::DUTIES.len() + 1;
+
+/// Armed timers. The node's own timers (duties and forgetting) sit in fixed
+/// slots, since they are re-armed every period; per-member and per-request
+/// timers are ordered by deadline, each at most once except those that
 /// [stack](Timer::stacks).
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {
-    by_deadline: BTreeSet<(Instant, Timer)>,
-    /// The deadline of each armed timer that does not stack.
-    armed: FastMap<Timer, Instant>,
+    slots: [Option<Instant>; SLOTS],
+    keyed: BTreeSet<(Instant, Timer)>,
+    /// The deadline of each armed keyed timer that does not stack.
+    unique: FastMap<Timer, Instant>,
+}
+
+impl Timer {
+    /// The fixed slot of a timer that exists once per node.
+    fn slot(self) -> Option<usize> {
+        Some(match self {
+            Timer::ProbeDirect => 0,
+            Timer::ProbeEnd => 1,
+            Timer::Probe => 2,
+            Timer::Gossip => 3,
+            Timer::Round => 4,
+            Timer::DeadProbe => 5,
+            Timer::Join => 6,
+            Timer::Forget => 7,
+            Timer::Suspicion(_) | Timer::Remind(_) | Timer::Nack(_) | Timer::ForgetIndirect(_) => {
+                return None
+            }
+        })
+    }
+
+    /// The timer in slot `i`.
+    fn in_slot(i: usize) -> Timer {
+        Timer::DUTIES.get(i).copied().unwrap_or(Timer::Forget)
+    }
 }
 
 impl TimerTable {
     /// Arms `timer` at `at`, replacing any earlier arming unless it stacks.
     pub(crate) fn arm(&mut self, timer: Timer, at: Instant) {
+        if let Some(i) = timer.slot() {
+            self.slots[i] = Some(at);
+            return;
+        }
         if !timer.stacks() {
-            if let Some(old) = self.armed.insert(timer, at) {
-                self.by_deadline.remove(&(old, timer));
+            if let Some(old) = self.unique.insert(timer, at) {
+                self.keyed.remove(&(old, timer));
             }
         }
-        self.by_deadline.insert((at, timer));
+        self.keyed.insert((at, timer));
     }
 
     /// Arms `timer` at `at`, or disarms it when `at` is `None`.
@@ -122,22 +147,34 @@ impl TimerTable {
         }
     }
 
-    /// Disarms `timer` if it is armed.
+    /// Disarms `timer` if it is armed (every arming, if it stacks).
     pub(crate) fn disarm(&mut self, timer: Timer) {
-        if let Some(old) = self.armed.remove(&timer) {
-            self.by_deadline.remove(&(old, timer));
+        if let Some(i) = timer.slot() {
+            self.slots[i] = None;
+        } else if let Some(old) = self.unique.remove(&timer) {
+            self.keyed.remove(&(old, timer));
+        } else if timer.stacks() {
+            self.keyed.retain(|&(_, t)| t != timer);
         }
     }
 
-    /// When `timer` fires, if armed (stacking timers are not looked up).
+    /// When `timer` fires, if armed (for a stacking timer: never looked up).
     pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
-        self.armed.get(&timer).copied()
+        match timer.slot() {
+            Some(i) => self.slots[i],
+            None => self.unique.get(&timer).copied(),
+        }
     }
 
     /// Disarms every timer for which `keep` is false.
     pub(crate) fn retain(&mut self, keep: impl Fn(Timer) -> bool) {
-        self.by_deadline.retain(|&(_, timer)| keep(timer));
-        self.armed.retain(|&timer, _| keep(timer));
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !keep(Timer::in_slot(i)) {
+                *slot = None;
+            }
+        }
+        self.keyed.retain(|&(_, timer)| keep(timer));
+        self.unique.retain(|&timer, _| keep(timer));
     }
 
     /// Disarms `timer` and says so if it is due at `now`.
@@ -149,17 +186,21 @@ impl TimerTable {
         due
     }
 
-    /// Disarms and returns the earliest timer due at `now` for which
-    /// `pick` is true.
-    pub(crate) fn pop_due(&mut self, now: Instant, pick: impl Fn(Timer) -> bool) -> Option<Timer> {
-        let &(at, timer) = self
-            .by_deadline
-            .iter()
-            .take_while(|&&(at, _)| at <= now)
-            .find(|&&(_, timer)| pick(timer))?;
-        self.by_deadline.remove(&(at, timer));
-        self.armed.remove(&timer);
+    /// Disarms and returns the earliest per-member or per-request timer due
+    /// at `now`.
+    pub(crate) fn pop_due_keyed(&mut self, now: Instant) -> Option<Timer> {
+        let &(at, timer) = self.keyed.first().filter(|&&(at, _)| at <= now)?;
+        self.keyed.remove(&(at, timer));
+        if !timer.stacks() {
+            self.unique.remove(&timer);
+        }
         Some(timer)
+    }
+
+    /// Whether any timer is due at `now`.
+    pub(crate) fn any_due(&self, now: Instant) -> bool {
+        self.slots.iter().flatten().any(|&at| at <= now)
+            || self.keyed.first().is_some_and(|&(at, _)| at <= now)
     }
 
     /// The earliest deadline among the timers for which `wakes` is true.
@@ -167,12 +208,14 @@ impl TimerTable {
     /// Some timers stay armed while they have nothing to do (gossip without
     /// news, for example): they keep their place in the schedule and fire
     /// when the node wakes for another reason, but do not wake it
-    /// themselves. At most a handful of entries are skipped.
+    /// themselves.
     pub(crate) fn earliest(&self, wakes: impl Fn(Timer) -> bool) -> Option<Instant> {
-        self.by_deadline
+        let own = self
+            .slots
             .iter()
-            .find(|&&(_, timer)| wakes(timer))
-            .map(|&(at, _)| at)
+            .enumerate()
+            .filter_map(|(i, at)| at.filter(|_| wakes(Timer::in_slot(i))));
+        own.chain(self.keyed.first().map(|&(at, _)| at)).min()
     }
 }
 
@@ -188,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn rearming_replaces_and_due_timers_come_out_in_order() {
+    fn rearming_replaces_and_due_timers_come_out_once() {
         let t0 = origin();
         let member = NodeId::new(SocketAddr::from(([127, 0, 0, 1], 1)));
         let mut table = TimerTable::default();
@@ -197,23 +240,20 @@ mod tests {
         table.arm(Timer::Probe, t0 + Duration::from_secs(1));
         table.arm(Timer::Gossip, t0 + Duration::from_secs(1));
         assert_eq!(table.earliest(|_| true), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(
-            table.pop_due(t0, |_| true),
-            None,
-            "nothing is due before its deadline"
-        );
+        assert!(!table.any_due(t0), "nothing is due before its deadline");
+        assert_eq!(table.pop_due_keyed(t0), None);
         let later = t0 + Duration::from_secs(1);
+        assert!(table.any_due(later));
         assert!(!table.take_if_due(Timer::Join, later), "not armed");
-        assert_eq!(
-            table.pop_due(later, Timer::is_keyed),
-            Some(Timer::Suspicion(member))
+        assert_eq!(table.pop_due_keyed(later), Some(Timer::Suspicion(member)));
+        assert_eq!(table.pop_due_keyed(later), None);
+        assert!(
+            table.take_if_due(Timer::Gossip, later),
+            "the re-armed gossip is due once"
         );
-        let due: Vec<Timer> = core::iter::from_fn(|| table.pop_due(later, |_| true)).collect();
-        assert_eq!(
-            due,
-            [Timer::Probe, Timer::Gossip],
-            "ties fire in declaration order, and the re-armed gossip fires once"
-        );
+        assert!(!table.take_if_due(Timer::Gossip, later));
+        assert!(table.take_if_due(Timer::Probe, later));
+        assert!(!table.any_due(later));
         assert_eq!(table.earliest(|_| true), None);
     }
 
@@ -225,7 +265,7 @@ mod tests {
         table.arm(Timer::Remind(member), t0 + Duration::from_secs(2));
         table.arm(Timer::Remind(member), t0 + Duration::from_secs(1));
         let due: Vec<Timer> =
-            core::iter::from_fn(|| table.pop_due(t0 + Duration::from_secs(2), |_| true)).collect();
+            core::iter::from_fn(|| table.pop_due_keyed(t0 + Duration::from_secs(2))).collect();
         assert_eq!(due, [Timer::Remind(member), Timer::Remind(member)]);
     }
 
