@@ -251,3 +251,85 @@ impl Host for Hosted<'_, '_> {
         self.send_gossip(to, message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::share_type;
+    use crate::id::{Generation, Incarnation};
+    use crate::strategy::NoStrategy;
+    use crate::wire::PROTOCOL_VERSION;
+    use rand::SeedableRng;
+
+    /// Sends its input to every peer each round; its estimate is its input.
+    struct Shout(f64);
+
+    impl Aggregate for Shout {
+        type Share = f64;
+        const SHARE_TYPE: u32 = share_type("tests/shout/1");
+
+        fn on_round<H: AggregateHost<f64>>(&mut self, host: &mut H) {
+            let mut peers = Vec::new();
+            host.sample_peers(8, &mut peers);
+            for peer in peers {
+                host.send(peer, self.0);
+            }
+        }
+
+        fn on_share<H: AggregateHost<f64>>(&mut self, _host: &mut H, _from: NodeId, _: f64) {}
+
+        fn estimate(&self) -> Option<f64> {
+            Some(self.0)
+        }
+
+        fn set_input(&mut self, value: f64) {
+            self.0 = value;
+        }
+    }
+
+    #[test]
+    fn plug_ins_see_only_live_peers_and_estimates_are_reported_once() {
+        let config = Config::default();
+        let me = NodeId::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let header = Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: me,
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+        };
+        let mut peers = IndexedSet::default();
+        for port in 2..5 {
+            peers.insert(NodeId::new(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut outbox = Outbox::default();
+        let mut plugins = Plugins::new(NoStrategy, Shout(1.0), RumorStore::new(16));
+        let mut lend = |outbox: &mut Outbox, rng: &mut ChaCha8Rng| -> Option<f64> {
+            let lent = Lent {
+                header: header.clone(),
+                config: &config,
+                rng,
+                peers: &peers,
+                outbox,
+            };
+            plugins.run_aggregate(lent, |aggregate, host| aggregate.on_round(host))
+        };
+        assert_eq!(lend(&mut outbox, &mut rng), Some(1.0), "first estimate");
+        assert_eq!(lend(&mut outbox, &mut rng), None, "unchanged: not again");
+        let mut sent_to = Vec::new();
+        while let Some(transmit) = outbox.poll_transmit() {
+            let Message::Aggregate {
+                share_type: kind, ..
+            } = wire::decode(&config, &transmit.bytes).unwrap().1
+            else {
+                panic!("only shares");
+            };
+            assert_eq!(kind, Shout::SHARE_TYPE, "shares carry their type");
+            sent_to.push(transmit.to.port());
+        }
+        sent_to.sort_unstable();
+        assert_eq!(sent_to, [2, 2, 3, 3, 4, 4], "every live peer, never itself");
+        assert_eq!(outbox.stats.shares_sent, 6);
+    }
+}

@@ -79,3 +79,92 @@ impl Outbox {
         self.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::id::{Generation, Incarnation, NodeId};
+    use crate::wire::{Status, PROTOCOL_VERSION};
+    use std::net::SocketAddr;
+
+    fn id(n: u16) -> NodeId {
+        NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
+    }
+
+    fn header() -> Header<'static> {
+        Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: id(1),
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+        }
+    }
+
+    fn alive(n: u16, metadata_len: usize) -> MemberRecord {
+        MemberRecord {
+            id: id(n),
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+            status: Status::Alive {
+                metadata: vec![7; metadata_len],
+            },
+        }
+    }
+
+    #[test]
+    fn frames_are_filled_with_updates_up_to_the_budget_and_counted() {
+        let mut pending = UpdateQueue::default();
+        for n in 2..60 {
+            pending.push(alive(n, 40), 100);
+        }
+        let mut outbox = Outbox::default();
+        let to = SocketAddr::from(([127, 0, 0, 1], 9));
+        let gossip = |updates| Message::Gossip { updates };
+        outbox.push_with_updates(&header(), 300, to, None, &mut pending, 1, gossip);
+        let frame = outbox.poll_transmit().expect("one frame");
+        assert!(frame.bytes.len() <= 300, "{} bytes", frame.bytes.len());
+        let Message::Gossip { updates } = wire::decode(&Config::default(), &frame.bytes).unwrap().1
+        else {
+            panic!("a gossip frame");
+        };
+        assert!(updates.len() > 1, "the frame carries several updates");
+        assert_eq!(
+            pending.len(),
+            58 - updates.len(),
+            "with a limit of one, every update sent retires"
+        );
+        assert_eq!(outbox.stats.frames_sent, 1);
+        assert_eq!(outbox.stats.bytes_sent, frame.bytes.len() as u64);
+        assert_eq!(outbox.poll_transmit(), None);
+    }
+
+    #[test]
+    fn the_first_record_always_leads() {
+        let mut pending = UpdateQueue::default();
+        pending.push(alive(2, 0), 100);
+        let mut outbox = Outbox::default();
+        let to = SocketAddr::from(([127, 0, 0, 1], 9));
+        let first = alive(3, 0);
+        let ack = |updates| Message::Ack { seq: 5, updates };
+        outbox.push_with_updates(
+            &header(),
+            1400,
+            to,
+            Some(first.clone()),
+            &mut pending,
+            3,
+            ack,
+        );
+        let frame = outbox.poll_transmit().unwrap();
+        let Message::Ack { seq, updates } =
+            wire::decode(&Config::default(), &frame.bytes).unwrap().1
+        else {
+            panic!("an ack");
+        };
+        assert_eq!(seq, 5);
+        assert_eq!(updates, vec![first, alive(2, 0)]);
+        assert_eq!(pending.len(), 1, "sent once of three times, still queued");
+    }
+}
