@@ -31,6 +31,8 @@ pub(crate) struct Probe {
 pub(crate) struct IndirectRequest {
     pub origin: SocketAddr,
     pub origin_seq: u32,
+    /// Only its ack counts.
+    target: NodeId,
     nacked: bool,
 }
 
@@ -167,18 +169,24 @@ impl FailureDetector {
         Some((probe, missed))
     }
 
-    /// An ack with `seq` arrived.
-    pub(crate) fn ack(&mut self, seq: u32, max_health: u32) -> Acked {
+    /// An ack with `seq` arrived from `from`. It counts only from whom it
+    /// can come: for our probe, the target or a helper we asked (which
+    /// forwards the target's ack); for a probe we run for another member,
+    /// that probe's target.
+    pub(crate) fn ack(&mut self, seq: u32, from: NodeId, max_health: u32) -> Acked {
         if let Some(probe) = &mut self.probe {
-            if probe.seq == seq && !probe.acked {
+            let answerable = from == probe.target || probe.helpers.contains(&from);
+            if probe.seq == seq && !probe.acked && answerable {
                 probe.acked = true;
                 self.adjust_health(-1, max_health);
                 return Acked::OwnProbe;
             }
         }
-        match self.indirect.remove(&seq) {
-            Some(request) => Acked::Forward(request),
-            None => Acked::Unknown,
+        match self.indirect.get(&seq) {
+            Some(request) if request.target == from => {
+                Acked::Forward(self.indirect.remove(&seq).expect("present"))
+            }
+            _ => Acked::Unknown,
         }
     }
 
@@ -195,14 +203,21 @@ impl FailureDetector {
         }
     }
 
-    /// Starts a probe for another member; returns our ping's sequence number.
-    pub(crate) fn start_indirect(&mut self, origin: SocketAddr, origin_seq: u32) -> u32 {
+    /// Starts probing `target` for another member; returns our ping's
+    /// sequence number.
+    pub(crate) fn start_indirect(
+        &mut self,
+        origin: SocketAddr,
+        origin_seq: u32,
+        target: NodeId,
+    ) -> u32 {
         let seq = self.next_seq();
         self.indirect.insert(
             seq,
             IndirectRequest {
                 origin,
                 origin_seq,
+                target,
                 nacked: false,
             },
         );
@@ -307,14 +322,22 @@ mod tests {
 
         detector.adjust_health(3, 8);
         let seq = detector.start(id(2));
-        assert!(matches!(detector.ack(seq, 8), Acked::OwnProbe));
+        assert!(
+            matches!(detector.ack(seq, id(3), 8), Acked::Unknown),
+            "an ack from neither the target nor a helper does not count"
+        );
+        assert!(matches!(detector.ack(seq, id(2), 8), Acked::OwnProbe));
         assert_eq!(detector.local_health(), 2);
         assert!(detector.finish().is_none(), "an acked probe does not fail");
 
-        let mine = detector.start_indirect("127.0.0.1:9".parse().unwrap(), 41);
+        let mine = detector.start_indirect("127.0.0.1:9".parse().unwrap(), 41, id(4));
         assert_eq!(detector.nack_due(mine).map(|(_, s)| s), Some(41));
         assert_eq!(detector.nack_due(mine), None, "one nack per request");
-        assert!(matches!(detector.ack(mine, 8), Acked::Forward(r) if r.origin_seq == 41));
-        assert!(matches!(detector.ack(mine, 8), Acked::Unknown));
+        assert!(
+            matches!(detector.ack(mine, id(3), 8), Acked::Unknown),
+            "only the target's ack is forwarded"
+        );
+        assert!(matches!(detector.ack(mine, id(4), 8), Acked::Forward(r) if r.origin_seq == 41));
+        assert!(matches!(detector.ack(mine, id(4), 8), Acked::Unknown));
     }
 }

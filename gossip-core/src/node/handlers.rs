@@ -34,8 +34,8 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         }
     }
 
-    pub(super) fn on_ack(&mut self, seq: u32) {
-        match self.detector.ack(seq, self.config.max_local_health) {
+    pub(super) fn on_ack(&mut self, seq: u32, sender: NodeId) {
+        match self.detector.ack(seq, sender, self.config.max_local_health) {
             Acked::OwnProbe => self.timers.disarm(Timer::ProbeDirect),
             Acked::Forward(request) => {
                 self.send_with_updates(request.origin, None, |updates| Message::Ack {
@@ -48,7 +48,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u32, target: NodeId) {
-        let my_seq = self.detector.start_indirect(from, seq);
+        let my_seq = self.detector.start_indirect(from, seq, target);
         // Lifeguard: answer with a nack well before the requester's own
         // deadline if the target stays silent.
         self.timers.arm(
@@ -110,7 +110,12 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         range: sync::Range,
         entries: Vec<SyncEntry>,
     ) {
-        self.local.joined = true;
+        // Only an answer from a seed we asked, or from a member we already
+        // hold live, completes a join: a stranger's view must not stop the
+        // join retries.
+        if self.local.seeds.contains(&from) || self.view.is_live(&sender) {
+            self.local.joined = true;
+        }
         // What the sender listed, to answer with only what it lacks.
         let listed = if reply {
             sync::listed(&entries)

@@ -573,13 +573,20 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             } => self.on_ping(now, from, sender, sender_version, seq, view_hash, updates),
             Message::Ack { seq, updates } => {
                 self.apply_records(now, updates);
-                self.on_ack(seq);
+                self.on_ack(seq, sender);
             }
             Message::PingReq {
                 seq,
                 target,
                 updates,
             } => {
+                // Probing on request only members we know (alive, suspect
+                // or remembered dead): otherwise anyone could aim this
+                // node's pings at any address. A member we believe dead is
+                // still probed, as its answer is how a mistake is undone.
+                if !self.view.knows(&target) {
+                    return Err(RecvError::UnknownProbeTarget);
+                }
                 self.apply_records(now, updates);
                 self.on_ping_req(now, from, seq, target);
             }
