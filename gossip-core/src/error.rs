@@ -86,10 +86,6 @@ pub enum RecvError {
         /// Largest payload this node relays.
         max: usize,
     },
-    /// A request to probe an address that is not a member this node knows
-    /// (or is itself).
-    #[error("probe request for a target that is not a known member")]
-    UnknownProbeTarget,
     /// An aggregate share from a node running another aggregate (or none):
     /// its bytes would decode as garbage here.
     #[error("aggregate share of type {got:#010x}, this node runs {expected:#010x}")]

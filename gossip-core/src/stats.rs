@@ -40,6 +40,9 @@ pub struct Stats {
     pub syncs_answered: u64,
     /// Join requests this node answered.
     pub joins_answered: u64,
+    /// Requests to probe an address that is not a member this node knows,
+    /// declined (so nobody can aim this node's pings at any address).
+    pub probe_requests_declined: u64,
     /// Join or sync requests left unanswered because the state-reply byte
     /// budget was spent.
     pub state_replies_throttled: u64,
@@ -87,6 +90,7 @@ impl Stats {
         self.syncs_started += other.syncs_started;
         self.syncs_answered += other.syncs_answered;
         self.joins_answered += other.joins_answered;
+        self.probe_requests_declined += other.probe_requests_declined;
         self.state_replies_throttled += other.state_replies_throttled;
         self.updates_dropped += other.updates_dropped;
         self.members_dropped += other.members_dropped;

@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gossip_core::wire::{self, Header, Message, SyncEntry, PROTOCOL_VERSION};
-use gossip_core::{
-    Config, Event, Generation, Incarnation, Liveness, Node, NodeId, RecvError, Transmit,
-};
+use gossip_core::{Config, Event, Generation, Incarnation, Liveness, Node, NodeId, Transmit};
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, i], 7946))
@@ -145,7 +143,7 @@ fn the_targets_own_ack_still_counts() {
 }
 
 #[test]
-fn a_probe_request_for_a_stranger_is_refused_and_sends_nothing() {
+fn a_probe_request_for_a_stranger_is_declined_and_sends_nothing() {
     let now = base_instant();
     let mut node = founder_with_two_members(now);
     let stranger = NodeId::new(SocketAddr::from(([10, 9, 9, 9], 7946)));
@@ -158,12 +156,11 @@ fn a_probe_request_for_a_stranger_is_refused_and_sends_nothing() {
         },
     );
     let before = node.stats();
-    assert_eq!(
-        node.handle_message(now, addr(2), &request),
-        Err(RecvError::UnknownProbeTarget)
-    );
+    node.handle_message(now, addr(2), &request)
+        .expect("a well-formed request is taken, and declined");
     assert!(drain(&mut node).is_empty(), "no ping aimed at the stranger");
     assert_eq!(node.stats().indirect_pings_sent, before.indirect_pings_sent);
+    assert_eq!(node.stats().probe_requests_declined, 1);
     // A request for a member is served.
     let request = frame(
         2,

@@ -345,12 +345,6 @@ fn feed(
         Ok((header, Message::Pull { .. })) if header.sender.addr() != addr(1) => {
             Err(RecvError::SenderMismatch)
         }
-        // Probing on request is for members this node knows (not itself).
-        Ok((_, Message::PingReq { target, .. }))
-            if !node.members().skip(1).any(|m| m.id == target) =>
-        {
-            Err(RecvError::UnknownProbeTarget)
-        }
         // A rumor this node could not relay in one of its own frames.
         Ok((_, Message::Rumors { items }))
             if items.iter().any(|i| i.payload.len() > max_payload) =>

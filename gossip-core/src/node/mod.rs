@@ -580,15 +580,18 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 target,
                 updates,
             } => {
+                self.apply_records(now, updates);
                 // Probing on request only members we know (alive, suspect
                 // or remembered dead): otherwise anyone could aim this
                 // node's pings at any address. A member we believe dead is
                 // still probed, as its answer is how a mistake is undone.
-                if !self.view.knows(&target) {
-                    return Err(RecvError::UnknownProbeTarget);
+                // Declining is not a fault of the frame: the requester may
+                // simply know a member we have not heard of yet.
+                if self.view.knows(&target) {
+                    self.on_ping_req(now, from, seq, target);
+                } else {
+                    self.outbox.stats.probe_requests_declined += 1;
                 }
-                self.apply_records(now, updates);
-                self.on_ping_req(now, from, seq, target);
             }
             Message::Nack { seq, updates } => {
                 self.apply_records(now, updates);
