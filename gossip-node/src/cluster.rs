@@ -216,6 +216,7 @@ impl LocalCluster {
                 total.packets_received += t.packets_received;
                 total.bytes_received += t.bytes_received;
                 total.frames_dropped += t.frames_dropped;
+                total.frames_refused += t.frames_refused;
             }
         }
         total
