@@ -98,7 +98,9 @@ impl KeygenArgs {
         let dir = match (&self.secret, &self.dir) {
             (Some(secret), _) => return write_secret(secret),
             (None, Some(dir)) => dir,
-            (None, None) => bail!("keygen needs --dir (QUIC certificates) or --secret (a sealing key)"),
+            (None, None) => {
+                bail!("keygen needs --dir (QUIC certificates) or --secret (a sealing key)")
+            }
         };
         if self.ips.is_empty() {
             bail!("--dir needs at least one --ip the node is dialled at");
@@ -109,8 +111,7 @@ impl KeygenArgs {
                 self.name
             );
         }
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
         if cert.exists() != key.exists() {
             // Making a new root here would split the cluster in two.

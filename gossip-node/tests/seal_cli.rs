@@ -2,7 +2,7 @@
 //! `gossip-node agent --keyring` over UDP, a key reloaded on SIGHUP, and
 //! clear refusals of bad key files.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -167,7 +167,11 @@ fn keygen_secret_writes_an_owner_only_key_and_never_overwrites() {
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "the key was replaced");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the key was replaced"
+    );
 
     // A second key differs.
     let other = dir.file("other.key");
@@ -224,17 +228,23 @@ fn sealed_agents_keep_a_keyless_agent_out_until_sighup_gives_it_the_key() {
     assert!(keygen(&stranger).status.success());
 
     let a = Agent::start(&cluster, None);
-    assert!(a.saw(Duration::from_secs(10), |e| e["event"] == "ready").is_some());
+    assert!(a
+        .saw(Duration::from_secs(10), |e| e["event"] == "ready")
+        .is_some());
     let b = Agent::start(&cluster, Some(&a.addr));
     assert!(b.saw(Duration::from_secs(15), |e| up(e, &a.addr)).is_some());
     assert!(a.saw(Duration::from_secs(15), |e| up(e, &b.addr)).is_some());
 
     let c = Agent::start(&stranger, Some(&a.addr));
-    assert!(c.saw(Duration::from_secs(10), |e| e["event"] == "ready").is_some());
+    assert!(c
+        .saw(Duration::from_secs(10), |e| e["event"] == "ready")
+        .is_some());
     assert!(c
         .saw(Duration::from_secs(3), |e| e["event"] == "member_up")
         .is_none());
-    assert!(a.saw(Duration::from_millis(200), |e| up(e, &c.addr)).is_none());
+    assert!(a
+        .saw(Duration::from_millis(200), |e| up(e, &c.addr))
+        .is_none());
 
     // A bad file on reload keeps the current keys: the cluster stays whole.
     let good_ring = std::fs::read_to_string(&cluster).unwrap();
@@ -244,7 +254,10 @@ fn sealed_agents_keep_a_keyless_agent_out_until_sighup_gives_it_the_key() {
         .saw(Duration::from_secs(5), |e| e["event"] == "error")
         .expect("an error event for the bad reload");
     assert!(
-        error["message"].as_str().unwrap().contains("keeping the current keys"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeping the current keys"),
         "{error}"
     );
     std::fs::write(&cluster, &good_ring).unwrap();

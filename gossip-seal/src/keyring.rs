@@ -267,7 +267,10 @@ mod tests {
 
         let bad = format!("{}\n# ok\nnot-a-key\n", key(7).to_hex());
         let err = Keyring::from_lines(&bad).unwrap_err();
-        assert!(matches!(err, KeyringFileError::BadKey { line: 3, .. }), "{err}");
+        assert!(
+            matches!(err, KeyringFileError::BadKey { line: 3, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("line 3"), "{err}");
 
         let dup = format!("{}\n\n{}\n", key(7).to_hex(), key(7).to_hex());

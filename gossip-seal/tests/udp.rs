@@ -107,7 +107,9 @@ async fn an_agent_without_the_cluster_key_cannot_join_until_given_it() {
         r.set_primary(cluster_key.id()).unwrap();
     });
     assert!(
-        wait_for(Duration::from_secs(10), async || alive(&stranger).await.len()
+        wait_for(Duration::from_secs(10), async || alive(&stranger)
+            .await
+            .len()
             == 3)
         .await,
         "the stranger did not join once given the key"
