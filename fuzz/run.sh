@@ -2,7 +2,7 @@
 # Runs the gossip-core fuzz targets with nightly cargo-fuzz.
 #
 # Usage: fuzz/run.sh [TARGET|all] [SECONDS]
-#   TARGET   handle_message, operations, or all (default: all, one after the other)
+#   TARGET   handle_message, operations, sealed, or all (default: all, one after the other)
 #   SECONDS  run time per target (default: 60)
 #
 # Extra libFuzzer flags can be passed in FUZZ_ARGS, e.g. FUZZ_ARGS="-jobs=2".
@@ -33,7 +33,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz
 fi
 
-all_targets=(handle_message operations)
+all_targets=(handle_message operations sealed)
 if [ "$target" = all ]; then
   targets=("${all_targets[@]}")
 else

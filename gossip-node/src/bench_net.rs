@@ -21,7 +21,8 @@ use tokio::time::Instant;
 
 use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
-use crate::run_agent::config_for;
+use crate::run_agent::{config_for, leave_room_for_seal};
+use gossip_seal::{Keyring, KeyringHandle};
 
 /// Dissemination strategies offered by `bench-net`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -88,6 +89,10 @@ pub struct BenchNetArgs {
     /// Seed for node randomness and the choice of broadcasters and victim.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Seal every frame (UDP only) with one fresh random key shared by the
+    /// whole cluster, to measure what sealing costs.
+    #[arg(long)]
+    pub sealed: bool,
     /// Address nodes bind to (port 0 picks free ports).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
@@ -105,6 +110,8 @@ pub struct BenchNetReport {
     pub transport: TransportKind,
     /// Strategy used.
     pub strategy: NetStrategy,
+    /// Whether frames were sealed (`--sealed`).
+    pub sealed: bool,
     /// Probe interval, ms.
     pub probe_interval_ms: u64,
     /// Seconds from the first join until every node saw every other alive
@@ -165,6 +172,9 @@ impl BenchNetArgs {
                 self.nodes
             );
         }
+        if self.sealed && self.transport == TransportKind::Quic {
+            bail!("--sealed seals UDP frames; QUIC already encrypts with TLS");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -176,11 +186,17 @@ impl BenchNetArgs {
         let idle = seconds("idle-secs", self.idle_secs)?;
         let settle = seconds("settle-secs", self.settle_secs)?;
         let wall = Instant::now();
-        let config = config_for(
+        let mut config = config_for(
             self.nodes,
             Duration::from_millis(self.probe_interval_ms),
             self.transport,
         );
+        let keyring = if self.sealed {
+            leave_room_for_seal(&mut config);
+            Some(KeyringHandle::new(Keyring::generate()?))
+        } else {
+            None
+        };
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -192,6 +208,7 @@ impl BenchNetArgs {
             seed: self.seed,
             bind: self.bind,
             faults: None,
+            keyring,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
 
@@ -344,6 +361,7 @@ impl BenchNetArgs {
             nodes: self.nodes,
             transport: self.transport,
             strategy: self.strategy,
+            sealed: self.sealed,
             probe_interval_ms: self.probe_interval_ms,
             join_convergence_s: join_convergence_s.flatten(),
             broadcast_to_all_ms: Quantiles::of(&latencies),
@@ -384,8 +402,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow::Result<()> {
     writeln!(
         out,
-        "bench-net: {} nodes over {} on loopback, strategy {:?}, probe {} ms",
-        r.nodes, r.transport, r.strategy, r.probe_interval_ms
+        "bench-net: {} nodes over {}{} on loopback, strategy {:?}, probe {} ms",
+        r.nodes,
+        r.transport,
+        if r.sealed { " (sealed)" } else { "" },
+        r.strategy,
+        r.probe_interval_ms
     )?;
     writeln!(
         out,

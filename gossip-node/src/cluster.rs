@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use gossip_agent::testing::{Faults, Faulty};
 use gossip_agent::{Agent, AgentConfig, AgentHandle, Transport, TransportStats};
 use gossip_core::{Config, Event, Generation, MessageId, Node, NodeId};
+use gossip_seal::{KeyringHandle, Sealed};
 use gossip_strategies::AnyStrategy;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -108,6 +109,10 @@ pub struct ClusterSpec {
     pub bind: SocketAddr,
     /// Loss, duplication and delay injected on every node's sends.
     pub faults: Option<Faults>,
+    /// Seal every frame with this keyring (shared by all nodes). The
+    /// config's `max_message_size` must already leave room for the seal
+    /// (see [`leave_room_for_seal`](crate::run_agent::leave_room_for_seal)).
+    pub keyring: Option<KeyringHandle>,
 }
 
 /// Agents on loopback, all joined through the first.
@@ -127,7 +132,7 @@ impl LocalCluster {
         if spec.nodes < 2 {
             bail!("a cluster needs at least 2 nodes, got {}", spec.nodes);
         }
-        let max_frame = spec.config.max_message_size.get();
+        let max_frame = crate::run_agent::datagram_len(&spec.config, spec.keyring.is_some());
         let agent_config = AgentConfig {
             // Every node sees every other come up at the start.
             event_capacity: 4 * spec.nodes + 1024,
@@ -142,6 +147,10 @@ impl LocalCluster {
         };
         for i in 0..spec.nodes {
             let mut transport = bind(spec.transport, spec.bind, max_frame, root.as_ref()).await?;
+            if let Some(ring) = &spec.keyring {
+                let label = spec.config.cluster_label.clone();
+                transport = Box::new(Sealed::new(transport, ring.clone(), label));
+            }
             if let Some(faults) = spec.faults {
                 transport = Box::new(Faulty::new(transport, faults, spec.seed ^ i as u64)?);
             }
@@ -216,6 +225,7 @@ impl LocalCluster {
                 total.packets_received += t.packets_received;
                 total.bytes_received += t.bytes_received;
                 total.frames_dropped += t.frames_dropped;
+                total.frames_refused += t.frames_refused;
             }
         }
         total

@@ -1,5 +1,6 @@
-//! QUIC identities for the command line: `gossip-node keygen` and the
-//! `--cert/--key/--ca` flags of `gossip-node agent`.
+//! Keys for the command line: `gossip-node keygen` makes QUIC identities
+//! (`--dir`, used by the `--cert/--key/--ca` flags of `gossip-node agent`)
+//! or a sealing key (`--secret`, used by `--keyring`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -34,40 +35,90 @@ impl TlsArgs {
     }
 }
 
-/// Arguments of `keygen`.
+/// Arguments of `keygen`: either `--dir` (QUIC certificates) or
+/// `--secret` (a sealing key for UDP).
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).args(["dir", "secret"])))]
 pub struct KeygenArgs {
-    /// Folder for the files. Its `ca.pem` and `ca.key` are reused if
+    /// Folder for QUIC files. Its `ca.pem` and `ca.key` are reused if
     /// present, otherwise a new cluster root is made there.
     #[arg(long)]
-    pub dir: PathBuf,
-    /// IP addresses the node is dialled at (repeatable, at least one).
-    #[arg(long = "ip", required = true)]
+    pub dir: Option<PathBuf>,
+    /// IP addresses the node is dialled at (repeatable, at least one with --dir).
+    #[arg(long = "ip", requires = "dir")]
     pub ips: Vec<IpAddr>,
     /// File stem of the node's certificate and key.
-    #[arg(long, default_value = "node")]
+    #[arg(long, default_value = "node", conflicts_with = "secret")]
     pub name: String,
+    /// Write a new random sealing key to this file (mode 0600; an existing
+    /// file is never overwritten). The file is a one-key keyring for
+    /// `gossip-node agent --keyring`; lines of several key files make a ring.
+    #[arg(long, conflicts_with = "dir")]
+    pub secret: Option<PathBuf>,
+}
+
+/// Writes a new sealing key to `path`, readable by its owner only, refusing
+/// to replace an existing file (it may hold the cluster's only copy of a key).
+fn write_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = gossip_seal::Key::generate()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "{} already exists; refusing to overwrite a key file (remove it or choose another path)",
+                path.display()
+            ),
+            _ => anyhow::Error::new(error).context(format!("creating {}", path.display())),
+        })?;
+    writeln!(
+        file,
+        "# gossip-seal key {}, made by gossip-node keygen\n{}",
+        key.id(),
+        key.to_hex()
+    )
+    .and_then(|()| file.sync_all())
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(format!(
+        "wrote sealing key {} to {} (mode 0600); run agents with --keyring {}",
+        key.id(),
+        path.display(),
+        path.display()
+    ))
 }
 
 impl KeygenArgs {
     /// Writes (or reuses) the root and issues a node certificate; returns
     /// a line describing what was written.
     pub fn run(&self) -> anyhow::Result<String> {
+        let dir = match (&self.secret, &self.dir) {
+            (Some(secret), _) => return write_secret(secret),
+            (None, Some(dir)) => dir,
+            (None, None) => {
+                bail!("keygen needs --dir (QUIC certificates) or --secret (a sealing key)")
+            }
+        };
+        if self.ips.is_empty() {
+            bail!("--dir needs at least one --ip the node is dialled at");
+        }
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "ca" {
             bail!(
                 "--name must be a plain file stem other than `ca`, got {:?}",
                 self.name
             );
         }
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
-        let (cert, key) = (self.dir.join("ca.pem"), self.dir.join("ca.key"));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
         if cert.exists() != key.exists() {
             // Making a new root here would split the cluster in two.
             bail!(
                 "{} has only one of ca.pem and ca.key; both are needed to issue certificates \
                  under the existing root (restore the other, or use an empty folder for a new cluster)",
-                self.dir.display()
+                dir.display()
             );
         }
         let ca = if cert.exists() {
@@ -77,14 +128,14 @@ impl KeygenArgs {
             ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
         } else {
             let ca = ClusterCa::generate()?;
-            ca.write_pem(&self.dir)?;
+            ca.write_pem(dir)?;
             ca
         };
         let identity = ca.issue(&self.ips, &[])?;
-        identity.write_pem(&self.dir, &self.name)?;
+        identity.write_pem(dir, &self.name)?;
         Ok(format!(
             "wrote {dir}/{name}.pem and {dir}/{name}.key for {ips:?}, under the root {dir}/ca.pem",
-            dir = self.dir.display(),
+            dir = dir.display(),
             name = self.name,
             ips = self.ips
         ))

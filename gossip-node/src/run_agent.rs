@@ -15,13 +15,21 @@
 //!
 //! End of input leaves the node running; Ctrl-C (SIGINT) or SIGTERM leaves
 //! gracefully and exits.
+//!
+//! With `--keyring FILE` (UDP only) every frame is sealed with the file's
+//! first key and opened with any of its keys; SIGHUP reloads the file and
+//! prints `{"event":"keyring_reloaded",...}` naming the keys added and
+//! removed. Without it, frames travel in plaintext, and the agent says so
+//! once on stderr.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use gossip_agent::{Agent, AgentConfig, AgentHandle, Transport};
 use gossip_core::{Config, Event, Generation, Node, NodeId};
+use gossip_seal::{Keyring, KeyringHandle, Sealed};
 use gossip_strategies::AnyStrategy;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -57,6 +65,12 @@ pub struct AgentArgs {
     /// Seed of the node's random generator (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Seal every frame (UDP only): a file of hex keys, one per line, the
+    /// first one sealing and every one opening (make keys with
+    /// `gossip-node keygen --secret FILE`). SIGHUP reloads it. Without it,
+    /// frames are plaintext.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: crate::keys::TlsArgs,
@@ -85,6 +99,72 @@ pub fn config_for(
                 .expect("the QUIC datagram budget is positive");
     }
     config
+}
+
+/// Shrinks `config`'s `max_message_size` by the seal's
+/// [`OVERHEAD`](gossip_seal::OVERHEAD), so sealed frames fit the datagram
+/// budget the unsealed frames had.
+pub fn leave_room_for_seal(config: &mut Config) {
+    let size = config.max_message_size.get() - gossip_seal::OVERHEAD;
+    config.max_message_size =
+        std::num::NonZeroUsize::new(size).expect("max_message_size is at least 256");
+}
+
+/// The datagram budget a UDP socket needs for `config`'s frames: the
+/// frame size, plus the seal when frames are sealed.
+pub fn datagram_len(config: &Config, sealed: bool) -> usize {
+    config.max_message_size.get() + if sealed { gossip_seal::OVERHEAD } else { 0 }
+}
+
+/// Reads a keyring file, warning when others may read it.
+pub fn load_keyring(path: &Path) -> anyhow::Result<Keyring> {
+    let ring = Keyring::from_file(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "keyring {} is readable by other users; `chmod 600` it",
+                path.display()
+            );
+        }
+    }
+    Ok(ring)
+}
+
+/// What changed between two rings, as a JSON event.
+fn ring_change(old: &Keyring, new: &Keyring) -> serde_json::Value {
+    let (old_ids, new_ids) = (old.ids(), new.ids());
+    let names = |ids: Vec<&gossip_seal::KeyId>| -> Vec<String> {
+        ids.into_iter().map(ToString::to_string).collect()
+    };
+    json!({
+        "event": "keyring_reloaded",
+        "primary": new.primary().id().to_string(),
+        "previous_primary": old.primary().id().to_string(),
+        "added": names(new_ids.iter().filter(|id| !old_ids.contains(id)).collect()),
+        "removed": names(old_ids.iter().filter(|id| !new_ids.contains(id)).collect()),
+        "keys": new_ids.len(),
+    })
+}
+
+/// Reloads the key file into `handle`; a bad file keeps the current ring.
+fn reload_keyring(path: &Path, handle: &KeyringHandle) {
+    match load_keyring(path) {
+        Ok(ring) => {
+            let old = handle.replace(ring.clone());
+            let change = ring_change(&old, &ring);
+            tracing::info!("keyring reloaded from {}: {change}", path.display());
+            print(change);
+        }
+        Err(error) => {
+            let message = format!(
+                "keyring reload from {} failed, keeping the current keys: {error:#}",
+                path.display()
+            );
+            tracing::error!("{message}");
+            print(json!({"event": "error", "message": message}));
+        }
+    }
 }
 
 fn print(line: serde_json::Value) {
@@ -121,6 +201,12 @@ impl AgentArgs {
         if self.probe_interval_ms == 0 {
             anyhow::bail!("--probe-interval-ms must be positive");
         }
+        if self.keyring.is_some() && self.transport == TransportKind::Quic {
+            anyhow::bail!(
+                "--keyring seals UDP frames; QUIC already encrypts and authenticates with TLS \
+                 (drop --keyring, or use --transport udp)"
+            );
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -135,6 +221,13 @@ impl AgentArgs {
             self.transport,
         );
         config.cluster_label = self.label.clone();
+        let keyring = match &self.keyring {
+            Some(path) => Some(KeyringHandle::new(load_keyring(path)?)),
+            None => None,
+        };
+        if keyring.is_some() {
+            leave_room_for_seal(&mut config);
+        }
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -143,13 +236,25 @@ impl AgentArgs {
         let generation = Generation(since_epoch.as_millis() as u64);
         let transport: Box<dyn Transport> = match self.transport {
             TransportKind::Udp => {
-                bind(
+                let udp = bind(
                     self.transport,
                     self.bind,
-                    config.max_message_size.get(),
+                    datagram_len(&config, keyring.is_some()),
                     None,
                 )
-                .await?
+                .await?;
+                match &keyring {
+                    Some(ring) => Box::new(Sealed::new(udp, ring.clone(), self.label.clone())),
+                    None => {
+                        tracing::warn!(
+                            "no --keyring: frames are sent and accepted in plaintext; anyone on \
+                             the path can read them and anyone who can send to {} can speak for \
+                             any member",
+                            udp.local_addr()
+                        );
+                        udp
+                    }
+                }
             }
             TransportKind::Quic => Box::new(self.tls.quic_transport(self.bind).await?),
         };
@@ -187,6 +292,14 @@ impl AgentArgs {
         // Made once, so a Ctrl-C during a command is not lost.
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // SIGHUP reloads the keyring; without one it keeps its default
+        // (ending the process), as before keyrings existed.
+        let mut hangup = match keyring {
+            Some(_) => Some(tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            )?),
+            None => None,
+        };
         loop {
             tokio::select! {
                 line = lines.next_line(), if stdin_open => match line.context("reading stdin")? {
@@ -199,6 +312,16 @@ impl AgentArgs {
                 },
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
+                _ = async {
+                    match hangup.as_mut() {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Some(path), Some(handle)) = (&self.keyring, &keyring) {
+                        reload_keyring(path, handle);
+                    }
+                }
             }
         }
         agent.shutdown().await.ok();
@@ -232,6 +355,7 @@ async fn command(agent: &AgentHandle<AnyStrategy>, line: &str) -> anyhow::Result
                 "node": stats.node,
                 "packets_sent": stats.transport.packets_sent,
                 "bytes_sent": stats.transport.bytes_sent,
+                "frames_refused": stats.transport.frames_refused,
             }));
         }
         "leave" => return Ok(false),

@@ -21,6 +21,7 @@ async fn scenario(transport: TransportKind, faults: Option<Faults>) {
         seed: 7,
         bind: "127.0.0.1:0".parse().unwrap(),
         faults,
+        keyring: None,
     };
     let cluster = LocalCluster::start(&spec).await.unwrap();
     let everyone = cluster.others(&[]);

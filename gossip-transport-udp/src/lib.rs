@@ -168,6 +168,8 @@ impl Transport for UdpTransport {
             packets_received: c.packets_received.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             frames_dropped: c.dropped.load(Ordering::Relaxed),
+            // Plain UDP authenticates nothing; `gossip-seal` counts refusals.
+            frames_refused: 0,
         }
     }
 }

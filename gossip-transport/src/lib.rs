@@ -87,6 +87,10 @@ pub struct TransportStats {
     pub bytes_received: u64,
     /// Frames dropped on the way out (queue full, peer unreachable).
     pub frames_dropped: u64,
+    /// Frames received but refused before reaching the node: unsealed,
+    /// sealed with an unknown key, or failing authentication. Only
+    /// transports that authenticate frames count these.
+    pub frames_refused: u64,
 }
 
 /// Moves frames between nodes.
