@@ -84,7 +84,7 @@ fuzz_target!(|input: Input| {
     let mut raw = input.raw;
     if raw.len() >= 5 {
         raw[0] = SEAL_VERSION;
-        raw[1..5].copy_from_slice(&ring.primary().id().0);
+        raw[1..1 + gossip_seal::KEY_ID_LEN].copy_from_slice(&ring.primary().id().0);
     }
     let mut buf = raw.clone();
     let result = ring.open_in_place(&input.label, &mut buf);

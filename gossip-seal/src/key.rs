@@ -10,7 +10,7 @@ use thiserror::Error;
 pub const KEY_LEN: usize = 32;
 
 /// Bytes of the key id carried in every sealed frame.
-pub const KEY_ID_LEN: usize = 4;
+pub const KEY_ID_LEN: usize = 2;
 
 /// Domain separation for the key id hash, so the id of a key is never the
 /// hash some other protocol computes over the same 32 bytes.
@@ -39,7 +39,7 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// A 256-bit XChaCha20-Poly1305 key.
+/// A 256-bit ChaCha20-Poly1305 key.
 ///
 /// Its `Debug` shows only the [`KeyId`]; the secret leaves only through
 /// [`to_hex`](Self::to_hex), which a program calls to write a key file.
