@@ -25,8 +25,11 @@
 //!   certificate does not chain to it, and checks that the peer's
 //!   certificate names the peer's IP address, whichever side dialled.
 //!   Node certificates carry a validity period ([`Validity`], one year by
-//!   default), checked against the system clock at every handshake: an
-//!   expired or not-yet-valid certificate is refused both ways. Every
+//!   default), checked against the system clock at every handshake (TLS
+//!   session resumption is off, so that no handshake skips the check) and
+//!   again every [`QuicConfig::certificate_recheck`] while a connection
+//!   lives: an expired or not-yet-valid certificate is refused both ways,
+//!   and a connection whose peer certificate expires is closed. Every
 //!   [`Incoming::Frame`]'s `from` is thus the address the peer's
 //!   certificate names (its IP; the port is not certified), and stays so:
 //!   connection migration is off.
@@ -53,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod identity;
+mod recheck;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -68,7 +72,8 @@ pub use identity::{
 };
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint};
-use rustls::pki_types::{CertificateDer, ServerName};
+use recheck::{peer_chain, ChainCheck, PeerRole};
+use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -147,6 +152,12 @@ pub struct QuicConfig {
     /// amplified replies, on addresses that never asked. Default 64; 0
     /// asks every new peer for it.
     pub retry_above_handshakes: usize,
+    /// How often the peer certificate of a live connection is checked
+    /// again against the clock and the root. The handshake checks it too,
+    /// but a connection that never falls silent never ends, so this bounds
+    /// how long a certificate keeps working after it expires. Default
+    /// 60 s; must be positive.
+    pub certificate_recheck: Duration,
 }
 
 impl Default for QuicConfig {
@@ -162,6 +173,7 @@ impl Default for QuicConfig {
             max_connections_per_ip: 4,
             max_uni_streams: 16,
             retry_above_handshakes: 64,
+            certificate_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -191,6 +203,7 @@ struct Shared {
     inbound: mpsc::Sender<Incoming>,
     counters: Counters,
     per_ip: IpSlots,
+    chain_check: ChainCheck,
 }
 
 /// Incoming connections per peer IP address (open ones, and handshakes
@@ -270,6 +283,10 @@ impl QuicTransport {
     ) -> Result<Self, TransportError> {
         check(&config)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain_check = ChainCheck::new(
+            identity.trust_root.clone(),
+            provider.signature_verification_algorithms.all,
+        );
         // Certificates are checked against this node's system clock, read
         // at every handshake: expired and not-yet-valid ones are refused.
         let clock: Arc<dyn rustls::time_provider::TimeProvider> =
@@ -292,6 +309,11 @@ impl QuicTransport {
                 .with_single_cert(identity.chain.clone(), identity.key.clone_key())
                 .map_err(other)?;
         server_tls.alpn_protocols = vec![ALPN.to_vec()];
+        // No session resumption, either way: a resumed handshake takes the
+        // peer's certificate from the earlier session without checking it
+        // against the clock again, which would let an expired one back in.
+        server_tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server_tls.send_tls13_tickets = 0;
 
         let mut client_tls = rustls::ClientConfig::builder_with_details(provider, clock)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -300,6 +322,7 @@ impl QuicTransport {
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(other)?;
         client_tls.alpn_protocols = vec![ALPN.to_vec()];
+        client_tls.resumption = rustls::client::Resumption::disabled();
 
         let mut transport = quinn::TransportConfig::default();
         transport
@@ -352,6 +375,7 @@ impl QuicTransport {
             inbound: inbound_tx,
             counters: Counters::default(),
             per_ip: IpSlots::default(),
+            chain_check,
         });
         tokio::spawn(accept_loop(Arc::clone(&shared)));
         Ok(Self {
@@ -384,9 +408,11 @@ fn check(config: &QuicConfig) -> Result<(), TransportError> {
         || config.max_connections == 0
         || config.max_connections_per_ip == 0
         || config.max_uni_streams == 0
+        || config.certificate_recheck.is_zero()
     {
         return Err(other(
-            "max_frame_len, max_connections, max_connections_per_ip and max_uni_streams must be positive",
+            "max_frame_len, max_connections, max_connections_per_ip, max_uni_streams \
+             and certificate_recheck must be positive",
         ));
     }
     Ok(())
@@ -601,7 +627,7 @@ async fn handshake(shared: &Arc<Shared>, incoming: quinn::Incoming, slot: Option
             .take(peer.ip(), shared.config.max_connections_per_ip)
     });
     match slot {
-        Some(slot) => adopt(shared, connection, Some(slot)),
+        Some(slot) => adopt(shared, connection, Origin::Accepted { _slot: slot }),
         None => {
             tracing::debug!(%peer, "too many connections from this address");
             connection.close(2u32.into(), b"too many connections from this address");
@@ -613,10 +639,7 @@ async fn handshake(shared: &Arc<Shared>, incoming: quinn::Incoming, slot: Option
 /// chain to the cluster root) names the IP address it dials from, as the
 /// dialling side checks of the peer it dials.
 fn names_its_address(connection: &Connection) -> bool {
-    let Some(identity) = connection.peer_identity() else {
-        return false;
-    };
-    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+    let Some(chain) = peer_chain(connection) else {
         return false;
     };
     let Some(leaf) = chain.first() else {
@@ -632,7 +655,7 @@ fn names_its_address(connection: &Connection) -> bool {
 /// Makes a new connection the one that carries frames to its peer (the
 /// newest wins: after a peer restarts, its new connection replaces the one
 /// to its previous life) and starts reading from it.
-fn adopt(shared: &Arc<Shared>, connection: Connection, slot: Option<IpSlot>) {
+fn adopt(shared: &Arc<Shared>, connection: Connection, origin: Origin) {
     let peer = connection.remote_address();
     shared
         .open
@@ -644,7 +667,7 @@ fn adopt(shared: &Arc<Shared>, connection: Connection, slot: Option<IpSlot>) {
         .lock()
         .expect("connections lock")
         .insert(peer, connection.clone());
-    tokio::spawn(read_loop(Arc::clone(shared), connection, slot));
+    tokio::spawn(read_loop(Arc::clone(shared), connection, origin));
 }
 
 fn deliver(shared: &Shared, incoming: Incoming) {
@@ -653,13 +676,41 @@ fn deliver(shared: &Shared, incoming: Incoming) {
     }
 }
 
-/// Delivers a connection's frames until it ends; `_slot`, the connection's
-/// place in its IP's count if the peer dialled us, is given back then.
-async fn read_loop(shared: Arc<Shared>, connection: Connection, _slot: Option<IpSlot>) {
+/// How a connection came to be.
+enum Origin {
+    /// We dialled the peer.
+    Dialled,
+    /// The peer dialled us; it holds a place in its IP's count until it ends.
+    Accepted {
+        /// Held for its `Drop`, which gives the place back.
+        _slot: IpSlot,
+    },
+}
+
+impl Origin {
+    fn peer_role(&self) -> PeerRole {
+        match self {
+            Origin::Dialled => PeerRole::Server,
+            Origin::Accepted { .. } => PeerRole::Client,
+        }
+    }
+}
+
+/// Delivers a connection's frames until it ends (and then gives back what
+/// `origin` holds), closing it if the peer's certificate expires meanwhile.
+async fn read_loop(shared: Arc<Shared>, connection: Connection, origin: Origin) {
     let from = connection.remote_address();
     let max = shared.config.max_frame_len;
+    let period = shared.config.certificate_recheck;
+    let mut recheck = tokio::time::interval_at(Instant::now() + period, period);
     let error = loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !shared.chain_check.still_valid(&connection, origin.peer_role()) {
+                    tracing::debug!(%from, "peer certificate no longer valid");
+                    connection.close(3u32.into(), b"certificate no longer valid");
+                }
+            },
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) if bytes.len() <= max => deliver(&shared, Incoming::Frame { from, bytes: bytes.to_vec() }),
                 Ok(_) => { shared.counters.dropped.fetch_add(1, Ordering::Relaxed); }
@@ -768,7 +819,7 @@ async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::R
             Some(c) => c,
             None => match connect(shared, peer).await {
                 Ok(c) => {
-                    adopt(shared, c.clone(), None);
+                    adopt(shared, c.clone(), Origin::Dialled);
                     c
                 }
                 Err(reason) => {

@@ -450,3 +450,47 @@ async fn settings_without_room_for_a_connection_or_a_stream_are_refused_at_bind(
         .is_err());
     }
 }
+
+#[tokio::test]
+async fn a_live_connection_ends_when_the_peer_certificate_expires_and_no_resumed_handshake_lets_it_back(
+) {
+    let ca = ClusterCa::generate().unwrap();
+    let now = SystemTime::now();
+    // Valid for two more seconds only (X.509 keeps whole seconds).
+    let short = endpoint(
+        loopback_identity_valid(&ca, now - days(1), now + Duration::from_secs(2)),
+        QuicConfig::default(),
+    )
+    .await;
+    let member = endpoint(
+        loopback_identity(&ca),
+        QuicConfig {
+            certificate_recheck: Duration::from_millis(200),
+            ..QuicConfig::default()
+        },
+    )
+    .await;
+    assert!(reaches(&short, &member).await, "accepted while valid");
+    assert_eq!(member.connection_count(), 1);
+    // Traffic keeps the connection busy, yet it ends once the certificate
+    // has expired.
+    let mut ended = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        short
+            .send(member.local_addr(), b"still here")
+            .await
+            .unwrap();
+        if member.connection_count() == 0 {
+            ended = true;
+            break;
+        }
+    }
+    assert!(
+        ended,
+        "the member still holds a connection to an expired peer"
+    );
+    // And no new handshake lets it back in.
+    while next(&member, Duration::from_millis(100)).await.is_some() {}
+    assert!(!reaches(&short, &member).await);
+}
