@@ -53,8 +53,14 @@ pub async fn bind(
         TransportKind::Quic => {
             let root = root.context("QUIC needs a cluster root")?;
             let identity = root.issue(&[addr.ip()], &[])?;
+            let config = QuicConfig {
+                // Every node of a loopback cluster shares one IP address:
+                // the per-host cap would refuse all but a few of them.
+                max_connections_per_ip: QuicConfig::default().max_connections,
+                ..QuicConfig::default()
+            };
             Box::new(
-                QuicTransport::bind(addr, identity, QuicConfig::default())
+                QuicTransport::bind(addr, identity, config)
                     .await
                     .with_context(|| format!("binding QUIC at {addr}"))?,
             )

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use gossip_transport_quic::{ClusterCa, Identity, QuicConfig, QuicTransport};
+use gossip_transport_quic::{
+    ClusterCa, Identity, QuicConfig, QuicTransport, Validity, DEFAULT_VALID_DAYS, MAX_VALID_DAYS,
+};
 
 /// TLS files of a node speaking QUIC.
 #[derive(Debug, Default, clap::Args)]
@@ -20,6 +22,12 @@ pub struct TlsArgs {
     /// The cluster root certificate (PEM) that peers must chain to.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Most QUIC connections other nodes may hold to this one from one IP
+    /// address [default: 4, enough for one node per host]. Raise it when
+    /// several nodes share an address (a test cluster on loopback, or
+    /// nodes behind one NAT).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub quic_connections_per_ip: Option<u32>,
 }
 
 impl TlsArgs {
@@ -29,7 +37,11 @@ impl TlsArgs {
             bail!("--transport quic needs --cert, --key and --ca (make them with `gossip-node keygen`)");
         };
         let identity = Identity::from_pem_files(cert, key, ca)?;
-        QuicTransport::bind(bind, identity, QuicConfig::default())
+        let mut config = QuicConfig::default();
+        if let Some(cap) = self.quic_connections_per_ip {
+            config.max_connections_per_ip = cap as usize;
+        }
+        QuicTransport::bind(bind, identity, config)
             .await
             .with_context(|| format!("binding QUIC at {bind}"))
     }
@@ -50,6 +62,12 @@ pub struct KeygenArgs {
     /// File stem of the node's certificate and key.
     #[arg(long, default_value = "node", conflicts_with = "secret")]
     pub name: String,
+    /// Days the node certificate is valid, from now (and an hour before,
+    /// for peers whose clocks run behind). Peers refuse it afterwards:
+    /// issue a new one before then.
+    #[arg(long, default_value_t = DEFAULT_VALID_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALID_DAYS)))]
+    pub valid_days: u32,
     /// Write a new random sealing key to this file (mode 0600; an existing
     /// file is never overwritten). The file is a one-key keyring for
     /// `gossip-node agent --keyring`; lines of several key files make a ring.
@@ -131,13 +149,16 @@ impl KeygenArgs {
             ca.write_pem(dir)?;
             ca
         };
-        let identity = ca.issue(&self.ips, &[])?;
+        let identity =
+            ca.issue_with_validity(&self.ips, &[], Validity::days_from_now(self.valid_days)?)?;
         identity.write_pem(dir, &self.name)?;
         Ok(format!(
-            "wrote {dir}/{name}.pem and {dir}/{name}.key for {ips:?}, under the root {dir}/ca.pem",
+            "wrote {dir}/{name}.pem and {dir}/{name}.key for {ips:?}, valid for {days} days, \
+             under the root {dir}/ca.pem",
             dir = dir.display(),
             name = self.name,
-            ips = self.ips
+            ips = self.ips,
+            days = self.valid_days
         ))
     }
 }

@@ -211,6 +211,28 @@ fn agent_and_keygen_refuse_bad_input_clearly() {
             ],
             "--name",
         ),
+        (
+            &[
+                "keygen",
+                "--dir",
+                "/tmp/gossip-never",
+                "--ip",
+                "127.0.0.1",
+                "--valid-days",
+                "0",
+            ],
+            "--valid-days",
+        ),
+        (
+            &[
+                "agent",
+                "--bind",
+                "127.0.0.1:0",
+                "--quic-connections-per-ip",
+                "0",
+            ],
+            "--quic-connections-per-ip",
+        ),
         (&["bench-net", "--nodes", "1"], "at least 2"),
     ];
     for &(args, needle) in cases {
@@ -268,4 +290,25 @@ fn bench_net_json_has_every_promised_key() {
         report["detection_s"].is_number(),
         "the killed node was detected"
     );
+}
+
+#[test]
+fn keygen_issues_a_certificate_for_the_days_asked() {
+    let keys = TempDir::new("valid-days");
+    let dir = keys.0.to_str().unwrap();
+    let out = run_ok(&[
+        "keygen",
+        "--dir",
+        dir,
+        "--ip",
+        "127.0.0.1",
+        "--valid-days",
+        "7",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("valid for 7 days"), "{said}");
+    // The default is a year.
+    let out = run_ok(&["keygen", "--dir", dir, "--ip", "127.0.0.1", "--name", "b"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("valid for 365 days"), "{said}");
 }

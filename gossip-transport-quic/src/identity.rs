@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -26,6 +27,9 @@ pub enum IdentityError {
         /// Why.
         reason: String,
     },
+    /// A validity period that is empty, or that X.509 cannot express.
+    #[error("invalid certificate validity: {0}")]
+    Validity(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -114,8 +118,22 @@ impl ClusterCa {
     }
 
     /// Issues a node certificate valid for the given addresses (peers check
-    /// that the address they dial is among them) and names.
+    /// that the address they dial is among them) and names, for the
+    /// default period ([`Validity::default`]: one year from now).
     pub fn issue(&self, addresses: &[IpAddr], names: &[&str]) -> Result<Identity, IdentityError> {
+        self.issue_with_validity(addresses, names, Validity::default())
+    }
+
+    /// Like [`issue`](Self::issue), valid only within `validity`: peers
+    /// refuse the certificate before its start and after its end, by their
+    /// own clocks.
+    pub fn issue_with_validity(
+        &self,
+        addresses: &[IpAddr],
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<Identity, IdentityError> {
+        validity.check()?;
         let sans: Vec<String> = addresses
             .iter()
             .map(ToString::to_string)
@@ -126,6 +144,8 @@ impl ClusterCa {
             .distinguished_name
             .push(DnType::CommonName, "gossip node");
         params.use_authority_key_identifier_extension = true;
+        params.not_before = validity.not_before.into();
+        params.not_after = validity.not_after.into();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -138,6 +158,83 @@ impl ClusterCa {
             key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
             trust_root: self.cert.clone(),
         })
+    }
+}
+
+/// How far [`Validity::days_from_now`] backdates a certificate's start, so
+/// that peers whose clocks run behind the issuer's accept it at once.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(3600);
+
+/// Longest validity [`Validity::days_from_now`] accepts: 100 years.
+pub const MAX_VALID_DAYS: u32 = 36_500;
+
+/// Days in a node certificate's default validity.
+pub const DEFAULT_VALID_DAYS: u32 = 365;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The end of 9999-12-31 UTC in Unix seconds: X.509's `GeneralizedTime`
+/// has four year digits.
+const LAST_X509_SECOND: u64 = 253_402_300_799;
+
+/// When a node certificate is valid. Peers check it against their own
+/// system clock on every handshake, both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// First moment the certificate is valid (whole seconds are kept).
+    pub not_before: SystemTime,
+    /// Last moment the certificate is valid (whole seconds are kept).
+    pub not_after: SystemTime,
+}
+
+impl Default for Validity {
+    /// [`DEFAULT_VALID_DAYS`] days from now.
+    fn default() -> Self {
+        Self::from_now(DEFAULT_VALID_DAYS)
+    }
+}
+
+impl Validity {
+    /// Valid from [`CLOCK_SKEW_ALLOWANCE`] ago until `days` days from now;
+    /// `days` must be within `1..=`[`MAX_VALID_DAYS`].
+    pub fn days_from_now(days: u32) -> Result<Self, IdentityError> {
+        if !(1..=MAX_VALID_DAYS).contains(&days) {
+            return Err(IdentityError::Validity(format!(
+                "{days} days; the period must be 1 to {MAX_VALID_DAYS} days"
+            )));
+        }
+        Ok(Self::from_now(days))
+    }
+
+    /// The clock is read here, when issuing, not when verifying: verifiers
+    /// read their own.
+    fn from_now(days: u32) -> Self {
+        let now = SystemTime::now();
+        Self {
+            not_before: now - CLOCK_SKEW_ALLOWANCE,
+            not_after: now + DAY * days,
+        }
+    }
+
+    /// Refuses an empty period and moments X.509 cannot encode (before
+    /// 1970 here, for simplicity, or after 9999), which would otherwise
+    /// make the date conversion panic.
+    fn check(&self) -> Result<(), IdentityError> {
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs())
+                .filter(|&s| s <= LAST_X509_SECOND)
+        };
+        match (unix(self.not_before), unix(self.not_after)) {
+            (Some(start), Some(end)) if start < end => Ok(()),
+            (Some(_), Some(_)) => Err(IdentityError::Validity(
+                "not_after must come after not_before".into(),
+            )),
+            _ => Err(IdentityError::Validity(
+                "dates must lie between 1970 and 9999".into(),
+            )),
+        }
     }
 }
 

@@ -24,6 +24,22 @@
 //!   the cluster's root ([`ClusterCa`]); a node refuses peers whose
 //!   certificate does not chain to it, and checks that the peer's
 //!   certificate names the peer's IP address, whichever side dialled.
+//!   Node certificates carry a validity period ([`Validity`], one year by
+//!   default), checked against the system clock at every handshake (TLS
+//!   session resumption is off, so that no handshake skips the check) and
+//!   again every [`QuicConfig::certificate_recheck`] while a connection
+//!   lives: an expired or not-yet-valid certificate is refused both ways,
+//!   and a connection whose peer certificate expires is closed. Every
+//!   [`Incoming::Frame`]'s `from` is thus the address the peer's
+//!   certificate names (its IP; the port is not certified), and stays so:
+//!   connection migration is off.
+//! - **Limits sized for gossip**: at most
+//!   [`QuicConfig::max_connections_per_ip`] incoming connections from one
+//!   IP address, no bidirectional streams, at most
+//!   [`QuicConfig::max_uni_streams`] unidirectional ones at a time, each
+//!   with a receive window of one frame. Above
+//!   [`QuicConfig::retry_above_handshakes`] handshakes under way, a new
+//!   peer must first prove it receives at its source address (QUIC Retry).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,19 +56,24 @@
 #![forbid(unsafe_code)]
 
 mod identity;
+mod recheck;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use gossip_transport::{async_trait, Incoming, Transport, TransportError, TransportStats};
-pub use identity::{ClusterCa, Identity, IdentityError};
+pub use identity::{
+    ClusterCa, Identity, IdentityError, Validity, CLOCK_SKEW_ALLOWANCE, DEFAULT_VALID_DAYS,
+    MAX_VALID_DAYS,
+};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint};
-use rustls::pki_types::{CertificateDer, ServerName};
+use recheck::{peer_chain, ChainCheck, PeerRole};
+use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -111,6 +132,32 @@ pub struct QuicConfig {
     /// Received frames queued for the driver; beyond it frames are
     /// dropped. Default 4096.
     pub inbound_queue_len: usize,
+    /// Most connections other nodes may hold open to this one from one IP
+    /// address, counting handshakes from proven addresses; beyond it new
+    /// ones are refused. One node per host needs one (two for a moment
+    /// after it restarts); default 4. Range 1 to `max_connections`; a
+    /// cluster with many nodes behind one address (several on loopback)
+    /// raises it to its size.
+    pub max_connections_per_ip: usize,
+    /// Most unidirectional streams a peer may have open at once on one
+    /// connection; each carries one frame too large for a datagram.
+    /// Default 16; at least 1. Peers may open no bidirectional
+    /// streams at all. The receive windows follow from it: one frame
+    /// ([`max_frame_len`](Self::max_frame_len)) per stream, and this many
+    /// frames per connection.
+    pub max_uni_streams: u32,
+    /// Number of handshakes under way from which a new peer must first
+    /// prove its address with a QUIC Retry (one extra round trip), so that
+    /// spoofed sources cannot make this node spend handshakes, or
+    /// amplified replies, on addresses that never asked. Default 64; 0
+    /// asks every new peer for it.
+    pub retry_above_handshakes: usize,
+    /// How often the peer certificate of a live connection is checked
+    /// again against the clock and the root. The handshake checks it too,
+    /// but a connection that never falls silent never ends, so this bounds
+    /// how long a certificate keeps working after it expires. Default
+    /// 60 s; must be positive.
+    pub certificate_recheck: Duration,
 }
 
 impl Default for QuicConfig {
@@ -123,6 +170,10 @@ impl Default for QuicConfig {
             max_connections: 4096,
             peer_queue_len: 256,
             inbound_queue_len: 4096,
+            max_connections_per_ip: 4,
+            max_uni_streams: 16,
+            retry_above_handshakes: 64,
+            certificate_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -132,6 +183,8 @@ struct Counters {
     /// Totals of connections already closed.
     closed: Mutex<TransportStats>,
     dropped: AtomicU64,
+    /// Retry packets sent to unproven addresses.
+    retries: AtomicU64,
     /// Incoming handshakes under way (they count against the limit).
     handshaking: AtomicUsize,
     /// Sending tasks still running.
@@ -149,6 +202,56 @@ struct Shared {
     senders: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
     inbound: mpsc::Sender<Incoming>,
     counters: Counters,
+    per_ip: IpSlots,
+    chain_check: ChainCheck,
+}
+
+/// Incoming connections per peer IP address (open ones, and handshakes
+/// from proven addresses), so that one host cannot take every connection.
+#[derive(Clone, Default)]
+struct IpSlots(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl IpSlots {
+    /// A slot for one more connection from `ip`, if it has fewer than `max`.
+    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = self.0.lock().expect("per-ip lock");
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+
+    fn is_full(&self, ip: IpAddr, max: usize) -> bool {
+        self.0
+            .lock()
+            .expect("per-ip lock")
+            .get(&ip)
+            .is_some_and(|&count| count >= max)
+    }
+}
+
+/// One incoming connection's place in its IP's count, given back when the
+/// connection (or its handshake) ends.
+struct IpSlot {
+    slots: IpSlots,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.0.lock().expect("per-ip lock");
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A gossip transport over QUIC. See the [crate documentation](crate).
@@ -178,10 +281,16 @@ impl QuicTransport {
         identity: Identity,
         config: QuicConfig,
     ) -> Result<Self, TransportError> {
-        if config.max_frame_len == 0 || config.max_connections == 0 {
-            return Err(other("max_frame_len and max_connections must be positive"));
-        }
+        check(&config)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain_check = ChainCheck::new(
+            identity.trust_root.clone(),
+            provider.signature_verification_algorithms.all,
+        );
+        // Certificates are checked against this node's system clock, read
+        // at every handshake: expired and not-yet-valid ones are refused.
+        let clock: Arc<dyn rustls::time_provider::TimeProvider> =
+            Arc::new(rustls::time_provider::DefaultTimeProvider);
         let mut roots = rustls::RootCertStore::empty();
         roots.add(identity.trust_root.clone()).map_err(other)?;
         let roots = Arc::new(roots);
@@ -192,21 +301,28 @@ impl QuicTransport {
         )
         .build()
         .map_err(other)?;
-        let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(other)?
-            .with_client_cert_verifier(client_verifier)
-            .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-            .map_err(other)?;
+        let mut server_tls =
+            rustls::ServerConfig::builder_with_details(Arc::clone(&provider), Arc::clone(&clock))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(other)?
+                .with_client_cert_verifier(client_verifier)
+                .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+                .map_err(other)?;
         server_tls.alpn_protocols = vec![ALPN.to_vec()];
+        // No session resumption, either way: a resumed handshake takes the
+        // peer's certificate from the earlier session without checking it
+        // against the clock again, which would let an expired one back in.
+        server_tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server_tls.send_tls13_tickets = 0;
 
-        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut client_tls = rustls::ClientConfig::builder_with_details(provider, clock)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(other)?
             .with_root_certificates(Arc::clone(&roots))
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(other)?;
         client_tls.alpn_protocols = vec![ALPN.to_vec()];
+        client_tls.resumption = rustls::client::Resumption::disabled();
 
         let mut transport = quinn::TransportConfig::default();
         transport
@@ -214,7 +330,16 @@ impl QuicTransport {
             .keep_alive_interval(None)
             .initial_mtu(INITIAL_MTU)
             .datagram_receive_buffer_size(Some(1 << 20))
-            .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+            .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
+            // Frames travel on uni streams only, one frame per stream.
+            .max_concurrent_bidi_streams(0u32.into())
+            .max_concurrent_uni_streams(config.max_uni_streams.into())
+            .stream_receive_window(varint(config.max_frame_len)?)
+            .receive_window(varint(
+                config
+                    .max_frame_len
+                    .saturating_mul(config.max_uni_streams as usize),
+            )?);
         let transport = Arc::new(transport);
 
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(
@@ -222,6 +347,10 @@ impl QuicTransport {
         ));
         server.transport_config(Arc::clone(&transport));
         server.max_incoming(config.max_connections);
+        // A peer is known by the address its certificate names; a
+        // connection that moved elsewhere would carry frames from an
+        // address nobody checked.
+        server.migration(false);
         let mut client = quinn::ClientConfig::new(Arc::new(
             QuicClientConfig::try_from(client_tls).map_err(other)?,
         ));
@@ -245,6 +374,8 @@ impl QuicTransport {
             senders: Mutex::default(),
             inbound: inbound_tx,
             counters: Counters::default(),
+            per_ip: IpSlots::default(),
+            chain_check,
         });
         tokio::spawn(accept_loop(Arc::clone(&shared)));
         Ok(Self {
@@ -263,6 +394,33 @@ impl QuicTransport {
     pub fn connection_count(&self) -> usize {
         self.shared.open.lock().expect("open lock").len()
     }
+
+    /// Number of Retry packets sent so far, asking new peers to prove
+    /// their address (see [`QuicConfig::retry_above_handshakes`]).
+    pub fn retries_sent(&self) -> u64 {
+        self.shared.counters.retries.load(Ordering::Relaxed)
+    }
+}
+
+/// Refuses settings the transport cannot work with.
+fn check(config: &QuicConfig) -> Result<(), TransportError> {
+    if config.max_frame_len == 0
+        || config.max_connections == 0
+        || config.max_connections_per_ip == 0
+        || config.max_uni_streams == 0
+        || config.certificate_recheck.is_zero()
+    {
+        return Err(other(
+            "max_frame_len, max_connections, max_connections_per_ip, max_uni_streams \
+             and certificate_recheck must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// A QUIC variable-length integer (at most 2^62 - 1).
+fn varint(value: usize) -> Result<quinn::VarInt, TransportError> {
+    quinn::VarInt::try_from(value as u64).map_err(other)
 }
 
 /// The stateless-reset key: the same for every life of a node with the same
@@ -387,30 +545,93 @@ fn is_open(connection: &Connection) -> bool {
 
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
-        let open = shared.open.lock().expect("open lock").len();
-        let handshaking = shared.counters.handshaking.load(Ordering::Relaxed);
-        if open + handshaking >= shared.config.max_connections {
-            incoming.refuse();
+        let Some((incoming, slot)) = admit(&shared, incoming) else {
             continue;
-        }
+        };
         shared.counters.handshaking.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            // A peer outside the cluster fails here, in the handshake.
-            match tokio::time::timeout(shared.config.connect_timeout, incoming).await {
-                Ok(Ok(connection)) => {
-                    if names_its_address(&connection) {
-                        adopt(&shared, connection);
-                    } else {
-                        tracing::debug!(peer = %connection.remote_address(), "certificate does not name the peer's address");
-                        connection.close(1u32.into(), b"certificate does not name this address");
-                    }
-                }
-                Ok(Err(error)) => tracing::debug!(%error, "incoming handshake failed"),
-                Err(_) => tracing::debug!("incoming handshake timed out"),
-            }
+            handshake(&shared, incoming, slot).await;
             shared.counters.handshaking.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Decides what to do with a new peer's first packet: refuse it, ask it
+/// to prove its address (Retry), or start the handshake, with its per-IP
+/// slot if the address is proven already.
+fn admit(shared: &Shared, incoming: quinn::Incoming) -> Option<(quinn::Incoming, Option<IpSlot>)> {
+    let config = &shared.config;
+    let ip = incoming.remote_address().ip();
+    let open = shared.open.lock().expect("open lock").len();
+    let handshaking = shared.counters.handshaking.load(Ordering::Relaxed);
+    if open + handshaking >= config.max_connections {
+        incoming.refuse();
+        return None;
+    }
+    if !incoming.remote_address_validated() {
+        // An unproven source address may be spoofed: under load it must
+        // prove itself before costing a handshake, and it may not be
+        // refused in the name of an IP it may not own (that would let a
+        // spoofer lock a real node out).
+        if handshaking >= config.retry_above_handshakes
+            || shared.per_ip.is_full(ip, config.max_connections_per_ip)
+        {
+            match incoming.retry() {
+                Ok(()) => {
+                    shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => error.into_incoming().ignore(),
+            }
+            return None;
+        }
+        // Counted once the handshake proves the address.
+        return Some((incoming, None));
+    }
+    match shared.per_ip.take(ip, config.max_connections_per_ip) {
+        Some(slot) => Some((incoming, Some(slot))),
+        None => {
+            tracing::debug!(%ip, "too many connections from this address");
+            incoming.refuse();
+            None
+        }
+    }
+}
+
+/// Runs an incoming handshake to its end and adopts the connection if its
+/// peer is a cluster member at the address its certificate names.
+async fn handshake(shared: &Arc<Shared>, incoming: quinn::Incoming, slot: Option<IpSlot>) {
+    // A peer outside the cluster, or with an expired certificate, fails
+    // here, in the handshake.
+    let connection = match tokio::time::timeout(shared.config.connect_timeout, incoming).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "incoming handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("incoming handshake timed out");
+            return;
+        }
+    };
+    let peer = connection.remote_address();
+    if !names_its_address(&connection) {
+        tracing::debug!(%peer, "certificate does not name the peer's address");
+        connection.close(1u32.into(), b"certificate does not name this address");
+        return;
+    }
+    // A completed handshake proves the address: count it now if not yet.
+    let slot = slot.or_else(|| {
+        shared
+            .per_ip
+            .take(peer.ip(), shared.config.max_connections_per_ip)
+    });
+    match slot {
+        Some(slot) => adopt(shared, connection, Origin::Accepted { _slot: slot }),
+        None => {
+            tracing::debug!(%peer, "too many connections from this address");
+            connection.close(2u32.into(), b"too many connections from this address");
+        }
     }
 }
 
@@ -418,10 +639,7 @@ async fn accept_loop(shared: Arc<Shared>) {
 /// chain to the cluster root) names the IP address it dials from, as the
 /// dialling side checks of the peer it dials.
 fn names_its_address(connection: &Connection) -> bool {
-    let Some(identity) = connection.peer_identity() else {
-        return false;
-    };
-    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+    let Some(chain) = peer_chain(connection) else {
         return false;
     };
     let Some(leaf) = chain.first() else {
@@ -437,7 +655,7 @@ fn names_its_address(connection: &Connection) -> bool {
 /// Makes a new connection the one that carries frames to its peer (the
 /// newest wins: after a peer restarts, its new connection replaces the one
 /// to its previous life) and starts reading from it.
-fn adopt(shared: &Arc<Shared>, connection: Connection) {
+fn adopt(shared: &Arc<Shared>, connection: Connection, origin: Origin) {
     let peer = connection.remote_address();
     shared
         .open
@@ -449,7 +667,7 @@ fn adopt(shared: &Arc<Shared>, connection: Connection) {
         .lock()
         .expect("connections lock")
         .insert(peer, connection.clone());
-    tokio::spawn(read_loop(Arc::clone(shared), connection));
+    tokio::spawn(read_loop(Arc::clone(shared), connection, origin));
 }
 
 fn deliver(shared: &Shared, incoming: Incoming) {
@@ -458,11 +676,41 @@ fn deliver(shared: &Shared, incoming: Incoming) {
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, connection: Connection) {
+/// How a connection came to be.
+enum Origin {
+    /// We dialled the peer.
+    Dialled,
+    /// The peer dialled us; it holds a place in its IP's count until it ends.
+    Accepted {
+        /// Held for its `Drop`, which gives the place back.
+        _slot: IpSlot,
+    },
+}
+
+impl Origin {
+    fn peer_role(&self) -> PeerRole {
+        match self {
+            Origin::Dialled => PeerRole::Server,
+            Origin::Accepted { .. } => PeerRole::Client,
+        }
+    }
+}
+
+/// Delivers a connection's frames until it ends (and then gives back what
+/// `origin` holds), closing it if the peer's certificate expires meanwhile.
+async fn read_loop(shared: Arc<Shared>, connection: Connection, origin: Origin) {
     let from = connection.remote_address();
     let max = shared.config.max_frame_len;
+    let period = shared.config.certificate_recheck;
+    let mut recheck = tokio::time::interval_at(Instant::now() + period, period);
     let error = loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !shared.chain_check.still_valid(&connection, origin.peer_role()) {
+                    tracing::debug!(%from, "peer certificate no longer valid");
+                    connection.close(3u32.into(), b"certificate no longer valid");
+                }
+            },
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) if bytes.len() <= max => deliver(&shared, Incoming::Frame { from, bytes: bytes.to_vec() }),
                 Ok(_) => { shared.counters.dropped.fetch_add(1, Ordering::Relaxed); }
@@ -571,7 +819,7 @@ async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::R
             Some(c) => c,
             None => match connect(shared, peer).await {
                 Ok(c) => {
-                    adopt(shared, c.clone());
+                    adopt(shared, c.clone(), Origin::Dialled);
                     c
                 }
                 Err(reason) => {
@@ -643,5 +891,73 @@ mod tests {
         let size = connection.max_datagram_size().expect("datagrams enabled");
         assert!(size >= DATAGRAM_BUDGET, "datagrams of {size} bytes only");
         assert_eq!(a.unfragmented_frame_len(), DATAGRAM_BUDGET);
+    }
+
+    async fn pair(ca: &ClusterCa, a: Identity) -> (QuicTransport, QuicTransport) {
+        let bind = |identity| {
+            QuicTransport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                QuicConfig::default(),
+            )
+        };
+        let b = ca.issue(&["127.0.0.1".parse().unwrap()], &[]).unwrap();
+        (bind(a).await.unwrap(), bind(b).await.unwrap())
+    }
+
+    /// The operator reads why a peer was refused: the dialling side's
+    /// error names the expiry.
+    #[tokio::test]
+    async fn dialling_a_peer_whose_certificate_expired_fails_with_an_error_that_says_so() {
+        let ca = ClusterCa::generate().unwrap();
+        let now = std::time::SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let expired = ca
+            .issue_with_validity(
+                &["127.0.0.1".parse().unwrap()],
+                &[],
+                Validity {
+                    not_before: now - 2 * day,
+                    not_after: now - day,
+                },
+            )
+            .unwrap();
+        let (stale, member) = pair(&ca, expired).await;
+        let error = connect(&member.shared, stale.local_addr())
+            .await
+            .expect_err("an expired certificate is refused");
+        assert!(error.contains("expired"), "unclear error: {error}");
+    }
+
+    /// A peer gets no bidirectional streams and at most `max_uni_streams`
+    /// unidirectional ones at once.
+    #[tokio::test]
+    async fn streams_are_limited_to_what_gossip_uses() {
+        let ca = ClusterCa::generate().unwrap();
+        let a_identity = ca.issue(&["127.0.0.1".parse().unwrap()], &[]).unwrap();
+        let (a, b) = pair(&ca, a_identity).await;
+        let connection = connect(&a.shared, b.local_addr()).await.unwrap();
+        let wait = Duration::from_millis(300);
+        assert!(
+            tokio::time::timeout(wait, connection.open_bi())
+                .await
+                .is_err(),
+            "no credit for a bidirectional stream"
+        );
+        let limit = QuicConfig::default().max_uni_streams;
+        let mut streams = Vec::new();
+        for _ in 0..limit {
+            let stream = tokio::time::timeout(wait, connection.open_uni())
+                .await
+                .expect("within the limit")
+                .unwrap();
+            streams.push(stream);
+        }
+        assert!(
+            tokio::time::timeout(wait, connection.open_uni())
+                .await
+                .is_err(),
+            "one stream beyond the limit must wait"
+        );
     }
 }
