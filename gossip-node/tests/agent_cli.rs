@@ -3,30 +3,13 @@
 //! a node whose certificate comes from another root is kept out; the
 //! JSON keys `bench-net` promises are present.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("gossip-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{AgentProcess, TempDir, BIN};
 
 /// Runs the binary with `args` and checks that it succeeds.
 fn run_ok(args: &[&str]) -> std::process::Output {
@@ -44,26 +27,19 @@ fn keygen(dir: &Path, name: &str) {
     run_ok(&["keygen", "--dir", dir, "--ip", "127.0.0.1", "--name", name]);
 }
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A QUIC agent with certificates from `dir`.
+struct Agent(AgentProcess);
+
+impl core::ops::Deref for Agent {
+    type Target = AgentProcess;
+    fn deref(&self) -> &AgentProcess {
+        &self.0
+    }
 }
 
-/// One agent process; killed when dropped.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<serde_json::Value>,
-    addr: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl core::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut AgentProcess {
+        &mut self.0
     }
 }
 
@@ -75,13 +51,9 @@ impl Agent {
     /// Like `start`, trusting the root at `root` whatever issued the node's
     /// own certificate.
     fn start_with_root(dir: &Path, name: &str, root: &Path, join: Option<&str>) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
         let file = |f: &str| dir.join(f).to_str().unwrap().to_string();
         let mut args = vec![
-            "agent".to_string(),
-            "--bind".into(),
-            addr.clone(),
-            "--transport".into(),
+            "--transport".to_string(),
             "quic".into(),
             "--cert".into(),
             file(&format!("{name}.pem")),
@@ -95,48 +67,12 @@ impl Agent {
         if let Some(seed) = join {
             args.extend(["--join".into(), seed.into()]);
         }
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    if tx.send(value).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Self {
-            child,
-            stdin,
-            lines,
-            addr,
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
+        Self(AgentProcess::spawn(&args, true))
     }
 
     /// Waits for an event line matching `pick`; false after `limit`.
     fn saw(&self, limit: Duration, pick: impl Fn(&serde_json::Value) -> bool) -> bool {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(event) if pick(&event) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
+        self.0.saw(limit, pick).is_some()
     }
 }
 

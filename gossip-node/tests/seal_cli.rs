@@ -2,35 +2,14 @@
 //! `gossip-node agent --keyring` over UDP, a key reloaded on SIGHUP, and
 //! clear refusals of bad key files.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("gossip-seal-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{AgentProcess, TempDir, BIN};
 
 fn keygen(path: &Path) -> std::process::Output {
     Command::new(BIN)
@@ -39,97 +18,25 @@ fn keygen(path: &Path) -> std::process::Output {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One agent process; killed when dropped.
-struct Agent {
-    child: Child,
-    _stdin: ChildStdin,
-    lines: mpsc::Receiver<serde_json::Value>,
-    addr: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A UDP agent sealing with the keyring file at `keyring`.
+struct Agent;
 
 impl Agent {
-    fn start(keyring: &Path, join: Option<&str>) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut args = vec![
-            "agent",
-            "--bind",
-            &addr,
+    fn start(keyring: &Path, join: Option<&str>) -> AgentProcess {
+        let mut args: Vec<String> = [
             "--keyring",
             keyring.to_str().unwrap(),
             "--probe-interval-ms",
             "200",
             "--label",
             "sealed-cli",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
         if let Some(seed) = join {
-            args.extend(["--join", seed]);
+            args.extend(["--join".into(), seed.into()]);
         }
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    if tx.send(value).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Self {
-            child,
-            _stdin: stdin,
-            lines,
-            addr,
-        }
-    }
-
-    /// Sends SIGHUP to this agent (a process this test started).
-    fn hangup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for an event matching `pick`; returns it, or None after `limit`.
-    fn saw(
-        &self,
-        limit: Duration,
-        pick: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(event) if pick(&event) => return Some(event),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
+        AgentProcess::spawn(&args, false)
     }
 }
 

@@ -1,0 +1,133 @@
+//! What the CLI tests share: the binary, scratch folders, free ports, and
+//! agent processes whose JSON-lines output is read on a thread.
+
+// Each test crate uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `gossip-node` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
+
+/// A scratch folder, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh folder named after `name` and this process.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("gossip-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The path of `name` inside the folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A UDP port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `gossip-node agent` process; killed when dropped.
+pub struct AgentProcess {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<serde_json::Value>,
+    /// The address it was told to bind.
+    pub addr: String,
+}
+
+impl AgentProcess {
+    /// Starts `gossip-node agent --bind ADDR ARGS...` on a free port, its
+    /// stderr shown or not.
+    pub fn spawn(args: &[String], show_stderr: bool) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(BIN)
+            .args(["agent", "--bind", &addr])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if show_stderr {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    if tx.send(value).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            lines,
+            addr,
+        }
+    }
+
+    /// Writes one command line to its stdin.
+    pub fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits for an event matching `pick`; returns it, or None after `limit`.
+    pub fn saw(
+        &self,
+        limit: Duration,
+        pick: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(event) if pick(&event) => return Some(event),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends SIGHUP to it (a process this test started).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
