@@ -7,7 +7,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use gossip_seal::{Key, Keyring, OpenError, HEADER_LEN, OVERHEAD, SEAL_VERSION};
+use gossip_seal::{Key, Keyring, OpenError, HEADER_LEN, NONCE_LEN, OVERHEAD, SEAL_VERSION};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -19,7 +19,7 @@ enum Tamper {
     /// Append bytes.
     Extend { bytes: Vec<u8> },
     /// Replace the nonce.
-    Nonce { nonce: [u8; 24] },
+    Nonce { nonce: [u8; NONCE_LEN] },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -68,7 +68,7 @@ fuzz_target!(|input: Input| {
             }
             Tamper::Extend { bytes } => tampered.extend_from_slice(bytes),
             Tamper::Nonce { nonce } if tampered.len() >= HEADER_LEN => {
-                tampered[HEADER_LEN - 24..HEADER_LEN].copy_from_slice(nonce);
+                tampered[HEADER_LEN - NONCE_LEN..HEADER_LEN].copy_from_slice(nonce);
             }
             _ => {}
         }
