@@ -141,7 +141,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
 
     /// This node failed to reach `id` (or was told it is unreachable).
     pub(super) fn suspect(&mut self, now: Instant, id: NodeId) {
-        let Some(entry) = self.view.get(&id).filter(|_| self.view.is_live(&id)) else {
+        let Some(entry) = self
+            .view
+            .get(&id)
+            .filter(|e| crate::membership::is_live(e.liveness))
+        else {
             return;
         };
         let version = entry.version();
