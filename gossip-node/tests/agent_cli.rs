@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{AgentProcess, TempDir, BIN};
+use common::{AgentProcess, TempDir, BIN, SMALL_BENCH_NET};
 
 /// Runs the binary with `args` and checks that it succeeds.
 fn run_ok(args: &[&str]) -> std::process::Output {
@@ -185,23 +185,8 @@ fn agent_and_keygen_refuse_bad_input_clearly() {
 
 #[test]
 fn bench_net_json_has_every_promised_key() {
-    let out = run_ok(&[
-        "bench-net",
-        "--nodes",
-        "4",
-        "--broadcasts",
-        "2",
-        "--idle-secs",
-        "0.5",
-        "--settle-secs",
-        "0",
-        "--probe-interval-ms",
-        "200",
-        "--kills",
-        "1",
-        "--format",
-        "json",
-    ]);
+    let args = [SMALL_BENCH_NET, &["--format", "json"]].concat();
+    let out = run_ok(&args);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "nodes",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{AgentProcess, TempDir, BIN};
+use common::{AgentProcess, TempDir, BIN, SMALL_BENCH_NET};
 
 fn keygen(path: &Path) -> std::process::Output {
     Command::new(BIN)
@@ -191,24 +191,8 @@ fn sealed_agents_keep_a_keyless_agent_out_until_sighup_gives_it_the_key() {
 #[test]
 fn bench_net_sealed_runs_a_sealed_cluster_and_refuses_it_over_quic() {
     let out = Command::new(BIN)
-        .args([
-            "bench-net",
-            "--nodes",
-            "4",
-            "--broadcasts",
-            "2",
-            "--idle-secs",
-            "0.5",
-            "--settle-secs",
-            "0",
-            "--probe-interval-ms",
-            "200",
-            "--kills",
-            "1",
-            "--sealed",
-            "--format",
-            "json",
-        ])
+        .args(SMALL_BENCH_NET)
+        .args(["--sealed", "--format", "json"])
         .output()
         .unwrap();
     assert!(

@@ -13,6 +13,23 @@ use std::time::{Duration, Instant};
 /// The `gossip-node` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
 
+/// `bench-net` arguments for a cluster small and short enough for a test.
+pub const SMALL_BENCH_NET: &[&str] = &[
+    "bench-net",
+    "--nodes",
+    "4",
+    "--broadcasts",
+    "2",
+    "--idle-secs",
+    "0.5",
+    "--settle-secs",
+    "0",
+    "--probe-interval-ms",
+    "200",
+    "--kills",
+    "1",
+];
+
 /// A scratch folder, removed when dropped.
 pub struct TempDir(pub PathBuf);
 
