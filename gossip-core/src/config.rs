@@ -100,6 +100,34 @@ pub struct Config {
     /// and probe timeout are scaled by up to `1 + max_local_health` while this
     /// node itself seems slow. Default 8.
     pub max_local_health: u32,
+    /// Most addresses waiting to prove, by answering a
+    /// `Verify` challenge, that they are the members a claim
+    /// names. A new member, a member's new life and the revival of a member
+    /// believed down are only taken from the member's own answer; claims
+    /// beyond this bound are dropped (and learned again later from gossip
+    /// or state sync). Default 4096: a node joining a cluster of a few
+    /// thousand verifies all of them at once.
+    pub max_candidates: NonZeroUsize,
+    /// How long a claim waits for its member's answer to the challenge
+    /// before it is dropped. Generous, so that a member on a slow path is
+    /// still admitted; the claims are bounded by `max_candidates` anyway.
+    /// Default 5 s.
+    pub verify_timeout: Duration,
+    /// Most probes this node runs at once on behalf of other members
+    /// (`PingReq`); further requests are declined and counted. Default 64.
+    pub max_indirect_probes: NonZeroUsize,
+    /// Sustained rate, in bytes per second, of state replies to any one
+    /// member, on top of the node-wide `state_reply_bytes_per_s`: one
+    /// member asking again and again cannot take the whole budget.
+    /// Default 256 KiB/s.
+    pub source_reply_bytes_per_s: u64,
+    /// Burst allowance of each member's reply budget, in bytes. Default
+    /// 1 MiB: two full answers at 30,000 members.
+    pub source_reply_burst_bytes: u64,
+    /// Most members whose reply budget is tracked at once; the one idle
+    /// longest is forgotten first (and starts again with a full burst).
+    /// Default 1024.
+    pub max_reply_sources: NonZeroUsize,
 }
 
 /// Longest accepted cluster label, in bytes.
@@ -137,6 +165,12 @@ impl Config {
             max_pending_updates: NonZeroUsize::new(8192).expect("non-zero"),
             max_stored_messages: NonZeroUsize::new(4096).expect("non-zero"),
             max_local_health: 8,
+            max_candidates: NonZeroUsize::new(4096).expect("non-zero"),
+            verify_timeout: Duration::from_secs(5),
+            max_indirect_probes: NonZeroUsize::new(64).expect("non-zero"),
+            source_reply_bytes_per_s: 256 << 10,
+            source_reply_burst_bytes: 1 << 20,
+            max_reply_sources: NonZeroUsize::new(1024).expect("non-zero"),
         }
     }
 
@@ -186,6 +220,9 @@ impl Config {
         if self.gossip_interval.is_zero() {
             return invalid("gossip_interval", "must be positive");
         }
+        if self.verify_timeout.is_zero() {
+            return invalid("verify_timeout", "must be positive");
+        }
         if self.join_retry_interval.is_zero() {
             return invalid("join_retry_interval", "must be positive");
         }
@@ -193,6 +230,12 @@ impl Config {
             return invalid(
                 "state_reply_bytes_per_s",
                 "the state-reply budget must be positive",
+            );
+        }
+        if self.source_reply_bytes_per_s == 0 || self.source_reply_burst_bytes == 0 {
+            return invalid(
+                "source_reply_bytes_per_s",
+                "each member's state-reply budget must be positive",
             );
         }
         if self.max_local_health > 64 {

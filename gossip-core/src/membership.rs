@@ -39,6 +39,10 @@ pub(crate) struct Suspicion {
     pub min: Duration,
     pub max: Duration,
     pub deadline: Instant,
+    /// The suspicion began with someone else's word that the member left:
+    /// if the member does not refute it, it is recorded as departed rather
+    /// than failed.
+    pub leaving: bool,
 }
 
 impl Suspicion {
@@ -49,6 +53,7 @@ impl Suspicion {
             min,
             max,
             deadline: now + max,
+            leaving: false,
         }
     }
 

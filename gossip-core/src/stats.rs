@@ -43,6 +43,18 @@ pub struct Stats {
     /// Requests to probe an address that is not a member this node knows,
     /// declined (so nobody can aim this node's pings at any address).
     pub probe_requests_declined: u64,
+    /// Member records and requests ignored because their frame came from
+    /// an address that is not a live member (nor a seed we asked): only
+    /// members vouch for others, gossip, relay rumors or ask for state.
+    pub claims_ignored: u64,
+    /// Challenges (`Verify`) sent to addresses claimed to be members, or
+    /// to be members in a new life or alive again.
+    pub verifications_sent: u64,
+    /// Claims proven by their member's answer to a challenge.
+    pub candidates_proven: u64,
+    /// Claims dropped: the member did not answer its challenge in time,
+    /// or `max_candidates` claims were already waiting.
+    pub candidates_dropped: u64,
     /// Join or sync requests left unanswered because the state-reply byte
     /// budget was spent.
     pub state_replies_throttled: u64,
@@ -66,6 +78,8 @@ pub struct Stats {
     pub stored_messages: u64,
     /// Updates waiting to be piggybacked right now.
     pub pending_updates: u64,
+    /// Claims waiting for their member's answer to a challenge right now.
+    pub candidates_waiting: u64,
     /// Current Lifeguard local-health multiplier (0 = healthy).
     pub local_health: u32,
 }
@@ -91,6 +105,10 @@ impl Stats {
         self.syncs_answered += other.syncs_answered;
         self.joins_answered += other.joins_answered;
         self.probe_requests_declined += other.probe_requests_declined;
+        self.claims_ignored += other.claims_ignored;
+        self.verifications_sent += other.verifications_sent;
+        self.candidates_proven += other.candidates_proven;
+        self.candidates_dropped += other.candidates_dropped;
         self.state_replies_throttled += other.state_replies_throttled;
         self.updates_dropped += other.updates_dropped;
         self.members_dropped += other.members_dropped;
@@ -102,6 +120,7 @@ impl Stats {
         self.shares_received += other.shares_received;
         self.stored_messages += other.stored_messages;
         self.pending_updates += other.pending_updates;
+        self.candidates_waiting += other.candidates_waiting;
         self.local_health += other.local_health;
     }
 }

@@ -24,8 +24,10 @@ use crate::member::Liveness;
 use crate::strategy::Digest;
 
 /// The protocol version this build speaks.
-/// (2: aggregate shares carry their type.)
-pub const PROTOCOL_VERSION: u8 = 2;
+/// (2: aggregate shares carry their type; 3: probe sequence numbers are
+/// random and travel as four fixed bytes, and `Verify` asks an address to
+/// prove it is the member it is said to be.)
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Largest encoding of a [`NodeId`]: enum tag, 16 address bytes, 3-byte port varint.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
@@ -176,7 +178,9 @@ pub enum Message {
     /// SWIM probe. `view_hash` summarises the sender's view so that a
     /// difference triggers a state synchronisation.
     Ping {
-        /// Probe sequence number, echoed by the ack.
+        /// Probe sequence number, echoed by the ack: drawn at random, so
+        /// that only the address pinged can answer.
+        #[serde(with = "fixed_u32")]
         seq: u32,
         /// Summary of the sender's membership view.
         view_hash: [u8; 8],
@@ -187,6 +191,7 @@ pub enum Message {
     /// Answer to a ping, or forwarded by a helper for an indirect probe.
     Ack {
         /// Sequence number of the probe being answered.
+        #[serde(with = "fixed_u32")]
         seq: u32,
         /// Piggybacked updates.
         #[serde(deserialize_with = "bounded_vec")]
@@ -195,6 +200,7 @@ pub enum Message {
     /// Asks the receiver to probe `target` and forward the ack.
     PingReq {
         /// The requester's probe sequence number.
+        #[serde(with = "fixed_u32")]
         seq: u32,
         /// Member to probe.
         target: NodeId,
@@ -206,6 +212,7 @@ pub enum Message {
     /// learns that its own network path works.
     Nack {
         /// The requester's probe sequence number.
+        #[serde(with = "fixed_u32")]
         seq: u32,
         /// Piggybacked updates.
         #[serde(deserialize_with = "bounded_vec")]
@@ -267,6 +274,29 @@ pub enum Message {
         #[serde(deserialize_with = "bounded_vec")]
         known: Vec<MessageId>,
     },
+    /// Asks the receiver to prove that it is the member at its address, in
+    /// the life the header of its answer states: it answers with an
+    /// [`Ack`](Message::Ack) echoing `seq` whose first update is its own
+    /// record. A new address becomes a member only after such an answer.
+    Verify {
+        /// Random challenge, echoed by the ack.
+        #[serde(with = "fixed_u32")]
+        seq: u32,
+    },
+}
+
+/// Sequence numbers travel as four little-endian bytes: they are random,
+/// so a varint would take five bytes for most of them.
+mod fixed_u32 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+        value.to_le_bytes().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        <[u8; 4]>::deserialize(deserializer).map(u32::from_le_bytes)
+    }
 }
 
 /// Encodes one frame.
@@ -350,7 +380,8 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
         Message::Rumors { .. }
         | Message::Pull { .. }
         | Message::Feedback { .. }
-        | Message::Aggregate { .. } => Ok(()),
+        | Message::Aggregate { .. }
+        | Message::Verify { .. } => Ok(()),
     }
 }
 

@@ -5,6 +5,8 @@
 //! the other counters, the next deadline, and the (empty) transmit and event
 //! queues.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
@@ -387,25 +389,31 @@ fn a_death_claim_at_the_last_incarnation_is_survived_as_a_new_generation() {
     let now = base_instant();
     let mut node = Node::new(Config::default(), NodeId::new(me), Generation(5), 1).unwrap();
     node.join(now, &[]).unwrap();
+    let from_member = |message: &Message| {
+        wire::encode(
+            &Header {
+                version: PROTOCOL_VERSION,
+                label: "",
+                sender: id(1),
+                generation: Generation(1),
+                incarnation: Incarnation(0),
+            },
+            message,
+        )
+    };
+    let join = from_member(&Message::Join { metadata: vec![] });
+    node.handle_message(now, addr(1), &join).unwrap();
+    common::answer_challenge(&mut node, now, addr(1), from_member);
     // Incarnations saturate: Alive(MAX) could never outrank Dead(MAX), so
-    // without a way out this claim would be permanent.
-    let forged = wire::encode(
-        &Header {
-            version: PROTOCOL_VERSION,
-            label: "",
-            sender: id(1),
-            generation: Generation(1),
-            incarnation: Incarnation(0),
-        },
-        &Message::Gossip {
-            updates: vec![MemberRecord {
-                id: NodeId::new(me),
-                generation: Generation(5),
-                incarnation: Incarnation(u32::MAX),
-                status: Status::Dead { by: id(1) },
-            }],
-        },
-    );
+    // without a way out this claim, by a member, would be permanent.
+    let forged = from_member(&Message::Gossip {
+        updates: vec![MemberRecord {
+            id: NodeId::new(me),
+            generation: Generation(5),
+            incarnation: Incarnation(u32::MAX),
+            status: Status::Dead { by: id(1) },
+        }],
+    });
     node.handle_message(now, addr(1), &forged).unwrap();
     let own = node.members().next().unwrap();
     assert_eq!(own.generation, Generation(6), "moved on to the next life");

@@ -2,10 +2,12 @@
 //! keeps, tried by a forger. A lone node is driven by hand and fed frames
 //! that name other members as their senders.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gossip_core::wire::{self, Header, Message, SyncEntry, PROTOCOL_VERSION};
+use gossip_core::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, PROTOCOL_VERSION};
 use gossip_core::{Config, Event, Generation, Incarnation, Liveness, Node, NodeId, Transmit};
 
 fn addr(i: u8) -> SocketAddr {
@@ -48,6 +50,7 @@ fn founder_with_two_members(now: Instant) -> Node {
     node.join(now, &[]).unwrap();
     for i in [2, 3] {
         node.handle_message(now, addr(i), &join_frame(i)).unwrap();
+        common::answer_challenge(&mut node, now, addr(i), |m| frame(i, m));
     }
     drain(&mut node);
     while node.poll_event().is_some() {}
@@ -253,4 +256,289 @@ fn a_forged_ack_for_an_indirect_probe_is_not_forwarded() {
         Message::Ack { seq, .. } => assert_eq!(seq, 77),
         other => panic!("expected the forwarded ack, got {other:?}"),
     }
+}
+
+// ----- authority over membership claims ---------------------------------
+
+/// What the node holds of member `i`.
+fn held(node: &Node, i: u8) -> Option<gossip_core::Member> {
+    node.members().find(|m| m.id == id(i))
+}
+
+fn record(i: u8, generation: u64, incarnation: u32, status: Status) -> MemberRecord {
+    MemberRecord {
+        id: id(i),
+        generation: Generation(generation),
+        incarnation: Incarnation(incarnation),
+        status,
+    }
+}
+
+fn gossip(from: u8, updates: Vec<MemberRecord>) -> Vec<u8> {
+    frame(from, &Message::Gossip { updates })
+}
+
+/// Runs the node's timers up to `until`, dropping what it sends.
+fn run_until(node: &mut Node, until: Instant) {
+    while let Some(t) = node.poll_timeout().filter(|&t| t <= until) {
+        node.handle_timeout(t);
+        drain(node);
+    }
+}
+
+#[test]
+fn a_frame_naming_a_sender_other_than_its_source_is_refused() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let forged = gossip(2, vec![record(3, 1, 0, Status::Dead { by: id(2) })]);
+    assert_eq!(
+        node.handle_message(now, addr(9), &forged),
+        Err(gossip_core::RecvError::SenderMismatch)
+    );
+    assert_eq!(held(&node, 3).unwrap().liveness, Liveness::Alive);
+}
+
+#[test]
+fn a_strangers_claims_about_members_change_nothing() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let forged = gossip(
+        9,
+        vec![
+            record(2, u64::MAX, u32::MAX, Status::Dead { by: id(9) }),
+            record(3, 1, 0, Status::Left),
+            record(
+                2,
+                1,
+                5,
+                Status::Alive {
+                    metadata: b"evil".to_vec(),
+                },
+            ),
+        ],
+    );
+    node.handle_message(now, addr(9), &forged).unwrap();
+    for i in [2, 3] {
+        let member = held(&node, i).unwrap();
+        assert_eq!(member.liveness, Liveness::Alive, "member {i}");
+        assert_eq!(member.incarnation, Incarnation(0), "member {i}");
+    }
+    assert_eq!(node.stats().claims_ignored, 3);
+    assert!(
+        drain(&mut node).is_empty(),
+        "nothing was challenged or told"
+    );
+}
+
+#[test]
+fn a_members_death_claim_is_a_suspicion_its_subject_refutes() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    // Member 3 claims 2 dead, and at a far later life (which only 2 may start).
+    let claim = gossip(
+        3,
+        vec![
+            record(2, u64::MAX, 0, Status::Dead { by: id(3) }),
+            record(2, 1, 0, Status::Dead { by: id(3) }),
+        ],
+    );
+    node.handle_message(now, addr(3), &claim).unwrap();
+    let member = held(&node, 2).unwrap();
+    assert_eq!(
+        member.liveness,
+        Liveness::Suspect,
+        "a suspicion, not a death"
+    );
+    assert_eq!(
+        member.generation,
+        Generation(1),
+        "no new life from a third party"
+    );
+    // The node tells 2 of the suspicion; 2 refutes with its own word.
+    let refutation = gossip(2, vec![record(2, 1, 1, Status::Alive { metadata: vec![] })]);
+    node.handle_message(now, addr(2), &refutation).unwrap();
+    let member = held(&node, 2).unwrap();
+    assert_eq!(
+        (member.liveness, member.incarnation),
+        (Liveness::Alive, Incarnation(1))
+    );
+}
+
+#[test]
+fn a_departure_reported_by_a_third_party_is_recorded_only_if_unrefuted() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    node.handle_message(
+        now,
+        addr(3),
+        &gossip(3, vec![record(2, 1, 0, Status::Left)]),
+    )
+    .unwrap();
+    assert_eq!(held(&node, 2).unwrap().liveness, Liveness::Suspect);
+    // Nobody refutes: the suspicion ends as a departure, not a failure.
+    run_until(&mut node, now + Duration::from_secs(30));
+    assert_eq!(held(&node, 2).unwrap().liveness, Liveness::Left);
+    let left = core::iter::from_fn(|| node.poll_event())
+        .any(|e| matches!(e, Event::MemberLeft(m) if m.id == id(2)));
+    assert!(left);
+    // The member's own farewell is final at once.
+    let mut node = founder_with_two_members(now);
+    node.handle_message(
+        now,
+        addr(3),
+        &gossip(3, vec![record(3, 1, 1, Status::Left)]),
+    )
+    .unwrap();
+    assert_eq!(held(&node, 3).unwrap().liveness, Liveness::Left);
+}
+
+#[test]
+fn metadata_and_new_lives_claimed_by_a_third_party_wait_for_the_members_answer() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let claim = gossip(
+        3,
+        vec![record(
+            2,
+            7,
+            0,
+            Status::Alive {
+                metadata: b"hijacked".to_vec(),
+            },
+        )],
+    );
+    node.handle_message(now, addr(3), &claim).unwrap();
+    assert_eq!(
+        held(&node, 2).unwrap().generation,
+        Generation(1),
+        "not taken yet"
+    );
+    let sent = drain(&mut node);
+    let seq = sent
+        .iter()
+        .filter(|t| t.to == addr(2))
+        .find_map(|t| match wire::decode(node.config(), &t.bytes) {
+            Ok((_, Message::Verify { seq })) => Some(seq),
+            _ => None,
+        })
+        .expect("member 2 is challenged");
+    // Member 2 answers from its real life (generation 1): the claim dies.
+    let answer = frame(
+        2,
+        &Message::Ack {
+            seq,
+            updates: vec![record(2, 1, 0, Status::Alive { metadata: vec![] })],
+        },
+    );
+    node.handle_message(now, addr(2), &answer).unwrap();
+    let member = held(&node, 2).unwrap();
+    assert_eq!(
+        (member.generation, member.metadata),
+        (Generation(1), vec![])
+    );
+}
+
+#[test]
+fn a_join_flood_admits_nobody_who_does_not_answer_and_reflects_little() {
+    let now = base_instant();
+    let mut config = Config::default();
+    config.max_candidates = std::num::NonZeroUsize::new(64).unwrap();
+    let mut node = Node::new(config, id(1), Generation(1), 5).unwrap();
+    node.join(now, &[]).unwrap();
+    let (mut received, mut sent) = (0usize, 0usize);
+    for i in 0..2000u32 {
+        let fake = NodeId::new(SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7946)));
+        let join = wire::encode(
+            &Header {
+                version: PROTOCOL_VERSION,
+                label: "",
+                sender: fake,
+                generation: Generation(1),
+                incarnation: Incarnation(0),
+            },
+            &Message::Join { metadata: vec![] },
+        );
+        received += join.len();
+        node.handle_message(now, fake.addr(), &join).unwrap();
+        sent += drain(&mut node)
+            .iter()
+            .map(|t| t.bytes.len())
+            .sum::<usize>();
+    }
+    assert_eq!(node.live_member_count(), 1, "no fake is a member");
+    let stats = node.stats();
+    assert_eq!(stats.candidates_waiting, 64, "unproven claims are capped");
+    assert_eq!(stats.candidates_dropped, 2000 - 64);
+    assert!(
+        sent <= 3 * received,
+        "sent {sent} bytes to unproven addresses for {received} received"
+    );
+    let expiry = now + node.config().verify_timeout;
+    run_until(&mut node, expiry);
+    assert_eq!(
+        node.stats().candidates_waiting,
+        0,
+        "unanswered claims expire"
+    );
+    assert_eq!(node.live_member_count(), 1);
+}
+
+#[test]
+fn a_stranger_draws_only_small_bare_answers() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    // Something to piggyback, were the node careless.
+    node.set_metadata(now, vec![1; 100]).unwrap();
+    let ping = frame(
+        9,
+        &Message::Ping {
+            seq: 5,
+            view_hash: [0; 8],
+            updates: vec![],
+        },
+    );
+    node.handle_message(now, addr(9), &ping).unwrap();
+    let answer = drain(&mut node);
+    assert_eq!(answer.len(), 1);
+    assert!(answer[0].bytes.len() <= ping.len() + 8, "a bare ack");
+    // A state request from a stranger is not answered at all.
+    let ask = frame(
+        9,
+        &Message::Sync {
+            reply: true,
+            after: None,
+            through: None,
+            entries: vec![],
+        },
+    );
+    node.handle_message(now, addr(9), &ask).unwrap();
+    assert!(drain(&mut node).is_empty());
+    // Nor is a request to probe a member, from a stranger.
+    let request = frame(
+        9,
+        &Message::PingReq {
+            seq: 1,
+            target: id(2),
+            updates: vec![],
+        },
+    );
+    node.handle_message(now, addr(9), &request).unwrap();
+    assert!(drain(&mut node).is_empty());
+}
+
+#[test]
+fn probe_sequence_numbers_are_not_a_counter() {
+    let mut now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let mut seqs = Vec::new();
+    for _ in 0..8 {
+        let (at, _, seq) = next_probe(&mut node, now);
+        seqs.push(seq);
+        now = at;
+    }
+    let steps_of_one = seqs
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert_eq!(steps_of_one, 0, "{seqs:?}");
 }

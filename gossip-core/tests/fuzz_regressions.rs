@@ -12,6 +12,8 @@
 //! fuzzer found it with three nodes answering a join; a forged sync request
 //! with bounds triggers it from a single frame.
 
+mod common;
+
 use std::net::{Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -102,6 +104,9 @@ fn join_answer_fits_smallest_valid_frame_with_ipv6_members() {
             &frame(&config, joiner, generation, &join),
         )
         .unwrap();
+        common::answer_challenge(&mut seed, at, joiner.addr(), |m| {
+            frame(&config, joiner, generation, m)
+        });
         // At this frame size each sync frame holds one member, so the answer
         // to the second join has a middle frame bounded on both sides.
         let syncs = drain_checked(&mut seed);
@@ -125,10 +130,18 @@ fn bounded_sync_answer_fits_smallest_valid_frame() {
     node.set_metadata(now, vec![7; config.max_metadata_len])
         .unwrap();
     drain_checked(&mut node);
+    // Only a member is answered: the peer joins and proves its address.
+    let join = Message::Join { metadata: vec![] };
+    node.handle_message(now, peer.addr(), &frame(&config, peer, u64::MAX, &join))
+        .unwrap();
+    common::answer_challenge(&mut node, now, peer.addr(), |m| {
+        frame(&config, peer, u64::MAX, m)
+    });
+    drain_checked(&mut node);
     let ask = Message::Sync {
         reply: true,
         after: Some(v6(1)),
-        through: Some(v6(65_535)),
+        through: Some(me),
         entries: Vec::new(),
     };
     node.handle_message(

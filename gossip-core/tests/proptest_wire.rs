@@ -8,6 +8,8 @@
 //!   started node, are accepted exactly when `wire::decode` accepts them, and
 //!   when refused change nothing but the error counter.
 
+mod common;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroUsize;
 
@@ -323,6 +325,18 @@ fn victim(config: &Config) -> (Node, std::time::Instant) {
     );
     node.handle_message(now, addr(1), &join)
         .expect("peer joins");
+    common::answer_challenge(&mut node, now, addr(1), |message| {
+        wire::encode(
+            &Header {
+                version: wire::PROTOCOL_VERSION,
+                label: &config.cluster_label,
+                sender: id(1),
+                generation: Generation(1),
+                incarnation: Incarnation(0),
+            },
+            message,
+        )
+    });
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
     assert_eq!(node.live_member_count(), 2);
@@ -341,10 +355,8 @@ fn feed(
     let expected = match wire::decode(config, bytes) {
         Err(e) => Err(e),
         Ok((header, _)) if header.sender == node.id() => Err(RecvError::FromSelf),
-        // A pull is answered at the claimed sender, so it must come from there.
-        Ok((header, Message::Pull { .. })) if header.sender.addr() != addr(1) => {
-            Err(RecvError::SenderMismatch)
-        }
+        // Every frame must come from the address of the sender it names.
+        Ok((header, _)) if header.sender.addr() != addr(1) => Err(RecvError::SenderMismatch),
         // A rumor this node could not relay in one of its own frames.
         Ok((_, Message::Rumors { items }))
             if items.iter().any(|i| i.payload.len() > max_payload) =>

@@ -2,6 +2,8 @@
 //! running another aggregate is refused with a typed error and changes
 //! nothing, where it used to be decoded as garbage.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -35,8 +37,8 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A share frame from a lying sender, claiming `claimed` as its type.
-fn share_frame(claimed: u32, value: f64) -> Vec<u8> {
+/// A frame from the member at `addr(2)`.
+fn frame(message: &Message) -> Vec<u8> {
     let header = Header {
         version: PROTOCOL_VERSION,
         label: "",
@@ -44,14 +46,16 @@ fn share_frame(claimed: u32, value: f64) -> Vec<u8> {
         generation: Generation(1),
         incarnation: Incarnation(0),
     };
+    wire::encode(&header, message)
+}
+
+/// A share frame from a lying member, claiming `claimed` as its type.
+fn share_frame(claimed: u32, value: f64) -> Vec<u8> {
     let share = postcard::to_allocvec(&value).unwrap();
-    wire::encode(
-        &header,
-        &Message::Aggregate {
-            share_type: claimed,
-            share,
-        },
-    )
+    frame(&Message::Aggregate {
+        share_type: claimed,
+        share,
+    })
 }
 
 #[test]
@@ -68,6 +72,10 @@ fn a_share_of_another_type_is_refused_and_changes_nothing() {
     )
     .unwrap();
     node.join(now, &[]).unwrap();
+    // Shares count only from members: the sender joins first.
+    node.handle_message(now, addr(2), &frame(&Message::Join { metadata: vec![] }))
+        .unwrap();
+    common::answer_challenge(&mut node, now, addr(2), frame);
     while node.poll_transmit().is_some() {}
 
     let foreign = share_type("tests/other/1");
@@ -86,6 +94,28 @@ fn a_share_of_another_type_is_refused_and_changes_nothing() {
         .expect("a share of our own type is taken");
     assert_eq!(node.estimate(), Some(7.0));
     assert_eq!(node.stats().shares_received, 1);
+
+    // A share of the right type from a stranger is ignored.
+    let stranger = wire::encode(
+        &Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: NodeId::new(addr(3)),
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+        },
+        &Message::Aggregate {
+            share_type: Last::SHARE_TYPE,
+            share: postcard::to_allocvec(&-1.0f64).unwrap(),
+        },
+    );
+    node.handle_message(now, addr(3), &stranger).unwrap();
+    assert_eq!(
+        node.estimate(),
+        Some(7.0),
+        "a stranger's share changes nothing"
+    );
+    assert_eq!(node.stats().claims_ignored, 1);
 }
 
 #[test]

@@ -200,9 +200,11 @@ fn crashes_scheduled_at_time_zero_happen() {
     s.crash_at = Duration::ZERO;
     let r = run_membership(&s, |_| {}).unwrap();
     assert_eq!(r.crashed.len(), 2);
-    // Crashed right after sending their join: the others learn of them,
-    // then find them dead; the two never converge themselves.
-    assert_eq!(r.join_unconverged, 2);
+    // Crashed right after sending their join, they never answer the seed's
+    // challenge: nobody admits them, so there is nothing to detect, and
+    // nobody ever lists all 20 as alive (which join convergence asks).
+    assert_eq!(r.join_unconverged, 20);
     let detection = r.detection_s.clone().expect("crashes happened");
-    assert!(detection.max.is_some(), "both detected: {r:?}");
+    assert!(detection.max.is_none(), "never members: {r:?}");
+    assert_eq!(r.false_positives, 0);
 }

@@ -339,7 +339,28 @@ mod hostile_input {
             Err(RecvError::SenderMismatch)
         );
         assert!(node.poll_transmit().is_none());
-        // From its own address it is answered.
+        // From its own address, but from a stranger, it is ignored.
+        node.handle_message(now, addr(9), &pull).unwrap();
+        assert!(node.poll_transmit().is_none());
+        // Once :9 joined and proved its address, it is answered.
+        let join = frame(9, &Message::Join { metadata: vec![] });
+        node.handle_message(now, addr(9), &join).unwrap();
+        let config = node.config().clone();
+        let seq = core::iter::from_fn(|| node.poll_transmit())
+            .find_map(|t| match wire::decode(&config, &t.bytes) {
+                Ok((_, Message::Verify { seq })) => Some(seq),
+                _ => None,
+            })
+            .expect("the joiner is challenged");
+        let ack = frame(
+            9,
+            &Message::Ack {
+                seq,
+                updates: vec![],
+            },
+        );
+        node.handle_message(now, addr(9), &ack).unwrap();
+        while node.poll_transmit().is_some() {}
         node.handle_message(now, addr(9), &pull).unwrap();
         let answer = node.poll_transmit().expect("the stored rumor");
         assert_eq!(answer.to, addr(9));

@@ -53,7 +53,6 @@ pub(crate) struct FailureDetector {
     order: Vec<NodeId>,
     cursor: usize,
     probe: Option<Probe>,
-    next_seq: u32,
     indirect: FastMap<u32, IndirectRequest>,
     local_health: u32,
 }
@@ -76,14 +75,20 @@ impl FailureDetector {
         self.local_health = next as u32;
     }
 
-    /// A fresh sequence number for a ping.
-    pub(crate) fn next_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
+    /// A fresh sequence number for a ping: random, so that nobody but the
+    /// address pinged (which sees it) can produce a matching ack, and
+    /// distinct from every sequence number still awaited.
+    pub(crate) fn next_seq(&mut self, rng: &mut ChaCha8Rng) -> u32 {
+        loop {
+            let seq = rng.random::<u32>();
+            let in_use = self.probe.as_ref().is_some_and(|p| p.seq == seq)
+                || self.indirect.contains_key(&seq);
+            if !in_use {
+                return seq;
+            }
+        }
     }
 
-    /// A member became live: put it at a random place among the members not
-    /// yet probed this round, so it is probed within one round.
     pub(crate) fn add_candidate(&mut self, id: NodeId, live_count: usize, rng: &mut ChaCha8Rng) {
         if self.order.len() > 2 * live_count + 16 {
             // Members that flap would otherwise pile up duplicates here.
@@ -125,8 +130,8 @@ impl FailureDetector {
     }
 
     /// Starts probing `target`; returns the ping's sequence number.
-    pub(crate) fn start(&mut self, target: NodeId) -> u32 {
-        let seq = self.next_seq();
+    pub(crate) fn start(&mut self, target: NodeId, rng: &mut ChaCha8Rng) -> u32 {
+        let seq = self.next_seq(rng);
         self.probe = Some(Probe {
             target,
             seq,
@@ -204,14 +209,19 @@ impl FailureDetector {
     }
 
     /// Starts probing `target` for another member; returns our ping's
-    /// sequence number.
+    /// sequence number, or `None` when `max` such probes already run.
     pub(crate) fn start_indirect(
         &mut self,
         origin: SocketAddr,
         origin_seq: u32,
         target: NodeId,
-    ) -> u32 {
-        let seq = self.next_seq();
+        max: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<u32> {
+        if self.indirect.len() >= max {
+            return None;
+        }
+        let seq = self.next_seq(rng);
         self.indirect.insert(
             seq,
             IndirectRequest {
@@ -221,7 +231,7 @@ impl FailureDetector {
                 nacked: false,
             },
         );
-        seq
+        Some(seq)
     }
 
     /// The indirect probe `seq` timed out: whom to nack, once.
@@ -309,7 +319,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let live = live(4);
         let mut detector = FailureDetector::default();
-        let seq = detector.start(id(1));
+        let seq = detector.start(id(1), &mut rng);
         let (target, _, helpers) = detector.ask_helpers(&live, 2, &mut rng).unwrap();
         assert_eq!(target, id(1));
         assert!(!helpers.contains(&id(1)));
@@ -321,7 +331,7 @@ mod tests {
         assert_eq!(missed, 1);
 
         detector.adjust_health(3, 8);
-        let seq = detector.start(id(2));
+        let seq = detector.start(id(2), &mut rng);
         assert!(
             matches!(detector.ack(seq, id(3), 8), Acked::Unknown),
             "an ack from neither the target nor a helper does not count"
@@ -330,7 +340,20 @@ mod tests {
         assert_eq!(detector.local_health(), 2);
         assert!(detector.finish().is_none(), "an acked probe does not fail");
 
-        let mine = detector.start_indirect("127.0.0.1:9".parse().unwrap(), 41, id(4));
+        let origin = "127.0.0.1:9".parse().unwrap();
+        let mine = detector
+            .start_indirect(origin, 41, id(4), 2, &mut rng)
+            .expect("room for a request");
+        assert_ne!(mine, seq, "sequence numbers awaited at once differ");
+        assert!(detector
+            .start_indirect(origin, 42, id(3), 2, &mut rng)
+            .is_some());
+        assert!(
+            detector
+                .start_indirect(origin, 43, id(2), 2, &mut rng)
+                .is_none(),
+            "requests beyond the bound are declined"
+        );
         assert_eq!(detector.nack_due(mine).map(|(_, s)| s), Some(41));
         assert_eq!(detector.nack_due(mine), None, "one nack per request");
         assert!(

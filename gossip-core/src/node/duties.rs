@@ -28,7 +28,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                     .arm(Timer::DeadProbe, now + self.config.dead_probe_interval);
                 if let Some(target) = self.view.dead().choose(&mut self.rng) {
                     self.outbox.stats.dead_probes_sent += 1;
-                    let seq = self.detector.next_seq();
+                    let seq = self.detector.next_seq(&mut self.rng);
                     self.send_ping(target.addr(), seq);
                 }
             }
@@ -47,7 +47,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Timer::Remind(id) => {
                 if self.view.liveness(&id) == Some(Liveness::Suspect) {
                     self.outbox.stats.reminders_sent += 1;
-                    let seq = self.detector.next_seq();
+                    let seq = self.detector.next_seq(&mut self.rng);
                     self.send_ping(id.addr(), seq);
                 }
             }
@@ -60,6 +60,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Timer::ForgetIndirect(seq) => self.detector.forget_indirect(seq),
+            Timer::Candidate(id) => {
+                if self.candidates.expire(&id) {
+                    self.outbox.stats.candidates_dropped += 1;
+                }
+            }
             Timer::Forget => {
                 self.view.forget_due(now, self.config.dead_retention);
                 self.timers.set(Timer::Forget, self.view.next_forget());
@@ -82,7 +87,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.timers.disarm(Timer::ProbeEnd);
             return;
         };
-        let seq = self.detector.start(target);
+        let seq = self.detector.start(target, &mut self.rng);
         self.timers
             .arm(Timer::ProbeDirect, schedule.direct_deadline);
         self.timers.arm(Timer::ProbeEnd, schedule.end);
@@ -156,20 +161,29 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.timers.arm(Timer::Remind(id), now + min / 2);
     }
 
-    /// A suspicion ran out: declare the member dead and tell the others.
+    /// A suspicion ran out: declare the member dead (or departed, if the
+    /// suspicion began with a report that it left) and tell the others.
     pub(super) fn declare_dead(&mut self, now: Instant, id: NodeId) {
         let version = self.view.get(&id).expect("suspect is known").version();
-        self.outbox.stats.members_declared_dead += 1;
         let by = self.local.id;
-        self.merge(now, id, version, Status::Dead { by }, true);
-        debug_assert_eq!(self.view.liveness(&id), Some(Liveness::Dead));
+        let status = if self.view.is_leaving(&id) {
+            Status::Left
+        } else {
+            self.outbox.stats.members_declared_dead += 1;
+            Status::Dead { by }
+        };
+        self.merge(now, id, version, status.clone(), true);
+        debug_assert!(matches!(
+            self.view.liveness(&id),
+            Some(Liveness::Dead | Liveness::Left)
+        ));
         // Queued even when the merge already queued it: the declaration
         // counts as fresh news again.
         self.enqueue(MemberRecord {
             id,
             generation: version.0,
             incarnation: version.1,
-            status: Status::Dead { by },
+            status,
         });
     }
 
@@ -207,9 +221,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         }
     }
 
-    /// Whether the reply budget allows a state answer now.
-    pub(super) fn allow_state_reply(&mut self, now: Instant) -> bool {
-        let allowed = self.sync.allow(now, &self.config);
+    /// Whether the reply budgets allow a state answer to `to` now.
+    pub(super) fn allow_state_reply(&mut self, now: Instant, to: SocketAddr) -> bool {
+        let allowed = self.sync.allow(now, &self.config, to);
         if !allowed {
             self.outbox.stats.state_replies_throttled += 1;
         }
@@ -217,7 +231,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn maybe_start_sync(&mut self, now: Instant, peer: SocketAddr) {
-        if !self.sync.may_start(now) || !self.allow_state_reply(now) {
+        if !self.sync.may_start(now) || !self.allow_state_reply(now, peer) {
             return;
         }
         self.sync.started(now, &self.config);

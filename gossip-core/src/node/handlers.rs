@@ -5,37 +5,78 @@ use super::*;
 impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- message handlers ------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)] // the fields of one ping
+    /// Whether `source` is a live member; counts the frame as ignored if not.
+    pub(super) fn from_member(&mut self, source: &Source) -> bool {
+        if !source.member {
+            self.outbox.stats.claims_ignored += 1;
+        }
+        source.member
+    }
+
     pub(super) fn on_ping(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        sender: NodeId,
-        sender_version: Version,
+        source: &Source,
         seq: u32,
         view_hash: [u8; 8],
         updates: Vec<MemberRecord>,
     ) {
-        self.apply_records(now, updates);
-        // A member we suspect or believe dead is talking to us: tell it
-        // so first, so it can refute at once instead of waiting for
-        // gossip (whose bounded retransmissions may all have been lost).
+        self.apply_records(now, source, updates);
+        let from = source.sender.addr();
+        if !source.member {
+            // A stranger (or a member we hold down) gets a bare answer: no
+            // piggybacked news, so a ping cannot draw more than about its
+            // own size, and nobody outside spends our retransmissions. A
+            // member we believe down also hears our verdict, so that it
+            // can refute it.
+            let verdict = source
+                .known
+                .then(|| self.view.record_of(source.sender, self.local.id));
+            let message = Message::Ack {
+                seq,
+                updates: verdict.into_iter().collect(),
+            };
+            let header = self.local.header(&self.config);
+            self.outbox.push_frame(&header, from, &message);
+            return;
+        }
+        // A member we suspect is talking to us: tell it so first, so it can
+        // refute at once instead of waiting for gossip (whose bounded
+        // retransmissions may all have been lost).
         let verdict = self
             .view
-            .get(&sender)
-            .is_some_and(|e| {
-                matches!(e.liveness, Liveness::Suspect | Liveness::Dead)
-                    && e.version() >= sender_version
-            })
-            .then(|| self.view.record_of(sender, self.local.id));
+            .get(&source.sender)
+            .is_some_and(|e| e.liveness == Liveness::Suspect && e.version() >= source.version)
+            .then(|| self.view.record_of(source.sender, self.local.id));
         self.send_with_updates(from, verdict, |updates| Message::Ack { seq, updates });
-        if u64::from_le_bytes(view_hash) != self.view.hash() && from == sender.addr() {
+        if u64::from_le_bytes(view_hash) != self.view.hash() {
             self.maybe_start_sync(now, from);
         }
     }
 
-    pub(super) fn on_ack(&mut self, seq: u32, sender: NodeId) {
-        match self.detector.ack(seq, sender, self.config.max_local_health) {
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        source: &Source,
+        seq: u32,
+        updates: Vec<MemberRecord>,
+    ) {
+        // An answer to a challenge proves its sender first, so that what it
+        // says of itself in the same frame is heard as a member's word.
+        if let Some(candidate) = self.candidates.prove(source.sender, seq) {
+            self.timers.disarm(Timer::Candidate(source.sender));
+            self.admit(now, source, candidate, updates.first());
+        }
+        let source = Source {
+            member: self.view.is_live(&source.sender),
+            known: self.view.knows(&source.sender),
+            ..*source
+        };
+        self.apply_records(now, &source, updates);
+        match self
+            .detector
+            .ack(seq, source.sender, self.config.max_local_health)
+        {
             Acked::OwnProbe => self.timers.disarm(Timer::ProbeDirect),
             Acked::Forward(request) => {
                 self.send_with_updates(request.origin, None, |updates| Message::Ack {
@@ -47,8 +88,25 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         }
     }
 
-    pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u32, target: NodeId) {
-        let my_seq = self.detector.start_indirect(from, seq, target);
+    pub(super) fn on_ping_req(&mut self, now: Instant, source: &Source, seq: u32, target: NodeId) {
+        // Probing on request only live members, for live members: otherwise
+        // anyone could aim this node's pings at any address. Declining is
+        // not a fault of the frame: the requester may simply know a member
+        // we have not heard of yet.
+        if !source.member || !self.view.is_live(&target) {
+            self.outbox.stats.probe_requests_declined += 1;
+            return;
+        }
+        let Some(my_seq) = self.detector.start_indirect(
+            source.sender.addr(),
+            seq,
+            target,
+            self.config.max_indirect_probes.get(),
+            &mut self.rng,
+        ) else {
+            self.outbox.stats.probe_requests_declined += 1;
+            return;
+        };
         // Lifeguard: answer with a nack well before the requester's own
         // deadline if the target stays silent.
         self.timers.arm(
@@ -63,20 +121,78 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.send_ping(target.addr(), my_seq);
     }
 
-    pub(super) fn on_rumors(
-        &mut self,
-        sender: NodeId,
-        items: Vec<wire::WireRumor>,
-    ) -> Result<(), RecvError> {
-        // A rumor must fit a frame of ours too, or relaying it would
-        // produce a frame every peer refuses.
+    /// Answers a challenge: an ack echoing it, carrying our own record so
+    /// that the challenger learns our life and metadata from us. To an
+    /// address that is not a member (nor a seed of ours) the record goes
+    /// only if the answer stays within about three times the challenge's
+    /// size; otherwise the ack is bare.
+    pub(super) fn on_verify(&mut self, source: &Source, seq: u32, request_len: usize) {
+        let own = MemberRecord {
+            id: self.local.id,
+            generation: self.local.generation,
+            incarnation: self.local.incarnation,
+            status: Status::Alive {
+                metadata: self.local.metadata.clone(),
+            },
+        };
+        let header = self.local.header(&self.config);
+        let with_record = Message::Ack {
+            seq,
+            updates: vec![own],
+        };
+        let proven = source.known || source.seed;
+        let fits = wire::encoded_len(&(&header, &with_record)) <= 3 * request_len;
+        let message = if proven || fits {
+            with_record
+        } else {
+            Message::Ack {
+                seq,
+                updates: Vec::new(),
+            }
+        };
+        self.outbox
+            .push_frame(&header, source.sender.addr(), &message);
+    }
+
+    /// A member asks to join. A live member (restarted, or asking again)
+    /// gets our state at once; anyone else first proves its address, and is
+    /// answered once it has.
+    pub(super) fn on_join(&mut self, now: Instant, source: &Source, metadata: Vec<u8>) {
+        let id = source.sender;
+        if !self.view.knows(&id) {
+            self.challenge(now, id, source.version, metadata, true);
+            return;
+        }
+        // Its own word, from its own address: a member we knew may come
+        // back, in this life or a new one.
+        self.merge(now, id, source.version, Status::Alive { metadata }, true);
+        if self.view.is_live(&id) {
+            self.answer_join(now, id.addr());
+        }
+    }
+
+    /// Sends our state to a member that joined.
+    pub(super) fn answer_join(&mut self, now: Instant, to: SocketAddr) {
+        if self.allow_state_reply(now, to) {
+            self.outbox.stats.joins_answered += 1;
+            self.send_state(to, false);
+        }
+    }
+
+    /// A rumor must fit a frame of ours too, or relaying it would produce a
+    /// frame every peer refuses.
+    pub(super) fn check_rumors(&self, items: &[wire::WireRumor]) -> Result<(), RecvError> {
         let max = self.max_payload_len();
-        if let Some(item) = items.iter().find(|item| item.payload.len() > max) {
-            return Err(RecvError::PayloadTooLarge {
+        match items.iter().find(|item| item.payload.len() > max) {
+            Some(item) => Err(RecvError::PayloadTooLarge {
                 len: item.payload.len(),
                 max,
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    pub(super) fn on_rumors(&mut self, sender: NodeId, items: Vec<wire::WireRumor>) {
         for item in items {
             let rumor = Rumor {
                 id: item.id,
@@ -98,24 +214,25 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 self.run_strategy(|strategy, host| strategy.on_duplicate(host, rumor, sender));
             }
         }
-        Ok(())
     }
 
     pub(super) fn on_sync(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        sender: NodeId,
+        source: &Source,
         reply: bool,
         range: sync::Range,
         entries: Vec<SyncEntry>,
     ) {
+        if !source.vouches() {
+            // A stranger's view is not ours to take, nor is it owed ours.
+            self.outbox.stats.claims_ignored += 1;
+            return;
+        }
         // Only an answer from a seed we asked, or from a member we already
         // hold live, completes a join: a stranger's view must not stop the
         // join retries.
-        if self.local.seeds.contains(&from) || self.view.is_live(&sender) {
-            self.local.joined = true;
-        }
+        self.local.joined = true;
         // What the sender listed, to answer with only what it lacks.
         let listed = if reply {
             sync::listed(&entries)
@@ -126,30 +243,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             let version = (entry.generation, entry.incarnation);
             let claim = match entry.liveness {
                 Liveness::Alive => Status::Alive {
-                    metadata: entry.metadata.clone(),
+                    metadata: entry.metadata,
                 },
-                // A death reported by bulk state is only a suspicion here:
-                // the member gets the chance to refute it, so one stale view
-                // (say, from across a healed partition) cannot kill healthy
-                // members outright.
-                Liveness::Suspect | Liveness::Dead => Status::Suspect { by: sender },
+                Liveness::Suspect => Status::Suspect { by: source.sender },
+                Liveness::Dead => Status::Dead { by: source.sender },
                 Liveness::Left => Status::Left,
             };
-            if entry.liveness == Liveness::Suspect
-                && !self.view.knows(&entry.id)
-                && entry.id != self.local.id
-            {
-                // Bulk state may introduce a member we never heard of in a
-                // suspect state: learn it as alive first. (Dead strangers
-                // are not worth learning, as with gossip.)
-                let alive = Status::Alive {
-                    metadata: entry.metadata,
-                };
-                self.merge(now, entry.id, version, alive, false);
-            }
-            self.merge(now, entry.id, version, claim, false);
+            self.apply_record(now, source, entry.id, version, claim, false);
         }
-        if reply && self.allow_state_reply(now) {
+        let to = source.sender.addr();
+        if reply && source.member && self.allow_state_reply(now, to) {
             if range.0.is_none() {
                 self.outbox.stats.syncs_answered += 1;
             }
@@ -160,7 +263,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 &listed,
             );
             if !missing.is_empty() {
-                self.pack_state(from, false, missing, range);
+                self.pack_state(to, false, missing, range);
             }
         }
     }

@@ -5,10 +5,177 @@ use super::*;
 impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- state merging -------------------------------------------------
 
-    pub(super) fn apply_records(&mut self, now: Instant, records: Vec<MemberRecord>) {
+    /// Takes the records of one frame, by the rules of who may say what
+    /// (see [`apply_record`](Self::apply_record)).
+    pub(super) fn apply_records(
+        &mut self,
+        now: Instant,
+        source: &Source,
+        records: Vec<MemberRecord>,
+    ) {
         for record in records {
             let version = (record.generation, record.incarnation);
-            self.merge(now, record.id, version, record.status, true);
+            self.apply_record(now, source, record.id, version, record.status, true);
+        }
+    }
+
+    /// Takes one claim that `source` makes about `id`:
+    ///
+    /// - about this node, from anyone who was ever a member (or a seed):
+    ///   refuted if it says we are down, so refutation is always possible;
+    /// - about the sender itself: its own word, which alone may announce a
+    ///   departure, a new life or new metadata (a new address still
+    ///   proves itself first);
+    /// - about a third member, from a live member or a seed only, and
+    ///   weighed by [`merge_reported`](Self::merge_reported);
+    /// - anything else is ignored and counted.
+    pub(super) fn apply_record(
+        &mut self,
+        now: Instant,
+        source: &Source,
+        id: NodeId,
+        version: Version,
+        claim: Status,
+        first_hand: bool,
+    ) {
+        if id == self.local.id {
+            if source.known || source.vouches() {
+                self.claim_about_self(version, &claim);
+            } else {
+                self.outbox.stats.claims_ignored += 1;
+            }
+        } else if id == source.sender {
+            match claim {
+                Status::Alive { metadata } if !self.view.knows(&id) => {
+                    self.challenge(now, id, version, metadata, false);
+                }
+                claim => self.merge(now, id, version, claim, first_hand),
+            }
+        } else if source.vouches() {
+            self.merge_reported(now, source.sender, id, version, claim, first_hand);
+        } else {
+            self.outbox.stats.claims_ignored += 1;
+        }
+    }
+
+    /// Weighs what `reporter`, a live member or a seed, says of another
+    /// member `id`:
+    ///
+    /// - that it is alive: taken within the life we know it in (a
+    ///   refutation, or new metadata, spreads that way); a new member, a new
+    ///   life, or a member we hold down coming back is only taken from the
+    ///   member's own answer to a challenge;
+    /// - that it is suspect, dead or departed: only a suspicion, within
+    ///   the life we know it in, which the member can refute. A departure
+    ///   that is not refuted is recorded as a departure when the suspicion
+    ///   ends. The reporter counts as one confirmation of the suspicion,
+    ///   whoever it names.
+    pub(super) fn merge_reported(
+        &mut self,
+        now: Instant,
+        reporter: NodeId,
+        id: NodeId,
+        version: Version,
+        claim: Status,
+        first_hand: bool,
+    ) {
+        let held = self.view.get(&id).map(|e| (e.version(), e.liveness));
+        match claim {
+            Status::Alive { metadata } => match held {
+                None => self.challenge(now, id, version, metadata, false),
+                Some((known, liveness))
+                    if crate::membership::is_live(liveness) && version.0 == known.0 =>
+                {
+                    self.merge(now, id, version, Status::Alive { metadata }, first_hand);
+                }
+                Some((known, _)) if version > known => {
+                    self.challenge(now, id, version, metadata, false);
+                }
+                Some(_) => {}
+            },
+            Status::Suspect { .. } | Status::Dead { .. } | Status::Left => {
+                let Some((known, liveness)) = held else {
+                    return;
+                };
+                if !crate::membership::is_live(liveness) || version.0 != known.0 || version < known
+                {
+                    return;
+                }
+                let leaving = matches!(claim, Status::Left);
+                self.merge(
+                    now,
+                    id,
+                    version,
+                    Status::Suspect { by: reporter },
+                    first_hand,
+                );
+                if leaving && self.view.liveness(&id) == Some(Liveness::Suspect) {
+                    self.view.mark_leaving(&id);
+                }
+            }
+        }
+    }
+
+    /// Challenges the address of `id` to prove a claim that it is a member
+    /// at `version` with `metadata` (and, with `answer_join`, to be
+    /// answered with our state once it has).
+    pub(super) fn challenge(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        version: Version,
+        metadata: Vec<u8>,
+        answer_join: bool,
+    ) {
+        let max = self.config.max_candidates.get();
+        let rng = &mut self.rng;
+        match self
+            .candidates
+            .propose(id, version, metadata, answer_join, max, || rng.random())
+        {
+            Proposal::Challenge(seq) => {
+                self.outbox.stats.verifications_sent += 1;
+                self.timers
+                    .arm(Timer::Candidate(id), now + self.config.verify_timeout);
+                let header = self.local.header(&self.config);
+                self.outbox
+                    .push_frame(&header, id.addr(), &Message::Verify { seq });
+            }
+            Proposal::Waiting => {}
+            Proposal::Full => self.outbox.stats.candidates_dropped += 1,
+        }
+    }
+
+    /// A candidate answered its challenge: its address is its own. It
+    /// becomes a member in the life its answer states, with the metadata
+    /// its own record gives (or the claim's, if the answer carried no
+    /// record and states the claimed version).
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        source: &Source,
+        candidate: Candidate,
+        first: Option<&MemberRecord>,
+    ) {
+        let id = source.sender;
+        let own = first.and_then(|record| match &record.status {
+            Status::Alive { metadata }
+                if record.id == id && (record.generation, record.incarnation) == source.version =>
+            {
+                Some(metadata.clone())
+            }
+            _ => None,
+        });
+        let Some(metadata) =
+            own.or_else(|| (candidate.version == source.version).then_some(candidate.metadata))
+        else {
+            self.outbox.stats.candidates_dropped += 1;
+            return;
+        };
+        self.outbox.stats.candidates_proven += 1;
+        self.merge(now, id, source.version, Status::Alive { metadata }, true);
+        if candidate.answer_join && self.view.is_live(&id) {
+            self.answer_join(now, id.addr());
         }
     }
 

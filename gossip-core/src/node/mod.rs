@@ -16,6 +16,7 @@
 //! (a [`ViewChange`](view::ViewChange), a failed probe) and tells the
 //! others what follows.
 
+mod admission;
 mod detector;
 mod duties;
 mod handlers;
@@ -46,6 +47,7 @@ use crate::store::RumorStore;
 use crate::strategy::{NoStrategy, Rumor, Strategy};
 use crate::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, PROTOCOL_VERSION};
 
+use admission::{Candidate, Candidates, Proposal};
 use detector::{Acked, FailureDetector, ProbeSchedule};
 use host::{Hosted, Lent, Plugins};
 use outbox::Outbox;
@@ -189,8 +191,38 @@ pub struct Node<S = NoStrategy, A = NoAggregate> {
     sync: StateSync,
     pending: UpdateQueue,
     timers: TimerTable,
+    candidates: Candidates,
     plugins: Plugins<S, A>,
     outbox: Outbox,
+}
+
+/// Who sent a frame, as far as this node can tell. The sender's address is
+/// the frame's source address (checked before anything else), so
+/// `sender` speaks for itself; whether it may speak for others depends on
+/// what this node holds of it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Source {
+    /// The sender.
+    sender: NodeId,
+    /// The sender's version, as its header states.
+    version: Version,
+    /// The sender is a live member here: it may vouch for others, gossip,
+    /// relay rumors and ask for state.
+    member: bool,
+    /// The sender is in the table in any state: it was a member once, so
+    /// its word about this node is heard (a member that believes us dead
+    /// must be able to make us refute).
+    known: bool,
+    /// The sender is a seed this node asked to join: its answer is
+    /// believed like a member's.
+    seed: bool,
+}
+
+impl Source {
+    /// Whether the sender's claims about others count.
+    fn vouches(&self) -> bool {
+        self.member || self.seed
+    }
 }
 
 impl Node<NoStrategy> {
@@ -258,6 +290,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             sync: StateSync::default(),
             pending: UpdateQueue::default(),
             timers: TimerTable::default(),
+            candidates: Candidates::default(),
             plugins: Plugins::new(strategy, aggregate, store),
             outbox: Outbox::default(),
         })
@@ -280,6 +313,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let mut stats = self.outbox.stats.clone();
         stats.local_health = self.detector.local_health();
         stats.pending_updates = self.pending.len() as u64;
+        stats.candidates_waiting = self.candidates.len() as u64;
         stats.stored_messages = self.plugins.store.len() as u64;
         stats
     }
@@ -375,14 +409,25 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         // A departed node judges nobody: drop its probes, suspicions and
         // probes run for others, so only the farewell gossip remains.
         self.detector.stop();
+        self.candidates.clear();
         self.timers.retain(Timer::survives_leave);
-        self.enqueue(MemberRecord {
+        let farewell = MemberRecord {
             id: self.local.id,
             generation: self.local.generation,
             incarnation: self.local.incarnation,
             status: Status::Left,
-        });
-        // Tell a few members right away rather than at the next gossip round.
+        };
+        // Only a member's own word says that it left (others take a
+        // report of it as a suspicion), so tell every live member
+        // ourselves, then keep gossiping the news for those who miss it.
+        let header = self.local.header(&self.config);
+        let message = Message::Gossip {
+            updates: vec![farewell.clone()],
+        };
+        for member in self.view.live().as_slice() {
+            self.outbox.push_frame(&header, member.addr(), &message);
+        }
+        self.enqueue(farewell);
         self.gossip_round(now);
         Ok(())
     }
@@ -549,6 +594,12 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         if header.sender == self.local.id {
             return Err(RecvError::FromSelf);
         }
+        // Every claim a frame makes rests on who sent it, so the sender
+        // must be the address the frame came from. (Over QUIC that address
+        // is the one the peer's certificate names.)
+        if from != header.sender.addr() {
+            return Err(RecvError::SenderMismatch);
+        }
         if let Message::Aggregate { share_type, .. } = message {
             if share_type != A::SHARE_TYPE {
                 return Err(RecvError::ShareTypeMismatch {
@@ -564,86 +615,99 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             return Ok(());
         }
         let sender = header.sender;
-        let sender_version = (header.generation, header.incarnation);
+        let source = Source {
+            sender,
+            version: (header.generation, header.incarnation),
+            member: self.view.is_live(&sender),
+            known: self.view.knows(&sender),
+            seed: self.local.seeds.contains(&from),
+        };
+        if source.known && !source.member {
+            // A member we hold down speaks in a newer version than we hold:
+            // it may have refuted our verdict. Ask it to prove it, which
+            // also brings its own record.
+            let held = self.view.get(&sender).expect("known");
+            if source.version > held.version() {
+                let metadata = held.metadata.clone();
+                self.challenge(now, sender, source.version, metadata, false);
+            }
+        }
         match message {
             Message::Ping {
                 seq,
                 view_hash,
                 updates,
-            } => self.on_ping(now, from, sender, sender_version, seq, view_hash, updates),
-            Message::Ack { seq, updates } => {
-                self.apply_records(now, updates);
-                self.on_ack(seq, sender);
-            }
+            } => self.on_ping(now, &source, seq, view_hash, updates),
+            Message::Ack { seq, updates } => self.on_ack(now, &source, seq, updates),
             Message::PingReq {
                 seq,
                 target,
                 updates,
             } => {
-                self.apply_records(now, updates);
-                // Probing on request only members we know (alive, suspect
-                // or remembered dead): otherwise anyone could aim this
-                // node's pings at any address. A member we believe dead is
-                // still probed, as its answer is how a mistake is undone.
-                // Declining is not a fault of the frame: the requester may
-                // simply know a member we have not heard of yet.
-                if self.view.knows(&target) {
-                    self.on_ping_req(now, from, seq, target);
-                } else {
-                    self.outbox.stats.probe_requests_declined += 1;
-                }
+                self.apply_records(now, &source, updates);
+                self.on_ping_req(now, &source, seq, target);
             }
             Message::Nack { seq, updates } => {
-                self.apply_records(now, updates);
+                self.apply_records(now, &source, updates);
                 self.detector.nack(seq, sender);
             }
-            Message::Gossip { updates } => self.apply_records(now, updates),
-            Message::Rumors { items } => self.on_rumors(sender, items)?,
-            Message::Pull {
-                digest,
-                reciprocate,
-            } => {
-                // Answers go to the claimed sender, and may be large: answer
-                // only a request that comes from that very address, within
-                // the same byte budget as state replies, so a forged request
-                // cannot aim a node's whole store at a third party.
-                if from != sender.addr() {
-                    return Err(RecvError::SenderMismatch);
-                }
-                if self.allow_state_reply(now) {
-                    let sent = self.run_strategy(|strategy, host| {
-                        strategy.on_pull(host, sender, &digest, reciprocate)
-                    });
-                    self.sync.charge(sent);
+            Message::Gossip { updates } => self.apply_records(now, &source, updates),
+            Message::Verify { seq } => {
+                self.on_verify(&source, seq, bytes.len());
+                if !source.known {
+                    // Whoever challenges us claims to be a member: challenge
+                    // it back, so that each side admits the other at about
+                    // the same time.
+                    let version = source.version;
+                    self.challenge(now, sender, version, Vec::new(), false);
                 }
             }
-            Message::Aggregate { share, .. } => {
-                let share = wire::decode_share::<A::Share>(&share)?;
-                self.outbox.stats.shares_received += 1;
-                self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
-            }
-            Message::Feedback { known } => {
-                self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
-            }
-            Message::Join { metadata } => {
-                self.merge(
-                    now,
-                    sender,
-                    sender_version,
-                    Status::Alive { metadata },
-                    true,
-                );
-                if self.allow_state_reply(now) {
-                    self.outbox.stats.joins_answered += 1;
-                    self.send_state(from, false);
-                }
-            }
+            Message::Join { metadata } => self.on_join(now, &source, metadata),
             Message::Sync {
                 reply,
                 after,
                 through,
                 entries,
-            } => self.on_sync(now, from, sender, reply, (after, through), entries),
+            } => self.on_sync(now, &source, reply, (after, through), entries),
+            // Only members take part in dissemination and aggregation: a
+            // stranger's rumors, pulls, feedback and shares are ignored.
+            // Shares are also taken from an address whose challenge is out
+            // (one that is being admitted as this share arrives): mass-
+            // conserving algorithms would otherwise lose what a new member
+            // sends before both sides have admitted each other, and anyone
+            // who can answer a challenge could become a member anyway.
+            Message::Aggregate { share, .. } => {
+                let share = wire::decode_share::<A::Share>(&share)?;
+                let admitting = self.candidates.contains(&sender);
+                if admitting || self.from_member(&source) {
+                    self.outbox.stats.shares_received += 1;
+                    self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
+                }
+            }
+            Message::Rumors { items } => {
+                self.check_rumors(&items)?;
+                if self.from_member(&source) {
+                    self.on_rumors(sender, items);
+                }
+            }
+            Message::Pull {
+                digest,
+                reciprocate,
+            } => {
+                // Answers may be large: within the same byte budgets as
+                // state replies.
+                if self.from_member(&source) && self.allow_state_reply(now, from) {
+                    let sent = self.run_strategy(|strategy, host| {
+                        strategy.on_pull(host, sender, &digest, reciprocate)
+                    });
+                    self.sync.charge(from, sent);
+                }
+            }
+            Message::Feedback { known } => {
+                if self.from_member(&source) {
+                    self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
+                }
+            }
         }
         Ok(())
     }

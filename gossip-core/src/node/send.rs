@@ -36,6 +36,18 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Some(Liveness::Suspect | Liveness::Dead)
         )
         .then(|| self.view.record_of(target, self.local.id));
+        if !self.view.is_live(&target) {
+            // A member we hold dead gets only our verdict: news is for
+            // members, and its retransmissions are not spent on others.
+            let message = Message::Ping {
+                seq,
+                view_hash,
+                updates: verdict.into_iter().collect(),
+            };
+            let header = self.local.header(&self.config);
+            self.outbox.push_frame(&header, to, &message);
+            return;
+        }
         self.send_with_updates(to, verdict, |updates| Message::Ping {
             seq,
             view_hash,
@@ -76,7 +88,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let header = self.local.header(&self.config);
         let max = self.config.max_message_size.get();
         let sent = sync::pack(&mut self.outbox, &header, max, to, reply, view, range);
-        self.sync.charge(sent);
+        self.sync.charge(to, sent);
     }
 
     // ----- plug-ins ------------------------------------------------------

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::id::NodeId;
-use crate::membership::{is_live, rank, Version};
+use crate::membership::{is_live, rank, FastMap, Version};
 use crate::wire::{self, Header, Message, SyncEntry};
 
 use super::outbox::Outbox;
@@ -18,34 +18,79 @@ use super::outbox::Outbox;
 /// An id range `(after, through]`; `None` leaves that end open.
 pub(crate) type Range = (Option<NodeId>, Option<NodeId>);
 
-/// The reply budget and the pace of syncs this node starts.
-#[derive(Debug, Default)]
-pub(crate) struct StateSync {
-    /// Bytes of state replies this node may still send now (may go negative).
+/// A token bucket of reply bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Bucket {
+    /// Bytes that may still be sent now (may go negative).
     tokens: f64,
     refilled_at: Option<Instant>,
+}
+
+impl Bucket {
+    /// Refills up to `now` at `rate` bytes a second, capped at `burst`; a
+    /// new bucket starts full.
+    fn refill(&mut self, now: Instant, rate: u64, burst: u64) {
+        let burst = burst as f64;
+        self.tokens = match self.refilled_at {
+            Some(at) => (self.tokens
+                + now.saturating_duration_since(at).as_secs_f64() * rate as f64)
+                .min(burst),
+            None => burst,
+        };
+        self.refilled_at = Some(now);
+    }
+}
+
+/// The reply budget and the pace of syncs this node starts.
+///
+/// Every state reply draws on the node-wide bucket and on its
+/// destination's own: one member asking again and again cannot take the
+/// whole budget from the others. The per-destination buckets are bounded
+/// by `max_reply_sources`; the one refilled longest ago makes room.
+#[derive(Debug, Default)]
+pub(crate) struct StateSync {
+    global: Bucket,
+    sources: FastMap<SocketAddr, Bucket>,
     /// No sync is started before this.
     next_start_at: Option<Instant>,
 }
 
 impl StateSync {
-    /// Refills the bucket up to `now`; whether a state reply may be sent.
-    pub(crate) fn allow(&mut self, now: Instant, config: &Config) -> bool {
-        let rate = config.state_reply_bytes_per_s as f64;
-        let burst = config.state_reply_burst_bytes as f64;
-        self.tokens = match self.refilled_at {
-            Some(at) => {
-                (self.tokens + now.saturating_duration_since(at).as_secs_f64() * rate).min(burst)
+    /// Refills the buckets up to `now`; whether a state reply to `to` may
+    /// be sent.
+    pub(crate) fn allow(&mut self, now: Instant, config: &Config, to: SocketAddr) -> bool {
+        self.global.refill(
+            now,
+            config.state_reply_bytes_per_s,
+            config.state_reply_burst_bytes,
+        );
+        if !self.sources.contains_key(&to) && self.sources.len() >= config.max_reply_sources.get() {
+            // Bounded by configuration, and only when a new destination
+            // arrives while the table is full.
+            let stalest = self
+                .sources
+                .iter()
+                .min_by_key(|(addr, b)| (b.refilled_at, **addr))
+                .map(|(addr, _)| *addr);
+            if let Some(addr) = stalest {
+                self.sources.remove(&addr);
             }
-            None => burst,
-        };
-        self.refilled_at = Some(now);
-        self.tokens > 0.0
+        }
+        let source = self.sources.entry(to).or_default();
+        source.refill(
+            now,
+            config.source_reply_bytes_per_s,
+            config.source_reply_burst_bytes,
+        );
+        self.global.tokens > 0.0 && source.tokens > 0.0
     }
 
-    /// Takes `bytes` of replies sent out of the bucket.
-    pub(crate) fn charge(&mut self, bytes: usize) {
-        self.tokens -= bytes as f64;
+    /// Takes `bytes` of replies sent to `to` out of the buckets.
+    pub(crate) fn charge(&mut self, to: SocketAddr, bytes: usize) {
+        self.global.tokens -= bytes as f64;
+        if let Some(source) = self.sources.get_mut(&to) {
+            source.tokens -= bytes as f64;
+        }
     }
 
     /// Whether the pace allows starting a sync at `now`; if so, the next
@@ -173,16 +218,44 @@ mod tests {
         let (now, mut config) = (origin(), Config::default());
         config.state_reply_bytes_per_s = 1000;
         config.state_reply_burst_bytes = 2000;
+        let (a, b) = (
+            entry(1, 0, Liveness::Alive).id.addr(),
+            entry(2, 0, Liveness::Alive).id.addr(),
+        );
         let mut sync = StateSync::default();
-        assert!(sync.allow(now, &config), "starts full");
-        sync.charge(2500);
-        assert!(!sync.allow(now, &config), "overdrawn");
-        assert!(!sync.allow(now + Duration::from_millis(400), &config));
-        assert!(sync.allow(now + Duration::from_millis(600), &config));
+        assert!(sync.allow(now, &config, a), "starts full");
+        sync.charge(a, 2500);
+        assert!(!sync.allow(now, &config, b), "overdrawn");
+        assert!(!sync.allow(now + Duration::from_millis(400), &config, b));
+        assert!(sync.allow(now + Duration::from_millis(600), &config, b));
         assert!(sync.may_start(now));
         sync.started(now, &config);
         assert!(!sync.may_start(now));
         assert!(sync.may_start(now + config.sync_interval));
+    }
+
+    #[test]
+    fn one_destination_cannot_spend_the_others_budget() {
+        let (now, mut config) = (origin(), Config::default());
+        config.state_reply_bytes_per_s = 10_000;
+        config.state_reply_burst_bytes = 10_000;
+        config.source_reply_bytes_per_s = 100;
+        config.source_reply_burst_bytes = 1000;
+        config.max_reply_sources = core::num::NonZeroUsize::new(2).unwrap();
+        let addr = |port| entry(port, 0, Liveness::Alive).id.addr();
+        let mut sync = StateSync::default();
+        assert!(sync.allow(now, &config, addr(1)));
+        sync.charge(addr(1), 1500);
+        assert!(
+            !sync.allow(now, &config, addr(1)),
+            "its own bucket is spent"
+        );
+        assert!(sync.allow(now, &config, addr(2)), "another's is not");
+        // A third destination evicts the stalest bucket, bounded at two.
+        let later = now + Duration::from_millis(1);
+        assert!(sync.allow(later, &config, addr(3)));
+        sync.charge(addr(3), 10);
+        assert_eq!(sync.sources.len(), 2);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(crate) enum Timer {
     Nack(u32),
     /// Drop the record of an indirect probe we ran for another member.
     ForgetIndirect(u32),
+    /// A candidate's time to answer its challenge ends.
+    Candidate(NodeId),
     /// The oldest dead member reaches the end of its retention.
     Forget,
 }
@@ -105,9 +107,11 @@ impl Timer {
             Timer::DeadProbe => 5,
             Timer::Join => 6,
             Timer::Forget => 7,
-            Timer::Suspicion(_) | Timer::Remind(_) | Timer::Nack(_) | Timer::ForgetIndirect(_) => {
-                return None
-            }
+            Timer::Suspicion(_)
+            | Timer::Remind(_)
+            | Timer::Nack(_)
+            | Timer::ForgetIndirect(_)
+            | Timer::Candidate(_) => return None,
         })
     }
 

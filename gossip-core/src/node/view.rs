@@ -146,6 +146,22 @@ impl View {
         (entry.liveness == Liveness::Suspect).then_some(suspicion.deadline)
     }
 
+    /// Records that the running suspicion of `id` began with a report that
+    /// it left.
+    pub(crate) fn mark_leaving(&mut self, id: &NodeId) {
+        if let Some(suspicion) = self.table.get_mut(id).and_then(|e| e.suspicion.as_mut()) {
+            suspicion.leaving = true;
+        }
+    }
+
+    /// Whether the running suspicion of `id` began with a report that it left.
+    pub(crate) fn is_leaving(&self, id: &NodeId) -> bool {
+        self.table
+            .get(id)
+            .and_then(|e| e.suspicion.as_ref())
+            .is_some_and(|s| s.leaving)
+    }
+
     /// When the next member is due to be forgotten.
     pub(crate) fn next_forget(&self) -> Option<Instant> {
         self.forget_queue.front().map(|&(at, _)| at)
@@ -211,7 +227,7 @@ impl View {
             let Status::Alive { metadata } = claim else {
                 return Ok(None);
             };
-            if self.table.len() >= config.max_members.get() - 1 {
+            if self.table.len() >= config.max_members.get() - 1 && !self.evict_down() {
                 return Err(Full);
             }
             self.table.insert(
@@ -332,6 +348,23 @@ impl View {
     }
 
     /// Forgets the members whose retention ended by `now`.
+    /// Forgets the member that went down longest ago, to make room for a
+    /// live one in a full table; false if every member is live.
+    fn evict_down(&mut self) -> bool {
+        while let Some((_, id)) = self.forget_queue.pop_front() {
+            let Some(entry) = self.table.get_mut(&id) else {
+                continue;
+            };
+            entry.forget_queued = false;
+            if !is_live(entry.liveness) {
+                self.table.remove(&id);
+                self.dead.remove(id);
+                return true;
+            }
+        }
+        false
+    }
+
     pub(crate) fn forget_due(&mut self, now: Instant, retention: Duration) {
         while let Some(&(at, id)) = self.forget_queue.front() {
             if at > now {

@@ -1,0 +1,155 @@
+//! Admission: claims that only the member they name can prove.
+//!
+//! A claim that a new address is a member, that a member started a new
+//! life, or that a member believed down is alive again, is taken only from
+//! the member's own answer to a `Verify` challenge: a random number sent to
+//! the address the claim names, which only whoever receives at that
+//! address can echo. Until then the claim waits here, within a bound.
+
+use crate::id::NodeId;
+use crate::membership::{FastMap, Version};
+
+/// A claim waiting for its member's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    /// The challenge sent; only an ack echoing it proves the claim.
+    pub seq: u32,
+    /// The version the claim states.
+    pub version: Version,
+    /// The metadata the claim states.
+    pub metadata: Vec<u8>,
+    /// The claim was the member's own join: answer it with our state once
+    /// it is proven.
+    pub answer_join: bool,
+}
+
+/// What [`Candidates::propose`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Proposal {
+    /// A new candidate: send it this challenge.
+    Challenge(u32),
+    /// Its challenge is already out; the claim was merged into it.
+    Waiting,
+    /// The bound is reached: the claim is dropped.
+    Full,
+}
+
+/// The claims waiting for proof, at most `max_candidates` of them.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    waiting: FastMap<NodeId, Candidate>,
+}
+
+impl Candidates {
+    /// Records that `id` claims (or is claimed) to be a member at `version`
+    /// with `metadata`; `seq` draws a challenge if a new one is needed.
+    pub(crate) fn propose(
+        &mut self,
+        id: NodeId,
+        version: Version,
+        metadata: Vec<u8>,
+        answer_join: bool,
+        max: usize,
+        seq: impl FnOnce() -> u32,
+    ) -> Proposal {
+        if let Some(waiting) = self.waiting.get_mut(&id) {
+            if version > waiting.version {
+                waiting.version = version;
+                waiting.metadata = metadata;
+            }
+            waiting.answer_join |= answer_join;
+            return Proposal::Waiting;
+        }
+        if self.waiting.len() >= max {
+            return Proposal::Full;
+        }
+        let seq = seq();
+        self.waiting.insert(
+            id,
+            Candidate {
+                seq,
+                version,
+                metadata,
+                answer_join,
+            },
+        );
+        Proposal::Challenge(seq)
+    }
+
+    /// An ack echoing `seq` came from `id` itself: the candidate, if that
+    /// was its challenge.
+    pub(crate) fn prove(&mut self, id: NodeId, seq: u32) -> Option<Candidate> {
+        if self.waiting.get(&id)?.seq != seq {
+            return None;
+        }
+        self.waiting.remove(&id)
+    }
+
+    /// The candidate's time to answer ran out.
+    pub(crate) fn expire(&mut self, id: &NodeId) -> bool {
+        self.waiting.remove(id).is_some()
+    }
+
+    /// Whether a claim about `id` waits for its answer.
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.waiting.contains_key(id)
+    }
+
+    /// Candidates waiting now.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// A departed node admits nobody.
+    pub(crate) fn clear(&mut self) {
+        self.waiting.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Generation, Incarnation};
+    use std::net::SocketAddr;
+
+    fn id(n: u16) -> NodeId {
+        NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
+    }
+
+    fn v(generation: u64, incarnation: u32) -> Version {
+        (Generation(generation), Incarnation(incarnation))
+    }
+
+    #[test]
+    fn one_challenge_per_candidate_within_the_bound() {
+        let mut candidates = Candidates::default();
+        let first = candidates.propose(id(1), v(1, 0), vec![1], false, 2, || 7);
+        assert_eq!(first, Proposal::Challenge(7));
+        let again = candidates.propose(id(1), v(1, 3), vec![2], true, 2, || unreachable!());
+        assert_eq!(again, Proposal::Waiting, "one challenge out per address");
+        assert_eq!(
+            candidates.propose(id(2), v(1, 0), vec![], false, 2, || 8),
+            Proposal::Challenge(8)
+        );
+        assert_eq!(
+            candidates.propose(id(3), v(1, 0), vec![], false, 2, || 9),
+            Proposal::Full
+        );
+        assert_eq!(candidates.len(), 2);
+
+        assert_eq!(
+            candidates.prove(id(1), 8),
+            None,
+            "another candidate's challenge"
+        );
+        assert_eq!(candidates.prove(id(3), 9), None, "never challenged");
+        let proven = candidates.prove(id(1), 7).expect("its own challenge");
+        assert_eq!(
+            (proven.version, proven.metadata, proven.answer_join),
+            (v(1, 3), vec![2], true)
+        );
+        assert!(candidates.prove(id(1), 7).is_none(), "a proof counts once");
+        assert!(candidates.expire(&id(2)));
+        assert_eq!(candidates.len(), 0);
+    }
+}
