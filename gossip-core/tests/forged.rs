@@ -46,7 +46,12 @@ fn drain(node: &mut Node) -> Vec<Transmit> {
 /// Node 1, founder of a cluster that members 2 and 3 joined (by frames
 /// that claim to be theirs); outputs drained.
 fn founder_with_two_members(now: Instant) -> Node {
-    let mut node = Node::new(Config::default(), id(1), Generation(1), 5).unwrap();
+    founder_with(Config::default(), now)
+}
+
+/// The same under `config`.
+fn founder_with(config: Config, now: Instant) -> Node {
+    let mut node = Node::new(config, id(1), Generation(1), 5).unwrap();
     node.join(now, &[]).unwrap();
     for i in [2, 3] {
         node.handle_message(now, addr(i), &join_frame(i)).unwrap();
@@ -541,4 +546,45 @@ fn probe_sequence_numbers_are_not_a_counter() {
         .filter(|w| w[1] == w[0].wrapping_add(1))
         .count();
     assert_eq!(steps_of_one, 0, "{seqs:?}");
+}
+
+#[test]
+fn a_member_asking_for_state_again_and_again_is_held_to_its_budget() {
+    let now = base_instant();
+    let mut config = Config::default();
+    config.source_reply_bytes_per_s = 1;
+    config.source_reply_burst_bytes = 200;
+    let mut node = founder_with(config, now);
+    // Narrow requests that lack nothing: each costs the node a walk of its
+    // table, however little it sends back.
+    let ask = frame(
+        2,
+        &Message::Sync {
+            reply: true,
+            after: Some(id(200)),
+            through: Some(id(201)),
+            entries: vec![],
+        },
+    );
+    for _ in 0..200 {
+        node.handle_message(now, addr(2), &ask).unwrap();
+    }
+    let throttled = node.stats().state_replies_throttled;
+    assert!(
+        throttled >= 150,
+        "only {throttled} of 200 requests throttled"
+    );
+    // Another member's budget is untouched.
+    let other = frame(
+        3,
+        &Message::Sync {
+            reply: true,
+            after: None,
+            through: None,
+            entries: vec![],
+        },
+    );
+    drain(&mut node);
+    node.handle_message(now, addr(3), &other).unwrap();
+    assert!(!drain(&mut node).is_empty(), "member 3 is answered");
 }

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// What walking one member of the table for a sync request costs, in
+/// bytes of the requester's reply budget.
+const SYNC_WORK_BYTES_PER_MEMBER: usize = 2;
+
 impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- message handlers ------------------------------------------------
 
@@ -265,6 +269,12 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             if !missing.is_empty() {
                 self.pack_state(to, false, missing, range);
             }
+            // Finding what the asker lacks walks the whole table, however
+            // little it lacks: charge that work as if it were bytes, so a
+            // member asking for narrow ranges over and over is held to its
+            // budget too.
+            let work = SYNC_WORK_BYTES_PER_MEMBER * self.view.len();
+            self.sync.charge(to, work);
         }
     }
 }

@@ -124,6 +124,11 @@ impl View {
         self.table.get(id)
     }
 
+    /// Members in the table, in any state.
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
     /// Whether `id` is in the table.
     pub(crate) fn knows(&self, id: &NodeId) -> bool {
         self.table.contains_key(id)
