@@ -235,10 +235,11 @@ fn helpers_nacks_confirm_a_suspicion_so_it_runs_for_the_minimum_only() {
 fn a_death_spreads_at_once_not_at_the_next_gossip_round() {
     // The simulated network delivers in about a millisecond; gossip rounds
     // are 200 ms apart. A death is news passed on at once; each survivor
-    // takes it as a suspicion confirmed by its reporter and declares the
-    // death itself, all within half a second of the first declaration
-    // (before, one member's word was final and the spread was a few
-    // milliseconds), on each of several seeds.
+    // takes it as a suspicion (confirmed when the declarer itself tells
+    // it) and declares the death itself, all within the minimum suspicion
+    // timeout (1.5 s here) of the first declaration, on each of several
+    // seeds. (Before, one member's word was final and the spread was a few
+    // milliseconds.)
     for seed in [20, 21, 22, 23] {
         let mut sim = converged(6, seed);
         sim.run_until(secs(5), &mut ());
@@ -256,7 +257,7 @@ fn a_death_spreads_at_once_not_at_the_next_gossip_round() {
         assert_eq!(downs.len(), 5, "seed {seed}: every survivor declares it");
         let spread = *downs.iter().max().unwrap() - *downs.iter().min().unwrap();
         assert!(
-            spread <= Duration::from_millis(500),
+            spread <= Duration::from_millis(1500),
             "seed {seed}: the death took {spread:?} to reach everyone"
         );
     }

@@ -6,6 +6,8 @@
 //! the address the claim names, which only whoever receives at that
 //! address can echo. Until then the claim waits here, within a bound.
 
+use std::time::Instant;
+
 use crate::id::NodeId;
 use crate::membership::{FastMap, Version};
 
@@ -21,17 +23,41 @@ pub(crate) struct Candidate {
     /// The claim was the member's own join: answer it with our state once
     /// it is proven.
     pub answer_join: bool,
+    /// The claim came as news (a join, a gossiped record) rather than as
+    /// bulk state or a challenge: once proven it is passed on, as news is.
+    pub news: bool,
+    /// When the claim is dropped if still unproven.
+    pub expires: Instant,
+    /// Challenges sent so far.
+    pub sent: u8,
 }
+
+/// Most challenges sent for one claim: one more after a loss, and no more,
+/// so that an address which never asked receives little.
+pub(crate) const MAX_CHALLENGES: u8 = 2;
 
 /// What [`Candidates::propose`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Proposal {
     /// A new candidate: send it this challenge.
     Challenge(u32),
-    /// Its challenge is already out; the claim was merged into it.
-    Waiting,
+    /// Its challenge (this one) is already out; the claim was merged into it.
+    Waiting(u32),
     /// The bound is reached: the claim is dropped.
     Full,
+}
+
+/// What a candidate's timeout calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Timeout {
+    /// Send the challenge again.
+    Resend(u32),
+    /// Wait for an answer until then.
+    Wait(Instant),
+    /// The claim expired unproven and was dropped.
+    Expired,
+    /// Nothing waits (proven meanwhile).
+    Gone,
 }
 
 /// The claims waiting for proof, at most `max_candidates` of them.
@@ -49,6 +75,8 @@ impl Candidates {
         version: Version,
         metadata: Vec<u8>,
         answer_join: bool,
+        news: bool,
+        expires: Instant,
         max: usize,
         seq: impl FnOnce() -> u32,
     ) -> Proposal {
@@ -58,7 +86,8 @@ impl Candidates {
                 waiting.metadata = metadata;
             }
             waiting.answer_join |= answer_join;
-            return Proposal::Waiting;
+            waiting.news |= news;
+            return Proposal::Waiting(waiting.seq);
         }
         if self.waiting.len() >= max {
             return Proposal::Full;
@@ -71,6 +100,9 @@ impl Candidates {
                 version,
                 metadata,
                 answer_join,
+                news,
+                expires,
+                sent: 1,
             },
         );
         Proposal::Challenge(seq)
@@ -85,9 +117,20 @@ impl Candidates {
         self.waiting.remove(&id)
     }
 
-    /// The candidate's time to answer ran out.
-    pub(crate) fn expire(&mut self, id: &NodeId) -> bool {
-        self.waiting.remove(id).is_some()
+    /// The candidate's wait for an answer is up at `now`.
+    pub(crate) fn timed_out(&mut self, id: &NodeId, now: Instant) -> Timeout {
+        let Some(candidate) = self.waiting.get_mut(id) else {
+            return Timeout::Gone;
+        };
+        if candidate.expires <= now {
+            self.waiting.remove(id);
+            return Timeout::Expired;
+        }
+        if candidate.sent >= MAX_CHALLENGES {
+            return Timeout::Wait(candidate.expires);
+        }
+        candidate.sent += 1;
+        Timeout::Resend(candidate.seq)
     }
 
     /// Whether a claim about `id` waits for its answer.
@@ -111,6 +154,7 @@ mod tests {
     use super::*;
     use crate::id::{Generation, Incarnation};
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     fn id(n: u16) -> NodeId {
         NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
@@ -120,19 +164,35 @@ mod tests {
         (Generation(generation), Incarnation(incarnation))
     }
 
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; only differences matter
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
     #[test]
     fn one_challenge_per_candidate_within_the_bound() {
+        let now = origin();
+        let at = now + Duration::from_secs(5);
         let mut candidates = Candidates::default();
-        let first = candidates.propose(id(1), v(1, 0), vec![1], false, 2, || 7);
+        let first = candidates.propose(id(1), v(1, 0), vec![1], false, false, at, 2, || 7);
         assert_eq!(first, Proposal::Challenge(7));
-        let again = candidates.propose(id(1), v(1, 3), vec![2], true, 2, || unreachable!());
-        assert_eq!(again, Proposal::Waiting, "one challenge out per address");
+        let again = candidates.propose(
+            id(1),
+            v(1, 3),
+            vec![2],
+            true,
+            true,
+            at,
+            2,
+            || unreachable!(),
+        );
+        assert_eq!(again, Proposal::Waiting(7), "one challenge out per address");
         assert_eq!(
-            candidates.propose(id(2), v(1, 0), vec![], false, 2, || 8),
+            candidates.propose(id(2), v(1, 0), vec![], false, false, at, 2, || 8),
             Proposal::Challenge(8)
         );
         assert_eq!(
-            candidates.propose(id(3), v(1, 0), vec![], false, 2, || 9),
+            candidates.propose(id(3), v(1, 0), vec![], false, false, at, 2, || 9),
             Proposal::Full
         );
         assert_eq!(candidates.len(), 2);
@@ -149,7 +209,18 @@ mod tests {
             (v(1, 3), vec![2], true)
         );
         assert!(candidates.prove(id(1), 7).is_none(), "a proof counts once");
-        assert!(candidates.expire(&id(2)));
+        assert_eq!(
+            candidates.timed_out(&id(2), now),
+            Timeout::Resend(8),
+            "asked again"
+        );
+        assert_eq!(
+            candidates.timed_out(&id(2), now),
+            Timeout::Wait(at),
+            "but only once"
+        );
+        assert_eq!(candidates.timed_out(&id(2), at), Timeout::Expired);
+        assert_eq!(candidates.timed_out(&id(2), at), Timeout::Gone);
         assert_eq!(candidates.len(), 0);
     }
 }

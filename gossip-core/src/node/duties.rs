@@ -60,11 +60,12 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Timer::ForgetIndirect(seq) => self.detector.forget_indirect(seq),
-            Timer::Candidate(id) => {
-                if self.candidates.expire(&id) {
-                    self.outbox.stats.candidates_dropped += 1;
-                }
-            }
+            Timer::Candidate(id) => match self.candidates.timed_out(&id, now) {
+                Timeout::Resend(seq) => self.send_challenge(now, id, seq),
+                Timeout::Wait(until) => self.timers.arm(Timer::Candidate(id), until),
+                Timeout::Expired => self.outbox.stats.candidates_dropped += 1,
+                Timeout::Gone => {}
+            },
             Timer::Forget => {
                 self.view.forget_due(now, self.config.dead_retention);
                 self.timers.set(Timer::Forget, self.view.next_forget());

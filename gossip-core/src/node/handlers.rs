@@ -164,7 +164,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     pub(super) fn on_join(&mut self, now: Instant, source: &Source, metadata: Vec<u8>) {
         let id = source.sender;
         if !self.view.knows(&id) {
-            self.challenge(now, id, source.version, metadata, true);
+            self.challenge(now, id, source.version, metadata, true, true);
             return;
         }
         // Its own word, from its own address: a member we knew may come

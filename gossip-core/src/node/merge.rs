@@ -47,7 +47,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         } else if id == source.sender {
             match claim {
                 Status::Alive { metadata } if !self.view.knows(&id) => {
-                    self.challenge(now, id, version, metadata, false);
+                    self.challenge(now, id, version, metadata, false, first_hand);
                 }
                 claim => self.merge(now, id, version, claim, first_hand),
             }
@@ -68,8 +68,8 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     /// - that it is suspect, dead or departed: only a suspicion, within
     ///   the life we know it in, which the member can refute. A departure
     ///   that is not refuted is recorded as a departure when the suspicion
-    ///   ends. The reporter counts as one confirmation of the suspicion,
-    ///   whoever it names.
+    ///   ends. It confirms a running suspicion only if the reporter is the
+    ///   suspecter it names.
     pub(super) fn merge_reported(
         &mut self,
         now: Instant,
@@ -82,43 +82,76 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let held = self.view.get(&id).map(|e| (e.version(), e.liveness));
         match claim {
             Status::Alive { metadata } => match held {
-                None => self.challenge(now, id, version, metadata, false),
+                None => self.challenge(now, id, version, metadata, false, first_hand),
                 Some((known, liveness))
                     if crate::membership::is_live(liveness) && version.0 == known.0 =>
                 {
                     self.merge(now, id, version, Status::Alive { metadata }, first_hand);
                 }
                 Some((known, _)) if version > known => {
-                    self.challenge(now, id, version, metadata, false);
+                    self.challenge(now, id, version, metadata, false, first_hand);
                 }
                 Some(_) => {}
             },
-            Status::Suspect { .. } | Status::Dead { .. } | Status::Left => {
-                let Some((known, liveness)) = held else {
-                    return;
-                };
-                if !crate::membership::is_live(liveness) || version.0 != known.0 || version < known
-                {
+            Status::Suspect { by } | Status::Dead { by } => {
+                if !self.reported_down_applies(held, version) {
                     return;
                 }
-                let leaving = matches!(claim, Status::Left);
-                self.merge(
+                // A confirmation counts only from the suspecter itself, a
+                // live member speaking in its own frame: relayed
+                // suspicions are not independent evidence, and one frame
+                // naming many suspecters counts once at most.
+                let confirms = first_hand && by == reporter;
+                self.merge_weighed(
+                    now,
+                    id,
+                    version,
+                    Status::Suspect { by },
+                    first_hand,
+                    confirms,
+                );
+                if confirms && matches!(claim, Status::Dead { .. }) {
+                    // A member that declares the death itself has already
+                    // waited out a suspicion of its own: ours shrinks to its
+                    // minimum, which still leaves the member that long to
+                    // refute.
+                    if let Some(deadline) = self.view.hasten(&id) {
+                        self.timers.arm(Timer::Suspicion(id), deadline);
+                    }
+                }
+            }
+            Status::Left => {
+                if !self.reported_down_applies(held, version) {
+                    return;
+                }
+                self.merge_weighed(
                     now,
                     id,
                     version,
                     Status::Suspect { by: reporter },
                     first_hand,
+                    false,
                 );
-                if leaving && self.view.liveness(&id) == Some(Liveness::Suspect) {
+                if self.view.liveness(&id) == Some(Liveness::Suspect) {
                     self.view.mark_leaving(&id);
                 }
             }
         }
     }
 
+    /// Whether a third party's report that a member is down bears on what
+    /// we hold: only about a live member, within the life we know it in,
+    /// and not about an older incarnation.
+    fn reported_down_applies(&self, held: Option<(Version, Liveness)>, version: Version) -> bool {
+        held.is_some_and(|(known, liveness)| {
+            crate::membership::is_live(liveness) && version.0 == known.0 && version >= known
+        })
+    }
+
     /// Challenges the address of `id` to prove a claim that it is a member
     /// at `version` with `metadata` (and, with `answer_join`, to be
-    /// answered with our state once it has).
+    /// answered with our state once it has; with `news`, to be passed on
+    /// once proven).
     pub(super) fn challenge(
         &mut self,
         now: Instant,
@@ -126,24 +159,44 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         version: Version,
         metadata: Vec<u8>,
         answer_join: bool,
+        news: bool,
     ) {
         let max = self.config.max_candidates.get();
+        let expires = now + self.config.verify_timeout;
         let rng = &mut self.rng;
-        match self
-            .candidates
-            .propose(id, version, metadata, answer_join, max, || rng.random())
-        {
+        let proposal = self.candidates.propose(
+            id,
+            version,
+            metadata,
+            answer_join,
+            news,
+            expires,
+            max,
+            || rng.random(),
+        );
+        match proposal {
             Proposal::Challenge(seq) => {
                 self.outbox.stats.verifications_sent += 1;
-                self.timers
-                    .arm(Timer::Candidate(id), now + self.config.verify_timeout);
-                let header = self.local.header(&self.config);
-                self.outbox
-                    .push_frame(&header, id.addr(), &Message::Verify { seq });
+                self.send_challenge(now, id, seq);
             }
-            Proposal::Waiting => {}
+            // The member asks to join again: its challenge may have been
+            // lost. Asking once per join it sends keeps the answer as small
+            // as the request.
+            Proposal::Waiting(seq) if answer_join => self.send_challenge(now, id, seq),
+            Proposal::Waiting(_) => {}
             Proposal::Full => self.outbox.stats.candidates_dropped += 1,
         }
+    }
+
+    /// Sends (or sends again) the challenge `seq` to `id`, to be asked again
+    /// after a probe timeout if unanswered: a lost frame must not keep a
+    /// member out for a whole `verify_timeout`.
+    pub(super) fn send_challenge(&mut self, now: Instant, id: NodeId, seq: u32) {
+        self.timers
+            .arm(Timer::Candidate(id), now + self.config.probe_timeout);
+        let header = self.local.header(&self.config);
+        self.outbox
+            .push_frame(&header, id.addr(), &Message::Verify { seq });
     }
 
     /// A candidate answered its challenge: its address is its own. It
@@ -173,7 +226,8 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             return;
         };
         self.outbox.stats.candidates_proven += 1;
-        self.merge(now, id, source.version, Status::Alive { metadata }, true);
+        let news = candidate.news;
+        self.merge(now, id, source.version, Status::Alive { metadata }, news);
         if candidate.answer_join && self.view.is_live(&id) {
             self.answer_join(now, id.addr());
         }
@@ -190,12 +244,26 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         claim: Status,
         first_hand: bool,
     ) {
+        self.merge_weighed(now, id, version, claim, first_hand, first_hand);
+    }
+
+    /// [`merge`](Self::merge), saying apart whether a suspicion claim
+    /// `confirms` a running suspicion (only a suspecter's own word does).
+    pub(super) fn merge_weighed(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        version: Version,
+        claim: Status,
+        first_hand: bool,
+        confirms: bool,
+    ) {
         if id == self.local.id {
             self.claim_about_self(version, &claim);
             return;
         }
         let weighing = Weighing {
-            first_hand,
+            first_hand: confirms,
             live_count: self.live_member_count(),
         };
         let change = match self

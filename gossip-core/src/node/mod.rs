@@ -47,7 +47,7 @@ use crate::store::RumorStore;
 use crate::strategy::{NoStrategy, Rumor, Strategy};
 use crate::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, PROTOCOL_VERSION};
 
-use admission::{Candidate, Candidates, Proposal};
+use admission::{Candidate, Candidates, Proposal, Timeout};
 use detector::{Acked, FailureDetector, ProbeSchedule};
 use host::{Hosted, Lent, Plugins};
 use outbox::Outbox;
@@ -629,8 +629,20 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             let held = self.view.get(&sender).expect("known");
             if source.version > held.version() {
                 let metadata = held.metadata.clone();
-                self.challenge(now, sender, source.version, metadata, false);
+                self.challenge(now, sender, source.version, metadata, false, true);
             }
+        }
+        if !source.known
+            && matches!(
+                message,
+                Message::Ping { .. } | Message::Gossip { .. } | Message::PingReq { .. }
+            )
+        {
+            // A stranger that probes or gossips believes it is a member:
+            // perhaps it is, and we missed its join. Ask it to prove it
+            // (once: the claim then waits), so that membership becomes
+            // mutual without waiting for a state sync.
+            self.challenge(now, sender, source.version, Vec::new(), false, false);
         }
         match message {
             Message::Ping {
@@ -659,7 +671,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                     // it back, so that each side admits the other at about
                     // the same time.
                     let version = source.version;
-                    self.challenge(now, sender, version, Vec::new(), false);
+                    self.challenge(now, sender, version, Vec::new(), false, false);
                 }
             }
             Message::Join { metadata } => self.on_join(now, &source, metadata),

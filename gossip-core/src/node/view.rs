@@ -151,6 +151,18 @@ impl View {
         (entry.liveness == Liveness::Suspect).then_some(suspicion.deadline)
     }
 
+    /// Brings the deadline of the running suspicion of `id` down to its
+    /// minimum (counted from its start); returns the new deadline.
+    pub(crate) fn hasten(&mut self, id: &NodeId) -> Option<Instant> {
+        let entry = self.table.get_mut(id)?;
+        if entry.liveness != Liveness::Suspect {
+            return None;
+        }
+        let suspicion = entry.suspicion.as_mut()?;
+        suspicion.deadline = suspicion.deadline.min(suspicion.started + suspicion.min);
+        Some(suspicion.deadline)
+    }
+
     /// Records that the running suspicion of `id` began with a report that
     /// it left.
     pub(crate) fn mark_leaving(&mut self, id: &NodeId) {
