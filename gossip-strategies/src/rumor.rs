@@ -56,29 +56,45 @@ pub struct Interest {
     /// Peers this node pushed the rumor to and that have not answered with
     /// feedback yet, oldest first, at most
     /// [`RumorMongering::max_pushed`]: feedback counts only from them, once
-    /// per push.
-    pushed: VecDeque<NodeId>,
+    /// per push. The flag marks a push that answered the peer's pull.
+    pushed: VecDeque<(NodeId, bool)>,
+    /// Pullers whose useless pull was already counted, oldest first, at
+    /// most [`RumorMongering::max_pushed`]: each counts once.
+    pulled: VecDeque<NodeId>,
 }
 
 impl Interest {
     /// Remembers a push to `peer`, forgetting the oldest beyond `bound`.
-    fn pushed_to(&mut self, peer: NodeId, bound: usize) {
+    fn pushed_to(&mut self, peer: NodeId, answered_pull: bool, bound: usize) {
         if self.pushed.len() >= bound.max(1) {
             self.pushed.pop_front();
         }
-        self.pushed.push_back(peer);
+        self.pushed.push_back((peer, answered_pull));
     }
 
-    /// Whether `peer` was pushed the rumor and has not answered yet; if so,
-    /// its answer is used up.
-    fn answered_by(&mut self, peer: NodeId) -> bool {
-        match self.pushed.iter().position(|&p| p == peer) {
-            Some(at) => {
-                self.pushed.remove(at);
-                true
-            }
-            None => false,
+    /// Whether a useless pull from `peer` may count: the first one from
+    /// each peer does (and is remembered), repeats do not.
+    fn first_useless_pull(&mut self, peer: NodeId, bound: usize) -> bool {
+        if self.pulled.contains(&peer) {
+            return false;
         }
+        if self.pulled.len() >= bound.max(1) {
+            self.pulled.pop_front();
+        }
+        self.pulled.push_back(peer);
+        true
+    }
+
+    /// Whether feedback from `peer` counts: it was pushed the rumor and
+    /// has not answered yet (its answer is then used up). Feedback on a
+    /// push that answered its pull counts like a useless pull, once per
+    /// peer: pulling and answering in turn is no way round that rule.
+    fn answered_by(&mut self, peer: NodeId, bound: usize) -> bool {
+        let Some(at) = self.pushed.iter().position(|&(p, _)| p == peer) else {
+            return false;
+        };
+        let (_, answered_pull) = self.pushed.remove(at).unwrap_or((peer, false));
+        !answered_pull || self.first_useless_pull(peer, bound)
     }
 }
 
@@ -112,14 +128,17 @@ impl Interest {
 /// backup when every update must arrive.
 ///
 /// Feedback may be forged. A [`GossipMessage::Feedback`] counts towards
-/// termination only from a peer this node pushed that rumor to, once per
-/// push (the last [`max_pushed`](Self::max_pushed) pushes of each hot rumor
-/// are remembered), so nobody else can cool a rumor. A duplicate that
+/// termination only from a peer this node pushed that rumor to (by a round
+/// or wave push, or in answer to its pull), once per push (the last
+/// [`max_pushed`](Self::max_pushed) pushes of each hot rumor are
+/// remembered), so nobody else can cool a rumor. A duplicate that
 /// arrives here counts nothing by itself: it only draws our feedback to
 /// its sender, which counts there only if that sender pushed to us.
-/// Pulls are the exception: in pull mode a puller whose digest already
-/// covers a rumor is a useless contact, whoever it is (the seam cannot
-/// tell a member from a stranger; that is the host's check).
+/// In pull mode a puller whose digest already covers a rumor is a useless
+/// contact; each puller counts so at most once per hot rumor (among the
+/// last `max_pushed` that did), and so does its feedback on a push that
+/// answered its pull, so one sender replaying pulls cannot cool a rumor. Many identities still can: whether a puller is a live member
+/// is the host's check, the seam gives only its id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RumorMongering {
     /// Push, pull or both.
@@ -144,6 +163,7 @@ pub struct RumorMongering {
     /// Most pushes remembered per hot rumor, to match feedback against;
     /// beyond it the oldest is forgotten, and feedback for it no longer
     /// counts (the rumor then stays hot a little longer, never shorter).
+    /// The same bound holds the pullers whose useless pull was counted.
     /// Unit: pushes; range: at least 1. Default 64: feedback answers a push
     /// within one round trip, by which time a node has made at most its
     /// eager wave (`ceil(ln n) + 2`, 16 at a million peers) plus `fanout`
@@ -269,7 +289,7 @@ impl RumorMongering {
             );
             for rumor in &rumors {
                 if let Some(interest) = self.hot.get_mut(&rumor.id) {
-                    interest.pushed_to(peer, self.max_pushed);
+                    interest.pushed_to(peer, false, self.max_pushed);
                 }
                 self.contacted(host, rumor.id, false);
             }
@@ -305,6 +325,7 @@ impl Strategy for RumorMongering {
             counter: 0,
             grace: 0,
             pushed: VecDeque::new(),
+            pulled: VecDeque::new(),
         };
         if self.relay == Relay::Eager && self.mode.pushes() {
             let wave = eager_fanout(host.peer_count()).max(self.fanout);
@@ -334,10 +355,11 @@ impl Strategy for RumorMongering {
     /// a peer this node pushed it to and has not answered yet.
     fn on_feedback<H: Host>(&mut self, host: &mut H, from: NodeId, known: &[MessageId]) {
         for &id in known {
+            let bound = self.max_pushed;
             if self
                 .hot
                 .get_mut(&id)
-                .is_some_and(|interest| interest.answered_by(from))
+                .is_some_and(|interest| interest.answered_by(from, bound))
             {
                 self.contacted(host, id, true);
             }
@@ -355,10 +377,22 @@ impl Strategy for RumorMongering {
             let useless = digest.covers(rumor.id);
             if !useless {
                 send.push(rumor);
+            } else if !self
+                .hot
+                .get_mut(&rumor.id)
+                .is_some_and(|interest| interest.first_useless_pull(from, self.max_pushed))
+            {
+                // This puller's useless pull of it was counted already.
+                continue;
             }
             self.contacted(host, rumor.id, useless);
         }
         if !send.is_empty() {
+            for rumor in &send {
+                if let Some(interest) = self.hot.get_mut(&rumor.id) {
+                    interest.pushed_to(from, true, self.max_pushed);
+                }
+            }
             host.send(from, GossipMessage::Push { rumors: send });
         }
     }

@@ -172,3 +172,45 @@ fn max_pushed_defaults_when_absent_from_a_config() {
     assert_eq!(rumor.max_pushed, 64);
     assert_eq!(rumor.max_hot, 4096);
 }
+
+#[test]
+fn a_replayed_pull_that_already_knows_counts_once() {
+    // Pull mode, feedback counter k = 2: two useless pulls end interest.
+    let mut strategy = RumorMongering::new(Mode::Pull, Termination::FeedbackCounter, 2);
+    let mut host = Recording::new(3);
+    strategy.on_rumor(&mut host, rumor(), None);
+    let mut knows = Digest::default();
+    knows.heads.push((node(0), 0, 1));
+    assert!(knows.covers(rumor().id));
+    // One sender replays a pull whose digest covers the rumor.
+    for _ in 0..50 {
+        strategy.on_pull(&mut host, node(9), &knows, false);
+    }
+    assert_eq!(strategy.hot_count(), 1, "one puller counts once");
+    // A pull that lacks it is answered with it.
+    strategy.on_pull(&mut host, node(8), &Digest::default(), false);
+    assert_eq!(host.pushes, [node(8)]);
+    // A second puller that knows it is the second useless contact.
+    strategy.on_pull(&mut host, node(7), &knows, false);
+    assert_eq!(strategy.hot_count(), 0);
+}
+
+#[test]
+fn pulling_and_answering_in_turn_counts_once_per_puller() {
+    // Pull mode, feedback counter k = 2.
+    let mut strategy = RumorMongering::new(Mode::Pull, Termination::FeedbackCounter, 2);
+    let mut host = Recording::new(3);
+    strategy.on_rumor(&mut host, rumor(), None);
+    // Node 9 pulls as if it lacked the rumor, is pushed it, and answers
+    // that it knew it, again and again.
+    for _ in 0..20 {
+        strategy.on_pull(&mut host, node(9), &Digest::default(), false);
+        strategy.on_feedback(&mut host, node(9), &[rumor().id]);
+    }
+    assert_eq!(host.pushes.len(), 20);
+    assert_eq!(strategy.hot_count(), 1, "node 9 counted once");
+    // Another peer's feedback on the push that answered its pull counts.
+    strategy.on_pull(&mut host, node(8), &Digest::default(), false);
+    strategy.on_feedback(&mut host, node(8), &[rumor().id]);
+    assert_eq!(strategy.hot_count(), 0);
+}
