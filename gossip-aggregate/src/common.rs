@@ -332,7 +332,7 @@ pub struct Limits {
     /// most half of it, while a liar's share can add no more than 64 nodes'
     /// worth of weight. Push-sum masses, push-pull requests, gifts and the
     /// pair a reply implies, and flow-updating flows and estimates are
-    /// checked against it.
+    /// checked against it. NaN reads as the default, a value below 1 as 1.
     pub max_share_weight: f64,
     /// The interval every honest input lies in, if the application knows
     /// one (for example `(0.0, 100.0)` for a percentage). When set, for an
@@ -341,7 +341,8 @@ pub struct Limits {
     /// magnitude) is rejected, and so is any extreme outside it: a member
     /// that lies can then move an average only as far as an input inside
     /// the interval would. Sums and counts ignore it (a partial sum is no
-    /// input). Default: none (any finite value).
+    /// input). An empty range (low above high, or NaN) is ignored.
+    /// Default: none (any finite value).
     pub value_range: Option<(f64, f64)>,
     /// Push-pull: most requests awaiting a reply; beyond it the oldest is
     /// forgotten (its reply, if it ever comes, is then refused). Unit:
@@ -432,6 +433,21 @@ pub(crate) enum Reject {
 const RANGE_SLACK: f64 = 1e-9;
 
 impl Limits {
+    /// `max_share_weight` as used: NaN reads as the default, anything
+    /// below 1 as 1 (an honest node's own weight must pass).
+    fn weight_cap(&self) -> f64 {
+        if self.max_share_weight.is_nan() {
+            Limits::default().max_share_weight
+        } else {
+            self.max_share_weight.max(1.0)
+        }
+    }
+
+    /// `value_range` as used: an empty or NaN range is ignored.
+    fn range(&self) -> Option<(f64, f64)> {
+        self.value_range.filter(|&(lo, hi)| lo <= hi)
+    }
+
     /// Checks a mass pair `(x, y)` a share moves or claims: finite, weight
     /// in `[0, max_share_weight]`, and for an average with a value range,
     /// `x / y` inside it.
@@ -439,11 +455,11 @@ impl Limits {
         if !all_finite(&[x, y]) || y < 0.0 {
             return Err(Reject::Malformed);
         }
-        if y > self.max_share_weight {
+        if y > self.weight_cap() {
             return Err(Reject::TooHeavy);
         }
         if function == Function::Average {
-            if let Some((lo, hi)) = self.value_range {
+            if let Some((lo, hi)) = self.range() {
                 let slack = RANGE_SLACK * lo.abs().max(hi.abs()).max(1.0) * y
                     + 4.0 * f64::EPSILON * x.abs();
                 if x < lo * y - slack || x > hi * y + slack {
@@ -462,12 +478,12 @@ impl Limits {
         if !all_finite(&[fx, fy]) {
             return Err(Reject::Malformed);
         }
-        if fy.abs() > self.max_share_weight {
+        if fy.abs() > self.weight_cap() {
             return Err(Reject::TooHeavy);
         }
         if function == Function::Average {
-            if let Some((lo, hi)) = self.value_range {
-                if fx.abs() > self.max_share_weight * lo.abs().max(hi.abs()) * (1.0 + RANGE_SLACK) {
+            if let Some((lo, hi)) = self.range() {
+                if fx.abs() > self.weight_cap() * lo.abs().max(hi.abs()) * (1.0 + RANGE_SLACK) {
                     return Err(Reject::OutOfRange);
                 }
             }
@@ -494,11 +510,11 @@ impl Limits {
         if !all_finite(&[ex, ey]) {
             return Err(Reject::Malformed);
         }
-        if -ey > self.max_share_weight {
+        if -ey > self.weight_cap() {
             return Err(Reject::TooHeavy);
         }
         if function == Function::Average {
-            if let Some((lo, hi)) = self.value_range {
+            if let Some((lo, hi)) = self.range() {
                 let bound = -ey * lo.abs().max(hi.abs()) * (1.0 + RANGE_SLACK);
                 if ex.abs() > bound {
                     return Err(Reject::OutOfRange);
@@ -528,7 +544,7 @@ impl Limits {
                 Err(Reject::Malformed)
             };
         }
-        if let Some((lo, hi)) = self.value_range {
+        if let Some((lo, hi)) = self.range() {
             if value < lo || value > hi {
                 return Err(Reject::OutOfRange);
             }

@@ -480,3 +480,37 @@ fn honest_runs_refuse_nothing_under_loss_and_churn() {
         }
     }
 }
+
+#[test]
+fn degenerate_limits_from_a_config_neither_open_nor_close_everything() {
+    let limits = Limits {
+        max_share_weight: f64::NAN,
+        value_range: Some((1.0, 0.0)),
+        ..Limits::default()
+    };
+    let mut node = AnyAggregate::new(Algorithm::PushSum, Function::Average, input(0.5), None)
+        .with_limits(limits);
+    // A NaN cap reads as the default: a huge weight is still refused.
+    assert_refused(
+        &mut node,
+        id(2),
+        AnyShare::PushSum(PushSumShare::Mass {
+            epoch: 0,
+            x: 100.0,
+            y: 100.0,
+        }),
+    );
+    // An empty range is ignored: an ordinary share is taken.
+    let mut host = Recorder::new(&[]);
+    node.on_share(
+        &mut host,
+        id(2),
+        AnyShare::PushSum(PushSumShare::Mass {
+            epoch: 0,
+            x: 0.25,
+            y: 0.5,
+        }),
+    );
+    assert_eq!(node.rejected_shares(), 1);
+    assert_eq!(node.estimate(), Some(0.75 / 1.5));
+}

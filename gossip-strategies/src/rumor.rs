@@ -168,8 +168,8 @@ pub struct RumorMongering {
     /// within one round trip, by which time a node has made at most its
     /// eager wave (`ceil(ln n) + 2`, 16 at a million peers) plus `fanout`
     /// pushes of the rumor, so honest feedback always finds its push. With
-    /// `max_hot` rumors that bounds the memory at `max_hot x max_pushed`
-    /// peer ids.
+    /// `max_hot` rumors that bounds the memory at `2 x max_hot x max_pushed`
+    /// peer ids (pushes, and pullers counted).
     #[serde(default = "default_max_pushed")]
     pub max_pushed: usize,
     #[serde(skip)]
