@@ -328,8 +328,9 @@ pub struct Limits {
     /// weight (1 for averages, min and max; for sums and counts the whole
     /// system's weight is 1). Unit: node weights; range: finite and at
     /// least 1. Default 64: weights are conserved and spread evenly, so an
-    /// honest node holds about one unit (a few while mixing) and sends at
-    /// most half of it, while a liar's share can add no more than 64 nodes'
+    /// honest node holds one unit on average and sends at most half of
+    /// what it holds (no honest run in `tests/forged.rs`, under loss and
+    /// churn, comes near the cap), while a liar's share can add no more than 64 nodes'
     /// worth of weight. Push-sum masses, push-pull requests, gifts and the
     /// pair a reply implies, and flow-updating flows and estimates are
     /// checked against it. NaN reads as the default, a value below 1 as 1.
