@@ -4,7 +4,8 @@ use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    FlowShare, FlowUpdating, Function, Input, PushPull, PushPullShare, PushSum, PushSumShare,
+    FlowShare, FlowUpdating, Function, Input, Limits, PushPull, PushPullShare, PushSum,
+    PushSumShare, Rejections,
 };
 
 /// Any algorithm of this crate, chosen at runtime and dispatched by `match`.
@@ -124,6 +125,31 @@ impl AnyAggregate {
             AnyAggregate::PushPull(a) => a.mass(),
             AnyAggregate::FlowUpdating(a) => a.mass(),
         }
+    }
+
+    /// Sets the bounds shares are checked against and the bounds of the
+    /// algorithm's collections (see [`Limits`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        match self {
+            AnyAggregate::PushSum(a) => AnyAggregate::PushSum(a.with_limits(limits)),
+            AnyAggregate::PushPull(a) => AnyAggregate::PushPull(a.with_limits(limits)),
+            AnyAggregate::FlowUpdating(a) => AnyAggregate::FlowUpdating(a.with_limits(limits)),
+        }
+    }
+
+    /// Shares refused so far, by reason. A share of another algorithm is
+    /// not counted (it is a misconfiguration, not a lie about a value).
+    pub fn rejections(&self) -> Rejections {
+        match self {
+            AnyAggregate::PushSum(a) => a.rejections(),
+            AnyAggregate::PushPull(a) => a.rejections(),
+            AnyAggregate::FlowUpdating(a) => a.rejections(),
+        }
+    }
+
+    /// How many shares were refused so far.
+    pub fn rejected_shares(&self) -> u64 {
+        self.rejections().total()
     }
 }
 

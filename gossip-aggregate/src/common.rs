@@ -314,6 +314,246 @@ pub(crate) fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
 
+/// What every share must respect, and how large each algorithm's
+/// collections may grow. Every share may come from a liar: one that breaks
+/// a limit is rejected whole, changes nothing and is counted in
+/// [`Rejections`].
+///
+/// Each algorithm reads the fields that concern it; all have defaults, so
+/// a config written before a field existed still loads.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest weight one share may carry, in units of one node's starting
+    /// weight (1 for averages, min and max; for sums and counts the whole
+    /// system's weight is 1). Unit: node weights; range: finite and at
+    /// least 1. Default 64: weights are conserved and spread evenly, so an
+    /// honest node holds one unit on average and sends at most half of
+    /// what it holds (no honest run in `tests/forged.rs`, under loss and
+    /// churn, comes near the cap), while a liar's share can add no more than 64 nodes'
+    /// worth of weight. Push-sum masses, push-pull requests, gifts and the
+    /// pair a reply implies, and flow-updating flows and estimates are
+    /// checked against it. NaN reads as the default, a value below 1 as 1.
+    pub max_share_weight: f64,
+    /// The interval every honest input lies in, if the application knows
+    /// one (for example `(0.0, 100.0)` for a percentage). When set, for an
+    /// average a share whose pair `x / y` lies outside it (and a flow
+    /// larger than `max_share_weight` inputs at the interval's largest
+    /// magnitude) is rejected, and so is any extreme outside it: a member
+    /// that lies can then move an average only as far as an input inside
+    /// the interval would. Sums and counts ignore it (a partial sum is no
+    /// input). An empty range (low above high, or NaN) is ignored.
+    /// Default: none (any finite value).
+    pub value_range: Option<(f64, f64)>,
+    /// Push-pull: most requests awaiting a reply; beyond it the oldest is
+    /// forgotten (its reply, if it ever comes, is then refused). Unit:
+    /// requests; range: at least 1. Default 16: a node starts one exchange
+    /// per round, so with `reply_timeout` 8 at most 8 are outstanding.
+    pub max_outstanding: usize,
+    /// Push-pull: rounds after which a request with no reply is forgotten.
+    /// Unit: rounds; range: at least 1. Default 8 (1.6 s at the LAN
+    /// gossip interval of 200 ms): a reply takes one round trip, far less
+    /// than a round on a LAN; a later one is refused, which loses the
+    /// responder's half of the exchange like a lost reply would.
+    pub reply_timeout: u32,
+    /// Flow updating: most neighbours (links) a node keeps. Unit: links;
+    /// range: at least twice the leader's `16 x degree`. Default 256: a node
+    /// picks `degree` neighbours (the leader of a sum or count 16 times as
+    /// many, 64 at degree 4) and is picked by about `degree` others; 256
+    /// leaves room for four times the leader's own picks. Links a stranger
+    /// asks for are refused once the node holds `max_links` less its own
+    /// picks' worth, so the node's own picks always fit under the cap (see
+    /// [`FlowUpdating`](crate::FlowUpdating)).
+    pub max_links: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_share_weight: 64.0,
+            value_range: None,
+            max_outstanding: 16,
+            reply_timeout: 8,
+            max_links: 256,
+        }
+    }
+}
+
+/// Shares an aggregate refused since it was built, by reason. A refused
+/// share changed nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rejections {
+    /// A value that is not a finite number (or an infinite extreme other
+    /// than the function's neutral one), or a negative weight where
+    /// weights cannot be negative (masses, requests, gifts, the pair a
+    /// reply implies).
+    pub malformed: u64,
+    /// A weight above [`Limits::max_share_weight`].
+    pub too_heavy: u64,
+    /// A value outside [`Limits::value_range`].
+    pub out_of_range: u64,
+    /// A push-pull reply that answers no outstanding request of ours to
+    /// its sender.
+    pub unsolicited: u64,
+    /// A flow-updating link refused because the node holds
+    /// [`Limits::max_links`] (less its own picks).
+    pub refused_links: u64,
+}
+
+impl Rejections {
+    /// All refused shares.
+    pub fn total(&self) -> u64 {
+        self.malformed + self.too_heavy + self.out_of_range + self.unsolicited + self.refused_links
+    }
+
+    pub(crate) fn count(&mut self, reason: Reject) {
+        let slot = match reason {
+            Reject::Malformed => &mut self.malformed,
+            Reject::TooHeavy => &mut self.too_heavy,
+            Reject::OutOfRange => &mut self.out_of_range,
+            Reject::Unsolicited => &mut self.unsolicited,
+            Reject::RefusedLink => &mut self.refused_links,
+        };
+        *slot = slot.saturating_add(1);
+    }
+}
+
+/// Why a share was refused (see [`Rejections`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reject {
+    Malformed,
+    TooHeavy,
+    OutOfRange,
+    Unsolicited,
+    RefusedLink,
+}
+
+/// Relative slack for rounding when a pair is checked against the value
+/// range: honest pairs are mediants of in-range pairs, off by a few ulps.
+const RANGE_SLACK: f64 = 1e-9;
+
+impl Limits {
+    /// `max_share_weight` as used: NaN reads as the default, anything
+    /// below 1 as 1 (an honest node's own weight must pass).
+    fn weight_cap(&self) -> f64 {
+        if self.max_share_weight.is_nan() {
+            Limits::default().max_share_weight
+        } else {
+            self.max_share_weight.max(1.0)
+        }
+    }
+
+    /// `value_range` as used: an empty or NaN range is ignored.
+    fn range(&self) -> Option<(f64, f64)> {
+        self.value_range.filter(|&(lo, hi)| lo <= hi)
+    }
+
+    /// Checks a mass pair `(x, y)` a share moves or claims: finite, weight
+    /// in `[0, max_share_weight]`, and for an average with a value range,
+    /// `x / y` inside it.
+    pub(crate) fn check_mass(&self, function: Function, x: f64, y: f64) -> Result<(), Reject> {
+        if !all_finite(&[x, y]) || y < 0.0 {
+            return Err(Reject::Malformed);
+        }
+        if y > self.weight_cap() {
+            return Err(Reject::TooHeavy);
+        }
+        if function == Function::Average {
+            if let Some((lo, hi)) = self.range() {
+                let slack = RANGE_SLACK * lo.abs().max(hi.abs()).max(1.0) * y
+                    + 4.0 * f64::EPSILON * x.abs();
+                if x < lo * y - slack || x > hi * y + slack {
+                    return Err(Reject::OutOfRange);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a flow `(fx, fy)` a flow-updating neighbour claims: finite,
+    /// weight part at most `max_share_weight` either way, and for an
+    /// average with a value range, a value part at most that many inputs
+    /// of the range's largest magnitude either way.
+    pub(crate) fn check_flow(&self, function: Function, fx: f64, fy: f64) -> Result<(), Reject> {
+        if !all_finite(&[fx, fy]) {
+            return Err(Reject::Malformed);
+        }
+        if fy.abs() > self.weight_cap() {
+            return Err(Reject::TooHeavy);
+        }
+        if function == Function::Average {
+            if let Some((lo, hi)) = self.range() {
+                if fx.abs() > self.weight_cap() * lo.abs().max(hi.abs()) * (1.0 + RANGE_SLACK) {
+                    return Err(Reject::OutOfRange);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the estimate `(ex, ey)` a flow-updating neighbour sends:
+    /// finite, weight at most `max_share_weight` either way, and for an
+    /// average with a value range, `ex / ey` inside it (for a weight that
+    /// is not positive, `|ex|` at most `|ey|` inputs of the range's largest
+    /// magnitude). Unlike a mass, such an estimate is the sender's input
+    /// minus its flows, and under churn a sum's or count's estimate
+    /// honestly dips below zero weight for a while: the sign is no lie.
+    pub(crate) fn check_estimate(
+        &self,
+        function: Function,
+        ex: f64,
+        ey: f64,
+    ) -> Result<(), Reject> {
+        if ey >= 0.0 {
+            return self.check_mass(function, ex, ey);
+        }
+        if !all_finite(&[ex, ey]) {
+            return Err(Reject::Malformed);
+        }
+        if -ey > self.weight_cap() {
+            return Err(Reject::TooHeavy);
+        }
+        if function == Function::Average {
+            if let Some((lo, hi)) = self.range() {
+                let bound = -ey * lo.abs().max(hi.abs()) * (1.0 + RANGE_SLACK);
+                if ex.abs() > bound {
+                    return Err(Reject::OutOfRange);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an extreme: NaN is malformed; an infinity is accepted only as
+    /// the function's neutral value (what a node that has seen nothing
+    /// holds, which changes nothing), the other one would make every node
+    /// report it; with a value range, a finite extreme must lie inside it.
+    pub(crate) fn check_extreme(&self, function: Function, value: f64) -> Result<(), Reject> {
+        if value.is_nan() {
+            return Err(Reject::Malformed);
+        }
+        if value.is_infinite() {
+            let neutral = if function == Function::Min {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            };
+            return if value == neutral {
+                Ok(())
+            } else {
+                Err(Reject::Malformed)
+            };
+        }
+        if let Some((lo, hi)) = self.range() {
+            if value < lo || value > hi {
+                return Err(Reject::OutOfRange);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `(x, y)` mass pair that push-sum and push-pull move around, with the
 /// epoch life cycle around it; the estimate is `x / y`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

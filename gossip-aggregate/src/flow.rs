@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{all_finite, Common, Epochal, Function, Input};
+use crate::common::{Common, Epochal, Function, Input, Limits, Reject, Rejections};
 
 /// How many times more neighbours the leader of a sum or count keeps.
 const LEADER_FANOUT: usize = 16;
@@ -72,6 +72,40 @@ struct Link {
 /// leader's neighbours: with four of them, one leaving in the first rounds
 /// takes a tenth of the weight and throws the epoch's estimate a tenth off,
 /// so the leader spreads it over sixteen times as many.
+///
+/// Every share may come from a liar:
+/// - a flow must be finite, with a weight part of at most
+///   [`Limits::max_share_weight`] either way (and, for an average with a
+///   [`Limits::value_range`], a value part of at most that many inputs of
+///   the range's largest magnitude); the estimate it carries must be a
+///   finite pair with a weight of at most `max_share_weight` either way
+///   (and in the value range, if set; an estimate is input minus flows,
+///   and a sum's or count's honestly dips below zero weight under churn,
+///   so its sign is not checked); an extreme must be finite or the function's neutral
+///   infinity. So one share moves this node's own pair by at most twice
+///   `max_share_weight` of weight (and, with a value range, of in-range
+///   value): what it can change is bounded, though a member with a valid
+///   key can keep re-sending such flows and, without a value range, claim
+///   any finite value. Flows are state, and an honest flow's size depends
+///   on the graph, so no tighter rule holds for honest flows too.
+/// - links are capped at [`Limits::max_links`]. When the node is full, a
+///   stranger that asks for a link (writes to it, or sends
+///   [`FlowShare::Join`]) is *refused*, rather than the least recently
+///   heard neighbour being evicted: an evicted neighbour still holds its
+///   flow to us and keeps writing, so its mass would be lost or counted
+///   twice, and a flood of fresh identities would churn out the honest
+///   links that carry the epoch's mass. Refusal leaves every established
+///   link intact, and strangers may fill only `max_links` less this node's
+///   own `degree` picks (16 times as many at the leader), so its own picks
+///   always fit under the cap. The prices: a refused honest node leaks its
+///   flow towards us as towards a neighbour that crashed, until the epoch
+///   ends; and since links are symmetric, a stranger's link counts towards
+///   `degree` as before, so identities that reach a node first at an epoch
+///   start can make up its neighbourhood (that they are live members is
+///   the host's check: the seam gives only the sender's id).
+///
+/// Refused shares change nothing and are counted
+/// ([`FlowUpdating::rejections`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowUpdating {
     common: Common,
@@ -81,6 +115,12 @@ pub struct FlowUpdating {
     /// kept so that a departure does not move this node's estimate (see
     /// [`Aggregate::on_peer_down`]).
     departed: (f64, f64),
+    /// Bounds on shares and links.
+    #[serde(default)]
+    limits: Limits,
+    /// Shares refused so far.
+    #[serde(default)]
+    rejected: Rejections,
 }
 
 impl FlowUpdating {
@@ -92,6 +132,66 @@ impl FlowUpdating {
             degree: degree.max(1),
             links: BTreeMap::new(),
             departed: (0.0, 0.0),
+            limits: Limits::default(),
+            rejected: Rejections::default(),
+        }
+    }
+
+    /// Sets the bounds shares are checked against and the link cap (flow
+    /// updating reads `max_share_weight`, `value_range` and `max_links`).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Shares refused so far, by reason.
+    pub fn rejections(&self) -> Rejections {
+        self.rejected
+    }
+
+    /// How many shares were refused so far.
+    pub fn rejected_shares(&self) -> u64 {
+        self.rejected.total()
+    }
+
+    /// Neighbours this node keeps now.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// How many neighbours this node picks itself: `degree`, 16 times as
+    /// many at the leader of a sum or count, never above the link cap.
+    fn own_degree(&self) -> usize {
+        let degree = if self.common.anchors() {
+            self.degree.saturating_mul(LEADER_FANOUT)
+        } else {
+            self.degree
+        };
+        degree.min(self.limits.max_links.max(1))
+    }
+
+    /// Whether a share from `from` may go on: it is a neighbour, or there
+    /// is room to link a stranger (the cap less this node's own picks).
+    fn may_link(&self, from: NodeId) -> bool {
+        self.links.contains_key(&from)
+            || self.links.len() < self.limits.max_links.saturating_sub(self.own_degree())
+    }
+
+    /// Checks a share without changing anything.
+    fn check(&self, from: NodeId, share: &FlowShare) -> Result<(), Reject> {
+        let function = self.common.function;
+        match *share {
+            FlowShare::Flow { fx, fy, ex, ey, .. } => {
+                self.limits.check_flow(function, fx, fy)?;
+                self.limits.check_estimate(function, ex, ey)?;
+            }
+            FlowShare::Extreme { value, .. } => self.limits.check_extreme(function, value)?,
+            FlowShare::Join => {}
+        }
+        if self.may_link(from) {
+            Ok(())
+        } else {
+            Err(Reject::RefusedLink)
         }
     }
 
@@ -151,11 +251,7 @@ impl Aggregate for FlowUpdating {
             }
             return;
         }
-        let degree = if self.common.anchors() {
-            self.degree * LEADER_FANOUT
-        } else {
-            self.degree
-        };
+        let degree = self.own_degree();
         if self.links.len() < degree {
             let mut peers = Vec::new();
             host.sample_peers(degree - self.links.len(), &mut peers);
@@ -201,12 +297,8 @@ impl Aggregate for FlowUpdating {
         from: NodeId,
         share: FlowShare,
     ) {
-        let finite = match share {
-            FlowShare::Flow { fx, fy, ex, ey, .. } => all_finite(&[fx, fy, ex, ey]),
-            FlowShare::Extreme { value, .. } => !value.is_nan(),
-            FlowShare::Join => true,
-        };
-        if !finite {
+        if let Err(reason) = self.check(from, &share) {
+            self.rejected.count(reason);
             return;
         }
         match share {

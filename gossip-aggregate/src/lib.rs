@@ -12,6 +12,14 @@
 //!
 //! Sums and counts need one designated node (the *leader*): count is
 //! `1 / average` of an indicator that is 1 at the leader only.
+//!
+//! Every share may come from a liar. Each algorithm refuses non-finite
+//! values, negative weights, weights above [`Limits::max_share_weight`] and,
+//! if the application gives one, values outside [`Limits::value_range`];
+//! push-pull takes a reply only to its own outstanding request, and flow
+//! updating caps its links. A refused share changes nothing and is counted
+//! ([`Rejections`]). Whether a share's sender is a live member is for the
+//! host to check: the seam gives an aggregate only the sender's id.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,7 +30,7 @@ mod push_pull;
 mod push_sum;
 
 pub use any::{Algorithm, AnyAggregate, AnyShare};
-pub use common::{Function, Input};
+pub use common::{Function, Input, Limits, Rejections};
 pub use flow::{FlowShare, FlowUpdating};
 pub use push_pull::{PushPull, PushPullShare};
 pub use push_sum::{PushSum, PushSumShare};

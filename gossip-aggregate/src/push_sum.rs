@@ -4,7 +4,7 @@
 use gossip_core::{Aggregate, AggregateHost, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{all_finite, Epochal, Function, Input, Pair};
+use crate::common::{Epochal, Function, Input, Limits, Pair, Rejections};
 
 /// A push-sum share: half of the sender's mass, or its extreme.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,9 +38,27 @@ pub enum PushSumShare {
 /// each of 64 peers, so that no single other node holds much of the weight
 /// while it is concentrated). Min and max spread the best value
 /// seen instead, reaching everyone in about `log N` rounds.
+///
+/// Every share may come from a liar. A mass must be finite with a weight
+/// in `[0, max_share_weight]` ([`Limits`]), an extreme finite (or the
+/// function's neutral infinity); with a [`Limits::value_range`], an
+/// average's mass must lie in it. A refused share changes nothing and is
+/// counted ([`PushSum::rejections`]). What a member with a valid key can
+/// still do: weights are conserved (they sum to the number of contributing
+/// nodes for an average, to 1 for sums and counts), so each share it
+/// forges adds at most `max_share_weight` of weight the system never had,
+/// at any value it likes unless a value range is set; with one, it moves
+/// an average no further than that much weight of in-range input would.
+/// Forged weight stays in the system until the epoch ends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushSum {
     pair: Pair,
+    /// Bounds on what a share may carry.
+    #[serde(default)]
+    limits: Limits,
+    /// Shares refused so far.
+    #[serde(default)]
+    rejected: Rejections,
 }
 
 impl PushSum {
@@ -49,7 +67,26 @@ impl PushSum {
     pub fn new(function: Function, input: Input, epoch_length: Option<u32>) -> Self {
         Self {
             pair: Pair::new(function, input, epoch_length),
+            limits: Limits::default(),
+            rejected: Rejections::default(),
         }
+    }
+
+    /// Sets the bounds shares are checked against (push-sum reads
+    /// `max_share_weight` and `value_range`).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Shares refused so far, by reason.
+    pub fn rejections(&self) -> Rejections {
+        self.rejected
+    }
+
+    /// How many shares were refused so far.
+    pub fn rejected_shares(&self) -> u64 {
+        self.rejected.total()
     }
 
     /// Marks this node as joining a computation under way: it contributes
@@ -106,11 +143,15 @@ impl Aggregate for PushSum {
         _from: NodeId,
         share: PushSumShare,
     ) {
-        let (epoch, finite) = match share {
-            PushSumShare::Mass { epoch, x, y } => (epoch, all_finite(&[x, y]) && y >= 0.0),
-            PushSumShare::Extreme { epoch, value } => (epoch, !value.is_nan()),
+        let function = self.pair.common.function;
+        let (epoch, checked) = match share {
+            PushSumShare::Mass { epoch, x, y } => (epoch, self.limits.check_mass(function, x, y)),
+            PushSumShare::Extreme { epoch, value } => {
+                (epoch, self.limits.check_extreme(function, value))
+            }
         };
-        if !finite {
+        if let Err(reason) = checked {
+            self.rejected.count(reason);
             return;
         }
         if !self.pair.admit(epoch) {

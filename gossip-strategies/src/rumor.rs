@@ -1,7 +1,7 @@
 //! Rumor mongering (Demers et al., "Epidemic algorithms for replicated
 //! database maintenance", PODC 1987, section 1.4).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use gossip_core::{Digest, GossipMessage, Host, MessageId, NodeId, Rumor, Strategy};
 use serde::{Deserialize, Serialize};
@@ -46,13 +46,56 @@ pub enum Relay {
 }
 
 /// How interested a node still is in one hot rumor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interest {
     rumor: Rumor,
     counter: u32,
     /// Useless contacts still to forgive: those of the eager wave, which
     /// is a fast first pass, not part of the rumor's counted life.
     grace: u32,
+    /// Peers this node pushed the rumor to and that have not answered with
+    /// feedback yet, oldest first, at most
+    /// [`RumorMongering::max_pushed`]: feedback counts only from them, once
+    /// per push. The flag marks a push that answered the peer's pull.
+    pushed: VecDeque<(NodeId, bool)>,
+    /// Pullers whose useless pull was already counted, oldest first, at
+    /// most [`RumorMongering::max_pushed`]: each counts once.
+    pulled: VecDeque<NodeId>,
+}
+
+impl Interest {
+    /// Remembers a push to `peer`, forgetting the oldest beyond `bound`.
+    fn pushed_to(&mut self, peer: NodeId, answered_pull: bool, bound: usize) {
+        if self.pushed.len() >= bound.max(1) {
+            self.pushed.pop_front();
+        }
+        self.pushed.push_back((peer, answered_pull));
+    }
+
+    /// Whether a useless pull from `peer` may count: the first one from
+    /// each peer does (and is remembered), repeats do not.
+    fn first_useless_pull(&mut self, peer: NodeId, bound: usize) -> bool {
+        if self.pulled.contains(&peer) {
+            return false;
+        }
+        if self.pulled.len() >= bound.max(1) {
+            self.pulled.pop_front();
+        }
+        self.pulled.push_back(peer);
+        true
+    }
+
+    /// Whether feedback from `peer` counts: it was pushed the rumor and
+    /// has not answered yet (its answer is then used up). Feedback on a
+    /// push that answered its pull counts like a useless pull, once per
+    /// peer: pulling and answering in turn is no way round that rule.
+    fn answered_by(&mut self, peer: NodeId, bound: usize) -> bool {
+        let Some(at) = self.pushed.iter().position(|&(p, _)| p == peer) else {
+            return false;
+        };
+        let (_, answered_pull) = self.pushed.remove(at).unwrap_or((peer, false));
+        !answered_pull || self.first_useless_pull(peer, bound)
+    }
 }
 
 /// Rumor mongering: a node that learns a rumor becomes *infective* and
@@ -83,6 +126,19 @@ pub struct Interest {
 ///
 /// Choose it for a steady stream of updates where bandwidth matters; add a
 /// backup when every update must arrive.
+///
+/// Feedback may be forged. A [`GossipMessage::Feedback`] counts towards
+/// termination only from a peer this node pushed that rumor to (by a round
+/// or wave push, or in answer to its pull), once per push (the last
+/// [`max_pushed`](Self::max_pushed) pushes of each hot rumor are
+/// remembered), so nobody else can cool a rumor. A duplicate that
+/// arrives here counts nothing by itself: it only draws our feedback to
+/// its sender, which counts there only if that sender pushed to us.
+/// In pull mode a puller whose digest already covers a rumor is a useless
+/// contact; each puller counts so at most once per hot rumor (among the
+/// last `max_pushed` that did), and so does its feedback on a push that
+/// answered its pull, so one sender replaying pulls cannot cool a rumor. Many identities still can: whether a puller is a live member
+/// is the host's check, the seam gives only its id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RumorMongering {
     /// Push, pull or both.
@@ -104,12 +160,28 @@ pub struct RumorMongering {
     /// whose payload the host no longer holds). Default 4096.
     #[serde(default = "default_max_hot")]
     pub max_hot: usize,
+    /// Most pushes remembered per hot rumor, to match feedback against;
+    /// beyond it the oldest is forgotten, and feedback for it no longer
+    /// counts (the rumor then stays hot a little longer, never shorter).
+    /// The same bound holds the pullers whose useless pull was counted.
+    /// Unit: pushes; range: at least 1. Default 64: feedback answers a push
+    /// within one round trip, by which time a node has made at most its
+    /// eager wave (`ceil(ln n) + 2`, 16 at a million peers) plus `fanout`
+    /// pushes of the rumor, so honest feedback always finds its push. With
+    /// `max_hot` rumors that bounds the memory at `2 x max_hot x max_pushed`
+    /// peer ids (pushes, and pullers counted).
+    #[serde(default = "default_max_pushed")]
+    pub max_pushed: usize,
     #[serde(skip)]
     hot: BTreeMap<MessageId, Interest>,
 }
 
 fn default_max_hot() -> usize {
     4096
+}
+
+fn default_max_pushed() -> usize {
+    64
 }
 
 impl Default for RumorMongering {
@@ -139,6 +211,7 @@ impl RumorMongering {
             relay: Relay::Batched,
             backup: None,
             max_hot: default_max_hot(),
+            max_pushed: default_max_pushed(),
             hot: BTreeMap::new(),
         }
     }
@@ -215,6 +288,9 @@ impl RumorMongering {
                 },
             );
             for rumor in &rumors {
+                if let Some(interest) = self.hot.get_mut(&rumor.id) {
+                    interest.pushed_to(peer, false, self.max_pushed);
+                }
                 self.contacted(host, rumor.id, false);
             }
         }
@@ -248,6 +324,8 @@ impl Strategy for RumorMongering {
             rumor,
             counter: 0,
             grace: 0,
+            pushed: VecDeque::new(),
+            pulled: VecDeque::new(),
         };
         if self.relay == Relay::Eager && self.mode.pushes() {
             let wave = eager_fanout(host.peer_count()).max(self.fanout);
@@ -259,6 +337,9 @@ impl Strategy for RumorMongering {
         }
     }
 
+    /// Tells `from` we already held it (with feedback termination). It
+    /// counts nothing here: a duplicate from anyone, pushed to or not,
+    /// leaves this node's interest as it was.
     fn on_duplicate<H: Host>(&mut self, host: &mut H, rumor: Rumor, from: NodeId) {
         if self.termination.uses_feedback() {
             host.send(
@@ -270,9 +351,18 @@ impl Strategy for RumorMongering {
         }
     }
 
-    fn on_feedback<H: Host>(&mut self, host: &mut H, _from: NodeId, known: &[MessageId]) {
+    /// Counts each rumor in `known` as a useless contact only if `from` is
+    /// a peer this node pushed it to and has not answered yet.
+    fn on_feedback<H: Host>(&mut self, host: &mut H, from: NodeId, known: &[MessageId]) {
         for &id in known {
-            self.contacted(host, id, true);
+            let bound = self.max_pushed;
+            if self
+                .hot
+                .get_mut(&id)
+                .is_some_and(|interest| interest.answered_by(from, bound))
+            {
+                self.contacted(host, id, true);
+            }
         }
     }
 
@@ -281,16 +371,28 @@ impl Strategy for RumorMongering {
             AntiEntropy::answer(host, from, digest, reciprocate);
             return;
         }
-        let candidates: Vec<Interest> = self.hot.values().copied().collect();
+        let candidates: Vec<Rumor> = self.hot.values().map(|i| i.rumor).collect();
         let mut send = Vec::new();
-        for interest in candidates {
-            let useless = digest.covers(interest.rumor.id);
+        for rumor in candidates {
+            let useless = digest.covers(rumor.id);
             if !useless {
-                send.push(interest.rumor);
+                send.push(rumor);
+            } else if !self
+                .hot
+                .get_mut(&rumor.id)
+                .is_some_and(|interest| interest.first_useless_pull(from, self.max_pushed))
+            {
+                // This puller's useless pull of it was counted already.
+                continue;
             }
-            self.contacted(host, interest.rumor.id, useless);
+            self.contacted(host, rumor.id, useless);
         }
         if !send.is_empty() {
+            for rumor in &send {
+                if let Some(interest) = self.hot.get_mut(&rumor.id) {
+                    interest.pushed_to(from, true, self.max_pushed);
+                }
+            }
             host.send(from, GossipMessage::Push { rumors: send });
         }
     }

@@ -470,8 +470,8 @@ fn the_eager_wave_fans_out_to_ln_n_plus_two_and_its_duplicates_are_forgiven() {
     // ceil(ln 100) + 2 = 7, more than the configured fanout of 3.
     assert_eq!(host.pushes.len(), 7);
     // Every one of the wave's contacts already had it: still hot.
-    for _ in 0..7 {
-        rumor.on_feedback(&mut host, from, &[id]);
+    for peer in host.pushes.clone() {
+        rumor.on_feedback(&mut host, peer, &[id]);
     }
     assert_eq!(rumor.hot_count(), 1, "the wave's duplicates are forgiven");
     rumor.on_round(&mut host);
@@ -481,8 +481,9 @@ fn the_eager_wave_fans_out_to_ln_n_plus_two_and_its_duplicates_are_forgiven() {
         "one round at the configured fanout"
     );
     // Three useless round contacts (the counter k = 3) end its interest.
-    for _ in 0..3 {
-        rumor.on_feedback(&mut host, from, &[id]);
+    let round_pushes: Vec<NodeId> = host.pushes[7..].to_vec();
+    for peer in round_pushes {
+        rumor.on_feedback(&mut host, peer, &[id]);
     }
     assert_eq!(rumor.hot_count(), 0);
 
