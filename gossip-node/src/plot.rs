@@ -59,15 +59,6 @@ pub enum YScale {
     Log,
 }
 
-/// Where the legend sits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Corner {
-    /// Upper right.
-    UpperRight,
-    /// Lower right.
-    LowerRight,
-}
-
 /// A chart: axes, lines, bands and notes under it.
 #[derive(Clone, Debug)]
 pub struct Figure {
@@ -87,8 +78,6 @@ pub struct Figure {
     pub bands: Vec<Band>,
     /// Lines of text under the chart: what was drawn and from which model.
     pub notes: Vec<String>,
-    /// Legend position.
-    pub legend: Corner,
 }
 
 const WIDTH: u32 = 960;
@@ -110,7 +99,8 @@ impl Figure {
     /// The figure as an SVG document.
     pub fn to_svg(&self) -> anyhow::Result<String> {
         let mut svg = String::new();
-        let height = CHART_HEIGHT + NOTE_HEIGHT * (self.notes.len() as u32 + 1);
+        let rows = self.bands.len() + self.lines.len() + self.notes.len();
+        let height = CHART_HEIGHT + NOTE_HEIGHT * (rows as u32 + 1);
         {
             let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
             root.fill(&WHITE).map_err(plot_error)?;
@@ -123,7 +113,7 @@ impl Figure {
                     self.draw_chart(&chart, x, (low..high).log_scale(), &|v| format!("{v:.0e}"))?
                 }
             }
-            self.draw_notes(&notes)?;
+            self.draw_legend_and_notes(&notes)?;
             root.present().map_err(plot_error)?;
         }
         Ok(svg)
@@ -209,25 +199,56 @@ impl Figure {
         for (index, line) in self.lines.iter().enumerate() {
             draw_line(&mut chart, line, index, self.y_scale)?;
         }
-        chart
-            .configure_series_labels()
-            .position(match self.legend {
-                Corner::UpperRight => SeriesLabelPosition::UpperRight,
-                Corner::LowerRight => SeriesLabelPosition::LowerRight,
-            })
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
         Ok(())
     }
 
-    fn draw_notes(&self, area: &DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Result<()> {
-        for (row, note) in self.notes.iter().enumerate() {
-            let y = (NOTE_HEIGHT * row as u32) as i32 + 4;
+    /// Under the chart, one row per band and line (a swatch and its name),
+    /// then the notes: a legend that never hides data.
+    fn draw_legend_and_notes(
+        &self,
+        area: &DrawingArea<SVGBackend<'_>, Shift>,
+    ) -> anyhow::Result<()> {
+        let row_y = |row: usize| (NOTE_HEIGHT * row as u32) as i32 + 4;
+        let (x0, text_x) = (90, 124);
+        let mut row = 0;
+        for (index, band) in self.bands.iter().enumerate() {
+            let y = row_y(row) + 7;
+            let colour = band_colour(index);
+            area.draw(&Rectangle::new(
+                [(x0, y - 5), (x0 + 24, y + 5)],
+                colour.filled(),
+            ))
+            .map_err(plot_error)?;
+            area.draw(&Text::new(
+                band.name.as_str(),
+                (text_x, row_y(row)),
+                (FONT, 14),
+            ))
+            .map_err(plot_error)?;
+            row += 1;
+        }
+        for (index, line) in self.lines.iter().enumerate() {
+            let y = row_y(row) + 7;
+            let style = line_colour(index).stroke_width(2);
+            let path = vec![(x0, y), (x0 + 24, y)];
+            match line.kind {
+                LineKind::Measured => area.draw(&PathElement::new(path, style)),
+                LineKind::Theory => area.draw(&DashedPathElement::new(path, 6, 4, style)),
+            }
+            .map_err(plot_error)?;
+            area.draw(&Text::new(
+                line.name.as_str(),
+                (text_x, row_y(row)),
+                (FONT, 14),
+            ))
+            .map_err(plot_error)?;
+            row += 1;
+        }
+        for note in &self.notes {
+            let y = row_y(row) + NOTE_HEIGHT as i32 / 2;
             area.draw(&Text::new(note.as_str(), (24, y), (FONT, 13)))
                 .map_err(plot_error)?;
+            row += 1;
         }
         Ok(())
     }
@@ -241,7 +262,7 @@ fn draw_line<Y: Ranged<ValueType = f64>>(
     index: usize,
     scale: YScale,
 ) -> anyhow::Result<()> {
-    let colour = COLOURS[index % COLOURS.len()];
+    let colour = line_colour(index);
     let points: Vec<(f64, f64)> = line
         .points
         .iter()
@@ -249,20 +270,11 @@ fn draw_line<Y: Ranged<ValueType = f64>>(
         .filter(|(x, y)| x.is_finite() && y.is_finite() && (scale == YScale::Linear || *y > 0.0))
         .collect();
     let style = colour.stroke_width(2);
-    let drawn = match line.kind {
+    match line.kind {
         LineKind::Measured => chart.draw_series(LineSeries::new(points, style)),
         LineKind::Theory => chart.draw_series(DashedLineSeries::new(points, 8, 5, style)),
     }
     .map_err(plot_error)?;
-    let kind = line.kind;
-    drawn.label(line.name.as_str()).legend(move |(x, y)| {
-        let style = colour.stroke_width(2);
-        let path = vec![(x, y), (x + 22, y)];
-        match kind {
-            LineKind::Measured => PathElement::new(path, style).into_dyn(),
-            LineKind::Theory => DashedPathElement::new(path, 6, 4, style).into_dyn(),
-        }
-    });
     Ok(())
 }
 
@@ -271,15 +283,22 @@ fn draw_band<Y: Ranged<ValueType = f64>>(
     band: &Band,
     index: usize,
 ) -> anyhow::Result<()> {
-    let colour = COLOURS[index % COLOURS.len()].mix(0.2);
+    let colour = band_colour(index);
     let mut outline: Vec<(f64, f64)> = band.points.iter().map(|&(x, lo, _)| (x, lo)).collect();
     outline.extend(band.points.iter().rev().map(|&(x, _, hi)| (x, hi)));
     chart
         .draw_series(std::iter::once(Polygon::new(outline, colour.filled())))
-        .map_err(plot_error)?
-        .label(band.name.as_str())
-        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 22, y + 5)], colour.filled()));
+        .map_err(plot_error)?;
     Ok(())
+}
+
+fn line_colour(index: usize) -> RGBColor {
+    COLOURS[index % COLOURS.len()]
+}
+
+/// Bands take the colours of the lines they go with, faded.
+fn band_colour(index: usize) -> RGBAColor {
+    line_colour(index).mix(0.2)
 }
 
 fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
@@ -351,6 +370,12 @@ pub fn dissemination_figure(r: &DisseminationReport) -> Figure {
         kind: LineKind::Measured,
     }];
     let mut notes = Vec::new();
+    if let Some(last) = r.theory_curve.as_ref().and_then(|t| t.informed.last()) {
+        notes.push(format!(
+            "mean-field curve after round {}: {last:.4} informed",
+            stats.len().saturating_sub(1)
+        ));
+    }
     match &r.theory_curve {
         Some(theory) => lines.push(Line {
             name: format!("theory: {}", theory.model),
@@ -414,7 +439,6 @@ pub fn dissemination_figure(r: &DisseminationReport) -> Figure {
         lines,
         bands,
         notes,
-        legend: Corner::LowerRight,
     }
 }
 
@@ -497,7 +521,6 @@ pub fn aggregation_figure(r: &AggregationReport) -> Figure {
         lines,
         bands: Vec::new(),
         notes,
-        legend: Corner::UpperRight,
     }
 }
 
@@ -584,7 +607,6 @@ pub fn membership_figure(r: &MembershipReport, scenario: &MembershipScenario) ->
                 r.detection_detail.len()
             ),
         ],
-        legend: Corner::LowerRight,
     }
 }
 
@@ -633,7 +655,6 @@ pub fn bench_net_figure(r: &BenchNetReport) -> Figure {
             ),
             "no theory curve: loopback latency depends on the scheduler more than on the protocol".to_string(),
         ],
-        legend: Corner::LowerRight,
     }
 }
 
@@ -687,7 +708,6 @@ mod tests {
                 points: vec![(0.0, 0.1, 0.2), (5.0, 0.2, 0.4)],
             }],
             notes: vec!["note one".into(), "note two".into()],
-            legend: Corner::LowerRight,
         }
     }
 
