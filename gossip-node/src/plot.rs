@@ -494,6 +494,12 @@ pub fn aggregation_figure(r: &AggregationReport) -> Figure {
             jelasity,
         );
     }
+    let unknown = measured.iter().filter(|p| !p.1.is_finite()).count();
+    if unknown > 0 {
+        notes.push(format!(
+            "{unknown} rounds where some node had no estimate yet (infinite error): not drawn"
+        ));
+    }
     if let Some(zero) = measured.iter().find(|p| p.1 == 0.0) {
         notes.push(format!(
             "error exactly 0 from round {} on: not drawn on the log axis",
