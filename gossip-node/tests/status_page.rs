@@ -80,7 +80,12 @@ fn event_stream() -> String {
             "payload": format!("hello <b>{i}</b>"), "delay_ms": delay,
         }));
     }
-    // Or as origin, generation and sequence, without a measured delay.
+    // The agent's own extras: a broadcast it sent, and events it dropped.
+    events.push(
+        json!({"event": "broadcast_sent", "id": "127.0.0.1:7946/2/1", "payload": "sent by me"}),
+    );
+    events.push(json!({"event": "lagged", "missed": 7}));
+    // A delivery's id as origin, generation and sequence, without a delay.
     events.push(json!({
         "event": "delivered", "origin": "127.0.0.1:7948", "generation": 1,
         "sequence": 9, "payload": "no delay", "delay_ms": null,
@@ -250,6 +255,11 @@ async fn chromium_renders_members_events_and_propagation() {
         dom.contains("127.0.0.1:7948/1/9"),
         "id from origin/generation/sequence"
     );
+    assert!(
+        dom.contains("127.0.0.1:7946/2/1 \u{201c}sent by me\u{201d}"),
+        "broadcast_sent"
+    );
+    assert!(dom.contains("missed 7 events"), "lagged");
     assert!(
         dom.contains(r#"<span class="mono">127.0.0.1:7949</span> <span class="muted">left"#),
         "member_left named by `member`"
