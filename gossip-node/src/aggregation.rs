@@ -80,6 +80,10 @@ pub struct AggregationArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also draw the largest relative error per round on a log axis, with
+    /// the convergence slopes, as an SVG file (math mode only).
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "full")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// One completed epoch under churn.
@@ -141,6 +145,10 @@ pub struct AggregationReport {
     pub cpu_s: f64,
     /// Node-rounds per CPU second.
     pub node_rounds_per_cpu_s: f64,
+    /// Math mode: the largest relative error over live nodes after each
+    /// round (index 0: round 1). Empty with --full. Drawn by --plot.
+    #[serde(skip)]
+    pub max_rel_error_per_round: Vec<f64>,
 }
 
 impl AggregationArgs {
@@ -216,6 +224,7 @@ impl AggregationArgs {
         let mut messages = 0u64;
         let mut live_rounds = 0u64;
         let mut epochs = Vec::new();
+        let mut per_round = Vec::with_capacity(self.rounds as usize);
         let cpu = cpu_time::ProcessTime::now();
         if self.full {
             return self.run_full(make, truth, &mut progress);
@@ -270,6 +279,7 @@ impl AggregationArgs {
                         }
                     }
                     final_error = stats.max_rel_error;
+                    per_round.push(stats.max_rel_error);
                     mass = (stats.initial_mass, stats.mass);
                     messages += stats.messages;
                     live_rounds += stats.live as u64;
@@ -296,6 +306,7 @@ impl AggregationArgs {
             epochs,
             cpu_s,
             node_rounds_per_cpu_s: live_rounds as f64 / cpu_s.max(1e-9),
+            max_rel_error_per_round: per_round,
         })
     }
 }
@@ -350,6 +361,7 @@ impl AggregationArgs {
             epochs: Vec::new(),
             cpu_s,
             node_rounds_per_cpu_s: n as f64 * f64::from(self.rounds) / cpu_s.max(1e-9),
+            max_rel_error_per_round: Vec::new(),
         })
     }
 }

@@ -99,6 +99,10 @@ pub struct BenchNetArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also draw the CDFs of broadcast latency (each delivery, and until
+    /// every node had it) as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// What `bench-net` measured.
@@ -154,6 +158,14 @@ pub struct BenchNetReport {
     pub events_lagged: u64,
     /// Wall-clock seconds of the whole run.
     pub wall_s: f64,
+    /// Each delivery's latency, ms after its broadcast (every receiving
+    /// node of every broadcast that reached it). Drawn by --plot.
+    #[serde(skip)]
+    pub delivery_ms: Vec<f64>,
+    /// Per broadcast: ms until the last other node delivered it (`None`:
+    /// not within the timeout). Drawn by --plot.
+    #[serde(skip)]
+    pub to_all_ms: Vec<Option<f64>>,
 }
 
 impl BenchNetArgs {
@@ -243,6 +255,7 @@ impl BenchNetArgs {
         let broadcast_phase = Instant::now();
         let copies_before: u64 = rumor_copies(&cluster).await;
         let mut latencies = Vec::new();
+        let mut delivery_ms = Vec::new();
         let mut incomplete = 0;
         for b in 0..self.broadcasts {
             let origin = rng.random_range(0..self.nodes);
@@ -256,20 +269,22 @@ impl BenchNetArgs {
                     o.delivered.contains_key(&id)
                 })
                 .await;
+            let delivered: Vec<Instant> = receivers
+                .iter()
+                .filter_map(|&i| {
+                    cluster.observed[i]
+                        .lock()
+                        .expect("lock")
+                        .delivered
+                        .get(&id)
+                        .copied()
+                })
+                .collect();
+            let ms = |at: Instant| (at - sent).as_secs_f64() * 1000.0;
+            delivery_ms.extend(delivered.iter().map(|&at| ms(at)));
             if reached {
-                let last = receivers
-                    .iter()
-                    .filter_map(|&i| {
-                        cluster.observed[i]
-                            .lock()
-                            .expect("lock")
-                            .delivered
-                            .get(&id)
-                            .copied()
-                    })
-                    .max()
-                    .expect("all delivered");
-                latencies.push(Some((last - sent).as_secs_f64() * 1000.0));
+                let last = delivered.iter().copied().max().expect("all delivered");
+                latencies.push(Some(ms(last)));
             } else {
                 incomplete += 1;
                 latencies.push(None);
@@ -365,6 +380,8 @@ impl BenchNetArgs {
             probe_interval_ms: self.probe_interval_ms,
             join_convergence_s: join_convergence_s.flatten(),
             broadcast_to_all_ms: Quantiles::of(&latencies),
+            to_all_ms: latencies,
+            delivery_ms,
             broadcasts: self.broadcasts,
             broadcasts_incomplete: incomplete,
             deliveries_per_node: deliveries as f64 / (broadcasts * (self.nodes - 1) as f64),

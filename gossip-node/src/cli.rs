@@ -93,6 +93,10 @@ pub struct MembershipArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also draw the CDFs of the crashed nodes' detection times against
+    /// the probing model as an SVG file (needs --crash).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// Parses a `--name` flag's seconds, refusing negative and non-finite values.
@@ -129,6 +133,9 @@ impl MembershipArgs {
             }
             _ => None,
         };
+        if self.plot.is_some() && self.crash == 0 {
+            bail!("--plot draws detection times: give --crash N (a few dozen make a smooth CDF)");
+        }
         scenario.slow = self.slow;
         scenario.slow_delay = seconds("slow-delay", self.slow_delay)?;
         scenario
@@ -147,18 +154,27 @@ impl Cli {
                 let report = with_progress(scenario.duration.as_secs(), "s", |tick| {
                     run_membership(&scenario, |t| tick(t.as_secs())).map_err(|e| anyhow::anyhow!(e))
                 })?;
+                if let Some(path) = &args.plot {
+                    save_plot(&crate::plot::membership_figure(&report, &scenario), path)?;
+                }
                 print_report(&report, args.format, write_table)
             }
             Command::Sim(SimCommand::Dissemination(args)) => {
                 let report = with_progress(u64::from(args.runs), "runs", |tick| {
                     args.run(|done| tick(u64::from(done)))
                 })?;
+                if let Some(path) = &args.plot {
+                    save_plot(&crate::plot::dissemination_figure(&report), path)?;
+                }
                 print_report(&report, args.format, crate::dissemination::write_table)
             }
             Command::Sim(SimCommand::Aggregation(args)) => {
                 let report = with_progress(u64::from(args.rounds), "rounds", |tick| {
                     args.run(|round| tick(u64::from(round)))
                 })?;
+                if let Some(path) = &args.plot {
+                    save_plot(&crate::plot::aggregation_figure(&report), path)?;
+                }
                 print_report(&report, args.format, crate::aggregation::write_table)
             }
             Command::Agent(args) => args.run(),
@@ -168,10 +184,20 @@ impl Cli {
             }
             Command::BenchNet(args) => {
                 let report = with_phases(|phase| args.run(phase))?;
+                if let Some(path) = &args.plot {
+                    save_plot(&crate::plot::bench_net_figure(&report), path)?;
+                }
                 print_report(&report, args.format, crate::bench_net::write_table)
             }
         }
     }
+}
+
+/// Writes `figure` to `path` and says so on stderr (stdout holds the report).
+fn save_plot(figure: &crate::plot::Figure, path: &std::path::Path) -> anyhow::Result<()> {
+    figure.write_svg(path)?;
+    eprintln!("plot written to {}", path.display());
+    Ok(())
 }
 
 /// Runs `work`, which reports how many of `total` `unit`s are done, under a

@@ -6,8 +6,7 @@ use anyhow::bail;
 use clap::ValueEnum;
 use gossip_core::NodeId;
 use gossip_sim::{
-    node_addr, run_full_dissemination, run_math, FullDissemination, MathRun, MathScenario,
-    Quantiles,
+    node_addr, run_full_dissemination, FullDissemination, MathRun, MathScenario, MathSim, Quantiles,
 };
 use gossip_strategies::{
     AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
@@ -117,6 +116,11 @@ pub struct DisseminationArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also draw the informed fraction per round (mean and range over the
+    /// runs) against the mean-field theory curve, as an SVG file (math mode
+    /// only).
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "full")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// Mean, median, 99th percentile and maximum.
@@ -202,6 +206,22 @@ pub struct DisseminationReport {
     pub cpu_s: f64,
     /// Simulated node-rounds per CPU second.
     pub node_rounds_per_cpu_s: f64,
+    /// Math mode: per run, the informed fraction after each round (index 0:
+    /// the origin alone). Empty with --full. Drawn by --plot, not printed.
+    #[serde(skip)]
+    pub informed_per_round: Vec<Vec<f64>>,
+    /// The mean-field curve of the same model, if one is implemented.
+    #[serde(skip)]
+    pub theory_curve: Option<TheoryCurve>,
+}
+
+/// The expected informed fraction per round under a mean-field model.
+#[derive(Debug)]
+pub struct TheoryCurve {
+    /// The model, for a legend.
+    pub model: String,
+    /// Expected informed fraction after each round (index 0: the origin).
+    pub informed: Vec<f64>,
 }
 
 impl DisseminationArgs {
@@ -348,6 +368,7 @@ impl DisseminationArgs {
         let prototype = self.strategy();
         let cpu = cpu_time::ProcessTime::now();
         let mut results: Vec<MathRun> = Vec::with_capacity(self.runs as usize);
+        let mut curves: Vec<Vec<f64>> = Vec::new();
         let mut bytes_per_node = None;
         let mut node_rounds = 0.0;
         if self.full {
@@ -367,7 +388,9 @@ impl DisseminationArgs {
                 // update has to go through the coordinator.
                 scenario.origin = 1;
             }
-            results.push(run_math(&scenario, &prototype));
+            let (result, curve) = run_with_curve(&scenario, &prototype);
+            results.push(result);
+            curves.push(curve);
             progress(run + 1);
         }
         let cpu_s = cpu.elapsed().as_secs_f64();
@@ -379,7 +402,10 @@ impl DisseminationArgs {
             node_rounds = results.iter().map(|r| f64::from(r.rounds_run) * n).sum();
         }
         let is_rumor = self.strategy == StrategyName::Rumor;
+        let longest = curves.iter().map(Vec::len).max().unwrap_or(0);
         Ok(DisseminationReport {
+            informed_per_round: curves,
+            theory_curve: self.mean_field(longest.saturating_sub(1)),
             nodes: self.nodes,
             strategy: self.strategy,
             mode: self.mode,
@@ -407,6 +433,193 @@ impl DisseminationArgs {
             node_rounds_per_cpu_s: node_rounds / cpu_s.max(1e-9),
         })
     }
+}
+
+/// Runs one math-mode broadcast like `gossip_sim::run_math`, also recording
+/// the informed fraction after every round.
+fn run_with_curve(scenario: &MathScenario, prototype: &AnyStrategy) -> (MathRun, Vec<f64>) {
+    let n = scenario.nodes as f64;
+    let mut sim = MathSim::new(scenario, prototype);
+    let mut curve = vec![sim.result().informed as f64 / n];
+    loop {
+        let going = sim.step();
+        let now = sim.result();
+        // A step that found the run already over simulates no round.
+        if now.rounds_run as usize == curve.len() {
+            curve.push(now.informed as f64 / n);
+        }
+        if !going {
+            break (now, curve);
+        }
+    }
+}
+
+impl DisseminationArgs {
+    /// The expected informed fraction after rounds 0..=`rounds` from a
+    /// mean-field recurrence of the strategy as math mode runs it (uniform
+    /// peers, a rumor learned in a round relayed from the next, answers
+    /// within the round, each message lost independently). `None` where no
+    /// recurrence is implemented: rumor pull and push-pull, eager relay,
+    /// hop limits, a crashed coordinator.
+    pub fn mean_field(&self, rounds: usize) -> Option<TheoryCurve> {
+        let n = self.nodes as f64;
+        let f = f64::from(self.fanout);
+        let q = 1.0 - self.loss;
+        // Chance that one contact of one node lands on a given other node.
+        let hit = 1.0 / (n - 1.0);
+        let start = 1.0 / n;
+        let (model, informed) = match self.strategy {
+            StrategyName::AntiEntropy => {
+                // A node stays uninformed if no informed node's push hits it
+                // (one message) and none of its pulls finds an informed
+                // peer (request and answer); push-pull's push is a digest,
+                // the peer's pull back and the push (three messages).
+                let (push_q, model) = match self.mode {
+                    ModeArg::Push => (q, "mean-field SI: u' = u(1-f/(N-1))^I"),
+                    ModeArg::Pull => (0.0, "mean-field SI: u' = u(1-I/(N-1))^f"),
+                    ModeArg::PushPull => (
+                        q * q * q,
+                        "mean-field SI: u' = u(1-f/(N-1))^I (1-I/(N-1))^f",
+                    ),
+                };
+                let pull_q = if self.mode == ModeArg::Push {
+                    0.0
+                } else {
+                    q * q
+                };
+                let curve = iterate(start, rounds, |i| {
+                    let u = 1.0 - i;
+                    let informed = n * i;
+                    let push_miss = (1.0 - f * hit * push_q).powf(informed);
+                    let pull_miss = (1.0 - pull_q * informed * hit).powf(f);
+                    1.0 - u * push_miss * pull_miss
+                });
+                (model.to_string(), curve)
+            }
+            StrategyName::Rumor => return self.rumor_mean_field(rounds),
+            StrategyName::Direct | StrategyName::Flood | StrategyName::Central
+                if self.crash_coordinator_at.is_some() =>
+            {
+                return None
+            }
+            StrategyName::Direct => (
+                "origin sends to all in round 1".to_string(),
+                step_curve(rounds, &[start, start + (1.0 - start) * q]),
+            ),
+            StrategyName::Central => (
+                "origin -> coordinator (round 1) -> all (round 2)".to_string(),
+                step_curve(
+                    rounds,
+                    &[start, start * (1.0 + q), (1.0 + q + (n - 2.0) * q * q) / n],
+                ),
+            ),
+            StrategyName::Flood => {
+                // Only the nodes informed in the previous round send, to all.
+                let mut curve = vec![start];
+                let mut fresh = 1.0;
+                for _ in 0..rounds {
+                    let i = *curve.last().expect("starts non-empty");
+                    let next = 1.0 - (1.0 - i) * (1.0 - q).powf(fresh);
+                    fresh = n * (next - i);
+                    curve.push(next);
+                }
+                (
+                    "mean-field flood: u' = u(1-q)^(newly informed)".to_string(),
+                    curve,
+                )
+            }
+        };
+        Some(TheoryCurve { model, informed })
+    }
+
+    /// Push rumor mongering with batched relay: susceptible `s`, infective
+    /// nodes grouped by their counter (one group for the coins), Demers'
+    /// SIR model in discrete rounds.
+    fn rumor_mean_field(&self, rounds: usize) -> Option<TheoryCurve> {
+        if self.mode != ModeArg::Push || self.relay != RelayArg::Batched || self.hop_limit.is_some()
+        {
+            return None;
+        }
+        let n = self.nodes as f64;
+        let f = self.fanout;
+        let q = 1.0 - self.loss;
+        let k = self.k as usize;
+        let coin = matches!(
+            self.termination,
+            TerminationArg::FeedbackCoin | TerminationArg::BlindCoin
+        );
+        let feedback = matches!(
+            self.termination,
+            TerminationArg::FeedbackCoin | TerminationArg::FeedbackCounter
+        );
+        let mut s = 1.0 - 1.0 / n;
+        // infective[c]: fraction of nodes spreading with counter c.
+        let mut infective = vec![0.0; if coin { 1 } else { k }];
+        infective[0] = 1.0 / n;
+        let mut curve = vec![1.0 - s];
+        for _ in 0..rounds {
+            let spreading: f64 = infective.iter().sum();
+            let s_next = s * (1.0 - f64::from(f) * q / (n - 1.0)).powf(n * spreading);
+            // A contact counts against interest: always (blind), or when
+            // the push and the feedback both arrive at an informed peer.
+            let strike = if feedback { (1.0 - s) * q * q } else { 1.0 };
+            let mut next = vec![0.0; infective.len()];
+            for (c, &mass) in infective.iter().enumerate() {
+                if coin {
+                    next[0] += mass * (1.0 - strike / k as f64).powi(f as i32);
+                    continue;
+                }
+                for (x, p) in binomial(f, strike).into_iter().enumerate() {
+                    if c + x < k {
+                        next[c + x] += mass * p;
+                    }
+                }
+            }
+            next[0] += s - s_next;
+            infective = next;
+            s = s_next;
+            curve.push(1.0 - s);
+        }
+        Some(TheoryCurve {
+            model: format!(
+                "mean-field SIR (Demers 1987), {:?} k={}",
+                self.termination, self.k
+            ),
+            informed: curve,
+        })
+    }
+}
+
+/// `start` followed by `rounds` values of `next` applied to the previous one.
+fn iterate(start: f64, rounds: usize, next: impl Fn(f64) -> f64) -> Vec<f64> {
+    let mut curve = vec![start];
+    for _ in 0..rounds {
+        let last = *curve.last().expect("starts non-empty");
+        curve.push(next(last));
+    }
+    curve
+}
+
+/// `values` for the first rounds, then the last of them held.
+fn step_curve(rounds: usize, values: &[f64]) -> Vec<f64> {
+    let last = *values.last().expect("at least one value");
+    (0..=rounds)
+        .map(|r| values.get(r).copied().unwrap_or(last))
+        .collect()
+}
+
+/// P(X = x) for x in 0..=trials, X binomial with `trials` and `p`.
+fn binomial(trials: u32, p: f64) -> Vec<f64> {
+    let mut out = vec![0.0; trials as usize + 1];
+    out[0] = 1.0;
+    for _ in 0..trials {
+        for x in (0..out.len()).rev() {
+            let stay = out[x] * (1.0 - p);
+            let from_below = if x > 0 { out[x - 1] * p } else { 0.0 };
+            out[x] = stay + from_below;
+        }
+    }
+    out
 }
 
 impl DisseminationArgs {
@@ -495,4 +708,127 @@ pub fn write_table(out: &mut impl Write, r: &DisseminationReport) -> anyhow::Res
         r.cpu_s, r.node_rounds_per_cpu_s
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: DisseminationArgs,
+    }
+
+    fn args(extra: &[&str]) -> DisseminationArgs {
+        let mut argv = vec!["test", "--nodes", "1000"];
+        argv.extend_from_slice(extra);
+        if !extra.contains(&"--runs") {
+            argv.extend_from_slice(&["--runs", "10"]);
+        }
+        Wrap::parse_from(argv).args
+    }
+
+    /// Largest gap, over rounds, between the mean measured informed
+    /// fraction and the mean-field curve; and the gap at the end.
+    fn gaps(extra: &[&str]) -> (f64, f64) {
+        let report = args(extra).run(|_| {}).expect("runs");
+        let theory = report.theory_curve.expect("a model for this variant");
+        let runs = &report.informed_per_round;
+        let rounds = runs.iter().map(Vec::len).max().expect("runs");
+        let mean = |r: usize| {
+            runs.iter()
+                .map(|run| run.get(r).or(run.last()).copied().expect("non-empty"))
+                .sum::<f64>()
+                / runs.len() as f64
+        };
+        let at = |r: usize| {
+            theory
+                .informed
+                .get(r)
+                .copied()
+                .expect("as long as the runs")
+        };
+        let worst = (0..rounds)
+            .map(|r| (mean(r) - at(r)).abs())
+            .fold(0.0, f64::max);
+        (worst, (mean(rounds - 1) - at(rounds - 1)).abs())
+    }
+
+    #[test]
+    fn mean_field_follows_the_measured_mean() {
+        for (case, worst_allowed, end_allowed) in [
+            (&["--strategy", "anti-entropy"][..], 0.02, 0.001),
+            (
+                &[
+                    "--strategy",
+                    "anti-entropy",
+                    "--fanout",
+                    "3",
+                    "--loss",
+                    "0.3",
+                ],
+                0.03,
+                0.001,
+            ),
+            (&["--k", "2"], 0.04, 0.015),
+            (
+                &[
+                    "--k",
+                    "3",
+                    "--termination",
+                    "blind-counter",
+                    "--fanout",
+                    "2",
+                ],
+                0.02,
+                0.005,
+            ),
+            (&["--strategy", "flood", "--loss", "0.5"], 0.01, 0.01),
+            (&["--strategy", "central", "--loss", "0.1"], 0.01, 0.01),
+        ] {
+            let (worst, end) = gaps(case);
+            assert!(
+                worst <= worst_allowed,
+                "{case:?}: gap {worst} over the rounds"
+            );
+            assert!(end <= end_allowed, "{case:?}: gap {end} at the end");
+        }
+    }
+
+    #[test]
+    fn curves_end_where_the_runs_end() {
+        let report = args(&["--k", "2", "--runs", "4"])
+            .run(|_| {})
+            .expect("runs");
+        assert_eq!(report.informed_per_round.len(), 4);
+        let last_mean = report
+            .informed_per_round
+            .iter()
+            .map(|c| *c.last().expect("non-empty"))
+            .sum::<f64>()
+            / 4.0;
+        assert!((last_mean - (1.0 - report.residue)).abs() < 1e-12);
+        for curve in &report.informed_per_round {
+            assert_eq!(curve[0], 1.0 / 1000.0, "the origin alone at round 0");
+            assert!(
+                curve.windows(2).all(|w| w[0] <= w[1]),
+                "informed never shrinks"
+            );
+        }
+    }
+
+    #[test]
+    fn no_mean_field_where_none_is_implemented() {
+        for case in [
+            &["--mode", "pull"][..],
+            &["--relay", "eager"],
+            &["--hop-limit", "3"],
+            &["--strategy", "central", "--crash-coordinator-at", "1"],
+        ] {
+            assert!(args(case).mean_field(10).is_none(), "{case:?}");
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //! The library holds the command-line front end: simulator scenarios
 //! (`gossip-node sim membership|dissemination|aggregation`), a node on real
 //! sockets (`gossip-node agent`), the loopback measurement (`gossip-node
-//! bench-net`) and the cluster of agents it measures ([`cluster`]). The
-//! driver that runs a node on a transport is `gossip-agent`.
+//! bench-net`), the cluster of agents it measures ([`cluster`]) and the SVG
+//! figures of `--plot` ([`plot`]). The driver that runs a node on a
+//! transport is `gossip-agent`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -14,4 +15,5 @@ pub mod cli;
 pub mod cluster;
 pub mod dissemination;
 pub mod keys;
+pub mod plot;
 pub mod run_agent;

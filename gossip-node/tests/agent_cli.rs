@@ -185,8 +185,17 @@ fn agent_and_keygen_refuse_bad_input_clearly() {
 
 #[test]
 fn bench_net_json_has_every_promised_key() {
-    let args = [SMALL_BENCH_NET, &["--format", "json"]].concat();
+    // The same run draws its latency CDFs (--plot).
+    let dir = TempDir::new("bench-plot");
+    let svg_path = dir.0.join("latency.svg");
+    let svg_arg = svg_path.to_str().unwrap();
+    let args = [SMALL_BENCH_NET, &["--format", "json", "--plot", svg_arg]].concat();
     let out = run_ok(&args);
+    let svg = std::fs::read_to_string(&svg_path).expect("--plot wrote the SVG");
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    // 4 nodes, 2 broadcasts: 3 receivers each.
+    assert!(svg.contains("each delivery (6 deliveries)"), "{svg}");
+    assert!(svg.contains("to every node (2 broadcasts)"), "{svg}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "nodes",

@@ -1,0 +1,303 @@
+//! The status page (`gossip-node/assets/status.html`): self-contained, and
+//! rendered by headless Chromium against a fake control API.
+//!
+//! The Chromium test is ignored by default (it may install a browser). Run it
+//! by hand with
+//! `cargo test -p gossip-node --test status_page -- --ignored --nocapture`;
+//! it installs Debian's `chromium` with apt-get when it is missing and the
+//! test runs as root, and skips with a message where it cannot. Set
+//! `STATUS_SCREENSHOT=/tmp/status.png` to also save a screenshot.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+const PAGE: &str = include_str!("../assets/status.html");
+
+/// The routes the page may call, relative to its origin.
+const ROUTES: [&str; 4] = ["/v1/members", "/v1/events", "/v1/stats", "/v1/aggregate"];
+
+#[test]
+fn page_is_small_self_contained_and_uses_the_api_routes() {
+    assert!(PAGE.len() < 15_000, "page is {} bytes", PAGE.len());
+    for external in ["src=", "href=", "@import", "url(", "http://", "https://"] {
+        assert!(
+            !PAGE.contains(external),
+            "page loads something from outside itself: {external}"
+        );
+    }
+    for route in ROUTES {
+        assert!(
+            PAGE.contains(&format!("\"{route}\"")),
+            "page never calls {route}"
+        );
+    }
+    // Every API path the page names is one of the four.
+    for (at, _) in PAGE.match_indices("/v1/") {
+        let path: String = PAGE[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+            .collect();
+        assert!(ROUTES.contains(&path.as_str()), "unknown route {path}");
+    }
+    assert!(PAGE.contains("new EventSource("), "no live event stream");
+}
+
+fn members() -> serde_json::Value {
+    json!([
+        {"id": "127.0.0.1:7946", "addr": "127.0.0.1:7946", "state": "alive", "incarnation": 3,
+         "generation": 2, "metadata_hex": "6e6f646541", "self": true},
+        {"id": "127.0.0.1:7947", "addr": "127.0.0.1:7947", "state": "suspect", "incarnation": 1,
+         "generation": 1, "metadata_hex": ""},
+        {"id": "127.0.0.1:7948", "addr": "127.0.0.1:7948", "state": "dead", "incarnation": 0,
+         "generation": 1, "metadata_hex": ""},
+        {"id": "127.0.0.1:7949", "addr": "127.0.0.1:7949", "state": "left", "incarnation": 5,
+         "generation": 4, "metadata_hex": "ff"}
+    ])
+}
+
+/// One finished batch of server-sent events; the page sees the stream drop
+/// and must reconnect (the `retry:` field asks for one second).
+fn event_stream() -> String {
+    let mut events = vec![
+        json!({"event": "member_up", "id": "127.0.0.1:7949", "state": "alive", "incarnation": 0, "generation": 4}),
+        json!({"event": "member_suspect", "id": "127.0.0.1:7947", "state": "suspect", "incarnation": 1, "generation": 1}),
+        json!({"event": "member_down", "id": "127.0.0.1:7948", "state": "dead", "incarnation": 0, "generation": 1}),
+        // The member's id may also come as `member` (the agent's JSON lines).
+        json!({"event": "member_left", "member": "127.0.0.1:7949", "state": "left", "incarnation": 5, "generation": 4}),
+        json!({"event": "estimate", "value": 42.25}),
+    ];
+    for (i, delay) in [3.5, 7.25, 12.0, 4.0, 30.5].iter().enumerate() {
+        events.push(json!({
+            "event": "delivered", "id": format!("127.0.0.1:7947/1/{i}"),
+            "payload": format!("hello <b>{i}</b>"), "delay_ms": delay,
+        }));
+    }
+    // The agent's own extras: a broadcast it sent, and events it dropped.
+    events.push(
+        json!({"event": "broadcast_sent", "id": "127.0.0.1:7946/2/1", "payload": "sent by me"}),
+    );
+    events.push(json!({"event": "lagged", "missed": 7}));
+    // A delivery's id as origin, generation and sequence, without a delay.
+    events.push(json!({
+        "event": "delivered", "origin": "127.0.0.1:7948", "generation": 1,
+        "sequence": 9, "payload": "no delay", "delay_ms": null,
+    }));
+    let mut body = String::from("retry: 1000\n\n");
+    for event in events {
+        body.push_str(&format!("data: {event}\n\n"));
+    }
+    body
+}
+
+/// Serves the page and fake API answers; counts event-stream connections
+/// and refuses the first.
+async fn serve_fake_api(connections: Arc<AtomicUsize>) -> SocketAddr {
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/v1/members", get(|| async { Json(members()) }))
+        .route(
+            "/v1/stats",
+            get(|| async {
+                Json(json!({"node": {"rumors_sent": 1234, "probes_sent": 77},
+                            "transport": {"bytes_sent": 98765}, "send_errors": 0}))
+            }),
+        )
+        .route(
+            "/v1/aggregate",
+            get(|| async { Json(json!({"estimate": 42.25, "input": 40.0})) }),
+        )
+        .route(
+            "/v1/events",
+            get(move || {
+                let first = connections.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        // An error answer closes an EventSource for good:
+                        // only the page's own retry brings the events.
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        event_stream(),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
+/// Debian's Chromium, installed with apt-get if missing and allowed.
+fn chromium() -> Result<String, String> {
+    let find = || {
+        ["chromium", "chromium-browser"].into_iter().find(|name| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    };
+    if let Some(found) = find() {
+        return Ok(found.to_string());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        return Err("chromium is missing and installing it needs root".into());
+    }
+    eprintln!("installing chromium with apt-get (takes a while, once)");
+    let installed = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+        ])
+        .status()
+        .map_err(|e| format!("apt-get: {e}"))?;
+    if !installed.success() {
+        return Err(format!("apt-get install chromium failed: {installed}"));
+    }
+    find()
+        .map(str::to_string)
+        .ok_or_else(|| "chromium still missing after apt-get".into())
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments, giving the page
+/// five seconds of virtual time to fetch, stream and redraw.
+fn headless(browser: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=5000",
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (installs it as root); run with --ignored"]
+async fn chromium_renders_members_events_and_propagation() {
+    let browser = match tokio::task::spawn_blocking(chromium).await.expect("join") {
+        Ok(browser) => browser,
+        Err(reason) => {
+            eprintln!("skipping the status page test: {reason}");
+            return;
+        }
+    };
+    let connections = Arc::new(AtomicUsize::new(0));
+    let addr = serve_fake_api(connections.clone()).await;
+    let url = format!("http://{addr}/");
+    let dom = {
+        let (browser, url) = (browser.clone(), url.clone());
+        tokio::task::spawn_blocking(move || headless(&browser, &url, &["--dump-dom"]))
+            .await
+            .expect("join")
+    };
+    assert!(
+        dom.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8(dom.stdout).expect("utf-8 DOM");
+
+    // Every member is a row with its coloured state.
+    for (id, state) in [
+        ("127.0.0.1:7946", "alive"),
+        ("127.0.0.1:7947", "suspect"),
+        ("127.0.0.1:7948", "dead"),
+        ("127.0.0.1:7949", "left"),
+    ] {
+        assert!(
+            dom.contains(&format!(r#"<tr data-id="{id}" data-state="{state}">"#)),
+            "no {state} row for {id} in\n{dom}"
+        );
+        assert!(dom.contains(&format!(r#"<span class="state {state}">{state}</span>"#)));
+    }
+    assert!(dom.contains("(self)"), "self not marked");
+    // Events, newest first, payload text escaped rather than interpreted.
+    for kind in [
+        "member_up",
+        "member_suspect",
+        "member_down",
+        "member_left",
+        "estimate",
+        "delivered",
+    ] {
+        assert!(
+            dom.contains(&format!(r#"data-event="{kind}""#)),
+            "no {kind} event in\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("hello &lt;b&gt;4&lt;/b&gt;"),
+        "payload missing or unescaped"
+    );
+    assert!(
+        dom.contains("127.0.0.1:7948/1/9"),
+        "id from origin/generation/sequence"
+    );
+    assert!(
+        dom.contains("127.0.0.1:7946/2/1 \u{201c}sent by me\u{201d}"),
+        "broadcast_sent"
+    );
+    assert!(dom.contains("missed 7 events"), "lagged");
+    assert!(
+        dom.contains(r#"<span class="mono">127.0.0.1:7949</span> <span class="muted">left"#),
+        "member_left named by `member`"
+    );
+    // Propagation from the delays 3.5, 7.25, 12, 4 and 30.5 ms (nearest rank).
+    assert!(
+        dom.contains("p50 7.3 ms") || dom.contains("p50 7.25 ms"),
+        "no p50 in\n{dom}"
+    );
+    assert!(dom.contains("max 30.5 ms"), "no max delay in\n{dom}");
+    assert!(dom.contains("<rect"), "no histogram bars");
+    // Aggregate and counters.
+    assert!(
+        dom.contains(r#"<span id="estimate" class="big">42.25</span>"#),
+        "no estimate"
+    );
+    assert!(
+        dom.contains("node.rumors_sent") && dom.contains("1234"),
+        "no stats"
+    );
+    // Refused once, then ended after each batch: the page came back.
+    assert!(
+        connections.load(Ordering::SeqCst) >= 3,
+        "the page did not reconnect to /v1/events"
+    );
+
+    if let Ok(path) = std::env::var("STATUS_SCREENSHOT") {
+        let shot = format!("--screenshot={path}");
+        let out = tokio::task::spawn_blocking(move || {
+            headless(
+                &browser,
+                &url,
+                &[&shot, "--window-size=1200,900", "--hide-scrollbars"],
+            )
+        })
+        .await
+        .expect("join");
+        assert!(out.status.success(), "screenshot failed");
+        eprintln!("screenshot written to {path}");
+    }
+}
