@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gossip_sim::{run_membership, MembershipReport, MembershipScenario, Quantiles};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Gossip protocols: simulations today, a node on real sockets later.
+/// Gossip protocols: simulations, a node on real sockets, and the
+/// commands that talk to it.
 #[derive(Debug, Parser)]
 #[command(name = "gossip-node", version, about)]
 pub struct Cli {
@@ -26,9 +27,13 @@ pub enum Command {
     /// Run a cluster on loopback sockets in this process and measure join,
     /// broadcast latency, idle traffic, CPU and failure detection.
     BenchNet(crate::bench_net::BenchNetArgs),
-    /// Run one node on a real socket: events as JSON lines on stdout,
-    /// commands (broadcast TEXT, members, stats, leave) on stdin.
-    Agent(crate::run_agent::AgentArgs),
+    /// Run one node on a real socket, with a control API on loopback;
+    /// events as JSON lines on stdout and commands (broadcast TEXT,
+    /// members, stats, leave) on stdin when stdin is not a terminal.
+    Agent(Box<crate::run_agent::AgentArgs>),
+    /// Talk to a running agent through its control API.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
     /// Make a cluster root (or reuse the one in --dir) and issue a node
     /// certificate for QUIC.
     Keygen(crate::keys::KeygenArgs),
@@ -139,6 +144,23 @@ impl MembershipArgs {
 }
 
 impl Cli {
+    /// The log format the command asks for (only the agent chooses).
+    pub fn log_format(&self) -> crate::run_agent::LogFormat {
+        match &self.command {
+            Command::Agent(args) => args.log_format,
+            _ => crate::run_agent::LogFormat::Text,
+        }
+    }
+
+    /// The log level when `RUST_LOG` does not say: the agent reports its
+    /// life at `info`, other commands only warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match &self.command {
+            Command::Agent(_) => "info",
+            _ => "warn",
+        }
+    }
+
     /// Runs the chosen command, printing to stdout.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
@@ -162,6 +184,7 @@ impl Cli {
                 print_report(&report, args.format, crate::aggregation::write_table)
             }
             Command::Agent(args) => args.run(),
+            Command::Client(command) => command.run(),
             Command::Keygen(args) => {
                 println!("{}", args.run()?);
                 Ok(())
