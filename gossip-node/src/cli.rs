@@ -22,10 +22,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a deterministic simulation and report measurements.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  gossip-node sim membership --nodes 1000 --crash 5"
+    )]
     Sim(SimCommand),
     /// Run a cluster on loopback sockets in this process and measure join,
     /// broadcast latency, idle traffic, CPU and failure detection.
+    #[command(after_help = "Example:\n  gossip-node bench-net --nodes 100 --format json")]
     BenchNet(crate::bench_net::BenchNetArgs),
     /// Run one node on a real socket, with a control API on loopback;
     /// events as JSON lines on stdout and commands (broadcast TEXT,
@@ -36,6 +40,10 @@ pub enum Command {
     Client(crate::client::ClientCommand),
     /// Make a cluster root (or reuse the one in --dir) and issue a node
     /// certificate for QUIC.
+    #[command(
+        after_help = "Examples:\n  gossip-node keygen --dir keys --ip 10.0.0.1 --name n1\n  \
+                            gossip-node keygen --secret cluster.key"
+    )]
     Keygen(crate::keys::KeygenArgs),
 }
 
@@ -44,12 +52,21 @@ pub enum Command {
 pub enum SimCommand {
     /// SWIM membership: join convergence, failure detection, false
     /// positives, partition healing and bandwidth.
+    #[command(
+        after_help = "Example:\n  gossip-node sim membership --nodes 1000 --loss 0.05 --crash 5"
+    )]
     Membership(MembershipArgs),
     /// Dissemination of one broadcast by a strategy in round-synchronous
     /// math mode (oracle peer sampling), with the analytical predictions.
+    #[command(
+        after_help = "Example:\n  gossip-node sim dissemination --nodes 100000 --format json"
+    )]
     Dissemination(crate::dissemination::DisseminationArgs),
     /// Aggregation (average, sum, count, min, max) by push-sum, push-pull
     /// averaging or flow updating, in round-synchronous math mode.
+    #[command(
+        after_help = "Example:\n  gossip-node sim aggregation --nodes 1000000 --algorithm push-pull --rounds 40"
+    )]
     Aggregation(crate::aggregation::AggregationArgs),
 }
 

@@ -580,3 +580,36 @@ fn bad_configuration_exits_2_naming_the_field() {
         assert!(err.contains(needle), "{text:?} {flags:?}: {err}");
     }
 }
+
+#[test]
+fn every_subcommand_help_has_an_example() {
+    for path in [
+        &["agent"][..],
+        &["members"],
+        &["join"],
+        &["leave"],
+        &["broadcast"],
+        &["events"],
+        &["stats"],
+        &["aggregate"],
+        &["keygen"],
+        &["bench-net"],
+        &["sim"],
+        &["sim", "membership"],
+        &["sim", "dissemination"],
+        &["sim", "aggregation"],
+    ] {
+        let out = Command::new(BIN).args(path).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{path:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Example"),
+            "{path:?} --help has no example:\n{help}"
+        );
+        let example = help.split("Example").nth(1).unwrap();
+        assert!(
+            example.contains(&format!("gossip-node {}", path.join(" "))),
+            "{path:?}: the example runs another command:\n{help}"
+        );
+    }
+}
