@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -66,6 +67,12 @@ pub struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError(rejection.status(), rejection.body_text())
     }
 }
 
@@ -348,8 +355,9 @@ struct SetInput {
 
 async fn set_aggregate<A: Aggregate + Send + 'static>(
     State(s): State<Arc<Shared<A>>>,
-    Json(body): Json<SetInput>,
+    body: Result<Json<SetInput>, JsonRejection>,
 ) -> ApiResult {
+    let Json(body) = body?;
     if s.input.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -370,8 +378,9 @@ struct JoinBody {
 
 async fn join<A: Aggregate + Send + 'static>(
     State(s): State<Arc<Shared<A>>>,
-    Json(body): Json<JoinBody>,
+    body: Result<Json<JoinBody>, JsonRejection>,
 ) -> ApiResult {
+    let Json(body) = body?;
     if body.addrs.is_empty() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

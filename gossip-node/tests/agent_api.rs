@@ -159,13 +159,21 @@ impl Drop for Events {
 
 /// `GET path` on `api` over a plain TCP connection: status line and body.
 fn http_get(api: &str, path: &str) -> (String, String) {
+    http(api, "GET", path, "", "")
+}
+
+/// One HTTP/1.1 request with extra header lines `headers` (each ending in
+/// CRLF) and `body`: status line and body.
+fn http(api: &str, method: &str, path: &str, headers: &str, body: &str) -> (String, String) {
     let mut stream = std::net::TcpStream::connect(api).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -504,6 +512,20 @@ fn aggregate_token_and_errors_through_the_cli() {
         assert!(Instant::now() < deadline, "estimate {estimate:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // A malformed body is a 4xx with a JSON error, and changes nothing.
+    let auth = "Authorization: Bearer s3cret\r\nContent-Type: application/json\r\n";
+    let (status, body) = http(&api, "POST", "/v1/aggregate", auth, r#"{"input":"x"}"#);
+    assert!(status.contains(" 422 "), "{status}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("input"), "{body}");
+    let (status, _) = http(&api, "POST", "/v1/join", auth, r#"{"addrs":[]}"#);
+    assert!(status.contains(" 400 "), "{status}");
+    // The token also works in the query string (EventSource sends no headers).
+    let (status, _) = http(&api, "GET", "/metrics?token=s3cret", "", "");
+    assert!(status.contains(" 200 "), "{status}");
+    let (status, _) = http(&api, "GET", "/metrics?token=wrong", "", "");
+    assert!(status.contains(" 401 "), "{status}");
 
     // `leave` through the API: the agent exits by itself.
     let (code, out, err) = client(&[
