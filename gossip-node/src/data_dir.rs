@@ -9,6 +9,9 @@
 //! {"id": "127.0.0.1:7946", "label": "", "restarts": 3, "generation": 1764500000123}
 //! ```
 //!
+//! Beside it, `lock` names the process id of the agent using the folder;
+//! a second agent is refused ([`DirLock`]).
+//!
 //! A member's identity is its address, so the file pins the address: an
 //! agent started on the same data directory without `--bind` listens
 //! where it did before, and one told to bind elsewhere is refused rather
@@ -124,6 +127,59 @@ pub fn write(dir: &Path, identity: &Identity) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Holds a data directory for one agent: `DIR/lock` names the holder's
+/// process id and is removed when this is dropped. A lock left by a
+/// process that no longer runs (a crash) is taken over.
+#[derive(Debug)]
+pub struct DirLock(PathBuf);
+
+impl DirLock {
+    /// Takes `dir` (created if missing) for this process, or says which
+    /// running process holds it.
+    pub fn take(dir: &Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", dir.display()))?;
+        let path = dir.join("lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    writeln!(file, "{}", std::process::id())?;
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim();
+                    let alive = !holder.is_empty()
+                        && holder.parse::<u32>().is_ok()
+                        && Path::new("/proc").join(holder).exists();
+                    if alive {
+                        anyhow::bail!(
+                            "data dir {} is in use by process {holder} (another agent); \
+                             give each agent its own --data-dir",
+                            dir.display()
+                        );
+                    }
+                    // Left by a process that is gone: take it over.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => anyhow::bail!("creating {}: {e}", path.display()),
+            }
+        }
+        anyhow::bail!("could not take {}", path.display())
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Identity {
     /// The generation as the core's type.
     pub fn generation(&self) -> Generation {
@@ -153,6 +209,20 @@ mod tests {
         assert!(error.0.starts_with("bind:"), "{error}");
         assert!(next(Some(&third), None, "other", 9_500, dir).is_err());
         assert!(next(None, None, "", 1, dir).is_err());
+    }
+
+    #[test]
+    fn one_agent_per_data_dir_and_stale_locks_are_taken_over() {
+        let dir = std::env::temp_dir().join(format!("gossip-dir-lock-{}", std::process::id()));
+        let lock = DirLock::take(&dir).unwrap();
+        let error = DirLock::take(&dir).unwrap_err().to_string();
+        assert!(error.contains("in use by process"), "{error}");
+        drop(lock);
+        assert!(!dir.join("lock").exists());
+        // A pid that cannot be running (above the kernel's pid_max).
+        std::fs::write(dir.join("lock"), "4294967295\n").unwrap();
+        drop(DirLock::take(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -488,6 +488,11 @@ impl AgentArgs {
     /// Runs the node until it is told to leave.
     pub fn run(&self) -> anyhow::Result<()> {
         let settings = self.settings()?;
+        // Held until the agent has stopped.
+        let _lock = match &settings.data_dir {
+            Some(dir) => Some(data_dir::DirLock::take(dir)?),
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

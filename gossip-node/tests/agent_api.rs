@@ -321,6 +321,21 @@ fn three_agents_join_broadcast_leave_restart_and_export_metrics() {
             }
         }
     }
+    // A data dir serves one agent at a time.
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "--data-dir",
+            dirs[0].0.to_str().unwrap(),
+            "--api",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by process"));
+
     // The table for people names every member.
     let (code, table, _) = client(&["members", "--api", &a.api]);
     assert_eq!(code, 0);
