@@ -223,16 +223,23 @@ impl<A: Aggregate + Send + 'static> Shared<A> {
     }
 }
 
-/// Resolves `host:port` names (a literal address resolves at once).
-pub async fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, String> {
+/// Resolves `host:port` names (a literal address resolves at once),
+/// preferring for each name an address of the same family as `local`
+/// (`localhost` may list `::1` first; an IPv4 socket cannot reach it).
+pub async fn resolve(names: &[String], local: SocketAddr) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for name in names {
-        match tokio::net::lookup_host(name.as_str()).await {
-            Ok(mut addrs) => match addrs.next() {
-                Some(addr) => out.push(addr),
-                None => return Err(format!("{name}: no address")),
-            },
-            Err(e) => return Err(format!("{name}: {e}")),
+        let found: Vec<SocketAddr> = tokio::net::lookup_host(name.as_str())
+            .await
+            .map_err(|e| format!("{name}: {e}"))?
+            .collect();
+        let pick = found
+            .iter()
+            .find(|a| a.is_ipv4() == local.is_ipv4())
+            .or(found.first());
+        match pick {
+            Some(addr) => out.push(*addr),
+            None => return Err(format!("{name}: no address")),
         }
     }
     Ok(out)
@@ -387,7 +394,7 @@ async fn join<A: Aggregate + Send + 'static>(
             "addrs: give at least one address".into(),
         ));
     }
-    let addrs = resolve(&body.addrs)
+    let addrs = resolve(&body.addrs, s.agent.id())
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     s.contact(addrs.clone()).await?;

@@ -668,7 +668,7 @@ where
         None => None,
     };
 
-    let seeds = match api::resolve(&settings.seeds).await {
+    let seeds = match api::resolve(&settings.seeds, identity.id).await {
         Ok(seeds) => seeds,
         Err(error) => {
             // Names that do not resolve yet (a seed whose DNS record is
@@ -676,7 +676,7 @@ where
             tracing::warn!(%error, "a seed does not resolve yet; retrying with back-off");
             let mut some = Vec::new();
             for name in &settings.seeds {
-                if let Ok(mut found) = api::resolve(std::slice::from_ref(name)).await {
+                if let Ok(mut found) = api::resolve(std::slice::from_ref(name), identity.id).await {
                     some.append(&mut found);
                 }
             }
@@ -777,7 +777,8 @@ async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, nam
         }
         let mut addrs = Vec::new();
         for name in &names {
-            if let Ok(mut found) = api::resolve(std::slice::from_ref(name)).await {
+            if let Ok(mut found) = api::resolve(std::slice::from_ref(name), shared.agent.id()).await
+            {
                 addrs.append(&mut found);
             }
         }
