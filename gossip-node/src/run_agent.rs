@@ -761,8 +761,8 @@ where
     Ok(())
 }
 
-/// While the node has no answer from a seed, re-resolves the seeds' names
-/// and asks them again, waiting 1, 2, 4, ... up to 30 s in between (the
+/// While the node knows no other live member, re-resolves the seeds'
+/// names and asks them again, waiting 1, 2, 4, ... up to 30 s in between (the
 /// core itself retries every `join_retry_interval`; this adds names that
 /// resolve late and a log line that says the join is stuck).
 async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, names: Vec<String>) {
@@ -771,9 +771,23 @@ async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, nam
     loop {
         tokio::time::sleep(wait).await;
         waited += wait;
-        match shared.agent.is_joined().await {
-            Ok(true) | Err(_) => return,
-            Ok(false) => {}
+        // Joined once another member is live (a node whose seeds did not
+        // resolve at start founded a cluster of one, so `is_joined` alone
+        // would stop here).
+        let me = shared.agent.id();
+        match shared.agent.members().await {
+            Ok(members) => {
+                if members.iter().any(|m| {
+                    m.id.addr() != me
+                        && matches!(
+                            m.liveness,
+                            gossip_core::Liveness::Alive | gossip_core::Liveness::Suspect
+                        )
+                }) {
+                    return;
+                }
+            }
+            Err(_) => return,
         }
         let mut addrs = Vec::new();
         for name in &names {
