@@ -1,8 +1,9 @@
 //! The task that owns a node: [`Agent::spawn`] and the loop it runs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gossip_core::{Aggregate, CommandError, Event, Node, Strategy};
+use gossip_core::{Aggregate, CommandError, Event, Node, RecvError, Strategy};
 use gossip_transport::{Incoming, Transport, TransportError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -16,6 +17,7 @@ pub(crate) struct Scope<'a, S, A> {
     pub(crate) now: std::time::Instant,
     pub(crate) transport: &'a dyn Transport,
     pub(crate) send_errors: u64,
+    pub(crate) refused: &'a BTreeMap<&'static str, u64>,
 }
 
 /// One command from a handle, erased to a closure: whatever it computes
@@ -84,6 +86,7 @@ impl Agent {
             events: events.clone(),
             leave_linger: config.leave_linger,
             send_errors: 0,
+            refused: BTreeMap::new(),
         };
         let (stopped_tx, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -120,6 +123,29 @@ struct Driver<S: Strategy, A: Aggregate, T> {
     events: broadcast::Sender<Event>,
     leave_linger: Duration,
     send_errors: u64,
+    /// Frames the node refused, by [`recv_error_kind`].
+    refused: BTreeMap<&'static str, u64>,
+}
+
+/// A short, stable name for the kind of a [`RecvError`] (`"wrong_cluster"`,
+/// `"malformed"`, ...), for counters and metric labels; `"other"` for kinds
+/// added to the core after this list.
+pub fn recv_error_kind(error: &RecvError) -> &'static str {
+    match error {
+        RecvError::TooLarge { .. } => "too_large",
+        RecvError::Empty => "empty",
+        RecvError::UnsupportedVersion(_) => "unsupported_version",
+        RecvError::WrongCluster => "wrong_cluster",
+        RecvError::Malformed(_) => "malformed",
+        RecvError::TrailingBytes(_) => "trailing_bytes",
+        RecvError::FromSelf => "from_self",
+        RecvError::MetadataTooLong { .. } => "metadata_too_long",
+        RecvError::Departed => "departed",
+        RecvError::SenderMismatch => "sender_mismatch",
+        RecvError::PayloadTooLarge { .. } => "payload_too_large",
+        RecvError::ShareTypeMismatch { .. } => "share_type_mismatch",
+        _ => "other",
+    }
 }
 
 fn now() -> std::time::Instant {
@@ -153,6 +179,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                         consecutive_recv_errors = 0;
                         if let Err(error) = self.node.handle_message(now(), from, &bytes) {
                             tracing::debug!(%from, %error, "frame refused");
+                            *self.refused.entry(recv_error_kind(&error)).or_default() += 1;
                         }
                     }
                     Ok(Incoming::Unreachable(peer)) => {
@@ -176,6 +203,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                         now: now(),
                         transport: &self.transport,
                         send_errors: self.send_errors,
+                        refused: &self.refused,
                     }),
                     Some(Message::Leave(reply)) => match self.node.leave(now()) {
                         Ok(()) => linger_until = Some((Instant::now() + self.leave_linger, Some(reply))),

@@ -27,6 +27,9 @@ pub struct AgentStats {
     pub transport: TransportStats,
     /// Frames the transport refused to send.
     pub send_errors: u64,
+    /// Frames the node refused (`handle_message` errors), by kind as
+    /// [`recv_error_kind`](crate::recv_error_kind) names it.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// A cloneable handle to a running [`Agent`](crate::Agent) whose node is a
@@ -237,8 +240,16 @@ where
             node: scope.node.stats(),
             transport: scope.transport.stats(),
             send_errors: scope.send_errors,
+            refused: scope.refused.clone(),
         })
         .await
+    }
+
+    /// Asks the nodes at `addrs` to admit this running node, once each
+    /// ([`Node::contact`]); to merge with another cluster after `join`.
+    pub async fn contact(&self, addrs: Vec<SocketAddr>) -> Result<(), AgentError> {
+        self.command(move |node, now| node.contact(now, &addrs))
+            .await
     }
 
     /// Every member the node knows, itself first.

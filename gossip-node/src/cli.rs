@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gossip_sim::{run_membership, MembershipReport, MembershipScenario, Quantiles};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Gossip protocols: simulations today, a node on real sockets later.
+/// Gossip protocols: simulations, a node on real sockets, and the
+/// commands that talk to it.
 #[derive(Debug, Parser)]
 #[command(name = "gossip-node", version, about)]
 pub struct Cli {
@@ -21,16 +22,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a deterministic simulation and report measurements.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  gossip-node sim membership --nodes 1000 --crash 5"
+    )]
     Sim(SimCommand),
     /// Run a cluster on loopback sockets in this process and measure join,
     /// broadcast latency, idle traffic, CPU and failure detection.
+    #[command(after_help = "Example:\n  gossip-node bench-net --nodes 100 --format json")]
     BenchNet(crate::bench_net::BenchNetArgs),
-    /// Run one node on a real socket: events as JSON lines on stdout,
-    /// commands (broadcast TEXT, members, stats, leave) on stdin.
-    Agent(crate::run_agent::AgentArgs),
+    /// Run one node on a real socket, with a control API on loopback;
+    /// events as JSON lines on stdout and commands (broadcast TEXT,
+    /// members, stats, leave) on stdin when stdin is not a terminal.
+    Agent(Box<crate::run_agent::AgentArgs>),
+    /// Talk to a running agent through its control API.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
     /// Make a cluster root (or reuse the one in --dir) and issue a node
     /// certificate for QUIC.
+    #[command(
+        after_help = "Examples:\n  gossip-node keygen --dir keys --ip 10.0.0.1 --name n1\n  \
+                            gossip-node keygen --secret cluster.key"
+    )]
     Keygen(crate::keys::KeygenArgs),
 }
 
@@ -39,12 +52,21 @@ pub enum Command {
 pub enum SimCommand {
     /// SWIM membership: join convergence, failure detection, false
     /// positives, partition healing and bandwidth.
+    #[command(
+        after_help = "Example:\n  gossip-node sim membership --nodes 1000 --loss 0.05 --crash 5"
+    )]
     Membership(MembershipArgs),
     /// Dissemination of one broadcast by a strategy in round-synchronous
     /// math mode (oracle peer sampling), with the analytical predictions.
+    #[command(
+        after_help = "Example:\n  gossip-node sim dissemination --nodes 100000 --format json"
+    )]
     Dissemination(crate::dissemination::DisseminationArgs),
     /// Aggregation (average, sum, count, min, max) by push-sum, push-pull
     /// averaging or flow updating, in round-synchronous math mode.
+    #[command(
+        after_help = "Example:\n  gossip-node sim aggregation --nodes 1000000 --algorithm push-pull --rounds 40"
+    )]
     Aggregation(crate::aggregation::AggregationArgs),
 }
 
@@ -146,6 +168,23 @@ impl MembershipArgs {
 }
 
 impl Cli {
+    /// The log format the command asks for (only the agent chooses).
+    pub fn log_format(&self) -> crate::run_agent::LogFormat {
+        match &self.command {
+            Command::Agent(args) => args.log_format,
+            _ => crate::run_agent::LogFormat::Text,
+        }
+    }
+
+    /// The log level when `RUST_LOG` does not say: the agent reports its
+    /// life at `info`, other commands only warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match &self.command {
+            Command::Agent(_) => "info",
+            _ => "warn",
+        }
+    }
+
     /// Runs the chosen command, printing to stdout.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
@@ -178,6 +217,7 @@ impl Cli {
                 print_report(&report, args.format, crate::aggregation::write_table)
             }
             Command::Agent(args) => args.run(),
+            Command::Client(command) => command.run(),
             Command::Keygen(args) => {
                 println!("{}", args.run()?);
                 Ok(())

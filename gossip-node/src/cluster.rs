@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport};
 
 /// Which socket transport the cluster's nodes use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     /// One UDP socket per node.

@@ -2,18 +2,27 @@
 //!
 //! The library holds the command-line front end: simulator scenarios
 //! (`gossip-node sim membership|dissemination|aggregation`), a node on real
-//! sockets (`gossip-node agent`), the loopback measurement (`gossip-node
-//! bench-net`), the cluster of agents it measures ([`cluster`]) and the SVG
-//! figures of `--plot` ([`plot`]). The driver that runs a node on a
-//! transport is `gossip-agent`.
+//! sockets (`gossip-node agent`: [`run_agent`], its configuration
+//! [`agent_config`] and [`data_dir`], control API [`api`], [`metrics`] and
+//! broadcast [`envelope`]), the subcommands that talk to a running agent
+//! ([`client`]), the loopback measurement (`gossip-node bench-net`), the
+//! cluster of agents it measures ([`cluster`]) and the SVG figures of
+//! `--plot` ([`plot`]). The driver that runs a node on a transport is
+//! `gossip-agent`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent_config;
 pub mod aggregation;
+pub mod api;
 pub mod bench_net;
 pub mod cli;
+pub mod client;
 pub mod cluster;
+pub mod data_dir;
 pub mod dissemination;
+pub mod envelope;
 pub mod keys;
+pub mod metrics;
 pub mod plot;
 pub mod run_agent;

@@ -1,20 +1,28 @@
-//! `gossip-node agent`: one node on a real socket, scriptable through
-//! standard input and output.
+//! `gossip-node agent`: one node on a real socket, with a config file, a
+//! data directory, a control API on loopback ([`crate::api`]), Prometheus
+//! metrics ([`crate::metrics`]) and, for scripts, commands on stdin.
 //!
-//! Events are printed as JSON lines on stdout, for example
-//! `{"event":"member_up","member":"10.0.0.2:7946"}` or
-//! `{"event":"delivered","origin":"10.0.0.1:7946","sequence":1,"payload":"hello"}`.
-//! Commands are read from stdin, one per line:
+//! Configuration comes from a TOML file (`--config`, see
+//! [`crate::agent_config`]) and flags, flags winning. A configuration
+//! mistake exits with code 2 and a message naming the field.
+//!
+//! With `--stdin-commands` (the default when stdin is not a terminal),
+//! events are printed as JSON lines on stdout, for example
+//! `{"event":"member_up","member":"10.0.0.2:7946",...}` or
+//! `{"event":"delivered","origin":"10.0.0.1:7946","sequence":1,"payload":"hello","delay_ms":0.8,...}`,
+//! and commands are read from stdin, one per line:
 //!
 //! | line | effect |
 //! | --- | --- |
 //! | `broadcast TEXT` | broadcasts TEXT; prints `{"event":"broadcast","sequence":N}` |
-//! | `members` | prints `{"event":"members","members":[{"id":..,"liveness":..}]}` |
+//! | `members` | prints `{"event":"members","members":[{"id":..,"liveness":..,"state":..,...}]}` |
 //! | `stats` | prints the node's and transport's counters |
 //! | `leave` | leaves gracefully and exits |
 //!
-//! End of input leaves the node running; Ctrl-C (SIGINT) or SIGTERM leaves
-//! gracefully and exits.
+//! End of input leaves the node running. SIGINT or SIGTERM (or `POST
+//! /v1/leave`) leaves gracefully: the departure is gossiped for at most
+//! `leave_linger_ms` and the process exits within 3 s, whatever stdin is
+//! doing (stdin is read on a thread of its own that never holds the exit).
 //!
 //! With `--keyring FILE` (UDP only) every frame is sealed with the file's
 //! first key and opened with any of its keys; SIGHUP reloads the file and
@@ -22,49 +30,121 @@
 //! removed. Without it, frames travel in plaintext, and the agent says so
 //! once on stderr.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use gossip_agent::{Agent, AgentConfig, AgentHandle, Transport};
-use gossip_core::{Config, Event, Generation, Node, NodeId};
+use gossip_agent::{Agent, AgentConfig, Transport};
+use gossip_aggregate::Function;
+use gossip_core::{Aggregate, Config, Generation, NoAggregate, Node, NodeId};
 use gossip_seal::{Keyring, KeyringHandle, Sealed};
 use gossip_strategies::AnyStrategy;
-use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
 
+use crate::agent_config::{
+    apply_core, bad, core_flag, strategy_from, AgentFile, AggregateAlgorithm, AggregateSpec,
+    BadConfig, DEFAULT_API,
+};
+use crate::api::{self, Shared};
 use crate::bench_net::NetStrategy;
 use crate::cluster::{bind, TransportKind};
+use crate::data_dir::{self, Identity};
+use crate::metrics::{Metered, Metrics};
 
-/// Arguments of `agent`.
+/// Format of the agent's logs on stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  gossip-node agent --bind 10.0.0.1:7946 --data-dir /var/lib/gossip
+  gossip-node agent --bind 10.0.0.2:7946 --join 10.0.0.1:7946 --api 127.0.0.1:7947
+  gossip-node agent --config /etc/gossip/agent.toml --core probe_timeout=300ms
+
+The control API listens on 127.0.0.1:7947 unless --api says otherwise
+(--api none turns it off); `gossip-node members` and the other client
+subcommands talk to it. SIGINT or SIGTERM leaves gracefully.";
+
+/// Arguments of `agent`. Every one may also be set in the `--config`
+/// file; a flag given here wins.
 #[derive(Debug, clap::Args)]
+#[command(after_help = AGENT_EXAMPLES)]
 pub struct AgentArgs {
+    /// TOML configuration file (see gossip-node/examples/agent.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on; it is the node's identity, so it must be the
-    /// address peers reach it at (not 0.0.0.0).
+    /// address peers reach it at (not 0.0.0.0). Kept in --data-dir.
     #[arg(long)]
-    pub bind: SocketAddr,
-    /// Seed members to join through (repeatable); none founds a cluster.
+    pub bind: Option<SocketAddr>,
+    /// Address of the HTTP control API [default: 127.0.0.1:7947]; `none`
+    /// turns it off. Beyond loopback only with --api-token-file.
+    #[arg(long, value_name = "ADDR|none")]
+    pub api: Option<String>,
+    /// File holding a bearer token the control API then demands.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Folder keeping the node's identity and restart counter, so a
+    /// restart comes back as the same member in a newer generation.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seed members to join through, `ip:port` or `host:port`
+    /// (repeatable); none founds a cluster.
+    #[arg(long, value_name = "ADDR")]
+    pub join: Vec<String>,
+    /// Socket transport [default: udp].
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
+    /// Dissemination strategy preset [default: rumor] (the config file
+    /// also takes any strategy's parameters).
+    #[arg(long, value_enum)]
+    pub strategy: Option<NetStrategy>,
+    /// Aggregation algorithm to run (the config file's `[aggregate]` table
+    /// sets the function, leader and epochs).
+    #[arg(long, value_enum)]
+    pub aggregate: Option<AggregateAlgorithm>,
+    /// This node's input to the aggregate.
+    #[arg(long, value_name = "VALUE")]
+    pub aggregate_input: Option<f64>,
+    /// Expected cluster size (sizes retransmission limits) [default: 16].
     #[arg(long)]
-    pub join: Vec<SocketAddr>,
-    /// Socket transport.
-    #[arg(long, value_enum, default_value_t = TransportKind::Udp)]
-    pub transport: TransportKind,
-    /// Dissemination strategy.
-    #[arg(long, value_enum, default_value_t = NetStrategy::Rumor)]
-    pub strategy: NetStrategy,
-    /// Expected cluster size (sizes retransmission limits).
-    #[arg(long, default_value_t = 16)]
-    pub cluster_size: usize,
-    /// SWIM probe interval in milliseconds; other timers scale with it.
-    #[arg(long, default_value_t = 1000)]
-    pub probe_interval_ms: u64,
+    pub cluster_size: Option<usize>,
+    /// SWIM probe interval in milliseconds; other timers scale with it
+    /// [default: 1000].
+    #[arg(long)]
+    pub probe_interval_ms: Option<u64>,
     /// Cluster label: nodes with different labels ignore each other.
-    #[arg(long, default_value = "")]
-    pub label: String,
+    #[arg(long)]
+    pub label: Option<String>,
     /// Seed of the node's random generator (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Sets one field of the protocol's Config (repeatable), as in the
+    /// file's `[core]` table: `--core indirect_probes=2`,
+    /// `--core probe_timeout=300ms`.
+    #[arg(long = "core", value_name = "FIELD=VALUE")]
+    pub core: Vec<String>,
+    /// How long a graceful leave gossips the departure, in milliseconds,
+    /// 0..=2500 [default: 1500].
+    #[arg(long)]
+    pub leave_linger_ms: Option<u64>,
+    /// Read commands from stdin and print events as JSON lines on stdout
+    /// (the default when stdin is not a terminal).
+    #[arg(long)]
+    pub stdin_commands: bool,
+    /// Log format on stderr (the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Seal every frame (UDP only): a file of hex keys, one per line, the
     /// first one sealing and every one opening (make keys with
     /// `gossip-node keygen --secret FILE`). SIGHUP reloads it. Without it,
@@ -148,7 +228,7 @@ fn ring_change(old: &Keyring, new: &Keyring) -> serde_json::Value {
 }
 
 /// Reloads the key file into `handle`; a bad file keeps the current ring.
-fn reload_keyring(path: &Path, handle: &KeyringHandle) {
+fn reload_keyring(path: &Path, handle: &KeyringHandle, print: impl Fn(serde_json::Value)) {
     match load_keyring(path) {
         Ok(ring) => {
             let old = handle.replace(ring.clone());
@@ -167,201 +247,621 @@ fn reload_keyring(path: &Path, handle: &KeyringHandle) {
     }
 }
 
-fn print(line: serde_json::Value) {
-    println!("{line}");
+/// Everything the agent runs with, flags and file merged and checked.
+#[derive(Debug)]
+pub struct Settings {
+    /// Who this node is, in which life.
+    pub identity: Identity,
+    /// Where the identity is kept, if anywhere.
+    pub data_dir: Option<PathBuf>,
+    /// The control API's address, if it runs.
+    pub api: Option<SocketAddr>,
+    /// The API's bearer token.
+    pub token: Option<String>,
+    /// Seeds as given (names are resolved at start, and again while the
+    /// join has no answer).
+    pub seeds: Vec<String>,
+    /// The socket transport.
+    pub transport: TransportKind,
+    /// The dissemination strategy.
+    pub strategy: AnyStrategy,
+    /// The aggregate and this node's input, if one runs.
+    pub aggregate: Option<AggregateSpec>,
+    /// The sealing keyring file.
+    pub keyring: Option<PathBuf>,
+    /// The QUIC files.
+    pub tls: crate::keys::TlsArgs,
+    /// The protocol configuration, validated.
+    pub config: Config,
+    /// Seed of the node's generator.
+    pub seed: u64,
+    /// How long a leave lingers.
+    pub leave_linger: Duration,
+    /// Whether stdin carries commands and stdout events.
+    pub stdin_commands: bool,
 }
 
-fn event_json(event: &Event) -> Option<serde_json::Value> {
-    Some(match event {
-        Event::MemberUp(m) => json!({"event": "member_up", "member": m.id.to_string()}),
-        Event::MemberSuspect(m) => json!({"event": "member_suspect", "member": m.id.to_string()}),
-        Event::MemberDown(m) => json!({"event": "member_down", "member": m.id.to_string()}),
-        Event::MemberLeft(m) => json!({"event": "member_left", "member": m.id.to_string()}),
-        Event::MemberUpdated(m) => json!({"event": "member_updated", "member": m.id.to_string()}),
-        Event::Estimate(v) => json!({"event": "estimate", "value": v}),
-        Event::Delivered { id, payload } => json!({
-            "event": "delivered",
-            "origin": id.origin.to_string(),
-            "sequence": id.sequence,
-            "payload": String::from_utf8_lossy(payload),
-        }),
-        _ => return None,
-    })
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl AgentArgs {
-    /// Runs the node until it is told to leave.
-    pub fn run(&self) -> anyhow::Result<()> {
-        if self.bind.ip().is_unspecified() {
-            anyhow::bail!(
-                "--bind must be the address peers reach this node at, not {}",
-                self.bind
-            );
+    /// Merges the file and the flags and checks the result. Errors are
+    /// [`BadConfig`] (exit code 2) when the configuration is at fault.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => AgentFile::load(path)?,
+            None => AgentFile::default(),
+        };
+        let transport = self
+            .transport
+            .or(file.transport)
+            .unwrap_or(TransportKind::Udp);
+        let probe_interval_ms = self
+            .probe_interval_ms
+            .or(file.probe_interval_ms)
+            .unwrap_or(1000);
+        if probe_interval_ms == 0 {
+            bad("--probe-interval-ms (probe_interval_ms) must be positive: at least 1 ms")?;
         }
-        if self.probe_interval_ms == 0 {
-            anyhow::bail!("--probe-interval-ms must be positive");
+        let cluster_size = self.cluster_size.or(file.cluster_size).unwrap_or(16);
+        if cluster_size == 0 {
+            bad("--cluster-size (cluster_size) must be at least 1")?;
         }
-        if self.keyring.is_some() && self.transport == TransportKind::Quic {
+        let mut config = config_for(
+            cluster_size,
+            Duration::from_millis(probe_interval_ms),
+            transport,
+        );
+        if let Some(label) = &file.label {
+            config.cluster_label = label.clone();
+        }
+        config = apply_core(&config, &file.core, "core")?;
+        let mut flags = toml::Table::new();
+        for flag in &self.core {
+            let (key, value) = core_flag(flag)?;
+            flags.insert(key, value);
+        }
+        config = apply_core(&config, &flags, "--core")?;
+        if let Some(label) = &self.label {
+            config.cluster_label = label.clone();
+        }
+        let keyring = self.keyring.clone().or(file.keyring.clone());
+        if keyring.is_some() && transport == TransportKind::Quic {
+            // Exit code 1, as before the config file existed (scripts and
+            // tests rely on it).
             anyhow::bail!(
                 "--keyring seals UDP frames; QUIC already encrypts and authenticates with TLS \
                  (drop --keyring, or use --transport udp)"
             );
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        runtime.block_on(self.serve())
-    }
-
-    async fn serve(&self) -> anyhow::Result<()> {
-        let mut config = config_for(
-            self.cluster_size,
-            Duration::from_millis(self.probe_interval_ms),
-            self.transport,
-        );
-        config.cluster_label = self.label.clone();
-        let keyring = match &self.keyring {
-            Some(path) => Some(KeyringHandle::new(load_keyring(path)?)),
-            None => None,
-        };
         if keyring.is_some() {
             leave_room_for_seal(&mut config);
         }
         config
             .validate()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH)?;
-        // A restarted process must come back as a newer generation.
-        let generation = Generation(since_epoch.as_millis() as u64);
-        let transport: Box<dyn Transport> = match self.transport {
-            TransportKind::Udp => {
-                let udp = bind(
-                    self.transport,
-                    self.bind,
-                    datagram_len(&config, keyring.is_some()),
-                    None,
-                )
-                .await?;
-                match &keyring {
-                    Some(ring) => Box::new(Sealed::new(udp, ring.clone(), self.label.clone())),
-                    None => {
-                        tracing::warn!(
-                            "no --keyring: frames are sent and accepted in plaintext; anyone on \
-                             the path can read them and anyone who can send to {} can speak for \
-                             any member",
-                            udp.local_addr()
-                        );
-                        udp
-                    }
-                }
-            }
-            TransportKind::Quic => Box::new(self.tls.quic_transport(self.bind).await?),
-        };
-        let node = Node::with_strategy(
-            config,
-            NodeId::new(transport.local_addr()),
-            generation,
-            self.seed.unwrap_or(since_epoch.as_nanos() as u64),
-            self.strategy.build(),
-        )?;
-        let agent = Agent::spawn(node, transport, AgentConfig::default())?;
-        let mut events = agent.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        if let Some(line) = event_json(&event) {
-                            print(line);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        print(json!({"event": "lagged", "missed": missed}));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        agent.join(self.join.clone()).await?;
-        print(json!({"event": "ready", "addr": agent.id().to_string()}));
+            .map_err(|e| BadConfig(format!("invalid configuration: {e}")))?;
 
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        let mut stdin_open = true;
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // Made once, so a Ctrl-C during a command is not lost.
-        let mut interrupt =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        // SIGHUP reloads the keyring; without one it keeps its default
-        // (ending the process), as before keyrings existed.
-        let mut hangup = match keyring {
-            Some(_) => Some(tokio::signal::unix::signal(
-                tokio::signal::unix::SignalKind::hangup(),
-            )?),
-            None => None,
-        };
-        loop {
-            tokio::select! {
-                line = lines.next_line(), if stdin_open => match line.context("reading stdin")? {
-                    Some(line) => {
-                        if !command(&agent, line.trim()).await? {
-                            break;
-                        }
-                    }
-                    None => stdin_open = false,
-                },
-                _ = interrupt.recv() => break,
-                _ = terminate.recv() => break,
-                _ = async {
-                    match hangup.as_mut() {
-                        Some(signal) => signal.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let (Some(path), Some(handle)) = (&self.keyring, &keyring) {
-                        reload_keyring(path, handle);
-                    }
-                }
+        let bind = self.bind.or(file.bind);
+        if let Some(bind) = bind {
+            if bind.ip().is_unspecified() {
+                bad(format!(
+                    "--bind must be the address peers reach this node at, not {bind}"
+                ))?;
             }
         }
-        agent.shutdown().await.ok();
-        print(json!({"event": "stopped"}));
-        Ok(())
+        let data_dir = self.data_dir.clone().or(file.data_dir.clone());
+        let now_ms = unix_now().as_millis() as u64;
+        let identity = match &data_dir {
+            Some(dir) => {
+                if bind.is_some_and(|b| b.port() == 0) {
+                    bad("--bind: port 0 cannot be kept as an identity in --data-dir; give a port")?;
+                }
+                let previous = data_dir::read(dir)?;
+                data_dir::next(previous.as_ref(), bind, &config.cluster_label, now_ms, dir)?
+            }
+            None => match bind {
+                Some(id) => Identity {
+                    id,
+                    label: config.cluster_label.clone(),
+                    restarts: 0,
+                    generation: now_ms,
+                },
+                None => bad(
+                    "--bind is required (the address peers reach this node at), \
+                             unless --data-dir remembers it",
+                )?,
+            },
+        };
+
+        let token = match self.api_token_file.clone().or(file.api_token_file.clone()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| BadConfig(format!("--api-token-file {}: {e}", path.display())))?;
+                let token = text.trim().to_string();
+                if token.is_empty() {
+                    bad(format!(
+                        "--api-token-file {}: the file is empty",
+                        path.display()
+                    ))?;
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        let api_text = self
+            .api
+            .clone()
+            .or(file.api.clone())
+            .unwrap_or_else(|| DEFAULT_API.to_string());
+        let api =
+            match api_text.as_str() {
+                "none" | "off" => None,
+                text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                    BadConfig(format!("--api (api): {text:?} is not ip:port or none"))
+                })?),
+            };
+        if let Some(api) = api {
+            if token.is_none() && !api.ip().is_loopback() {
+                bad(format!(
+                    "--api (api): {api} is not a loopback address; the control API listens \
+                     beyond loopback only with a bearer token (--api-token-file)"
+                ))?;
+            }
+        }
+
+        let strategy = match (self.strategy, &file.strategy) {
+            (Some(preset), _) => preset.build(),
+            (None, Some(value)) => strategy_from(value)?,
+            (None, None) => NetStrategy::Rumor.build(),
+        };
+        let mut aggregate = file.aggregate.clone();
+        if let Some(algorithm) = self.aggregate {
+            let spec = aggregate.get_or_insert(AggregateSpec {
+                algorithm,
+                function: Function::Average,
+                input: 0.0,
+                leader: false,
+                epoch_rounds: None,
+                degree: None,
+            });
+            spec.algorithm = algorithm;
+        }
+        if let Some(input) = self.aggregate_input {
+            match aggregate.as_mut() {
+                Some(spec) => spec.input = input,
+                None => bad("--aggregate-input needs an aggregate (--aggregate ALGORITHM)")?,
+            }
+        }
+        if let Some(spec) = &aggregate {
+            spec.build()?;
+        }
+        let leave_linger_ms = self
+            .leave_linger_ms
+            .or(file.leave_linger_ms)
+            .unwrap_or(1500);
+        if leave_linger_ms > 2500 {
+            bad(
+                "--leave-linger-ms (leave_linger_ms) must be within 0..=2500 ms, so the agent \
+                 exits within 3 s of a signal",
+            )?;
+        }
+        let tls = crate::keys::TlsArgs {
+            cert: self.tls.cert.clone().or(file.tls.cert.clone()),
+            key: self.tls.key.clone().or(file.tls.key.clone()),
+            ca: self.tls.ca.clone().or(file.tls.ca.clone()),
+            quic_connections_per_ip: self
+                .tls
+                .quic_connections_per_ip
+                .or(file.tls.quic_connections_per_ip),
+        };
+        if tls.quic_connections_per_ip == Some(0) {
+            bad("tls.quic_connections_per_ip must be at least 1")?;
+        }
+        let mut seeds = file.join.clone();
+        if !self.join.is_empty() {
+            seeds = self.join.clone();
+        }
+        Ok(Settings {
+            identity,
+            data_dir,
+            api,
+            token,
+            seeds,
+            transport,
+            strategy,
+            aggregate,
+            keyring,
+            tls,
+            config,
+            seed: self
+                .seed
+                .or(file.seed)
+                .unwrap_or(unix_now().as_nanos() as u64),
+            leave_linger: Duration::from_millis(leave_linger_ms),
+            stdin_commands: self.stdin_commands || !std::io::stdin().is_terminal(),
+        })
+    }
+
+    /// Runs the node until it is told to leave.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let settings = self.settings()?;
+        // Held until the agent has stopped.
+        let _lock = match &settings.data_dir {
+            Some(dir) => Some(data_dir::DirLock::take(dir)?),
+            None => None,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let result = runtime.block_on(async move {
+            match settings.aggregate.clone() {
+                Some(spec) => {
+                    let aggregate = spec.build()?;
+                    serve(settings, aggregate, Some(spec.input)).await
+                }
+                None => serve(settings, NoAggregate, None).await,
+            }
+        });
+        // Tasks still running (API connections, event streams) are dropped;
+        // nothing here waits on stdin, which a thread of its own reads.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        result
     }
 }
 
+/// Writes one JSON line on stdout; a closed stdout is not an error.
+fn print_line(line: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Binds the transport `settings` asks for, sealed if a keyring is given,
+/// and the keyring's handle.
+async fn transport(
+    settings: &Settings,
+) -> anyhow::Result<(Box<dyn Transport>, Option<KeyringHandle>)> {
+    let keyring = match &settings.keyring {
+        Some(path) => Some(KeyringHandle::new(load_keyring(path)?)),
+        None => None,
+    };
+    let at = settings.identity.id;
+    let transport: Box<dyn Transport> = match settings.transport {
+        TransportKind::Udp => {
+            let udp = bind(
+                settings.transport,
+                at,
+                datagram_len(&settings.config, keyring.is_some()),
+                None,
+            )
+            .await?;
+            match &keyring {
+                Some(ring) => Box::new(Sealed::new(
+                    udp,
+                    ring.clone(),
+                    settings.config.cluster_label.clone(),
+                )),
+                None => {
+                    tracing::warn!(
+                        "no --keyring: frames are sent and accepted in plaintext; anyone on \
+                         the path can read them and anyone who can send to {} can speak for \
+                         any member",
+                        udp.local_addr()
+                    );
+                    udp
+                }
+            }
+        }
+        TransportKind::Quic => Box::new(settings.tls.quic_transport(at).await?),
+    };
+    Ok((transport, keyring))
+}
+
+async fn serve<A>(settings: Settings, aggregate: A, input: Option<f64>) -> anyhow::Result<()>
+where
+    A: Aggregate + Send + 'static,
+{
+    let (inner, keyring) = transport(&settings).await?;
+    let metrics = Arc::new(Metrics::new());
+    let transport = Metered::new(inner, settings.config.clone(), Arc::clone(&metrics));
+    let listener = match settings.api {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding the control API at {addr} (choose another with --api ADDR, or run \
+                 without one with --api none)"
+            )
+        })?),
+        None => None,
+    };
+    let identity = Identity {
+        // Port 0 (no data dir): the port the system picked.
+        id: transport.local_addr(),
+        ..settings.identity.clone()
+    };
+    if let Some(dir) = &settings.data_dir {
+        data_dir::write(dir, &identity)?;
+    }
+    let node = Node::with_parts(
+        settings.config.clone(),
+        NodeId::new(identity.id),
+        Generation(identity.generation),
+        settings.seed,
+        settings.strategy.clone(),
+        aggregate,
+    )?;
+    let agent = Agent::spawn(
+        node,
+        transport,
+        AgentConfig {
+            leave_linger: settings.leave_linger,
+            ..AgentConfig::default()
+        },
+    )?;
+    tracing::info!(
+        id = %identity.id,
+        generation = identity.generation,
+        restarts = identity.restarts,
+        "node started"
+    );
+
+    // Node events become JSON once, for the printer, the log and SSE.
+    let (events, _) = broadcast::channel::<Arc<Value>>(4096);
+    let printer = events.subscribe();
+    let stdin_commands = settings.stdin_commands;
+    tokio::spawn(async move {
+        let mut lines = printer;
+        loop {
+            match lines.recv().await {
+                Ok(line) if stdin_commands => print_line(&line),
+                Ok(line) => tracing::info!(target: "gossip_node::events", "{line}"),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    if stdin_commands {
+                        print_line(&json!({"event": "lagged", "missed": missed}));
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let mut node_events = agent.subscribe();
+    let hub = events.clone();
+    let hub_metrics = Arc::clone(&metrics);
+    tokio::spawn(async move {
+        loop {
+            match node_events.recv().await {
+                Ok(event) => {
+                    if let Some((line, delay)) = api::event_json(&event) {
+                        if line["event"] == "delivered" {
+                            hub_metrics.delivered(delay);
+                        }
+                        let _ = hub.send(Arc::new(line));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let _ = hub.send(Arc::new(json!({"event": "lagged", "missed": missed})));
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+
+    let (stop, mut stopping) = mpsc::channel(1);
+    let shared = Arc::new(Shared {
+        agent: agent.clone(),
+        metrics,
+        events: events.clone(),
+        input: Mutex::new(input),
+        token: settings.token.clone(),
+        stop,
+    });
+    let api_addr = match listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tokio::spawn(api::serve(listener, api::router(Arc::clone(&shared))));
+            tracing::info!(%addr, "control API listening");
+            Some(addr)
+        }
+        None => None,
+    };
+
+    let seeds = match api::resolve(&settings.seeds, identity.id).await {
+        Ok(seeds) => seeds,
+        Err(error) => {
+            // Names that do not resolve yet (a seed whose DNS record is
+            // not up) are retried below; start with those that do.
+            tracing::warn!(%error, "a seed does not resolve yet; retrying with back-off");
+            let mut some = Vec::new();
+            for name in &settings.seeds {
+                if let Ok(mut found) = api::resolve(std::slice::from_ref(name), identity.id).await {
+                    some.append(&mut found);
+                }
+            }
+            some
+        }
+    };
+    agent.join(seeds).await?;
+    if !settings.seeds.is_empty() {
+        tokio::spawn(keep_joining(Arc::clone(&shared), settings.seeds.clone()));
+    }
+    let _ = events.send(Arc::new(json!({
+        "event": "ready",
+        "addr": identity.id.to_string(),
+        "generation": identity.generation,
+        "restarts": identity.restarts,
+        "api": api_addr.map(|a| a.to_string()),
+    })));
+
+    let mut commands = if stdin_commands {
+        Some(read_stdin())
+    } else {
+        None
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Made once, so a Ctrl-C during a command is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP reloads the keyring; without one it keeps its default
+    // (ending the process), as before keyrings existed.
+    let mut hangup = match keyring {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
+    let why = loop {
+        tokio::select! {
+            line = async {
+                match commands.as_mut() {
+                    Some(lines) => lines.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match line {
+                Some(line) => {
+                    if !command(&shared, line.trim()).await? {
+                        break "leave command";
+                    }
+                }
+                // End of input: the node keeps running.
+                None => commands = None,
+            },
+            _ = interrupt.recv() => break "SIGINT",
+            _ = terminate.recv() => break "SIGTERM",
+            _ = stopping.recv() => break "leave requested through the API",
+            _ = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Some(path), Some(handle)) = (&settings.keyring, &keyring) {
+                    let hub = events.clone();
+                    reload_keyring(path, handle, move |line| {
+                        let _ = hub.send(Arc::new(line));
+                    });
+                }
+            }
+        }
+    };
+    tracing::info!("{why}: leaving the cluster");
+    // The leave lingers at most `leave_linger` (2.5 s at most); the bound
+    // here only guards against a stuck agent.
+    let bound = settings.leave_linger + Duration::from_millis(300);
+    if tokio::time::timeout(bound, agent.leave()).await.is_err() {
+        tracing::warn!("the leave did not finish in time; stopping anyway");
+        agent.abort();
+    }
+    // Straight to stdout: the printer task may not run again.
+    if stdin_commands {
+        print_line(&json!({"event": "stopped"}));
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// While the node knows no other live member, re-resolves the seeds'
+/// names and asks them again, waiting 1, 2, 4, ... up to 30 s in between (the
+/// core itself retries every `join_retry_interval`; this adds names that
+/// resolve late and a log line that says the join is stuck).
+async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, names: Vec<String>) {
+    let mut wait = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::time::sleep(wait).await;
+        waited += wait;
+        // Joined once another member is live (a node whose seeds did not
+        // resolve at start founded a cluster of one, so `is_joined` alone
+        // would stop here).
+        let me = shared.agent.id();
+        match shared.agent.members().await {
+            Ok(members) => {
+                if members.iter().any(|m| {
+                    m.id.addr() != me
+                        && matches!(
+                            m.liveness,
+                            gossip_core::Liveness::Alive | gossip_core::Liveness::Suspect
+                        )
+                }) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        let mut addrs = Vec::new();
+        for name in &names {
+            if let Ok(mut found) = api::resolve(std::slice::from_ref(name), shared.agent.id()).await
+            {
+                addrs.append(&mut found);
+            }
+        }
+        tracing::warn!(
+            seeds = ?names,
+            "no seed has answered after {} s; asking again",
+            waited.as_secs()
+        );
+        if !addrs.is_empty() && shared.agent.contact(addrs).await.is_err() {
+            return;
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Reads stdin on a thread of its own, one line at a time. A blocked read
+/// never holds up the process's exit (tokio's stdin would: its reads run on
+/// the runtime's blocking pool, which shutdown waits for).
+fn read_stdin() -> mpsc::UnboundedReceiver<String> {
+    let (lines, receiver) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 /// Runs one stdin command; false when the node should stop.
-async fn command(agent: &AgentHandle<AnyStrategy>, line: &str) -> anyhow::Result<bool> {
+async fn command<A: Aggregate + Send + 'static>(
+    shared: &Shared<A>,
+    line: &str,
+) -> anyhow::Result<bool> {
     let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
     match verb {
         "" => {}
-        "broadcast" => match agent.broadcast(rest.as_bytes().to_vec()).await {
-            Ok(id) => print(json!({"event": "broadcast", "sequence": id.sequence})),
-            Err(error) => print(json!({"event": "error", "message": error.to_string()})),
+        "broadcast" => match shared.broadcast(rest.as_bytes()).await {
+            Ok(id) => print_line(&json!({"event": "broadcast", "sequence": id.sequence})),
+            Err(error) => print_line(&json!({"event": "error", "message": error.to_string()})),
         },
         "members" => {
-            let members: Vec<_> = agent
+            let members: Vec<Value> = shared
                 .members()
                 .await?
                 .into_iter()
-                .map(|m| json!({"id": m.id.to_string(), "liveness": format!("{:?}", m.liveness).to_lowercase()}))
+                .map(|mut m| {
+                    m["liveness"] = m["state"].clone();
+                    m
+                })
                 .collect();
-            print(json!({"event": "members", "members": members}));
+            print_line(&json!({"event": "members", "members": members}));
         }
         "stats" => {
-            let stats = agent.stats().await?;
-            print(json!({
-                "event": "stats",
-                "node": stats.node,
-                "packets_sent": stats.transport.packets_sent,
-                "bytes_sent": stats.transport.bytes_sent,
-                "frames_refused": stats.transport.frames_refused,
-            }));
+            let stats = shared.agent.stats().await?;
+            let mut line = api::stats_json(&stats);
+            line["event"] = "stats".into();
+            line["packets_sent"] = stats.transport.packets_sent.into();
+            line["bytes_sent"] = stats.transport.bytes_sent.into();
+            line["frames_refused"] = stats.transport.frames_refused.into();
+            print_line(&line);
         }
         "leave" => return Ok(false),
-        other => print(
-            json!({"event": "error", "message": format!("unknown command {other:?}; try broadcast, members, stats or leave")}),
-        ),
+        other => print_line(&json!({
+            "event": "error",
+            "message": format!("unknown command {other:?}; try broadcast, members, stats or leave"),
+        })),
     }
     Ok(true)
 }

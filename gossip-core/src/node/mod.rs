@@ -432,6 +432,34 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         Ok(())
     }
 
+    /// Asks the nodes at `addrs` to admit this running node: each gets one
+    /// join request, answered like a seed's (a running node may so merge
+    /// its cluster with another). Unlike [`join`](Self::join) nothing is
+    /// retried here; the host repeats the call as it sees fit.
+    pub fn contact(&mut self, _now: Instant, addrs: &[SocketAddr]) -> Result<(), CommandError> {
+        match self.local.phase {
+            Phase::Running => {}
+            Phase::Idle => return Err(CommandError::NotStarted),
+            Phase::Departed => return Err(CommandError::Departed),
+        }
+        let message = Message::Join {
+            metadata: self.local.metadata.clone(),
+        };
+        // The addresses asked become seeds: only a seed's (or a member's)
+        // answer is believed, and the answer comes from a node this one
+        // does not know yet.
+        for &addr in addrs.iter().filter(|&&a| a != self.local.id.addr()) {
+            if !self.local.seeds.contains(&addr) {
+                self.local.seeds.push(addr);
+            }
+        }
+        let header = self.local.header(&self.config);
+        for &addr in addrs.iter().filter(|&&a| a != self.local.id.addr()) {
+            self.outbox.push_frame(&header, addr, &message);
+        }
+        Ok(())
+    }
+
     /// Publishes new metadata for this node, at most `max_metadata_len` bytes.
     pub fn set_metadata(&mut self, _now: Instant, metadata: Vec<u8>) -> Result<(), CommandError> {
         if metadata.len() > self.config.max_metadata_len {

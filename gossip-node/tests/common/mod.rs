@@ -54,6 +54,15 @@ impl Drop for TempDir {
     }
 }
 
+/// A TCP port free on 127.0.0.1 a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A UDP port free on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -74,12 +83,31 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts `gossip-node agent --bind ADDR ARGS...` on a free port, its
-    /// stderr shown or not.
+    /// stderr shown or not. Unless `args` name an `--api` address, the
+    /// control API listens on a port the system picks (the `ready` event
+    /// says which), so agents started together do not compete for the
+    /// default one.
     pub fn spawn(args: &[String], show_stderr: bool) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(BIN)
-            .args(["agent", "--bind", &addr])
-            .args(args)
+        let mut full = vec!["--bind".to_string(), addr.clone()];
+        full.extend_from_slice(args);
+        let mut process = Self::spawn_raw(&full, show_stderr);
+        process.addr = addr;
+        process
+    }
+
+    /// Starts `gossip-node agent ARGS...` as given (plus `--api
+    /// 127.0.0.1:0` unless `args` name one); `addr` stays empty until the
+    /// caller learns it (from the `ready` event).
+    pub fn spawn_raw(args: &[String], show_stderr: bool) -> Self {
+        let mut command = Command::new(BIN);
+        command.arg("agent").args(args);
+        if !args.iter().any(|a| a == "--api") {
+            command.args(["--api", "127.0.0.1:0"]);
+        }
+        let addr = String::new();
+        let mut child = command
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if show_stderr {
@@ -134,11 +162,31 @@ impl AgentProcess {
 
     /// Sends SIGHUP to it (a process this test started).
     pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends the signal `name` (`INT`, `TERM`, `HUP`) to it.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits at most `limit` for the process to exit; its exit status, or
+    /// None if it is still running.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
