@@ -67,45 +67,33 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    /// Records that `id` claims (or is claimed) to be a member at `version`
-    /// with `metadata`; `seq` draws a challenge if a new one is needed.
+    /// Records that `id` claims (or is claimed) to be a member as `claim`
+    /// says (its `seq` and `sent` are filled in here); `seq` draws a
+    /// challenge if a new one is needed.
     pub(crate) fn propose(
         &mut self,
         id: NodeId,
-        version: Version,
-        metadata: Vec<u8>,
-        answer_join: bool,
-        news: bool,
-        expires: Instant,
+        mut claim: Candidate,
         max: usize,
         seq: impl FnOnce() -> u32,
     ) -> Proposal {
         if let Some(waiting) = self.waiting.get_mut(&id) {
-            if version > waiting.version {
-                waiting.version = version;
-                waiting.metadata = metadata;
+            if claim.version > waiting.version {
+                waiting.version = claim.version;
+                waiting.metadata = claim.metadata;
             }
-            waiting.answer_join |= answer_join;
-            waiting.news |= news;
+            waiting.answer_join |= claim.answer_join;
+            waiting.news |= claim.news;
             return Proposal::Waiting(waiting.seq);
         }
         if self.waiting.len() >= max {
             return Proposal::Full;
         }
-        let seq = seq();
-        self.waiting.insert(
-            id,
-            Candidate {
-                seq,
-                version,
-                metadata,
-                answer_join,
-                news,
-                expires,
-                sent: 1,
-            },
-        );
-        Proposal::Challenge(seq)
+        claim.seq = seq();
+        claim.sent = 1;
+        let challenge = claim.seq;
+        self.waiting.insert(id, claim);
+        Proposal::Challenge(challenge)
     }
 
     /// An ack echoing `seq` came from `id` itself: the candidate, if that
@@ -169,30 +157,38 @@ mod tests {
         Instant::now()
     }
 
+    fn claim(version: Version, metadata: Vec<u8>, flag: bool, expires: Instant) -> Candidate {
+        Candidate {
+            seq: 0,
+            version,
+            metadata,
+            answer_join: flag,
+            news: flag,
+            expires,
+            sent: 0,
+        }
+    }
+
     #[test]
     fn one_challenge_per_candidate_within_the_bound() {
         let now = origin();
         let at = now + Duration::from_secs(5);
         let mut candidates = Candidates::default();
-        let first = candidates.propose(id(1), v(1, 0), vec![1], false, false, at, 2, || 7);
+        let first = candidates.propose(id(1), claim(v(1, 0), vec![1], false, at), 2, || 7);
         assert_eq!(first, Proposal::Challenge(7));
         let again = candidates.propose(
             id(1),
-            v(1, 3),
-            vec![2],
-            true,
-            true,
-            at,
+            claim(v(1, 3), vec![2], true, at),
             2,
             || unreachable!(),
         );
         assert_eq!(again, Proposal::Waiting(7), "one challenge out per address");
         assert_eq!(
-            candidates.propose(id(2), v(1, 0), vec![], false, false, at, 2, || 8),
+            candidates.propose(id(2), claim(v(1, 0), vec![], false, at), 2, || 8),
             Proposal::Challenge(8)
         );
         assert_eq!(
-            candidates.propose(id(3), v(1, 0), vec![], false, false, at, 2, || 9),
+            candidates.propose(id(3), claim(v(1, 0), vec![], false, at), 2, || 9),
             Proposal::Full
         );
         assert_eq!(candidates.len(), 2);

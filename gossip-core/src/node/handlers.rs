@@ -10,7 +10,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- message handlers ------------------------------------------------
 
     /// Whether `source` is a live member; counts the frame as ignored if not.
-    pub(super) fn from_member(&mut self, source: &Source) -> bool {
+    pub(super) fn counts_as_member(&mut self, source: &Source) -> bool {
         if !source.member {
             self.outbox.stats.claims_ignored += 1;
         }

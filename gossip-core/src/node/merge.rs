@@ -164,16 +164,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let max = self.config.max_candidates.get();
         let expires = now + self.config.verify_timeout;
         let rng = &mut self.rng;
-        let proposal = self.candidates.propose(
-            id,
+        let claim = Candidate {
+            seq: 0,
             version,
             metadata,
             answer_join,
             news,
             expires,
-            max,
-            || rng.random(),
-        );
+            sent: 0,
+        };
+        let proposal = self.candidates.propose(id, claim, max, || rng.random());
         match proposal {
             Proposal::Challenge(seq) => {
                 self.outbox.stats.verifications_sent += 1;

@@ -719,14 +719,14 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Message::Aggregate { share, .. } => {
                 let share = wire::decode_share::<A::Share>(&share)?;
                 let admitting = self.candidates.contains(&sender);
-                if admitting || self.from_member(&source) {
+                if admitting || self.counts_as_member(&source) {
                     self.outbox.stats.shares_received += 1;
                     self.run_aggregate(|aggregate, host| aggregate.on_share(host, sender, share));
                 }
             }
             Message::Rumors { items } => {
                 self.check_rumors(&items)?;
-                if self.from_member(&source) {
+                if self.counts_as_member(&source) {
                     self.on_rumors(sender, items);
                 }
             }
@@ -736,7 +736,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             } => {
                 // Answers may be large: within the same byte budgets as
                 // state replies.
-                if self.from_member(&source) && self.allow_state_reply(now, from) {
+                if self.counts_as_member(&source) && self.allow_state_reply(now, from) {
                     let sent = self.run_strategy(|strategy, host| {
                         strategy.on_pull(host, sender, &digest, reciprocate)
                     });
@@ -744,7 +744,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Message::Feedback { known } => {
-                if self.from_member(&source) {
+                if self.counts_as_member(&source) {
                     self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
                 }
             }
