@@ -448,7 +448,7 @@ fn message(cx: Ctx, m: FuzzMessage) -> Message {
             updates,
         } => Message::Ping {
             seq: u32::from(seq),
-            view_hash: view_hash.to_le_bytes(),
+            view_hash: (view_hash as u32).to_le_bytes(),
             updates: records(cx, updates),
         },
         FuzzMessage::Ack { seq, updates } => Message::Ack {

@@ -29,8 +29,8 @@ use crate::strategy::Digest;
 /// prove it is the member it is said to be.)
 pub const PROTOCOL_VERSION: u8 = 3;
 
-/// Largest encoding of a [`NodeId`]: enum tag, 16 address bytes, 3-byte port varint.
-pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 3;
+/// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
+pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 2;
 /// Largest varint encodings of u64, u32 and u16 in postcard.
 const MAX_VARINT_U64: usize = 10;
 const MAX_VARINT_U32: usize = 5;
@@ -183,7 +183,7 @@ pub enum Message {
         #[serde(with = "fixed_u32")]
         seq: u32,
         /// Summary of the sender's membership view.
-        view_hash: [u8; 8],
+        view_hash: [u8; 4],
         /// Piggybacked updates.
         #[serde(deserialize_with = "bounded_vec")]
         updates: Vec<MemberRecord>,

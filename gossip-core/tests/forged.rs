@@ -502,7 +502,7 @@ fn a_stranger_draws_only_small_bare_answers() {
         9,
         &Message::Ping {
             seq: 5,
-            view_hash: [0; 8],
+            view_hash: [0; 4],
             updates: vec![],
         },
     );

@@ -141,7 +141,7 @@ fn message(max: usize) -> impl Strategy<Value = Message> {
             }),
         prop::collection::vec(message_id(), 0..=MAX_LIST)
             .prop_map(|known| Message::Feedback { known }),
-        (any::<u32>(), any::<[u8; 8]>(), updates(max)).prop_map(|(seq, view_hash, updates)| {
+        (any::<u32>(), any::<[u8; 4]>(), updates(max)).prop_map(|(seq, view_hash, updates)| {
             Message::Ping {
                 seq,
                 view_hash,

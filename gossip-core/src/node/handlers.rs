@@ -22,7 +22,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         now: Instant,
         source: &Source,
         seq: u32,
-        view_hash: [u8; 8],
+        view_hash: [u8; 4],
         updates: Vec<MemberRecord>,
     ) {
         self.apply_records(now, source, updates);
@@ -53,7 +53,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             .is_some_and(|e| e.liveness == Liveness::Suspect && e.version() >= source.version)
             .then(|| self.view.record_of(source.sender, self.local.id));
         self.send_with_updates(from, verdict, |updates| Message::Ack { seq, updates });
-        if u64::from_le_bytes(view_hash) != self.view.hash() {
+        if view_hash != short_hash(self.view.hash()) {
             self.maybe_start_sync(now, from);
         }
     }

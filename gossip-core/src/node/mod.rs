@@ -51,6 +51,7 @@ use admission::{Candidate, Candidates, Proposal, Timeout};
 use detector::{Acked, FailureDetector, ProbeSchedule};
 use host::{Hosted, Lent, Plugins};
 use outbox::Outbox;
+use send::short_hash;
 use sync::StateSync;
 use timers::{Timer, TimerTable};
 use updates::{retransmit_limit, UpdateQueue};

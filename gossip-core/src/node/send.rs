@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The four bytes of the view hash a ping carries: enough to notice that
+/// two views differ (a miss is one in four billion, and the next ping to
+/// another member catches it), half the bytes of the whole hash.
+pub(super) fn short_hash(hash: u64) -> [u8; 4] {
+    let folded = (hash ^ (hash >> 32)) as u32;
+    folded.to_le_bytes()
+}
+
 impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- sending -------------------------------------------------------
 
@@ -27,7 +35,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn send_ping(&mut self, to: SocketAddr, seq: u32) {
-        let view_hash = self.view.hash().to_le_bytes();
+        let view_hash = short_hash(self.view.hash());
         // Probing a member we suspect or believe dead: carry that claim, so the
         // member can refute it even if every gossiped copy was lost.
         let target = NodeId::new(to);
