@@ -463,6 +463,12 @@ impl Metrics {
     fn crash(&mut self, at: f64, index: usize) {
         self.crashed[index] = true;
         self.crash_time[index] = Some(at);
+        // Every running node already held it down (a forged Left or Dead
+        // can do that): no later event will complete the detection, which
+        // is complete from the start.
+        if self.running().all(|j| !self.view[j * self.n + index]) {
+            self.detected_at[index] = Some(0.0);
+        }
     }
 }
 
