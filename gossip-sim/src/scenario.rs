@@ -1,6 +1,7 @@
 //! Ready-made membership scenario with the measurements the project reports.
 
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use gossip_core::{Config, Event, Liveness, MessageId, NoStrategy, Stats, Strategy};
@@ -284,7 +285,6 @@ struct Metrics {
 
 /// One real broadcast followed through the attack.
 struct Broadcast {
-    id: MessageId,
     origin: usize,
     payload: Vec<u8>,
     delivered: Vec<bool>,
@@ -303,6 +303,8 @@ struct AttackMetrics {
     fake_alive_max: u64,
     max_table_len: usize,
     broadcasts: Vec<Broadcast>,
+    /// Index in `broadcasts` by message id.
+    broadcast_ids: BTreeMap<MessageId, usize>,
     forged_deliveries: u64,
 }
 
@@ -318,6 +320,7 @@ impl AttackMetrics {
             fake_alive_max: 0,
             max_table_len: 0,
             broadcasts: Vec::new(),
+            broadcast_ids: BTreeMap::new(),
             forged_deliveries: 0,
         }
     }
@@ -327,12 +330,11 @@ impl AttackMetrics {
             if payload.as_slice() == FORGED_PAYLOAD {
                 self.forged_deliveries += 1;
             }
-            if let Some(b) = self
-                .broadcasts
-                .iter_mut()
-                .find(|b| b.id == *id && b.payload == *payload)
-            {
-                b.delivered[node] = true;
+            if let Some(&k) = self.broadcast_ids.get(id) {
+                let b = &mut self.broadcasts[k];
+                if b.payload == *payload {
+                    b.delivered[node] = true;
+                }
             }
             return;
         }
@@ -843,8 +845,8 @@ impl AttackRun {
         let attack = metrics.attack.as_mut().expect("checked above");
         let mut delivered = vec![false; sim.len()];
         delivered[origin] = true;
+        attack.broadcast_ids.insert(id, attack.broadcasts.len());
         attack.broadcasts.push(Broadcast {
-            id,
             origin,
             payload,
             delivered,
