@@ -5,7 +5,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use gossip_sim::{run_membership, MembershipReport, MembershipScenario, Quantiles};
+use gossip_core::NoStrategy;
+use gossip_sim::{
+    run_membership_with, AdversaryKind, AdversarySpec, AttackReport, MembershipReport,
+    MembershipScenario, Quantiles,
+};
+use gossip_strategies::{AnyStrategy, RumorMongering};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Gossip protocols: simulations, a node on real sockets, and the
@@ -112,6 +117,23 @@ pub struct MembershipArgs {
     /// Inbound delay of slow nodes, in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub slow_delay: f64,
+    /// An outsider attacks the cluster with forged, well-formed frames from
+    /// its own address (it cannot spoof source addresses). The report then
+    /// adds healthy_members_down, healthy_down_max_s,
+    /// fake_members_alive_max, reflection_ratio and max_table_len.
+    #[arg(long, value_enum)]
+    pub adversary: Option<AdversaryArg>,
+    /// Forged frames the adversary sends per simulated second.
+    #[arg(long, default_value_t = 100.0, requires = "adversary")]
+    pub adversary_rate: f64,
+    /// Simulated second of the adversary's first frame [default: 10, after
+    /// the cluster had time to join].
+    #[arg(long, requires = "adversary")]
+    pub adversary_start: Option<f64>,
+    /// Simulated second at which the adversary stops [default: the end of
+    /// the run].
+    #[arg(long, requires = "adversary")]
+    pub adversary_stop: Option<f64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -119,6 +141,72 @@ pub struct MembershipArgs {
     /// the probing model as an SVG file (needs --crash).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+}
+
+/// What the `--adversary` of `sim membership` tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AdversaryArg {
+    /// Gossip frames under a member's name claiming a random member Dead, at
+    /// its current version and at absurd ones (generation u64::MAX).
+    ForgeDead,
+    /// The same, claiming Left.
+    ForgeLeft,
+    /// Alive claims for real members at (u64::MAX, u32::MAX) with forged
+    /// metadata, and for never-existing members.
+    ForgeAlive,
+    /// Join frames naming a fresh fake member each.
+    JoinFlood,
+    /// Pings and PingReqs naming real and fake targets, with forged updates
+    /// piggybacked.
+    PingFlood,
+    /// Join and Sync{reply} over the whole range naming a victim address:
+    /// requests that draw big answers.
+    Reflect,
+    /// Rumors forging real origins' next message ids, Feedback cooling real
+    /// rumors, Pulls to learn the ids; members broadcast every 2 s (nodes
+    /// then run rumor mongering) so suppression is measured.
+    RumorForge,
+}
+
+impl From<AdversaryArg> for AdversaryKind {
+    fn from(arg: AdversaryArg) -> Self {
+        match arg {
+            AdversaryArg::ForgeDead => Self::ForgeDead,
+            AdversaryArg::ForgeLeft => Self::ForgeLeft,
+            AdversaryArg::ForgeAlive => Self::ForgeAlive,
+            AdversaryArg::JoinFlood => Self::JoinFlood,
+            AdversaryArg::PingFlood => Self::PingFlood,
+            AdversaryArg::Reflect => Self::Reflect,
+            AdversaryArg::RumorForge => Self::RumorForge,
+        }
+    }
+}
+
+/// When `--adversary-start` is not given: after the cluster had time to join.
+pub const DEFAULT_ADVERSARY_START_S: f64 = 10.0;
+
+/// Runs a membership scenario as `sim membership` does: membership-only
+/// nodes, except under a `rumor-forge` adversary, where nodes run the
+/// default rumor mongering ([`RumorMongering::default`]) so that real
+/// broadcasts can be followed.
+///
+/// # Errors
+/// If the scenario does not validate.
+pub fn run_membership_scenario(
+    scenario: &MembershipScenario,
+    progress: impl FnMut(Duration),
+) -> anyhow::Result<MembershipReport> {
+    let rumors = scenario
+        .adversary
+        .as_ref()
+        .is_some_and(|a| a.kind == AdversaryKind::RumorForge);
+    let report = if rumors {
+        let prototype = AnyStrategy::Rumor(RumorMongering::default());
+        run_membership_with(scenario, prototype, progress)
+    } else {
+        run_membership_with(scenario, NoStrategy, progress)
+    };
+    report.map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Parses a `--name` flag's seconds, refusing negative and non-finite values.
@@ -160,6 +248,31 @@ impl MembershipArgs {
         }
         scenario.slow = self.slow;
         scenario.slow_delay = seconds("slow-delay", self.slow_delay)?;
+        if let Some(kind) = self.adversary {
+            let start = seconds(
+                "adversary-start",
+                self.adversary_start.unwrap_or(DEFAULT_ADVERSARY_START_S),
+            )?;
+            let stop = match self.adversary_stop {
+                Some(stop) => seconds("adversary-stop", stop)?,
+                None => scenario.duration,
+            };
+            if start >= scenario.duration.min(stop) {
+                bail!(
+                    "--adversary-start ({:.1} s) must fall before --adversary-stop and within --duration",
+                    start.as_secs_f64()
+                );
+            }
+            if !(self.adversary_rate.is_finite() && self.adversary_rate > 0.0) {
+                bail!("--adversary-rate must be a positive number of frames per second");
+            }
+            scenario.adversary = Some(AdversarySpec::new(
+                kind.into(),
+                self.adversary_rate,
+                start,
+                stop,
+            ));
+        }
         scenario
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
@@ -191,7 +304,7 @@ impl Cli {
             Command::Sim(SimCommand::Membership(args)) => {
                 let scenario = args.scenario()?;
                 let report = with_progress(scenario.duration.as_secs(), "s", |tick| {
-                    run_membership(&scenario, |t| tick(t.as_secs())).map_err(|e| anyhow::anyhow!(e))
+                    run_membership_scenario(&scenario, |t| tick(t.as_secs()))
                 })?;
                 if let Some(path) = &args.plot {
                     save_plot(&crate::plot::membership_figure(&report, &scenario), path)?;
@@ -376,5 +489,56 @@ fn write_table(out: &mut impl Write, r: &MembershipReport) -> anyhow::Result<()>
         "  cpu                  {:.2} s, {:.0} node-periods per cpu-second",
         r.cpu_s, r.node_periods_per_cpu_s
     )?;
+    if let Some(attack) = &r.attack {
+        write_attack(out, attack)?;
+    }
+    Ok(())
+}
+
+fn write_attack(out: &mut impl Write, a: &AttackReport) -> anyhow::Result<()> {
+    let t = &a.adversary_traffic;
+    writeln!(
+        out,
+        "  adversary            {} at {} frames/s, {:.0}-{:.0} s: {} frames ({} B) sent, {} delivered, {} refused",
+        a.adversary.name(),
+        a.adversary_rate,
+        a.adversary_window_s.0,
+        a.adversary_window_s.1,
+        t.frames_sent,
+        t.bytes_sent,
+        t.frames_delivered,
+        t.frames_refused
+    )?;
+    writeln!(
+        out,
+        "  healthy down         {} declarations, longest held {:.2} s (suspicion timeout {:.2} s)",
+        a.healthy_members_down, a.healthy_down_max_s, a.suspicion_timeout_s
+    )?;
+    writeln!(
+        out,
+        "  fake members alive   {} (max over time of node-fake pairs)",
+        a.fake_members_alive_max
+    )?;
+    writeln!(
+        out,
+        "  reflection           {} ({} B to unproven addresses / {} B from them)",
+        a.reflection_ratio
+            .map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}x")),
+        a.unproven_bytes_sent,
+        a.unproven_bytes_received
+    )?;
+    writeln!(
+        out,
+        "  max table length     {} (bound {})",
+        a.max_table_len, a.max_members
+    )?;
+    if let (Some(sent), Some(lost), Some(forged)) =
+        (a.broadcasts, a.broadcasts_undelivered, a.forged_deliveries)
+    {
+        writeln!(
+            out,
+            "  real broadcasts      {sent}, {lost} not delivered to every live node; {forged} forged deliveries"
+        )?;
+    }
     Ok(())
 }

@@ -80,6 +80,67 @@ fn json_report_has_every_promised_key() {
 }
 
 #[test]
+fn an_adversary_adds_its_keys_and_only_then() {
+    let attacked = json_report(&[
+        "sim",
+        "membership",
+        "--nodes",
+        "12",
+        "--duration",
+        "20",
+        "--adversary",
+        "forge-dead",
+        "--adversary-rate",
+        "50",
+        "--adversary-start",
+        "5",
+        "--format",
+        "json",
+    ]);
+    let keys = [
+        "adversary",
+        "healthy_members_down",
+        "healthy_down_max_s",
+        "fake_members_alive_max",
+        "reflection_ratio",
+        "max_table_len",
+        "adversary_traffic",
+    ];
+    for key in keys {
+        assert!(attacked.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(attacked["adversary"], "forge-dead");
+    assert_eq!(attacked["adversary_traffic"]["frames_sent"], 750);
+    let quiet = json_report(&[
+        "sim",
+        "membership",
+        "--nodes",
+        "12",
+        "--duration",
+        "20",
+        "--format",
+        "json",
+    ]);
+    for key in keys {
+        assert!(quiet.get(key).is_none(), "{key} without an adversary");
+    }
+    let out = gossip_node(&[
+        "sim",
+        "membership",
+        "--nodes",
+        "12",
+        "--duration",
+        "20",
+        "--adversary",
+        "reflect",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("adversary            reflect"), "{text}");
+    assert!(text.contains("reflection"), "{text}");
+}
+
+#[test]
 fn table_is_the_default_format() {
     let out = gossip_node(&["sim", "membership", "--nodes", "5", "--duration", "10"]);
     assert!(out.status.success());
@@ -98,6 +159,13 @@ fn impossible_input_is_refused_with_a_reason() {
             (&["--crash", "9", "--nodes", "5"], "seed node"),
             (&["--partition-at", "50", "--heal-at", "40"], "heal"),
             (&["--duration=-3"], "duration"),
+            (
+                &["--adversary", "forge-dead", "--adversary-start", "500"],
+                "--adversary-start",
+            ),
+            (&["--adversary", "reflect", "--adversary-rate", "0"], "rate"),
+            (&["--adversary", "nonsense"], "forge-dead"),
+            (&["--adversary-rate", "5"], "--adversary"),
         ],
     );
 }

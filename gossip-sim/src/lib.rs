@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod adversary;
 mod aggregation;
 pub mod check;
 mod full;
@@ -29,14 +30,21 @@ mod scenario;
 mod trace;
 
 pub use address::{node_addr, node_index, Addressing, SIM_PORT};
+pub use adversary::{
+    Adversary, AdversaryKind, AdversarySpec, ATTACKER_ADDR, FORGED_PAYLOAD, VICTIM_ADDR,
+};
 pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
 };
 pub use math::{run_math, MathRun, MathScenario, MathSim};
-pub use net::{Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, SimBuilder, Simulator};
+pub use net::{
+    Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, OutsiderFrame, OutsiderStats,
+    SimBuilder, Simulator,
+};
 pub use scenario::{
-    run_membership, CrashTimeline, MembershipReport, MembershipScenario, Quantiles,
+    run_membership, run_membership_with, AttackReport, CrashTimeline, MembershipReport,
+    MembershipScenario, Quantiles,
 };
 pub use trace::{event_member, EventKind, EventRecord, Fate, FrameRecord, Origin};

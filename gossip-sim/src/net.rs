@@ -137,6 +137,9 @@ enum Action {
         bytes: Vec<u8>,
         /// Index of its [`FrameRecord`] when recording.
         record: Option<usize>,
+        /// Sent by an outsider ([`Simulator::send_as_outsider`]): counted in
+        /// [`OutsiderStats`], not in [`NetStats`].
+        outsider: bool,
     },
     Wake {
         node: usize,
@@ -189,6 +192,43 @@ pub struct NetStats {
     pub frames_delivered: u64,
     /// Frames the receiving node refused with a `RecvError`.
     pub frames_refused: u64,
+}
+
+/// Traffic between the nodes and outsiders: addresses registered with
+/// [`Simulator::add_outsider`] that run no node (an attacker). Kept apart
+/// from [`NetStats`], which counts the cluster's own frames.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsiderStats {
+    /// Frames outsiders put on the network.
+    pub frames_sent: u64,
+    /// Bytes in those frames.
+    pub bytes_sent: u64,
+    /// Of those, frames handed to a running node.
+    pub frames_delivered: u64,
+    /// Bytes in the delivered frames.
+    pub bytes_delivered: u64,
+    /// Delivered frames the node refused with a `RecvError`.
+    pub frames_refused: u64,
+    /// Frames lost to the loss model or dropped because the receiver was
+    /// down.
+    pub frames_dropped: u64,
+    /// Frames nodes sent to an outsider's address (kept for it to read).
+    pub frames_captured: u64,
+    /// Bytes in those frames.
+    pub bytes_captured: u64,
+}
+
+/// A frame a node sent to an outsider's address, as the outsider reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutsiderFrame {
+    /// Virtual time it was sent.
+    pub at: Duration,
+    /// Index of the node that sent it.
+    pub from: usize,
+    /// The outsider address it was sent to.
+    pub to: SocketAddr,
+    /// The encoded frame.
+    pub bytes: Vec<u8>,
 }
 
 /// Builds a [`Simulator`]; every setting has a default, so only what a run
@@ -357,6 +397,9 @@ impl<S: Strategy + Clone, A: Aggregate> SimBuilder<S, A> {
             drive: self.drive,
             held: Vec::new(),
             trace: self.record.then(Trace::default),
+            outsiders: BTreeSet::new(),
+            outsider_inbox: Vec::new(),
+            outsider_stats: OutsiderStats::default(),
         };
         for i in 0..self.nodes {
             let seed = self.node_seeds.get(i).copied();
@@ -415,6 +458,11 @@ pub struct Simulator<S = NoStrategy, A = NoAggregate> {
     drive: Drive,
     held: Vec<HeldFrame>,
     trace: Option<Trace>,
+    /// Addresses of outsiders: frames to them are kept for them to read.
+    outsiders: BTreeSet<SocketAddr>,
+    /// Frames sent to outsiders and not read yet.
+    outsider_inbox: Vec<OutsiderFrame>,
+    outsider_stats: OutsiderStats,
 }
 
 impl Simulator<NoStrategy> {
@@ -872,6 +920,18 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
     /// Puts one frame of node `index` on the modelled network.
     fn send(&mut self, index: usize, from: SocketAddr, to_addr: SocketAddr, bytes: Vec<u8>) {
         let Some(to) = self.index_of(to_addr) else {
+            if self.outsiders.contains(&to_addr) {
+                self.outsider_stats.frames_captured += 1;
+                self.outsider_stats.bytes_captured += bytes.len() as u64;
+                self.record_frame(from, to_addr, &bytes, Origin::Sent, Fate::Delivered);
+                self.outsider_inbox.push(OutsiderFrame {
+                    at: self.now(),
+                    from: index,
+                    to: to_addr,
+                    bytes,
+                });
+                return;
+            }
             self.stats.frames_blocked += 1;
             self.record_frame(from, to_addr, &bytes, Origin::Sent, Fate::Blocked);
             return;
@@ -916,9 +976,69 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                     from,
                     bytes,
                     record,
+                    outsider: false,
                 },
             );
         }
+    }
+
+    /// Registers `addr` as an outsider's: a party that runs no node but
+    /// sends frames with [`send_as_outsider`](Self::send_as_outsider) and
+    /// reads, with [`take_outsider_frames`](Self::take_outsider_frames),
+    /// what nodes send to `addr`.
+    ///
+    /// # Panics
+    /// If a node of this simulation listens at `addr`.
+    pub fn add_outsider(&mut self, addr: SocketAddr) {
+        assert!(
+            self.index_of(addr).is_none(),
+            "an outsider cannot share a node's address"
+        );
+        self.outsiders.insert(addr);
+    }
+
+    /// Puts a frame from outsider address `from` to node `to` on the
+    /// modelled network: it is lost at the link's loss rate and arrives
+    /// after the link's latency (plus the receiver's inbound delay), with
+    /// `from` as its source address. The network does not let outsiders
+    /// spoof source addresses, and partitions and blocked links only cut
+    /// nodes from nodes. Counted in [`outsider_stats`](Self::outsider_stats).
+    pub fn send_as_outsider(&mut self, from: SocketAddr, to: usize, bytes: Vec<u8>) {
+        self.outsider_stats.frames_sent += 1;
+        self.outsider_stats.bytes_sent += bytes.len() as u64;
+        let to_addr = self.addr(to);
+        if self.rng.random::<f64>() < self.link.loss {
+            self.outsider_stats.frames_dropped += 1;
+            self.record_frame(from, to_addr, &bytes, Origin::Injected, Fate::Lost);
+            return;
+        }
+        let mut delay = self.link.latency.sample(&mut self.rng);
+        if self.rng.random::<f64>() < self.link.reorder {
+            delay += self.link.reorder_delay.mul_f64(self.rng.random::<f64>());
+        }
+        delay += self.nodes[to].inbound_delay;
+        let record = self.record_frame(from, to_addr, &bytes, Origin::Injected, Fate::InFlight);
+        self.schedule(
+            self.now + delay.as_nanos() as u64,
+            Action::Deliver {
+                to,
+                from,
+                bytes,
+                record,
+                outsider: true,
+            },
+        );
+    }
+
+    /// Takes the frames nodes sent to outsider addresses since the last
+    /// call, oldest first.
+    pub fn take_outsider_frames(&mut self) -> Vec<OutsiderFrame> {
+        core::mem::take(&mut self.outsider_inbox)
+    }
+
+    /// Counters of the traffic between nodes and outsiders.
+    pub fn outsider_stats(&self) -> &OutsiderStats {
+        &self.outsider_stats
     }
 
     /// Runs the earliest scheduled action due at or before `until`,
@@ -942,6 +1062,7 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                 from,
                 bytes,
                 record,
+                outsider,
             } => {
                 // A frame in flight when the partition started is lost too.
                 let sender = self.index_of(from);
@@ -951,14 +1072,26 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                     return true;
                 }
                 let Some(node) = self.nodes[to].node.as_mut() else {
-                    self.stats.frames_blocked += 1;
+                    if outsider {
+                        self.outsider_stats.frames_dropped += 1;
+                    } else {
+                        self.stats.frames_blocked += 1;
+                    }
                     self.set_fate(record, Fate::Blocked);
                     return true;
                 };
-                self.stats.frames_delivered += 1;
                 let result = node.handle_message(now, from, &bytes);
-                if result.is_err() {
-                    self.stats.frames_refused += 1;
+                if outsider {
+                    self.outsider_stats.frames_delivered += 1;
+                    self.outsider_stats.bytes_delivered += bytes.len() as u64;
+                    if result.is_err() {
+                        self.outsider_stats.frames_refused += 1;
+                    }
+                } else {
+                    self.stats.frames_delivered += 1;
+                    if result.is_err() {
+                        self.stats.frames_refused += 1;
+                    }
                 }
                 self.set_fate(record, outcome(&result));
                 self.drain(to, observer);

@@ -1,16 +1,18 @@
 //! Ready-made membership scenario with the measurements the project reports.
 
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use gossip_core::{Config, Event, Stats};
+use gossip_core::{Config, Event, Liveness, MessageId, NoStrategy, Stats, Strategy};
 use rand::seq::index::sample;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::address::node_index;
-use crate::net::{LinkModel, NetStats, Observer, Simulator};
+use crate::address::{node_addr, node_index};
+use crate::adversary::{Adversary, AdversaryKind, AdversarySpec, ATTACKER_ADDR, FORGED_PAYLOAD};
+use crate::net::{LinkModel, NetStats, Observer, OutsiderStats, Simulator};
 
 /// A membership experiment: who starts, what fails, when, for how long.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,11 @@ pub struct MembershipScenario {
     pub config: Config,
     /// Network model (its `loss` field is the loss rate).
     pub link: LinkModel,
+    /// An outsider attacking the cluster, if any (see
+    /// [`AdversaryKind`]). Without one the run and its report are exactly
+    /// those of a scenario without the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<AdversarySpec>,
 }
 
 impl MembershipScenario {
@@ -52,6 +59,7 @@ impl MembershipScenario {
             slow_delay: Duration::from_secs(3),
             config: Config::lan(nodes),
             link: LinkModel::default(),
+            adversary: None,
         }
     }
 
@@ -73,6 +81,12 @@ impl MembershipScenario {
             if heal <= start {
                 return Err("the partition must heal after it starts".into());
             }
+        }
+        if let Some(adversary) = &self.adversary {
+            if self.nodes < 3 {
+                return Err("an adversary needs at least 3 nodes to impersonate".into());
+            }
+            adversary.validate()?;
         }
         self.config.validate().map_err(|e| e.to_string())
     }
@@ -168,6 +182,64 @@ pub struct MembershipReport {
     /// The same over the steady window only (whole simulated seconds inside
     /// it); `None` if the window is shorter than 5 s.
     pub steady_node_periods_per_cpu_s: Option<f64>,
+    /// What the attack did, when the scenario had an adversary (its keys
+    /// sit at the top level of the JSON report; absent otherwise).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackReport>,
+}
+
+/// What an attack achieved. Healthy members are those that never crash,
+/// are never slow, in a scenario without a partition; proven addresses are
+/// those of the cluster's members (crashed ones included); everything else
+/// (the attacker, the victim, fake members) is unproven.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackReport {
+    /// The kind of attack.
+    pub adversary: AdversaryKind,
+    /// Frames per second it sent.
+    pub adversary_rate: f64,
+    /// When it started and stopped, in simulated seconds.
+    pub adversary_window_s: (f64, f64),
+    /// Traffic between the attacker and the nodes.
+    pub adversary_traffic: OutsiderStats,
+    /// Declarations, by any node, that a healthy member is dead or left:
+    /// every `MemberDown` and `MemberLeft` event about one, summed over the
+    /// run.
+    pub healthy_members_down: u64,
+    /// Longest time any node held a healthy member dead or left (a stretch
+    /// still open at the end, or when the observer crashed, counts until
+    /// then). 0 if none was ever held down.
+    pub healthy_down_max_s: f64,
+    /// The longest suspicion timeout a node of this config uses at this
+    /// cluster size (Lifeguard's maximum, before any confirmation): the
+    /// bound `healthy_down_max_s` is held to.
+    pub suspicion_timeout_s: f64,
+    /// Largest number of (node, never-existing member) pairs where a running
+    /// node held the member alive or suspect, sampled at least once per
+    /// simulated second.
+    pub fake_members_alive_max: u64,
+    /// Bytes nodes sent to unproven addresses per byte they received from
+    /// unproven addresses; `None` if they received none.
+    pub reflection_ratio: Option<f64>,
+    /// Bytes nodes sent to unproven addresses.
+    pub unproven_bytes_sent: u64,
+    /// Bytes nodes received from unproven addresses (the attacker's frames
+    /// that reached a running node).
+    pub unproven_bytes_received: u64,
+    /// Longest member table (`members()`, the node itself included) of any
+    /// running node, sampled like `fake_members_alive_max`.
+    pub max_table_len: usize,
+    /// The configured bound of that table (`max_members`).
+    pub max_members: usize,
+    /// Real broadcasts made by healthy members during the attack (every 2 s
+    /// until 10 s before the end of the attack or of the run;
+    /// `rumor-forge` only).
+    pub broadcasts: Option<u64>,
+    /// Of those, broadcasts that some node running at the end never
+    /// delivered with the origin's payload (`rumor-forge` only).
+    pub broadcasts_undelivered: Option<u64>,
+    /// Deliveries of forged rumors, summed over nodes (`rumor-forge` only).
+    pub forged_deliveries: Option<u64>,
 }
 
 /// Simulated time and process CPU time at a window boundary.
@@ -208,6 +280,115 @@ struct Metrics {
     window: (f64, f64),
     window_bytes: u64,
     window_frames: u64,
+    attack: Option<AttackMetrics>,
+}
+
+/// One real broadcast followed through the attack.
+struct Broadcast {
+    origin: usize,
+    payload: Vec<u8>,
+    delivered: Vec<bool>,
+}
+
+/// What an attack run measures beyond the usual.
+struct AttackMetrics {
+    n: usize,
+    healthy: Vec<bool>,
+    /// `down_since[j * n + i]`: since when node j holds healthy node i dead
+    /// or left.
+    down_since: Vec<Option<f64>>,
+    healthy_down: u64,
+    healthy_down_max: f64,
+    unproven_sent: u64,
+    fake_alive_max: u64,
+    max_table_len: usize,
+    broadcasts: Vec<Broadcast>,
+    /// Index in `broadcasts` by message id.
+    broadcast_ids: BTreeMap<MessageId, usize>,
+    forged_deliveries: u64,
+}
+
+impl AttackMetrics {
+    fn new(n: usize, healthy: Vec<bool>) -> Self {
+        Self {
+            n,
+            healthy,
+            down_since: vec![None; n * n],
+            healthy_down: 0,
+            healthy_down_max: 0.0,
+            unproven_sent: 0,
+            fake_alive_max: 0,
+            max_table_len: 0,
+            broadcasts: Vec::new(),
+            broadcast_ids: BTreeMap::new(),
+            forged_deliveries: 0,
+        }
+    }
+
+    fn on_event(&mut self, at: f64, node: usize, event: &Event) {
+        if let Event::Delivered { id, payload } = event {
+            if payload.as_slice() == FORGED_PAYLOAD {
+                self.forged_deliveries += 1;
+            }
+            if let Some(&k) = self.broadcast_ids.get(id) {
+                let b = &mut self.broadcasts[k];
+                if b.payload == *payload {
+                    b.delivered[node] = true;
+                }
+            }
+            return;
+        }
+        let (member, down) = match event {
+            Event::MemberUp(m) | Event::MemberUpdated(m) | Event::MemberSuspect(m) => (m, false),
+            Event::MemberDown(m) | Event::MemberLeft(m) => (m, true),
+            _ => return,
+        };
+        let Some(subject) = node_index(member.id.addr()).filter(|&i| i < self.n) else {
+            return;
+        };
+        if !self.healthy[subject] {
+            return;
+        }
+        let cell = node * self.n + subject;
+        if down {
+            self.healthy_down += 1;
+            self.down_since[cell].get_or_insert(at);
+        } else if let Some(since) = self.down_since[cell].take() {
+            self.healthy_down_max = self.healthy_down_max.max(at - since);
+        }
+    }
+
+    /// Ends every stretch node `observer` (or, with `None`, every node)
+    /// holds open at `at`.
+    fn close(&mut self, at: f64, observer: Option<usize>) {
+        let range = match observer {
+            Some(j) => j * self.n..(j + 1) * self.n,
+            None => 0..self.n * self.n,
+        };
+        for cell in &mut self.down_since[range] {
+            if let Some(since) = cell.take() {
+                self.healthy_down_max = self.healthy_down_max.max(at - since);
+            }
+        }
+    }
+
+    /// Samples every running node's table.
+    fn sample<S: Strategy + Clone>(&mut self, sim: &Simulator<S>) {
+        let mut fakes = 0u64;
+        for node in (0..self.n).filter_map(|i| sim.node(i)) {
+            let mut len = 0;
+            for member in node.members() {
+                len += 1;
+                if node_index(member.id.addr()).is_none_or(|i| i >= self.n)
+                    && matches!(member.liveness, Liveness::Alive | Liveness::Suspect)
+                {
+                    fakes += 1;
+                }
+            }
+            self.max_table_len = self.max_table_len.max(len);
+        }
+        self.fake_alive_max = self.fake_alive_max.max(fakes);
+    }
 }
 
 impl Metrics {
@@ -236,6 +417,7 @@ impl Metrics {
             window: (f64::INFINITY, f64::INFINITY),
             window_bytes: 0,
             window_frames: 0,
+            attack: None,
         }
     }
 
@@ -283,12 +465,21 @@ impl Metrics {
     fn crash(&mut self, at: f64, index: usize) {
         self.crashed[index] = true;
         self.crash_time[index] = Some(at);
+        // Every running node already held it down (a forged Left or Dead
+        // can do that): no later event will complete the detection, which
+        // is complete from the start.
+        if self.running().all(|j| !self.view[j * self.n + index]) {
+            self.detected_at[index] = Some(0.0);
+        }
     }
 }
 
 impl Observer for Metrics {
     fn on_event(&mut self, at: Duration, node: usize, event: &Event) {
         let at = at.as_secs_f64();
+        if let Some(attack) = self.attack.as_mut() {
+            attack.on_event(at, node, event);
+        }
         let (member, live, down) = match event {
             Event::MemberUp(m) | Event::MemberUpdated(m) | Event::MemberSuspect(m) => {
                 (m, true, false)
@@ -325,7 +516,12 @@ impl Observer for Metrics {
         self.set_view(at, node, subject, live);
     }
 
-    fn on_transmit(&mut self, at: Duration, _from: usize, _to: SocketAddr, bytes: &[u8]) {
+    fn on_transmit(&mut self, at: Duration, _from: usize, to: SocketAddr, bytes: &[u8]) {
+        if let Some(attack) = self.attack.as_mut() {
+            if node_index(to).is_none_or(|i| i >= self.n) {
+                attack.unproven_sent += bytes.len() as u64;
+            }
+        }
         let at = at.as_secs_f64();
         if at >= self.window.0 && at < self.window.1 {
             self.window_bytes += bytes.len() as u64;
@@ -334,16 +530,49 @@ impl Observer for Metrics {
     }
 }
 
-/// Runs `scenario`, calling `progress` with the simulated time reached after
-/// every simulated second.
+/// Runs `scenario` on membership-only nodes, calling `progress` with the
+/// simulated time reached after every simulated second.
+///
+/// # Errors
+/// If the scenario does not validate, or has a
+/// [`RumorForge`](AdversaryKind::RumorForge) adversary (whose real
+/// broadcasts need a strategy: see [`run_membership_with`]).
 pub fn run_membership(
     scenario: &MembershipScenario,
+    progress: impl FnMut(Duration),
+) -> Result<MembershipReport, String> {
+    run_membership_with(scenario, NoStrategy, progress)
+}
+
+/// Broadcasts of a [`RumorForge`](AdversaryKind::RumorForge) run: one every
+/// this often.
+const BROADCAST_EVERY: Duration = Duration::from_secs(2);
+/// ... and none this close to the end, so each has time to spread.
+const BROADCAST_TAIL: Duration = Duration::from_secs(10);
+
+/// Runs `scenario` with every node disseminating with a clone of
+/// `prototype`, calling `progress` with the simulated time reached after
+/// every simulated second.
+///
+/// # Errors
+/// If the scenario does not validate, or a node refuses a broadcast that a
+/// [`RumorForge`](AdversaryKind::RumorForge) run needs (as with
+/// [`NoStrategy`]).
+pub fn run_membership_with<S: Strategy + Clone>(
+    scenario: &MembershipScenario,
+    prototype: S,
     mut progress: impl FnMut(Duration),
 ) -> Result<MembershipReport, String> {
     scenario.validate()?;
     let cpu_start = cpu_time::ProcessTime::now();
     let n = scenario.nodes;
-    let mut sim = Simulator::new(n, scenario.seed, scenario.config.clone(), scenario.link);
+    let mut sim = Simulator::with_strategy(
+        n,
+        scenario.seed,
+        scenario.config.clone(),
+        scenario.link,
+        prototype,
+    );
     let mut metrics = Metrics::new(n);
 
     // Faulty nodes: distinct, never the seed node 0.
@@ -358,6 +587,16 @@ pub fn run_membership(
         metrics.slow[s] = true;
         sim.set_inbound_delay(s, scenario.slow_delay);
     }
+    let mut attack = scenario.adversary.as_ref().map(|spec| {
+        let healthy: Vec<bool> = (0..n)
+            .map(|i| {
+                scenario.partition.is_none() && !crashed.contains(&i) && !slow_nodes.contains(&i)
+            })
+            .collect();
+        metrics.attack = Some(AttackMetrics::new(n, healthy));
+        sim.add_outsider(ATTACKER_ADDR);
+        AttackRun::new(spec.clone(), scenario)
+    });
 
     let disturbance = [
         (scenario.crash > 0).then_some(scenario.crash_at),
@@ -402,8 +641,14 @@ pub fn run_membership(
                 + 5.0;
             metrics.window = (start, disturbance.as_secs_f64());
         }
+        if let Some(attack) = attack.as_mut() {
+            attack.run_until(step_to, &mut sim, &mut metrics)?;
+        }
         sim.run_until(step_to, &mut metrics);
         t = step_to;
+        if let Some(attack) = metrics.attack.as_mut() {
+            attack.sample(&sim);
+        }
         let (window_start, window_end) = metrics.window;
         if cpu_at_window.0.is_none() && t.as_secs_f64() >= window_start.ceil() {
             cpu_at_window.0 = Some((t, cpu_start.elapsed()));
@@ -415,6 +660,11 @@ pub fn run_membership(
         progress(t);
     }
     let cpu_s = cpu_start.elapsed().as_secs_f64();
+    let attack_report = attack.map(|attack| {
+        let mut m = metrics.attack.take().expect("attack metrics");
+        m.close(scenario.duration.as_secs_f64(), None);
+        attack.report(m, scenario, &sim)
+    });
     let mut protocol = Stats::default();
     for node in (0..n).filter_map(|i| sim.node(i)) {
         protocol.accumulate(&node.stats());
@@ -488,15 +738,175 @@ pub fn run_membership(
         slow_nodes,
         cpu_s,
         node_periods_per_cpu_s: periods / cpu_s.max(1e-9),
+        attack: attack_report,
     })
 }
 
+/// The attacker and the real broadcasts of a run with an adversary.
+struct AttackRun {
+    spec: AdversarySpec,
+    adversary: Adversary,
+    /// Index of the next frame.
+    frame: u64,
+    /// Last instant a frame may be sent (exclusive).
+    end: Duration,
+    /// When the next real broadcast is due (`rumor-forge` only).
+    next_broadcast: Option<Duration>,
+    broadcast_end: Duration,
+    chooser: ChaCha8Rng,
+}
+
+impl AttackRun {
+    fn new(spec: AdversarySpec, scenario: &MembershipScenario) -> Self {
+        let config = scenario.config.clone();
+        let end = spec.stop.min(scenario.duration);
+        let broadcast_end = end.min(scenario.duration.saturating_sub(BROADCAST_TAIL));
+        let next_broadcast = (spec.kind == AdversaryKind::RumorForge && spec.start < broadcast_end)
+            .then_some(spec.start);
+        Self {
+            adversary: Adversary::new(
+                spec.kind,
+                scenario.nodes,
+                config,
+                node_addr,
+                scenario.seed ^ 0xad5e_5a41,
+            ),
+            spec,
+            frame: 0,
+            end,
+            next_broadcast,
+            broadcast_end,
+            chooser: ChaCha8Rng::seed_from_u64(scenario.seed ^ 0xb40a_dca5),
+        }
+    }
+
+    /// Sends every frame and makes every broadcast due up to `until`,
+    /// running the simulation to each.
+    fn run_until<S: Strategy + Clone>(
+        &mut self,
+        until: Duration,
+        sim: &mut Simulator<S>,
+        metrics: &mut Metrics,
+    ) -> Result<(), String> {
+        loop {
+            let frame_at = Some(self.spec.frame_time(self.frame)).filter(|&at| at < self.end);
+            let next = match (frame_at, self.next_broadcast) {
+                (Some(f), Some(b)) => f.min(b),
+                (f, b) => match f.or(b) {
+                    Some(at) => at,
+                    None => return Ok(()),
+                },
+            };
+            if next > until {
+                return Ok(());
+            }
+            sim.run_until(next, metrics);
+            if self.next_broadcast == Some(next) {
+                self.broadcast(sim, metrics)?;
+                let after = next + BROADCAST_EVERY;
+                self.next_broadcast = (after < self.broadcast_end).then_some(after);
+            }
+            if frame_at == Some(next) {
+                for frame in sim.take_outsider_frames() {
+                    self.adversary.read(&frame);
+                }
+                let (to, bytes) = self.adversary.next_frame(|i| {
+                    sim.node(i)
+                        .and_then(|node| node.members().next())
+                        .map(|own| (own.generation, own.incarnation))
+                });
+                sim.send_as_outsider(ATTACKER_ADDR, to, bytes);
+                self.frame += 1;
+            }
+        }
+    }
+
+    /// A random healthy member broadcasts a payload of its own.
+    fn broadcast<S: Strategy + Clone>(
+        &mut self,
+        sim: &mut Simulator<S>,
+        metrics: &mut Metrics,
+    ) -> Result<(), String> {
+        let Some(attack) = metrics.attack.as_ref() else {
+            return Ok(());
+        };
+        let healthy: Vec<usize> = (0..sim.len())
+            .filter(|&i| attack.healthy[i] && sim.node(i).is_some())
+            .collect();
+        if healthy.is_empty() {
+            return Ok(());
+        }
+        let origin = healthy[self.chooser.random_range(0..healthy.len())];
+        let k = attack.broadcasts.len();
+        let payload = format!("real broadcast {k} from node {origin}").into_bytes();
+        let id = sim
+            .broadcast(origin, &payload, metrics)
+            .ok_or_else(|| format!("node {origin} refused a broadcast (no strategy?)"))?;
+        let attack = metrics.attack.as_mut().expect("checked above");
+        let mut delivered = vec![false; sim.len()];
+        delivered[origin] = true;
+        attack.broadcast_ids.insert(id, attack.broadcasts.len());
+        attack.broadcasts.push(Broadcast {
+            origin,
+            payload,
+            delivered,
+        });
+        Ok(())
+    }
+
+    fn report<S: Strategy + Clone>(
+        self,
+        m: AttackMetrics,
+        scenario: &MembershipScenario,
+        sim: &Simulator<S>,
+    ) -> AttackReport {
+        let traffic = sim.outsider_stats().clone();
+        let received = traffic.bytes_delivered;
+        let config = &scenario.config;
+        // Lifeguard's bounds as the core computes them: the minimum is
+        // probe_interval * suspicion_min_mult * max(2, log10(n)), the
+        // maximum suspicion_max_mult times that.
+        let scale = (scenario.nodes.max(1) as f64).log10().max(2.0);
+        let suspicion = config.probe_interval.as_secs_f64()
+            * config.suspicion_min_mult
+            * scale
+            * config.suspicion_max_mult;
+        let rumors = self.spec.kind == AdversaryKind::RumorForge;
+        let undelivered = m
+            .broadcasts
+            .iter()
+            .filter(|b| {
+                debug_assert!(b.delivered[b.origin]);
+                (0..sim.len()).any(|i| sim.node(i).is_some() && !b.delivered[i])
+            })
+            .count() as u64;
+        AttackReport {
+            adversary: self.spec.kind,
+            adversary_rate: self.spec.rate,
+            adversary_window_s: (self.spec.start.as_secs_f64(), self.end.as_secs_f64()),
+            adversary_traffic: traffic,
+            healthy_members_down: m.healthy_down,
+            healthy_down_max_s: m.healthy_down_max,
+            suspicion_timeout_s: suspicion,
+            fake_members_alive_max: m.fake_alive_max,
+            reflection_ratio: (received > 0).then(|| m.unproven_sent as f64 / received as f64),
+            unproven_bytes_sent: m.unproven_sent,
+            unproven_bytes_received: received,
+            max_table_len: m.max_table_len,
+            max_members: config.max_members.get(),
+            broadcasts: rumors.then_some(m.broadcasts.len() as u64),
+            broadcasts_undelivered: rumors.then_some(undelivered),
+            forged_deliveries: rumors.then_some(m.forged_deliveries),
+        }
+    }
+}
+
 /// Applies the crashes, partition and heal scheduled at exactly `t`.
-fn apply_events(
+fn apply_events<S: Strategy + Clone>(
     t: Duration,
     scenario: &MembershipScenario,
     crashed: &[usize],
-    sim: &mut Simulator,
+    sim: &mut Simulator<S>,
     metrics: &mut Metrics,
 ) {
     let n = scenario.nodes;
@@ -505,6 +915,9 @@ fn apply_events(
         for &c in crashed {
             sim.crash(c);
             metrics.crash(secs, c);
+            if let Some(attack) = metrics.attack.as_mut() {
+                attack.close(secs, Some(c));
+            }
         }
     }
     if let Some((start, heal)) = scenario.partition {
