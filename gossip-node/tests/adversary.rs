@@ -10,9 +10,9 @@
 //! - (rumor-forge) every real broadcast delivered to every live node.
 //!
 //! Each kind's run is shared by its tests (one run per kind per test
-//! binary). Tests that today's core fails carry `#[ignore]` until the core
-//! keeps the trust rules; `cargo test -- --ignored` runs them and prints
-//! the measured figures.
+//! binary). Half the attacker's frames name the members it impersonates
+//! (refused: a frame speaks only for its source address), half name the
+//! attacker itself and reach the core's other rules.
 
 use std::num::NonZeroUsize;
 use std::sync::OnceLock;
@@ -173,7 +173,6 @@ mod forge_dead {
     use super::*;
     invariants!(
         AdversaryKind::ForgeDead;
-        #[ignore = "needs core trust rules (issue 11)"]
         healthy_members_stay_up,
         no_fake_member_alive,
         reflection_at_most_3x,
@@ -186,7 +185,6 @@ mod forge_left {
     use super::*;
     invariants!(
         AdversaryKind::ForgeLeft;
-        #[ignore = "needs core trust rules (issue 11)"]
         healthy_members_stay_up,
         no_fake_member_alive,
         reflection_at_most_3x,
@@ -200,12 +198,9 @@ mod forge_alive {
     invariants!(
         AdversaryKind::ForgeAlive;
         healthy_members_stay_up,
-        #[ignore = "needs core trust rules (issue 11)"]
         no_fake_member_alive,
-        #[ignore = "needs core trust rules (issue 11)"]
         reflection_at_most_3x,
         tables_within_bounds,
-        #[ignore = "needs core trust rules (issue 11)"]
         detection_within_1_5x,
     );
 }
@@ -215,12 +210,9 @@ mod join_flood {
     invariants!(
         AdversaryKind::JoinFlood;
         healthy_members_stay_up,
-        #[ignore = "needs core trust rules (issue 11)"]
         no_fake_member_alive,
-        #[ignore = "needs core trust rules (issue 11)"]
         reflection_at_most_3x,
         tables_within_bounds,
-        #[ignore = "needs core trust rules (issue 11)"]
         detection_within_1_5x,
     );
 }
@@ -229,11 +221,8 @@ mod ping_flood {
     use super::*;
     invariants!(
         AdversaryKind::PingFlood;
-        #[ignore = "needs core trust rules (issue 11)"]
         healthy_members_stay_up,
-        #[ignore = "needs core trust rules (issue 11)"]
         no_fake_member_alive,
-        #[ignore = "needs core trust rules (issue 11)"]
         reflection_at_most_3x,
         tables_within_bounds,
         detection_within_1_5x,
@@ -245,9 +234,7 @@ mod reflect {
     invariants!(
         AdversaryKind::Reflect;
         healthy_members_stay_up,
-        #[ignore = "needs core trust rules (issue 11)"]
         no_fake_member_alive,
-        #[ignore = "needs core trust rules (issue 11)"]
         reflection_at_most_3x,
         tables_within_bounds,
         detection_within_1_5x,
@@ -260,14 +247,12 @@ mod rumor_forge {
         AdversaryKind::RumorForge;
         healthy_members_stay_up,
         no_fake_member_alive,
-        #[ignore = "needs core trust rules (issue 11)"]
         reflection_at_most_3x,
         tables_within_bounds,
         detection_within_1_5x,
     );
 
     #[test]
-    #[ignore = "needs core trust rules (issue 11)"]
     fn real_broadcasts_reach_every_live_node() {
         let a = attack(AdversaryKind::RumorForge);
         let sent = a.broadcasts.expect("rumor-forge counts broadcasts");

@@ -233,7 +233,33 @@ impl Adversary {
     /// The next frame: the index of the member it is sent to and its bytes.
     /// `sniff(i)` is member `i`'s current generation and incarnation if it
     /// runs.
+    ///
+    /// Half the frames name the attacker's own address as their sender
+    /// (the rest name whoever the kind impersonates): a node refuses a
+    /// frame whose sender is not its source address, so only the half sent
+    /// as itself reaches the rules behind that check.
     pub fn next_frame(
+        &mut self,
+        sniff: impl Fn(usize) -> Option<(Generation, Incarnation)>,
+    ) -> (usize, Vec<u8>) {
+        let (to, bytes) = self.forged_frame(sniff);
+        if !self.rng.random_bool(0.5) {
+            return (to, bytes);
+        }
+        match wire::decode(&self.config, &bytes) {
+            Ok((header, message)) => {
+                let own = Header {
+                    sender: NodeId::new(ATTACKER_ADDR),
+                    ..header
+                };
+                (to, wire::encode(&own, &message))
+            }
+            Err(_) => (to, bytes),
+        }
+    }
+
+    /// A frame as the kind forges it, under the sender it impersonates.
+    fn forged_frame(
         &mut self,
         sniff: impl Fn(usize) -> Option<(Generation, Incarnation)>,
     ) -> (usize, Vec<u8>) {
