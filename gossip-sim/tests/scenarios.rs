@@ -201,10 +201,12 @@ fn crashes_scheduled_at_time_zero_happen() {
     let r = run_membership(&s, |_| {}).unwrap();
     assert_eq!(r.crashed.len(), 2);
     // Crashed right after sending their join, they never answer the seed's
-    // challenge: nobody admits them, so there is nothing to detect, and
-    // nobody ever lists all 20 as alive (which join convergence asks).
+    // challenge: nobody admits them, so nobody ever holds them up (their
+    // detection is complete at once), and nobody ever lists all 20 as
+    // alive (which join convergence asks).
     assert_eq!(r.join_unconverged, 20);
     let detection = r.detection_s.clone().expect("crashes happened");
-    assert!(detection.max.is_none(), "never members: {r:?}");
+    assert_eq!(detection.max, Some(0.0), "never members: {r:?}");
+    assert!(r.detection_detail.iter().all(|c| c.first_suspect_s.is_none()));
     assert_eq!(r.false_positives, 0);
 }
