@@ -28,3 +28,9 @@ pub mod keys;
 pub mod metrics;
 pub mod plot;
 pub mod run_agent;
+
+/// `docs/library-guide.md`, whose snippets run as doctests of this crate
+/// (it depends on every crate they use).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library-guide.md")]
+pub struct LibraryGuide;
