@@ -52,8 +52,8 @@ pub struct DemoArgs {
     /// SWIM probe interval in milliseconds (failure detection scales with it).
     #[arg(long, default_value_t = 500)]
     pub probe_interval_ms: u64,
-    /// Pause between steps (and before the joins), in milliseconds, so the
-    /// status page can be opened and watched (0: no pauses).
+    /// Pause between steps, in milliseconds, so the status page can be
+    /// opened and watched (0: no pauses).
     #[arg(long, default_value_t = 2500)]
     pub pace_ms: u64,
     /// Address of node 0's control API and status page (port 0: any free port).
@@ -175,13 +175,10 @@ impl DemoArgs {
             "gossip-node demo: {} nodes over {} on loopback, strategy {:?}, probe every {} ms",
             self.nodes, self.transport, self.strategy, self.probe_interval_ms
         );
-        println!("status page of node 0: http://{api_addr}/  (open it now to watch)");
 
         let metrics = Arc::new(Metrics::new());
         let metered = Arc::clone(&metrics);
         let frames_config = config.clone();
-        // Time to open the page before anything happens.
-        tokio::time::sleep(pace).await;
         let bar = Bar::new(self.nodes as u64)?;
         bar.phase("joining");
         let cluster = LocalCluster::start_with(&spec, move |i, transport| {
@@ -197,6 +194,9 @@ impl DemoArgs {
         })
         .await?;
         let events = serve_node0(&cluster.agents[0], metrics, listener, stop);
+        bar.say(format!(
+            "status page of node 0: http://{api_addr}/  (open it now to watch)"
+        ));
         let mut report = DemoReport {
             nodes: self.nodes,
             transport: Some(self.transport),
@@ -226,7 +226,8 @@ impl DemoArgs {
             self.nodes - 1,
             seconds_or(report.join_s, "(not within the timeout)")
         ));
-        tokio::time::sleep(pace).await;
+        // Twice as long: time to open the page.
+        tokio::time::sleep(pace * 2).await;
 
         // 2. Broadcasts, one at a time, each until every node has it.
         bar.phase("broadcasting");
