@@ -542,8 +542,12 @@ pub fn write_summary(out: &mut impl std::io::Write, r: &DemoReport) -> anyhow::R
     }
     writeln!(
         out,
-        "  traffic           {:.0} B/node/s sent (UDP payload), from the start until the kill",
-        r.bytes_per_node_per_s
+        "  traffic           {:.0} B/node/s sent ({}), from the start until the kill",
+        r.bytes_per_node_per_s,
+        match r.transport {
+            Some(TransportKind::Quic) => "whole QUIC packets",
+            _ => "UDP payload",
+        }
     )?;
     writeln!(
         out,
