@@ -134,3 +134,94 @@ fn demo_help_has_an_example() {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
 }
+
+/// With `--keep`, node 0's control API answers after the summary with the
+/// cluster as the demo left it, and SIGINT ends the process with exit 0.
+#[test]
+fn demo_keep_serves_node_0_until_interrupted() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = TempDir::new("demo-keep");
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--nodes",
+            "5",
+            "--broadcasts",
+            "1",
+            "--probe-interval-ms",
+            "200",
+            "--pace-ms",
+            "0",
+            "--timeout-secs",
+            "10",
+            "--keep",
+        ])
+        .arg("--plot")
+        .arg(dir.0.join("keep.svg"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("binary runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut url = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some(rest) = line.strip_prefix("status page of node 0: http://") {
+            url = rest.split('/').next().map(str::to_string);
+        }
+        if line.starts_with("still serving") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let addr = url.expect("the URL was printed");
+    let mut stream = std::net::TcpStream::connect(&addr).expect("the API listens");
+    write!(
+        stream,
+        "GET /v1/members HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let members: serde_json::Value = serde_json::from_str(body).expect("JSON members");
+    let states: Vec<&str> = members
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 5, "{states:?}");
+    assert_eq!(
+        states.iter().filter(|&&s| s == "alive").count(),
+        3,
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&"dead") && states.contains(&"left"),
+        "{states:?}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(3),
+            "still running 3 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("interrupted")),
+        "{rest:?}"
+    );
+}
