@@ -393,4 +393,85 @@ mod tests {
         }
         assert_ne!(config, Config::lan(16), "the example changes the preset");
     }
+
+    /// The operator guide's config reference cannot drift: its example
+    /// block is a valid file, its key table names exactly the keys of the
+    /// example file (which parses as [`AgentFile`]), and its `[core]` table
+    /// names exactly the fields of [`Config`], listed by serde.
+    #[test]
+    fn the_operator_guide_matches_the_config_structs() {
+        let guide = include_str!("../../docs/operator-guide.md");
+        let block = guide
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in the guide");
+        let file = AgentFile::parse(block).unwrap();
+        let core = apply_core(&Config::lan(16), &file.core, "core").unwrap();
+        assert_eq!(core.probe_timeout, Duration::from_millis(400));
+        file.aggregate
+            .expect("the block's [aggregate]")
+            .build()
+            .unwrap();
+        strategy_from(file.strategy.as_ref().expect("a strategy")).unwrap();
+
+        // First column of the table that follows `heading`.
+        let table_keys = |heading: &str| -> std::collections::BTreeSet<String> {
+            let after = guide.split(heading).nth(1).expect("the heading");
+            after
+                .lines()
+                .skip_while(|l| !l.starts_with('|'))
+                .take_while(|l| l.starts_with('|'))
+                .skip(2)
+                .map(|l| {
+                    l.split('|')
+                        .nth(1)
+                        .unwrap()
+                        .trim()
+                        .trim_matches('`')
+                        .to_string()
+                })
+                .collect()
+        };
+        // The example file's top-level keys, the commented-out ones
+        // (`# seed = 7`) included: uncommented, the file still parses.
+        let example = include_str!("../examples/agent.toml");
+        let live: toml::Table = toml::from_str(example).unwrap();
+        let mut top = String::new();
+        for line in example.lines().take_while(|l| !l.starts_with('[')) {
+            let key = line
+                .strip_prefix("# ")
+                .and_then(|l| l.split_once(" = "))
+                .map(|(k, _)| k);
+            match key {
+                Some(k)
+                    if k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && !live.contains_key(k) =>
+                {
+                    top.push_str(&line[2..]);
+                }
+                _ => top.push_str(line),
+            }
+            top.push('\n');
+        }
+        let rest = &example[example.find("\n[").expect("tables")..];
+        let uncommented = format!("{top}{rest}");
+        AgentFile::parse(&uncommented).unwrap();
+        let all: toml::Table = toml::from_str(&uncommented).unwrap();
+        let example_keys: std::collections::BTreeSet<String> = all.keys().cloned().collect();
+        assert!(example_keys.len() > live.len(), "commented keys were found");
+        assert_eq!(
+            table_keys("The keys of the file and their flags:"),
+            example_keys
+        );
+
+        let fields = match serde_json::to_value(Config::default()).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("Config serializes as {other}"),
+        };
+        assert_eq!(
+            table_keys("### The `[core]` table: protocol configuration"),
+            fields
+        );
+    }
 }

@@ -26,6 +26,14 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a small cluster on loopback in this process and show it at
+    /// work: joins, broadcasts, a crash detected, a graceful leave; node
+    /// 0's status page is served meanwhile. Ends with a summary and an SVG.
+    #[command(after_help = "Examples:\n  gossip-node demo\n  \
+                            gossip-node demo --nodes 8 --plot /tmp/demo.svg --keep\n\n\
+                            The status page's URL is printed first; open it in a browser to \
+                            watch the members and events live.")]
+    Demo(crate::demo::DemoArgs),
     /// Run a deterministic simulation and report measurements.
     #[command(
         subcommand,
@@ -329,6 +337,7 @@ impl Cli {
                 }
                 print_report(&report, args.format, crate::aggregation::write_table)
             }
+            Command::Demo(args) => args.run(),
             Command::Agent(args) => args.run(),
             Command::Client(command) => command.run(),
             Command::Keygen(args) => {

@@ -137,6 +137,16 @@ impl LocalCluster {
     /// Binds every node, starts its agent and a watcher of its events, and
     /// has all but the first join the first.
     pub async fn start(spec: &ClusterSpec) -> anyhow::Result<Self> {
+        Self::start_with(spec, |_, transport| transport).await
+    }
+
+    /// Like [`start`](Self::start), but `wrap` gets node `i`'s transport
+    /// (already sealed and faulty, as the spec says) before its agent
+    /// starts: `demo` meters node 0's frames for its `/metrics`.
+    pub async fn start_with(
+        spec: &ClusterSpec,
+        mut wrap: impl FnMut(usize, Box<dyn Transport>) -> Box<dyn Transport>,
+    ) -> anyhow::Result<Self> {
         if spec.nodes < 2 {
             bail!("a cluster needs at least 2 nodes, got {}", spec.nodes);
         }
@@ -162,6 +172,7 @@ impl LocalCluster {
             if let Some(faults) = spec.faults {
                 transport = Box::new(Faulty::new(transport, faults, spec.seed ^ i as u64)?);
             }
+            let transport = wrap(i, transport);
             let id = NodeId::new(transport.local_addr());
             let node = Node::with_strategy(
                 spec.config.clone(),

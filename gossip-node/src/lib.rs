@@ -1,6 +1,7 @@
 //! Reference gossip node.
 //!
-//! The library holds the command-line front end: simulator scenarios
+//! The library holds the command-line front end: a first look at a cluster
+//! at work ([`demo`]), simulator scenarios
 //! (`gossip-node sim membership|dissemination|aggregation`), a node on real
 //! sockets (`gossip-node agent`: [`run_agent`], its configuration
 //! [`agent_config`] and [`data_dir`], control API [`api`], [`metrics`] and
@@ -20,9 +21,16 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod data_dir;
+pub mod demo;
 pub mod dissemination;
 pub mod envelope;
 pub mod keys;
 pub mod metrics;
 pub mod plot;
 pub mod run_agent;
+
+/// `docs/library-guide.md`, whose snippets run as doctests of this crate
+/// (it depends on every crate they use).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library-guide.md")]
+pub struct LibraryGuide;
