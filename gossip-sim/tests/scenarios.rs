@@ -207,6 +207,9 @@ fn crashes_scheduled_at_time_zero_happen() {
     assert_eq!(r.join_unconverged, 20);
     let detection = r.detection_s.clone().expect("crashes happened");
     assert_eq!(detection.max, Some(0.0), "never members: {r:?}");
-    assert!(r.detection_detail.iter().all(|c| c.first_suspect_s.is_none()));
+    assert!(r
+        .detection_detail
+        .iter()
+        .all(|c| c.first_suspect_s.is_none()));
     assert_eq!(r.false_positives, 0);
 }
