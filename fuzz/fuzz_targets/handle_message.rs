@@ -70,6 +70,31 @@ fn feed(
     .expect("node 0 runs")
 }
 
+/// Answers, as `peer`, the last challenge node 0 sent it: a new member is
+/// admitted only on its own answer.
+fn answer_challenge(sim: &mut Simulator, checks: &mut Invariants, config: &Config, peer: usize) {
+    let to = ADDRESSING.addr(peer);
+    let seq = sim
+        .frames()
+        .iter()
+        .rev()
+        .filter(|f| f.to == to)
+        .find_map(|f| match wire::decode(config, &f.bytes) {
+            Ok((_, Message::Verify { seq })) => Some(seq),
+            _ => None,
+        })
+        .expect("node 0 challenges the peer");
+    let ack = frame(
+        config,
+        peer,
+        &Message::Ack {
+            seq,
+            updates: Vec::new(),
+        },
+    );
+    feed(sim, checks, peer, &ack).expect("the answer is accepted");
+}
+
 /// A one-node simulation whose node runs and knows peers 1 and 2 (alive)
 /// and 3 (suspect); the caller delivers and ticks.
 fn taught_node() -> (Simulator, Invariants) {
@@ -79,6 +104,8 @@ fn taught_node() -> (Simulator, Invariants) {
         .node_seeds([42])
         .first_generation(1)
         .drive(Drive::Manual)
+        // The setup reads node 0's challenges from the trace.
+        .record(true)
         .build();
     let mut checks = Invariants::new(config.clone(), ADDRESSING);
     sim.command(0, |node, now| node.join(now, &[]), &mut checks)
@@ -93,6 +120,7 @@ fn taught_node() -> (Simulator, Invariants) {
             },
         );
         feed(&mut sim, &mut checks, peer, &join).expect("valid join is accepted");
+        answer_challenge(&mut sim, &mut checks, &config, peer);
     }
     let third = NodeId::new(ADDRESSING.addr(3));
     let record = |status| MemberRecord {
@@ -115,6 +143,9 @@ fn taught_node() -> (Simulator, Invariants) {
             ],
         },
     );
+    feed(&mut sim, &mut checks, 2, &gossip).expect("valid gossip is accepted");
+    // Member 2 vouched for 3, which proves its address before it counts.
+    answer_challenge(&mut sim, &mut checks, &config, 3);
     feed(&mut sim, &mut checks, 2, &gossip).expect("valid gossip is accepted");
     assert_eq!(sim.node(0).expect("running").live_member_count(), 4);
     (sim, checks)
