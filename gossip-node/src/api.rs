@@ -132,6 +132,35 @@ fn id_json(id: &MessageId) -> Value {
     })
 }
 
+/// Turns a node's events into JSON once, on a task of their own, and puts
+/// them on `hub` (for the printer, the log and the event stream), counting
+/// each delivered broadcast's propagation delay in `metrics`. A subscriber
+/// that fell behind is told how many events it missed.
+pub fn forward_events(
+    mut node_events: broadcast::Receiver<Event>,
+    hub: broadcast::Sender<Arc<Value>>,
+    metrics: Arc<Metrics>,
+) {
+    tokio::spawn(async move {
+        loop {
+            match node_events.recv().await {
+                Ok(event) => {
+                    if let Some((line, delay)) = event_json(&event) {
+                        if line["event"] == "delivered" {
+                            metrics.delivered(delay);
+                        }
+                        let _ = hub.send(Arc::new(line));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let _ = hub.send(Arc::new(json!({"event": "lagged", "missed": missed})));
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 /// An event as JSON (the stdin mode's lines and the SSE `data:`), and the
 /// propagation delay of a delivered broadcast that carried its send time.
 pub fn event_json(event: &Event) -> Option<(Value, Option<Duration>)> {

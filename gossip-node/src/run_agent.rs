@@ -627,27 +627,7 @@ where
             }
         }
     });
-    let mut node_events = agent.subscribe();
-    let hub = events.clone();
-    let hub_metrics = Arc::clone(&metrics);
-    tokio::spawn(async move {
-        loop {
-            match node_events.recv().await {
-                Ok(event) => {
-                    if let Some((line, delay)) = api::event_json(&event) {
-                        if line["event"] == "delivered" {
-                            hub_metrics.delivered(delay);
-                        }
-                        let _ = hub.send(Arc::new(line));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let _ = hub.send(Arc::new(json!({"event": "lagged", "missed": missed})));
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
+    api::forward_events(agent.subscribe(), events.clone(), Arc::clone(&metrics));
 
     let (stop, mut stopping) = mpsc::channel(1);
     let shared = Arc::new(Shared {

@@ -131,14 +131,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     /// only if the answer stays within about three times the challenge's
     /// size; otherwise the ack is bare.
     pub(super) fn on_verify(&mut self, source: &Source, seq: u32, request_len: usize) {
-        let own = MemberRecord {
-            id: self.local.id,
-            generation: self.local.generation,
-            incarnation: self.local.incarnation,
-            status: Status::Alive {
-                metadata: self.local.metadata.clone(),
-            },
-        };
+        let own = self.local.alive_record();
         let header = self.local.header(&self.config);
         let with_record = Message::Ack {
             seq,

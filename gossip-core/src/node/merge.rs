@@ -374,13 +374,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         }
         self.view
             .rehash_self(self.local.id, old, self.local.version());
-        self.enqueue(MemberRecord {
-            id: self.local.id,
-            generation: self.local.generation,
-            incarnation: self.local.incarnation,
-            status: Status::Alive {
-                metadata: self.local.metadata.clone(),
-            },
-        });
+        let own = self.local.alive_record();
+        self.enqueue(own);
     }
 }

@@ -147,6 +147,23 @@ impl Local {
         )
     }
 
+    /// This node's own word about itself, as a piggyback record.
+    fn record(&self, status: Status) -> MemberRecord {
+        MemberRecord {
+            id: self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            status,
+        }
+    }
+
+    /// This node's own record as alive, with its metadata.
+    fn alive_record(&self) -> MemberRecord {
+        self.record(Status::Alive {
+            metadata: self.metadata.clone(),
+        })
+    }
+
     fn sync_entry(&self) -> SyncEntry {
         SyncEntry {
             id: self.id,
@@ -412,12 +429,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.detector.stop();
         self.candidates.clear();
         self.timers.retain(Timer::survives_leave);
-        let farewell = MemberRecord {
-            id: self.local.id,
-            generation: self.local.generation,
-            incarnation: self.local.incarnation,
-            status: Status::Left,
-        };
+        let farewell = self.local.record(Status::Left);
         // Only a member's own word says that it left (others take a
         // report of it as a suspicion), so tell every live member
         // ourselves, then keep gossiping the news for those who miss it.
