@@ -599,3 +599,42 @@ fn a_member_asking_for_state_again_and_again_is_held_to_its_budget() {
     node.handle_message(now, addr(3), &other).unwrap();
     assert!(!drain(&mut node).is_empty(), "member 3 is answered");
 }
+
+#[test]
+fn a_challenge_is_met_only_by_its_own_number_and_a_strangers_challenge_draws_little() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let proven = node.stats().candidates_proven;
+    node.handle_message(now, addr(9), &join_frame(9)).unwrap();
+    let challenge = drain(&mut node)
+        .iter()
+        .find_map(|t| match wire::decode(node.config(), &t.bytes) {
+            Ok((_, Message::Verify { seq })) if t.to == addr(9) => Some(seq),
+            _ => None,
+        })
+        .expect("the joiner is challenged");
+    // A guessed number does not admit the joiner.
+    let guess = frame(
+        9,
+        &Message::Ack {
+            seq: challenge.wrapping_add(1),
+            updates: vec![],
+        },
+    );
+    node.handle_message(now, addr(9), &guess).unwrap();
+    assert!(held(&node, 9).is_none(), "a wrong answer admits nobody");
+    assert_eq!(node.stats().candidates_proven, proven);
+
+    // A stranger's own challenge is answered small, and challenged back.
+    let verify = frame(8, &Message::Verify { seq: 7 });
+    node.handle_message(now, addr(8), &verify).unwrap();
+    let answers = drain(&mut node);
+    assert!(answers.iter().all(|t| t.to == addr(8)));
+    let bytes: usize = answers.iter().map(|t| t.bytes.len()).sum();
+    assert!(
+        bytes <= 3 * verify.len(),
+        "{bytes} bytes for a {}-byte challenge",
+        verify.len()
+    );
+    assert!(held(&node, 8).is_none(), "challenging admits nobody");
+}
