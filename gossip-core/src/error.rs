@@ -137,4 +137,7 @@ pub enum CommandError {
     /// would poison every node's estimate.
     #[error("aggregation input must be a finite number")]
     NonFiniteInput,
+    /// A direct message may only go to a live member (not to this node).
+    #[error("the destination is not a live member")]
+    NotAMember,
 }

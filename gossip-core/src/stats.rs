@@ -70,6 +70,10 @@ pub struct Stats {
     pub rumors_duplicate: u64,
     /// Rumors sent (each copy counts).
     pub rumors_sent: u64,
+    /// Application direct messages sent ([`Node::send_direct`](crate::Node::send_direct)).
+    pub directs_sent: u64,
+    /// Application direct messages received from live members.
+    pub directs_received: u64,
     /// Aggregation shares sent.
     pub shares_sent: u64,
     /// Aggregation shares received.

@@ -283,7 +283,20 @@ pub enum Message {
         #[serde(with = "fixed_u32")]
         seq: u32,
     },
+    /// An application's message to one member (see
+    /// [`Node::send_direct`](crate::Node::send_direct)): the seam that
+    /// applications over the core (a replicated store's repair, for one)
+    /// use for requests and answers that are not broadcasts.
+    Direct {
+        /// The application's bytes.
+        #[serde(deserialize_with = "bounded_vec")]
+        payload: Vec<u8>,
+    },
 }
+
+/// Bytes a [`Message::Direct`] adds besides its header and its payload, at
+/// most: the message tag and a length of up to three bytes.
+pub const DIRECT_OVERHEAD: usize = 1 + MAX_VARINT_U16;
 
 /// Sequence numbers travel as four little-endian bytes: they are random,
 /// so a varint would take five bytes for most of them.
@@ -381,7 +394,8 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
         | Message::Pull { .. }
         | Message::Feedback { .. }
         | Message::Aggregate { .. }
-        | Message::Verify { .. } => Ok(()),
+        | Message::Verify { .. }
+        | Message::Direct { .. } => Ok(()),
     }
 }
 

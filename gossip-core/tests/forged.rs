@@ -638,3 +638,55 @@ fn a_challenge_is_met_only_by_its_own_number_and_a_strangers_challenge_draws_lit
     );
     assert!(held(&node, 8).is_none(), "challenging admits nobody");
 }
+
+/// Direct application messages come only from live members: a stranger's
+/// is ignored and counted, a member's becomes an event naming it, and one
+/// cannot be sent to a stranger either.
+#[test]
+fn direct_messages_are_taken_only_from_live_members() {
+    let now = base_instant();
+    let mut node = founder_with_two_members(now);
+    let message = Message::Direct {
+        payload: b"hello".to_vec(),
+    };
+
+    let ignored = node.stats().claims_ignored;
+    node.handle_message(now, addr(9), &frame(9, &message))
+        .unwrap();
+    assert_eq!(node.stats().claims_ignored, ignored + 1);
+    assert_eq!(node.stats().directs_received, 0);
+    while let Some(event) = node.poll_event() {
+        assert!(
+            !matches!(event, Event::Direct { .. }),
+            "a stranger's message surfaced"
+        );
+    }
+
+    // A frame naming member 2 but coming from elsewhere is refused outright.
+    assert!(node
+        .handle_message(now, addr(9), &frame(2, &message))
+        .is_err());
+
+    node.handle_message(now, addr(2), &frame(2, &message))
+        .unwrap();
+    let events: Vec<Event> = core::iter::from_fn(|| node.poll_event()).collect();
+    assert!(events.contains(&Event::Direct {
+        from: id(2),
+        payload: b"hello".to_vec(),
+    }));
+    assert_eq!(node.stats().directs_received, 1);
+
+    assert_eq!(
+        node.send_direct(now, id(9), b"x"),
+        Err(gossip_core::CommandError::NotAMember)
+    );
+    let too_long = vec![0u8; node.max_direct_len() + 1];
+    assert!(node.send_direct(now, id(2), &too_long).is_err());
+    assert!(drain(&mut node).is_empty());
+    let largest = vec![7u8; node.max_direct_len()];
+    node.send_direct(now, id(2), &largest).unwrap();
+    let sent = drain(&mut node);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, addr(2));
+    assert!(sent[0].bytes.len() <= node.config().max_message_size.get());
+}

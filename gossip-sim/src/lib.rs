@@ -22,6 +22,7 @@
 mod address;
 mod adversary;
 mod aggregation;
+mod apps;
 pub mod check;
 mod full;
 mod math;
@@ -34,6 +35,7 @@ pub use adversary::{
     Adversary, AdversaryKind, AdversarySpec, ATTACKER_ADDR, FORGED_PAYLOAD, VICTIM_ADDR,
 };
 pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
+pub use apps::AppSim;
 pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,

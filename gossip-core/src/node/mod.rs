@@ -89,6 +89,15 @@ pub enum Event {
         /// The application's bytes.
         payload: Vec<u8>,
     },
+    /// A live member sent this node an application message with
+    /// [`Node::send_direct`]. Strangers' direct messages are ignored (and
+    /// counted in [`Stats::claims_ignored`]).
+    Direct {
+        /// The member that sent it (the frame's proven source address).
+        from: NodeId,
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// Lifecycle of the local node.
@@ -521,6 +530,55 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         Ok(id)
     }
 
+    /// Sends an application message to one live member, outside any
+    /// dissemination strategy: the seam for applications that need requests
+    /// and answers (a replicated store's repair, for one). The receiver sees
+    /// [`Event::Direct`] if it holds this node as a live member. Delivery is
+    /// best effort, like every datagram; the application retries.
+    ///
+    /// # Errors
+    /// [`CommandError::NotStarted`] or [`CommandError::Departed`] outside a
+    /// running node, [`CommandError::NotAMember`] if `to` is not a live
+    /// member here, [`CommandError::PayloadTooLarge`] beyond
+    /// [`Node::max_direct_len`]; on any error nothing is sent.
+    pub fn send_direct(
+        &mut self,
+        _now: Instant,
+        to: NodeId,
+        payload: &[u8],
+    ) -> Result<(), CommandError> {
+        match self.local.phase {
+            Phase::Idle => return Err(CommandError::NotStarted),
+            Phase::Departed => return Err(CommandError::Departed),
+            Phase::Running => {}
+        }
+        if to == self.local.id || !self.view.is_live(&to) {
+            return Err(CommandError::NotAMember);
+        }
+        let max = self.max_direct_len();
+        if payload.len() > max {
+            return Err(CommandError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let header = self.local.header(&self.config);
+        let message = Message::Direct {
+            payload: payload.to_vec(),
+        };
+        self.outbox.push_frame(&header, to.addr(), &message);
+        self.outbox.stats.directs_sent += 1;
+        Ok(())
+    }
+
+    /// Largest payload [`send_direct`](Self::send_direct) accepts: one
+    /// frame minus the header and the message's own fields.
+    pub fn max_direct_len(&self) -> usize {
+        self.config.max_message_size.get()
+            - wire::header_budget(&self.config)
+            - wire::DIRECT_OVERHEAD
+    }
+
     /// Changes this node's aggregation input to `value` (see
     /// [`Aggregate::set_input`] for when each algorithm shows the change).
     /// A changed estimate surfaces as [`Event::Estimate`].
@@ -759,6 +817,15 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Message::Feedback { known } => {
                 if self.counts_as_member(&source) {
                     self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
+                }
+            }
+            Message::Direct { payload } => {
+                if self.counts_as_member(&source) {
+                    self.outbox.stats.directs_received += 1;
+                    self.outbox.event(Event::Direct {
+                        from: sender,
+                        payload,
+                    });
                 }
             }
         }

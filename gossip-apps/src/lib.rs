@@ -1,0 +1,140 @@
+//! Applications that the field builds on gossip, as sans-IO state machines
+//! over the core's public seams: a replicated key-value store, leader
+//! election, and partition awareness.
+//!
+//! An [`Application`] sits beside a [`gossip_core::Node`]: the host hands it
+//! every [`Event`] the node emits and wakes it at its own deadline, and the
+//! application acts on the cluster only through [`Cluster`]: broadcasts
+//! (which spread by the node's dissemination strategy) and direct messages
+//! to one live member ([`Node::send_direct`]). Like the core it never reads
+//! a clock, never uses a global random generator and never does I/O, so the
+//! simulator (`gossip-sim`'s `AppSim`) and the tokio agent run the same
+//! code, and the same seed and inputs give the same outputs.
+//!
+//! Several applications share one node: each one's payloads start with its
+//! [`Channel`] byte, and each ignores payloads of other channels.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::time::Instant;
+
+use gossip_core::{Aggregate, CommandError, Event, Member, MessageId, Node, NodeId, Strategy};
+
+/// The first byte of every payload an application broadcasts or sends
+/// directly, so that applications sharing a node tell theirs apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Channel {
+    /// The replicated key-value store.
+    Kv = 0xA1,
+    /// Leader election's announcements.
+    Leader = 0xA2,
+}
+
+impl Channel {
+    /// The channel's tag byte.
+    pub const fn tag(self) -> u8 {
+        self as u8
+    }
+
+    /// The payload after the tag if `payload` belongs to this channel.
+    pub fn open(self, payload: &[u8]) -> Option<&[u8]> {
+        match payload.split_first() {
+            Some((&tag, rest)) if tag == self.tag() => Some(rest),
+            _ => None,
+        }
+    }
+
+    /// `body` with this channel's tag in front.
+    pub fn wrap(self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + body.len());
+        out.push(self.tag());
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// What an application may ask of the node it runs beside. Implemented for
+/// every [`Node`]; tests may implement it to record what an application
+/// does.
+pub trait Cluster {
+    /// This node's id.
+    fn me(&self) -> NodeId;
+    /// The members this node knows, in any state, this node first.
+    fn members(&self) -> Vec<Member>;
+    /// Broadcasts `payload` through the node's strategy.
+    fn broadcast(&mut self, now: Instant, payload: &[u8]) -> Result<MessageId, CommandError>;
+    /// Sends `payload` to one live member.
+    fn send_direct(&mut self, now: Instant, to: NodeId, payload: &[u8])
+        -> Result<(), CommandError>;
+    /// Largest payload [`broadcast`](Self::broadcast) accepts.
+    fn max_broadcast_len(&self) -> usize;
+    /// Largest payload [`send_direct`](Self::send_direct) accepts.
+    fn max_direct_len(&self) -> usize;
+}
+
+impl<S: Strategy, A: Aggregate> Cluster for Node<S, A> {
+    fn me(&self) -> NodeId {
+        self.id()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        Node::members(self).collect()
+    }
+
+    fn broadcast(&mut self, now: Instant, payload: &[u8]) -> Result<MessageId, CommandError> {
+        Node::broadcast(self, now, payload)
+    }
+
+    fn send_direct(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        payload: &[u8],
+    ) -> Result<(), CommandError> {
+        Node::send_direct(self, now, to, payload)
+    }
+
+    fn max_broadcast_len(&self) -> usize {
+        self.max_payload_len()
+    }
+
+    fn max_direct_len(&self) -> usize {
+        Node::max_direct_len(self)
+    }
+}
+
+/// An application over the gossip layer: a state machine driven by the
+/// node's events and by its own deadline.
+///
+/// The host calls [`handle_event`](Self::handle_event) with every event the
+/// node emits (membership changes, deliveries, direct messages; the
+/// application ignores what it does not use and payloads of other
+/// [`Channel`]s), and [`handle_timeout`](Self::handle_timeout) once
+/// [`poll_timeout`](Self::poll_timeout)'s instant has come. After either, it
+/// polls the node's transmits and events as usual.
+pub trait Application {
+    /// The node emitted `event` at `now`.
+    fn handle_event(&mut self, now: Instant, event: &Event, cluster: &mut dyn Cluster);
+
+    /// The application's deadline has come (an early call must do nothing
+    /// harmful).
+    fn handle_timeout(&mut self, now: Instant, cluster: &mut dyn Cluster);
+
+    /// When the application next wants [`handle_timeout`](Self::handle_timeout).
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_open_only_their_own_payloads() {
+        let wrapped = Channel::Kv.wrap(b"abc");
+        assert_eq!(Channel::Kv.open(&wrapped), Some(&b"abc"[..]));
+        assert_eq!(Channel::Leader.open(&wrapped), None);
+        assert_eq!(Channel::Kv.open(&[]), None);
+        assert_eq!(Channel::Kv.open(&[Channel::Kv.tag()]), Some(&[][..]));
+    }
+}
