@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gossip_apps::Application;
 use gossip_core::{Aggregate, CommandError, Event, Node, RecvError, Strategy};
 use gossip_transport::{Incoming, Transport, TransportError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -18,7 +19,11 @@ pub(crate) struct Scope<'a, S, A> {
     pub(crate) transport: &'a dyn Transport,
     pub(crate) send_errors: u64,
     pub(crate) refused: &'a BTreeMap<&'static str, u64>,
+    pub(crate) apps: &'a mut Vec<BoxedApp>,
 }
+
+/// An application the agent hosts beside its node.
+pub type BoxedApp = Box<dyn Application + Send>;
 
 /// One command from a handle, erased to a closure: whatever it computes
 /// travels back through a channel the closure captured, so the driver
@@ -87,6 +92,7 @@ impl Agent {
             leave_linger: config.leave_linger,
             send_errors: 0,
             refused: BTreeMap::new(),
+            apps: Vec::new(),
         };
         let (stopped_tx, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -125,6 +131,9 @@ struct Driver<S: Strategy, A: Aggregate, T> {
     send_errors: u64,
     /// Frames the node refused, by [`recv_error_kind`].
     refused: BTreeMap<&'static str, u64>,
+    /// Applications beside the node: each sees every event and wakes at
+    /// its own deadline.
+    apps: Vec<BoxedApp>,
 }
 
 /// A short, stable name for the kind of a [`RecvError`] (`"wrong_cluster"`,
@@ -163,7 +172,13 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
         let mut linger_until: Option<Lingering> = None;
         let mut consecutive_recv_errors = 0u32;
         loop {
-            let deadline = self.node.poll_timeout().map(Instant::from_std);
+            let node_deadline = self.node.poll_timeout();
+            let app_deadline = self.apps.iter().filter_map(|app| app.poll_timeout()).min();
+            let deadline = match (node_deadline, app_deadline) {
+                (Some(n), Some(a)) => Some(n.min(a)),
+                (n, a) => n.or(a),
+            }
+            .map(Instant::from_std);
             if let Some((until, _)) = &linger_until {
                 if deadline.is_none() || Instant::now() >= *until {
                     break;
@@ -196,7 +211,17 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                         }
                     }
                 },
-                () = sleep_until(wake) => self.node.handle_timeout(now()),
+                () = sleep_until(wake) => {
+                    let now = now();
+                    if node_deadline.is_some_and(|d| d <= now) {
+                        self.node.handle_timeout(now);
+                    }
+                    for app in &mut self.apps {
+                        if app.poll_timeout().is_some_and(|d| d <= now) {
+                            app.handle_timeout(now, &mut self.node);
+                        }
+                    }
+                }
                 command = commands.recv(), if linger_until.is_none() => match command {
                     Some(Message::Run(job)) => job(Scope {
                         node: &mut self.node,
@@ -204,6 +229,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                         transport: &self.transport,
                         send_errors: self.send_errors,
                         refused: &self.refused,
+                        apps: &mut self.apps,
                     }),
                     Some(Message::Leave(reply)) => match self.node.leave(now()) {
                         Ok(()) => linger_until = Some((Instant::now() + self.leave_linger, Some(reply))),
@@ -237,15 +263,25 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
         }
     }
 
-    /// Sends what the node queued and publishes its events.
+    /// Sends what the node queued and publishes its events, after the
+    /// applications have seen each (what they do in turn is sent too).
     async fn flush(&mut self) {
-        while let Some(transmit) = self.node.poll_transmit() {
-            if let Err(error) = self.transport.send(transmit.to, &transmit.bytes).await {
-                self.send_errors += 1;
-                tracing::debug!(to = %transmit.to, %error, "send failed");
+        loop {
+            while let Some(transmit) = self.node.poll_transmit() {
+                if let Err(error) = self.transport.send(transmit.to, &transmit.bytes).await {
+                    self.send_errors += 1;
+                    tracing::debug!(to = %transmit.to, %error, "send failed");
+                }
             }
-        }
-        while let Some(event) = self.node.poll_event() {
+            let Some(event) = self.node.poll_event() else {
+                break;
+            };
+            if !self.apps.is_empty() {
+                let now = now();
+                for app in &mut self.apps {
+                    app.handle_event(now, &event, &mut self.node);
+                }
+            }
             // No subscriber is not an error: events are offered, not owed.
             let _ = self.events.send(event);
         }

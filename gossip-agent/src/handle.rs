@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use gossip_apps::{Application, Cluster};
 use gossip_core::{
     Aggregate, CommandError, Event, Member, MessageId, NoAggregate, NoStrategy, Node, NodeId,
     Stats, Strategy,
@@ -163,6 +164,37 @@ impl<S, A> AgentHandle<S, A> {
         R: Send + 'static,
     {
         self.run(move |scope| f(scope.node, scope.now)).await
+    }
+
+    /// Adds `app` beside the node: from now on it sees every event the node
+    /// emits and wakes at its deadline (see [`gossip_apps::Application`]).
+    pub async fn add_app<P>(&self, app: P) -> Result<(), AgentError>
+    where
+        P: Application + Send,
+    {
+        self.run(move |scope| scope.apps.push(Box::new(app))).await
+    }
+
+    /// Runs `f` on the agent's task with the first hosted application of
+    /// type `P` and the node (as the application's [`Cluster`]); `None` if
+    /// no such application was added. What `f` makes the node send or
+    /// emit is handled as after any other input.
+    pub async fn with_app<P, R, F>(&self, f: F) -> Result<Option<R>, AgentError>
+    where
+        P: Application,
+        F: FnOnce(&mut P, &mut dyn Cluster, std::time::Instant) -> R + Send + 'static,
+        R: Send + 'static,
+        S: Strategy + 'static,
+        A: Aggregate + 'static,
+    {
+        self.run(move |scope| {
+            let app = scope
+                .apps
+                .iter_mut()
+                .find_map(|app| (app.as_mut() as &mut dyn std::any::Any).downcast_mut::<P>())?;
+            Some(f(app, scope.node, scope.now))
+        })
+        .await
     }
 
     /// Like [`with_node`](Self::with_node) for a command the node may

@@ -52,7 +52,7 @@ mod handle;
 pub mod testing;
 
 pub use config::AgentConfig;
-pub use driver::{recv_error_kind, Agent};
+pub use driver::{recv_error_kind, Agent, BoxedApp};
 pub use error::AgentError;
 /// The transport seam, re-exported so that a program needs only this crate
 /// and a transport crate to run a node.

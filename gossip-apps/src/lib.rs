@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::any::Any;
 use std::time::Instant;
 
 use gossip_core::{Aggregate, CommandError, Event, Member, MessageId, Node, NodeId, Strategy};
@@ -113,7 +114,10 @@ impl<S: Strategy, A: Aggregate> Cluster for Node<S, A> {
 /// [`Channel`]s), and [`handle_timeout`](Self::handle_timeout) once
 /// [`poll_timeout`](Self::poll_timeout)'s instant has come. After either, it
 /// polls the node's transmits and events as usual.
-pub trait Application {
+///
+/// Applications are [`Any`], so that a host holding several as trait
+/// objects can hand one back by its type (the agent's `with_app`).
+pub trait Application: Any {
     /// The node emitted `event` at `now`.
     fn handle_event(&mut self, now: Instant, event: &Event, cluster: &mut dyn Cluster);
 
