@@ -97,7 +97,7 @@ fn write_secret(path: &std::path::Path) -> anyhow::Result<String> {
         file,
         "# gossip-seal key {}, made by gossip-node keygen\n{}",
         key.id(),
-        key.to_hex()
+        key.to_hex().as_str()
     )
     .and_then(|()| file.sync_all())
     .with_context(|| format!("writing {}", path.display()))?;

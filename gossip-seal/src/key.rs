@@ -5,6 +5,7 @@ use std::fmt;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
 use thiserror::Error;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes in a key.
 pub const KEY_LEN: usize = 32;
@@ -43,6 +44,8 @@ impl fmt::Debug for KeyId {
 ///
 /// Its `Debug` shows only the [`KeyId`]; the secret leaves only through
 /// [`to_hex`](Self::to_hex), which a program calls to write a key file.
+/// Its bytes are wiped from memory when it is dropped (so are the
+/// ciphers made from it, by `chacha20poly1305` itself).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Key {
     bytes: [u8; KEY_LEN],
@@ -90,7 +93,7 @@ pub enum KeyParseError {
 impl Key {
     /// A key of the given bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        let mut input = Vec::with_capacity(KEY_ID_DOMAIN.len() + KEY_LEN);
+        let mut input = Zeroizing::new(Vec::with_capacity(KEY_ID_DOMAIN.len() + KEY_LEN));
         input.extend_from_slice(KEY_ID_DOMAIN);
         input.extend_from_slice(&bytes);
         let hash = ring::digest::digest(&ring::digest::SHA256, &input);
@@ -104,9 +107,9 @@ impl Key {
 
     /// A new key from the operating system's random generator.
     pub fn generate() -> Result<Self, RandomError> {
-        let mut bytes = [0u8; KEY_LEN];
-        os_random(&mut bytes)?;
-        Ok(Self::from_bytes(bytes))
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        os_random(bytes.as_mut())?;
+        Ok(Self::from_bytes(*bytes))
     }
 
     /// Parses 64 hex digits (either case), surrounding whitespace ignored.
@@ -127,16 +130,23 @@ impl Key {
                     found: c as char,
                 })
         };
-        let mut bytes = [0u8; KEY_LEN];
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
             bytes[i] = digit(2 * i, pair[0])? << 4 | digit(2 * i + 1, pair[1])?;
         }
-        Ok(Self::from_bytes(bytes))
+        Ok(Self::from_bytes(*bytes))
     }
 
-    /// The key as 64 lowercase hex digits: the line a key file holds.
-    pub fn to_hex(&self) -> String {
-        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// The key as 64 lowercase hex digits: the line a key file holds,
+    /// wiped from memory when dropped.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = Zeroizing::new(String::with_capacity(2 * KEY_LEN));
+        for byte in self.bytes {
+            text.push(DIGITS[usize::from(byte >> 4)] as char);
+            text.push(DIGITS[usize::from(byte & 0xf)] as char);
+        }
+        text
     }
 
     /// The key's public fingerprint.
@@ -146,6 +156,12 @@ impl Key {
 
     pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
     }
 }
 

@@ -170,16 +170,24 @@ impl Keyring {
 
     /// Reads a key file (see [`from_lines`](Self::from_lines)).
     pub fn from_file(path: &Path) -> Result<Self, KeyringFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyringFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            KeyringFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?);
         Self::from_lines(&text)
     }
 
-    /// The ring in the key file format, primary first.
-    pub fn to_lines(&self) -> String {
-        self.keys.iter().map(|k| k.to_hex() + "\n").collect()
+    /// The ring in the key file format, primary first, wiped from memory
+    /// when dropped.
+    pub fn to_lines(&self) -> zeroize::Zeroizing<String> {
+        let mut lines = zeroize::Zeroizing::new(String::with_capacity(65 * self.keys.len()));
+        for key in &self.keys {
+            lines.push_str(&key.to_hex());
+            lines.push('\n');
+        }
+        lines
     }
 }
 
@@ -258,14 +266,14 @@ mod tests {
     fn file_format_comments_blank_lines_and_errors_name_the_line() {
         let text = format!(
             "# cluster keys\n\n{}  # new primary\n  {}\n",
-            key(7).to_hex(),
-            key(8).to_hex()
+            key(7).to_hex().as_str(),
+            key(8).to_hex().as_str()
         );
         let ring = Keyring::from_lines(&text).unwrap();
         assert_eq!(ring.ids(), vec![key(7).id(), key(8).id()]);
         assert_eq!(Keyring::from_lines(&ring.to_lines()).unwrap(), ring);
 
-        let bad = format!("{}\n# ok\nnot-a-key\n", key(7).to_hex());
+        let bad = format!("{}\n# ok\nnot-a-key\n", key(7).to_hex().as_str());
         let err = Keyring::from_lines(&bad).unwrap_err();
         assert!(
             matches!(err, KeyringFileError::BadKey { line: 3, .. }),
@@ -273,7 +281,11 @@ mod tests {
         );
         assert!(err.to_string().contains("line 3"), "{err}");
 
-        let dup = format!("{}\n\n{}\n", key(7).to_hex(), key(7).to_hex());
+        let dup = format!(
+            "{}\n\n{}\n",
+            key(7).to_hex().as_str(),
+            key(7).to_hex().as_str()
+        );
         assert!(matches!(
             Keyring::from_lines(&dup),
             Err(KeyringFileError::Duplicate {
