@@ -298,6 +298,7 @@ fn kind(message: &Message) -> &'static str {
         Message::Aggregate { .. } => "aggregate",
         Message::Feedback { .. } => "feedback",
         Message::Verify { .. } => "verify",
+        Message::SignedRumors { .. } => "signed_rumors",
     }
 }
 
