@@ -74,7 +74,13 @@ mod tests {
                 },
                 b"abc",
             ),
-            signed_bytes(MessageId { generation: 4, ..id }, b"abc"),
+            signed_bytes(
+                MessageId {
+                    generation: 4,
+                    ..id
+                },
+                b"abc",
+            ),
             signed_bytes(MessageId { sequence: 10, ..id }, b"abc"),
             signed_bytes(id, b"abd"),
             signed_bytes(id, b"ab"),

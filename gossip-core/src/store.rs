@@ -153,13 +153,10 @@ impl RumorStore {
     }
 
     pub fn get(&self, id: MessageId) -> Option<Stored<'_>> {
-        self.entries
-            .get(&id)?
-            .as_ref()
-            .map(|held| Stored {
-                payload: &held.payload,
-                signature: held.signature.as_deref(),
-            })
+        self.entries.get(&id)?.as_ref().map(|held| Stored {
+            payload: &held.payload,
+            signature: held.signature.as_deref(),
+        })
     }
 
     pub fn digest(&self) -> Digest {
@@ -230,7 +227,10 @@ mod tests {
         assert!(store.insert(id(3), vec![3], 0, None));
         assert_eq!(store.len(), 2, "capacity 2: rumor 2 was evicted (oldest)");
         assert!(store.has(id(2)), "evicted but still known: below the head");
-        assert!(!store.insert(id(2), vec![2], 0, None), "not delivered twice");
+        assert!(
+            !store.insert(id(2), vec![2], 0, None),
+            "not delivered twice"
+        );
         let mut missing = Vec::new();
         store.missing_from(&Digest::default(), &mut missing);
         assert_eq!(missing.len(), 2);

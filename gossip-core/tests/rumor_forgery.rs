@@ -116,7 +116,8 @@ fn a_broadcast_whose_id_a_liar_took_first_is_reissued_and_reaches_everyone() {
     );
     for (node, ids) in &real {
         assert!(
-            ids.iter().all(|id| id.origin == sim.id(X) && id.sequence > 3),
+            ids.iter()
+                .all(|id| id.origin == sim.id(X) && id.sequence > 3),
             "node {node} got the real payload under a fresh id: {ids:?}"
         );
     }
@@ -136,7 +137,10 @@ fn a_broadcast_whose_id_a_liar_took_first_is_reissued_and_reaches_everyone() {
     assert!((1..=3).contains(&reissues.len()), "{reissues:?}");
     assert_eq!(stats.rumors_reissued, reissues.len() as u64);
     assert_eq!(reissues[0].0, sent, "X reports the new id of its broadcast");
-    assert!(reissues.windows(2).all(|w| w[0].1 == w[1].0), "{reissues:?}");
+    assert!(
+        reissues.windows(2).all(|w| w[0].1 == w[1].0),
+        "{reissues:?}"
+    );
     let last = reissues.last().unwrap().1;
     assert!(
         real.values().all(|ids| ids == &[last]),
@@ -228,8 +232,12 @@ fn a_late_joiner_takes_an_origins_rumors_at_any_sequence_then_holds_it_to_the_ga
     let mut node = Node::new(config, NodeId::new(addr(1)), Generation(1), 5).unwrap();
     node.join(now, &[]).unwrap();
     for i in [2, 3] {
-        node.handle_message(now, addr(i), &lone_frame(i, &Message::Join { metadata: vec![] }))
-            .unwrap();
+        node.handle_message(
+            now,
+            addr(i),
+            &lone_frame(i, &Message::Join { metadata: vec![] }),
+        )
+        .unwrap();
         common::answer_challenge(&mut node, now, addr(i), |m| lone_frame(i, m));
     }
     while node.poll_event().is_some() {}
@@ -278,7 +286,11 @@ struct KeyedHash {
 
 fn keyed_hash(key: u64, id: MessageId, payload: &[u8]) -> Vec<u8> {
     let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ key;
-    for byte in key.to_le_bytes().into_iter().chain(signed_bytes(id, payload)) {
+    for byte in key
+        .to_le_bytes()
+        .into_iter()
+        .chain(signed_bytes(id, payload))
+    {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
     hash.to_le_bytes().to_vec()
@@ -347,7 +359,10 @@ fn with_signatures_a_forgery_is_delivered_nowhere_and_the_real_rumor_everywhere(
     assert_eq!(sent.sequence, 1);
     sim.run_for(Duration::from_secs(20), &mut ());
 
-    assert!(deliveries(&sim, b"forged").is_empty(), "no forgery delivered");
+    assert!(
+        deliveries(&sim, b"forged").is_empty(),
+        "no forgery delivered"
+    );
     let real = deliveries(&sim, b"real");
     assert_eq!(real.keys().copied().collect::<Vec<_>>(), everyone_but(X));
     assert!(real.values().all(|ids| ids == &[sent]), "under its own id");

@@ -223,9 +223,16 @@ mod tests {
         let one = RumorKeys::new(node(1), key(1));
         let signature = one.sign(id(1, 7), b"payload");
         assert_eq!(signature.len(), SIGNATURE_LEN);
-        assert_eq!(signature, one.sign(id(1, 7), b"payload"), "Ed25519 is deterministic");
+        assert_eq!(
+            signature,
+            one.sign(id(1, 7), b"payload"),
+            "Ed25519 is deterministic"
+        );
         assert!(at_two().verify(id(1, 7), b"payload", &signature));
-        assert!(one.verify(id(1, 7), b"payload", &signature), "own key trusted");
+        assert!(
+            one.verify(id(1, 7), b"payload", &signature),
+            "own key trusted"
+        );
     }
 
     #[test]
@@ -234,7 +241,10 @@ mod tests {
         let signature = one.sign(id(1, 7), b"payload");
         let two = at_two();
         assert!(!two.verify(id(1, 7), b"payloaD", &signature));
-        assert!(!two.verify(id(1, 8), b"payload", &signature), "another sequence");
+        assert!(
+            !two.verify(id(1, 8), b"payload", &signature),
+            "another sequence"
+        );
         let mut other_life = id(1, 7);
         other_life.generation = 2;
         assert!(!two.verify(other_life, b"payload", &signature));
@@ -269,7 +279,10 @@ mod tests {
         assert_eq!(public, key.public_key());
         assert!(!format!("{key:?}").contains(&key.to_hex()));
         assert!(PublicKey::from_hex("zz").is_err());
-        let generated = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
+        let generated = (
+            SigningKey::generate().unwrap(),
+            SigningKey::generate().unwrap(),
+        );
         assert_ne!(generated.0.public_key(), generated.1.public_key());
     }
 }

@@ -147,9 +147,7 @@ impl<'a, 'b> Hosted<'a, 'b> {
                     self.push_packed(to.addr(), unsigned, |items| Message::Rumors { items });
                 }
                 if !signed.is_empty() {
-                    self.push_packed(to.addr(), signed, |items| Message::SignedRumors {
-                        items,
-                    });
+                    self.push_packed(to.addr(), signed, |items| Message::SignedRumors { items });
                 }
             }
             GossipMessage::Pull {
