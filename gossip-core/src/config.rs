@@ -1,6 +1,6 @@
 //! Protocol configuration.
 
-use core::num::{NonZeroU32, NonZeroUsize};
+use core::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,18 @@ pub struct Config {
     /// longest is forgotten first (and starts again with a full burst).
     /// Default 1024.
     pub max_reply_sources: NonZeroUsize,
+    /// Largest step, in sequence numbers, by which a rumor may run ahead of
+    /// the highest one this node holds from the same origin life. A rumor
+    /// further ahead is refused and counted
+    /// ([`Stats::rumors_refused_gap`](crate::Stats::rumors_refused_gap)),
+    /// so that a lying member cannot claim an origin's sequence numbers up
+    /// to the end of their range in one frame. A node that holds nothing
+    /// from an origin life takes any sequence (a late joiner must). Honest
+    /// origins stay within it unless one sends more broadcasts than this
+    /// between two that reach a node. Default 65 536, from `max_stored_messages`
+    /// (4096) times 16: far more than a node could hold of one origin's
+    /// burst anyway.
+    pub max_sequence_gap: NonZeroU64,
 }
 
 /// Longest accepted cluster label, in bytes.
@@ -171,6 +183,7 @@ impl Config {
             source_reply_bytes_per_s: 256 << 10,
             source_reply_burst_bytes: 1 << 20,
             max_reply_sources: NonZeroUsize::new(1024).expect("non-zero"),
+            max_sequence_gap: NonZeroU64::new(1 << 16).expect("non-zero"),
         }
     }
 

@@ -5,7 +5,8 @@
 //! incarnation numbers, infection-style piggybacking) with Lifeguard's local
 //! health and confirmation-shrunk suspicion timeouts, view-hash-triggered
 //! state sync, re-probing of dead members so healed partitions merge, and
-//! two plug-in seams: a dissemination [`Strategy`] and an [`Aggregate`].
+//! two plug-in seams: a dissemination [`Strategy`] and an [`Aggregate`],
+//! and an optional [`RumorSigner`] that signs and verifies rumor origins.
 //!
 //! # The contract
 //!
@@ -84,6 +85,7 @@ mod id;
 mod member;
 mod membership;
 mod node;
+mod signing;
 mod stats;
 mod store;
 mod strategy;
@@ -99,5 +101,6 @@ pub use error::{CommandError, ConfigError, RecvError};
 pub use id::{Generation, Incarnation, MessageId, NodeId};
 pub use member::{Liveness, Member};
 pub use node::{Event, Node, Transmit};
+pub use signing::{signed_bytes, RumorSigner, MAX_SIGNATURE_LEN};
 pub use stats::Stats;
 pub use strategy::{Digest, GossipMessage, Host, NoStrategy, Rumor, Strategy};

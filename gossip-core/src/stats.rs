@@ -74,6 +74,22 @@ pub struct Stats {
     pub directs_sent: u64,
     /// Application direct messages received from live members.
     pub directs_received: u64,
+    /// Rumors received that name this node as their origin, in its current
+    /// life or a later one, which it never sent: a sequence number it had
+    /// not used, or another payload than its own under one it had. Each id
+    /// counts once. Such rumors are forgeries by a lying member (or a relay
+    /// of one); they are never delivered here nor relayed by this node.
+    pub own_rumors_forged: u64,
+    /// Broadcasts of this node sent again under a fresh sequence number
+    /// because a forgery had taken their id first (see
+    /// [`Event::Reissued`](crate::Event::Reissued)).
+    pub rumors_reissued: u64,
+    /// Rumors refused because their sequence number ran more than
+    /// `max_sequence_gap` ahead of the highest held from their origin life.
+    pub rumors_refused_gap: u64,
+    /// Rumors refused because their origin's signature was missing or did
+    /// not verify (only with a [`RumorSigner`](crate::RumorSigner) installed).
+    pub rumors_refused_signature: u64,
     /// Aggregation shares sent.
     pub shares_sent: u64,
     /// Aggregation shares received.
@@ -120,6 +136,10 @@ impl Stats {
         self.rumors_delivered += other.rumors_delivered;
         self.rumors_duplicate += other.rumors_duplicate;
         self.rumors_sent += other.rumors_sent;
+        self.own_rumors_forged += other.own_rumors_forged;
+        self.rumors_reissued += other.rumors_reissued;
+        self.rumors_refused_gap += other.rumors_refused_gap;
+        self.rumors_refused_signature += other.rumors_refused_signature;
         self.shares_sent += other.shares_sent;
         self.shares_received += other.shares_received;
         self.stored_messages += other.stored_messages;

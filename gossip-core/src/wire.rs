@@ -41,6 +41,19 @@ const MAX_VARINT_U16: usize = 3;
 pub const RUMOR_OVERHEAD: usize =
     1 + MAX_VARINT_U16 + MAX_NODE_ID_LEN + 2 * MAX_VARINT_U64 + MAX_VARINT_U16 + MAX_VARINT_U32;
 
+/// Bytes a signature of `len` bytes adds to a rumor on the wire
+/// ([`SignedRumor`]): its length prefix and itself. Unsigned rumors carry
+/// none.
+pub const fn signature_overhead(len: usize) -> usize {
+    let mut prefix = 1;
+    let mut n = len;
+    while n >= 0x80 {
+        n >>= 7;
+        prefix += 1;
+    }
+    prefix + len
+}
+
 /// Bytes a sync frame adds besides its header and its entries, at most:
 /// message tag, reply flag, both id bounds and a three-byte element count.
 /// No other message that carries member records has more fixed fields, so a
@@ -171,6 +184,18 @@ pub struct WireRumor {
     pub payload: Vec<u8>,
 }
 
+/// A rumor with its origin's signature, sent only by nodes that sign
+/// (see [`RumorSigner`](crate::RumorSigner)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRumor {
+    /// The rumor.
+    pub rumor: WireRumor,
+    /// The origin's signature over the rumor's id and payload, at most
+    /// [`MAX_SIGNATURE_LEN`](crate::MAX_SIGNATURE_LEN) bytes.
+    #[serde(deserialize_with = "bounded_vec")]
+    pub signature: Vec<u8>,
+}
+
 /// A protocol message. Lists of records always come last so that the encoder
 /// can predict a frame's length exactly while packing it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +317,14 @@ pub enum Message {
         #[serde(deserialize_with = "bounded_vec")]
         payload: Vec<u8>,
     },
+    /// Application rumors with their origins' signatures: what
+    /// [`Rumors`](Message::Rumors) carries when signing is on. A separate
+    /// variant, so that unsigned rumors pay no byte for the feature.
+    SignedRumors {
+        /// The rumors with their payloads and signatures.
+        #[serde(deserialize_with = "bounded_vec")]
+        items: Vec<SignedRumor>,
+    },
 }
 
 /// Bytes a [`Message::Direct`] adds besides its header and its payload, at
@@ -363,6 +396,14 @@ pub fn decode<'a>(config: &Config, bytes: &'a [u8]) -> Result<(Header<'a>, Messa
         return Err(RecvError::TrailingBytes(rest.len()));
     }
     check_metadata(config, &message)?;
+    if let Message::SignedRumors { items } = &message {
+        if items
+            .iter()
+            .any(|item| item.signature.len() > crate::signing::MAX_SIGNATURE_LEN)
+        {
+            return Err(RecvError::Malformed("signature too long"));
+        }
+    }
     Ok((header, message))
 }
 
@@ -391,6 +432,7 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
             .iter()
             .try_for_each(|entry| too_long(entry.metadata.len())),
         Message::Rumors { .. }
+        | Message::SignedRumors { .. }
         | Message::Pull { .. }
         | Message::Feedback { .. }
         | Message::Aggregate { .. }

@@ -16,7 +16,9 @@ use std::num::NonZeroUsize;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use gossip_core::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, WireRumor};
+use gossip_core::wire::{
+    self, Header, MemberRecord, Message, SignedRumor, Status, SyncEntry, WireRumor,
+};
 use gossip_core::{
     Config, Digest, Generation, Incarnation, MessageId, Node, NodeId, RecvError, MAX_LABEL_LEN,
 };
@@ -131,6 +133,20 @@ fn message(max: usize) -> impl Strategy<Value = Message> {
             0..=MAX_LIST
         )
         .prop_map(|items| Message::Rumors { items }),
+        prop::collection::vec(
+            (
+                message_id(),
+                any::<u16>(),
+                metadata(max),
+                prop::collection::vec(any::<u8>(), 0..=gossip_core::MAX_SIGNATURE_LEN)
+            )
+                .prop_map(|(id, hops, payload, signature)| SignedRumor {
+                    rumor: WireRumor { id, hops, payload },
+                    signature
+                }),
+            0..=MAX_LIST
+        )
+        .prop_map(|items| Message::SignedRumors { items }),
         (
             any::<bool>(),
             prop::collection::vec((node_id(), any::<u64>(), any::<u64>()), 0..=MAX_LIST)
@@ -368,6 +384,24 @@ fn feed(
             Err(RecvError::PayloadTooLarge {
                 len,
                 max: max_payload,
+            })
+        }
+        // A signed one whose signature leaves too little room for it.
+        Ok((_, Message::SignedRumors { items }))
+            if items.iter().any(|i| {
+                i.rumor.payload.len() + wire::signature_overhead(i.signature.len()) > max_payload
+            }) =>
+        {
+            let item = items
+                .iter()
+                .find(|i| {
+                    i.rumor.payload.len() + wire::signature_overhead(i.signature.len())
+                        > max_payload
+                })
+                .expect("found above");
+            Err(RecvError::PayloadTooLarge {
+                len: item.rumor.payload.len(),
+                max: max_payload - wire::signature_overhead(item.signature.len()),
             })
         }
         Ok(_) => Ok(()),

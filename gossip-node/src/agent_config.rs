@@ -58,6 +58,10 @@ pub struct AgentFile {
     pub aggregate: Option<AggregateSpec>,
     /// Keyring file sealing UDP frames.
     pub keyring: Option<PathBuf>,
+    /// Ed25519 key file signing this node's rumors (with `trusted_keys`).
+    pub signing_key: Option<PathBuf>,
+    /// `ADDR PUBLIC_KEY` lines: whose signed rumors are taken.
+    pub trusted_keys: Option<PathBuf>,
     /// QUIC certificate files.
     pub tls: TlsFile,
     /// Cluster label.

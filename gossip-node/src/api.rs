@@ -197,6 +197,16 @@ pub fn event_json(event: &Event) -> Option<(Value, Option<Duration>)> {
             }
             (line, delay)
         }
+        Event::Reissued { old, new } => (
+            json!({
+                "event": "reissued",
+                "origin": old.origin.to_string(),
+                "generation": old.generation,
+                "old_sequence": old.sequence,
+                "sequence": new.sequence,
+            }),
+            None,
+        ),
         _ => return None,
     })
 }

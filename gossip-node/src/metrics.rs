@@ -299,6 +299,7 @@ fn kind(message: &Message) -> &'static str {
         Message::Feedback { .. } => "feedback",
         Message::Verify { .. } => "verify",
         Message::Direct { .. } => "direct",
+        Message::SignedRumors { .. } => "signed_rumors",
     }
 }
 

@@ -151,6 +151,16 @@ pub struct AgentArgs {
     /// frames are plaintext.
     #[arg(long)]
     pub keyring: Option<PathBuf>,
+    /// Sign every rumor this node originates with this Ed25519 key file
+    /// (`gossip-node keygen --signing FILE`) and refuse rumors whose
+    /// origin's signature is missing or wrong. Needs --trusted-keys.
+    #[arg(long, requires = "trusted_keys")]
+    pub signing_key: Option<PathBuf>,
+    /// The members whose rumors are taken when signing: one
+    /// `ADDR PUBLIC_KEY` line per member (`#` comments allowed). Needs
+    /// --signing-key.
+    #[arg(long, requires = "signing_key")]
+    pub trusted_keys: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: crate::keys::TlsArgs,
@@ -269,6 +279,8 @@ pub struct Settings {
     pub aggregate: Option<AggregateSpec>,
     /// The sealing keyring file.
     pub keyring: Option<PathBuf>,
+    /// The rumor signing key and trusted keys files, if rumors are signed.
+    pub signing: Option<(PathBuf, PathBuf)>,
     /// The QUIC files.
     pub tls: crate::keys::TlsArgs,
     /// The protocol configuration, validated.
@@ -340,6 +352,14 @@ impl AgentArgs {
         if keyring.is_some() {
             leave_room_for_seal(&mut config);
         }
+        let signing = match (
+            self.signing_key.clone().or(file.signing_key.clone()),
+            self.trusted_keys.clone().or(file.trusted_keys.clone()),
+        ) {
+            (Some(key), Some(trusted)) => Some((key, trusted)),
+            (None, None) => None,
+            _ => bad("signing_key and trusted_keys go together: set both or neither")?,
+        };
         config
             .validate()
             .map_err(|e| BadConfig(format!("invalid configuration: {e}")))?;
@@ -474,6 +494,7 @@ impl AgentArgs {
             strategy,
             aggregate,
             keyring,
+            signing,
             tls,
             config,
             seed: self
@@ -585,7 +606,7 @@ where
     if let Some(dir) = &settings.data_dir {
         data_dir::write(dir, &identity)?;
     }
-    let node = Node::with_parts(
+    let mut node = Node::with_parts(
         settings.config.clone(),
         NodeId::new(identity.id),
         Generation(identity.generation),
@@ -593,6 +614,11 @@ where
         settings.strategy.clone(),
         aggregate,
     )?;
+    if let Some((key, trusted)) = &settings.signing {
+        let keys = crate::keys::rumor_keys(NodeId::new(identity.id), key, trusted)?;
+        node.set_rumor_signer(Box::new(keys))?;
+        tracing::info!("rumors are signed; those without a trusted origin signature are refused");
+    }
     let agent = Agent::spawn(
         node,
         transport,

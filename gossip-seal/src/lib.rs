@@ -29,6 +29,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`RumorKeys`] is the other half of trust among key holders: Ed25519
+//! signatures over each rumor's id and payload (a
+//! [`gossip_core::RumorSigner`]), so that an insider cannot forge a rumor
+//! in another member's name.
+//!
 //! The frame format is described in the [`frame`] module.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,9 +41,11 @@
 pub mod frame;
 mod key;
 mod keyring;
+mod signing;
 mod transport;
 
 pub use frame::{OpenError, SealError, HEADER_LEN, NONCE_LEN, OVERHEAD, SEAL_VERSION, TAG_LEN};
 pub use key::{Key, KeyId, KeyParseError, RandomError, KEY_ID_LEN, KEY_LEN};
 pub use keyring::{Keyring, KeyringError, KeyringFileError, KeyringHandle};
+pub use signing::{PublicKey, RumorKeys, SigningKey, PUBLIC_KEY_LEN, SEED_LEN, SIGNATURE_LEN};
 pub use transport::{SealStats, SealStatsHandle, Sealed};

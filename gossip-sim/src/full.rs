@@ -86,6 +86,11 @@ impl Observer for BroadcastWatch {
                     self.payload_frames += 1;
                 }
             }
+            Message::SignedRumors { items } => {
+                if items.iter().any(|item| Some(item.rumor.id) == self.current) {
+                    self.payload_frames += 1;
+                }
+            }
             Message::Pull { .. } | Message::Feedback { .. } => {}
             _ => return,
         }

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// A rumor as received, with its signature if it carried one.
+pub(super) type ReceivedRumor = (wire::WireRumor, Option<Vec<u8>>);
+
+/// What became of a rumor naming this node as its origin.
+enum OwnRumor {
+    /// Refused: too far ahead, or its signature does not verify.
+    Refused,
+    /// This node's own rumor coming back, or an id already settled.
+    Duplicate,
+    /// A forgery, recorded; with the real payload whose id it took, if any.
+    Forged(Option<Vec<u8>>),
+}
+
 /// What walking one member of the table for a sync request costs, in
 /// bytes of the requester's reply budget.
 const SYNC_WORK_BYTES_PER_MEMBER: usize = 2;
@@ -177,40 +190,150 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     /// A rumor must fit a frame of ours too, or relaying it would produce a
-    /// frame every peer refuses.
-    pub(super) fn check_rumors(&self, items: &[wire::WireRumor]) -> Result<(), RecvError> {
-        let max = self.max_payload_len();
-        match items.iter().find(|item| item.payload.len() > max) {
-            Some(item) => Err(RecvError::PayloadTooLarge {
-                len: item.payload.len(),
-                max,
-            }),
-            None => Ok(()),
+    /// frame every peer refuses. A signed rumor's signature takes its share.
+    pub(super) fn check_rumors(&self, items: &[ReceivedRumor]) -> Result<(), RecvError> {
+        let room = self.max_unsigned_payload_len();
+        for (item, signature) in items {
+            let overhead = signature
+                .as_ref()
+                .map_or(0, |s| wire::signature_overhead(s.len()));
+            let max = room.saturating_sub(overhead);
+            if item.payload.len() > max {
+                return Err(RecvError::PayloadTooLarge {
+                    len: item.payload.len(),
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `id` runs more than `max_sequence_gap` ahead of the highest
+    /// sequence held from its origin life (never, if none is held).
+    fn too_far_ahead(&self, id: MessageId) -> bool {
+        let gap = self.config.max_sequence_gap.get();
+        self.plugins
+            .store
+            .highest(id.origin, id.generation)
+            .is_some_and(|highest| id.sequence > highest.saturating_add(gap))
+    }
+
+    /// Whether the rumor's signature is its origin's, when this node
+    /// checks signatures at all.
+    fn signature_holds(&self, id: MessageId, payload: &[u8], signature: Option<&[u8]>) -> bool {
+        match &self.plugins.signer {
+            None => true,
+            Some(signer) => signature.is_some_and(|s| signer.verify(id, payload, s)),
         }
     }
 
-    pub(super) fn on_rumors(&mut self, sender: NodeId, items: Vec<wire::WireRumor>) {
-        for item in items {
+    pub(super) fn on_rumors(&mut self, sender: NodeId, items: Vec<ReceivedRumor>) {
+        let mut reissue = Vec::new();
+        for (item, signature) in items {
             let rumor = Rumor {
                 id: item.id,
                 hops: item.hops.saturating_add(1),
             };
-            if self
-                .plugins
-                .store
-                .insert(item.id, item.payload.clone(), rumor.hops)
-            {
-                self.outbox.stats.rumors_delivered += 1;
-                self.outbox.event(Event::Delivered {
-                    id: item.id,
-                    payload: item.payload,
-                });
-                self.run_strategy(|strategy, host| strategy.on_rumor(host, rumor, Some(sender)));
-            } else {
+            let id = item.id;
+            let own = id.origin == self.local.id && id.generation >= self.local.generation.0;
+            if own {
+                match self.on_own_rumor(&item, signature.as_deref()) {
+                    OwnRumor::Refused => {}
+                    OwnRumor::Duplicate => {
+                        self.outbox.stats.rumors_duplicate += 1;
+                        self.run_strategy(|strategy, host| {
+                            strategy.on_duplicate(host, rumor, sender)
+                        });
+                    }
+                    OwnRumor::Forged(real) => {
+                        // Held now (without a payload): tell the strategy
+                        // it is old news here, so the sender cools it.
+                        self.run_strategy(|strategy, host| {
+                            strategy.on_duplicate(host, rumor, sender)
+                        });
+                        reissue.extend(real.map(|payload| (id, payload)));
+                    }
+                }
+                continue;
+            }
+            if self.plugins.store.has(id) {
                 self.outbox.stats.rumors_duplicate += 1;
                 self.run_strategy(|strategy, host| strategy.on_duplicate(host, rumor, sender));
+                continue;
             }
+            if self.too_far_ahead(id) {
+                self.outbox.stats.rumors_refused_gap += 1;
+                continue;
+            }
+            if !self.signature_holds(id, &item.payload, signature.as_deref()) {
+                self.outbox.stats.rumors_refused_signature += 1;
+                continue;
+            }
+            self.plugins
+                .store
+                .insert(id, item.payload.clone(), rumor.hops, signature);
+            self.outbox.stats.rumors_delivered += 1;
+            self.outbox.event(Event::Delivered {
+                id,
+                payload: item.payload,
+            });
+            self.run_strategy(|strategy, host| strategy.on_rumor(host, rumor, Some(sender)));
         }
+        // Every claim of the frame is recorded before the real payloads go
+        // out again, so that none of them lands on an id the same frame
+        // forged.
+        for (old, payload) in reissue {
+            let new = self.originate(payload);
+            self.outbox.stats.rumors_reissued += 1;
+            self.outbox.event(Event::Reissued { old, new });
+        }
+    }
+
+    /// A rumor that names this node as its origin, in its current life or
+    /// a later one. This node is the authority over its own sequence
+    /// numbers: it never delivers nor relays such a rumor unless it sent
+    /// it. A forgery's id is recorded (so that this node's next broadcast
+    /// skips it and digests cover it); a real payload whose id the forgery
+    /// took is returned, to be sent again under a fresh id.
+    fn on_own_rumor(&mut self, item: &wire::WireRumor, signature: Option<&[u8]>) -> OwnRumor {
+        let id = item.id;
+        let stats = &mut self.outbox.stats;
+        if id.generation > self.local.generation.0 {
+            // A life this process has not started: nobody could have
+            // broadcast in it. Nothing to record; the life that starts it
+            // is another process, which hears of the forgery itself.
+            stats.own_rumors_forged += 1;
+            return OwnRumor::Refused;
+        }
+        if id.sequence <= self.plugins.broadcast_seq {
+            match self.plugins.store.get(id) {
+                Some(stored) if stored.payload == item.payload.as_slice() => {
+                    return OwnRumor::Duplicate;
+                }
+                Some(_) => {}
+                // Taken already, or evicted: nothing left to compare with
+                // or to send again.
+                None => {
+                    self.plugins.store.insert_known(id);
+                    return OwnRumor::Duplicate;
+                }
+            }
+        } else if self.plugins.store.has(id) {
+            return OwnRumor::Duplicate; // a forgery already recorded
+        } else if self.too_far_ahead(id) {
+            self.outbox.stats.rumors_refused_gap += 1;
+            return OwnRumor::Refused;
+        }
+        // With signatures on, a claim that does not verify changes
+        // nothing here (and no honest node took it either).
+        if !self.signature_holds(id, &item.payload, signature) {
+            self.outbox.stats.rumors_refused_signature += 1;
+            return OwnRumor::Refused;
+        }
+        self.outbox.stats.own_rumors_forged += 1;
+        let real = self.plugins.store.take_payload(id);
+        self.plugins.store.insert_known(id);
+        OwnRumor::Forged(real)
     }
 
     pub(super) fn on_sync(

@@ -14,9 +14,10 @@ use crate::aggregate::{Aggregate, AggregateHost};
 use crate::config::Config;
 use crate::id::{MessageId, NodeId};
 use crate::membership::IndexedSet;
+use crate::signing::RumorSigner;
 use crate::store::RumorStore;
 use crate::strategy::{Digest, GossipMessage, Host, Rumor, Strategy};
-use crate::wire::{self, Header, Message, WireRumor};
+use crate::wire::{self, Header, Message, SignedRumor, WireRumor};
 
 use super::outbox::Outbox;
 
@@ -36,6 +37,8 @@ pub(crate) struct Plugins<S, A> {
     pub store: RumorStore,
     /// Sequence number of this node's latest broadcast in this generation.
     pub broadcast_seq: u64,
+    /// Signs this node's rumors and verifies others', if installed.
+    pub signer: Option<Box<dyn RumorSigner>>,
     /// The estimate last reported as an event.
     last_estimate: Option<f64>,
 }
@@ -47,6 +50,7 @@ impl<S: Strategy, A: Aggregate> Plugins<S, A> {
             aggregate,
             store,
             broadcast_seq: 0,
+            signer: None,
             last_estimate: None,
         }
     }
@@ -116,18 +120,35 @@ impl<'a, 'b> Hosted<'a, 'b> {
     fn send_gossip(&mut self, to: NodeId, message: GossipMessage) {
         match message {
             GossipMessage::Push { rumors } => {
-                let items: Vec<WireRumor> = rumors
-                    .iter()
-                    .filter_map(|r| {
-                        self.store.get(r.id).map(|(payload, _)| WireRumor {
-                            id: r.id,
-                            hops: r.hops,
-                            payload: payload.to_vec(),
-                        })
-                    })
-                    .collect();
-                self.lent.outbox.stats.rumors_sent += items.len() as u64;
-                self.push_packed(to.addr(), items, |items| Message::Rumors { items });
+                // Rumors go with their origin's signature when they have
+                // one, in their own message kind, so that unsigned ones pay
+                // nothing for signing.
+                let mut unsigned = Vec::new();
+                let mut signed = Vec::new();
+                for r in &rumors {
+                    let Some(stored) = self.store.get(r.id) else {
+                        continue;
+                    };
+                    let rumor = WireRumor {
+                        id: r.id,
+                        hops: r.hops,
+                        payload: stored.payload.to_vec(),
+                    };
+                    match stored.signature {
+                        Some(signature) => signed.push(SignedRumor {
+                            rumor,
+                            signature: signature.to_vec(),
+                        }),
+                        None => unsigned.push(rumor),
+                    }
+                }
+                self.lent.outbox.stats.rumors_sent += (unsigned.len() + signed.len()) as u64;
+                if !unsigned.is_empty() {
+                    self.push_packed(to.addr(), unsigned, |items| Message::Rumors { items });
+                }
+                if !signed.is_empty() {
+                    self.push_packed(to.addr(), signed, |items| Message::SignedRumors { items });
+                }
             }
             GossipMessage::Pull {
                 digest,

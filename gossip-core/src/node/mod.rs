@@ -42,6 +42,7 @@ use crate::error::{CommandError, ConfigError, RecvError};
 use crate::id::{Generation, Incarnation, MessageId, NodeId};
 use crate::member::{Liveness, Member};
 use crate::membership::Version;
+use crate::signing::{RumorSigner, MAX_SIGNATURE_LEN};
 use crate::stats::Stats;
 use crate::store::RumorStore;
 use crate::strategy::{NoStrategy, Rumor, Strategy};
@@ -97,6 +98,17 @@ pub enum Event {
         from: NodeId,
         /// The application's bytes.
         payload: Vec<u8>,
+    },
+    /// A broadcast of this node was sent again under a new id: a lying
+    /// member had taken its id first with another payload, so the nodes
+    /// that took the forgery dropped the real one as a duplicate. Nodes
+    /// that got the real one first deliver its payload a second time, under
+    /// `new` (see [`Stats::rumors_reissued`]).
+    Reissued {
+        /// The id [`Node::broadcast`] returned, taken by the forgery.
+        old: MessageId,
+        /// The id the payload travels under now.
+        new: MessageId,
     },
 }
 
@@ -379,11 +391,56 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     /// Largest payload [`broadcast`](Self::broadcast) accepts: one frame
-    /// minus the header and the rumor's own fields.
+    /// minus the header, the rumor's own fields and, with a
+    /// [`RumorSigner`] installed, its signature.
     pub fn max_payload_len(&self) -> usize {
+        self.max_unsigned_payload_len() - self.signature_overhead()
+    }
+
+    /// The largest payload of an unsigned rumor.
+    fn max_unsigned_payload_len(&self) -> usize {
         self.config.max_message_size.get()
             - wire::header_budget(&self.config)
             - wire::RUMOR_OVERHEAD
+    }
+
+    /// What this node's signature adds to each of its rumors on the wire.
+    fn signature_overhead(&self) -> usize {
+        self.plugins
+            .signer
+            .as_ref()
+            .map_or(0, |s| wire::signature_overhead(s.signature_len()))
+    }
+
+    // ----- plug-ins ------------------------------------------------------
+
+    /// Installs `signer`: from now on this node signs the rumors it
+    /// originates, sends every rumor with its origin's signature, and
+    /// refuses (counting them in [`Stats::rumors_refused_signature`])
+    /// rumors whose signature is missing or does not verify; those are
+    /// never delivered, stored or relayed. Install it before
+    /// [`join`](Self::join), on every node of the cluster. Without one (the
+    /// default) rumors carry no signature.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if the signer's
+    /// [`signature_len`](RumorSigner::signature_len) is 0 or above
+    /// [`MAX_SIGNATURE_LEN`]; nothing changes.
+    pub fn set_rumor_signer(&mut self, signer: Box<dyn RumorSigner>) -> Result<(), ConfigError> {
+        let len = signer.signature_len();
+        if !(1..=MAX_SIGNATURE_LEN).contains(&len) {
+            return Err(ConfigError::Invalid {
+                field: "rumor signer",
+                reason: "signature length must be within 1..=128 bytes",
+            });
+        }
+        self.plugins.signer = Some(signer);
+        Ok(())
+    }
+
+    /// Whether a [`RumorSigner`] is installed.
+    pub fn signs_rumors(&self) -> bool {
+        self.plugins.signer.is_some()
     }
 
     // ----- commands ------------------------------------------------------
@@ -518,16 +575,37 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 max,
             });
         }
-        self.plugins.broadcast_seq += 1;
-        let id = MessageId {
+        self.outbox.stats.broadcasts += 1;
+        Ok(self.originate(payload.to_vec()))
+    }
+
+    /// Sends `payload` as this node's next rumor: under the next sequence
+    /// number that no rumor this node holds (a forgery included) uses,
+    /// signed if a signer is installed.
+    fn originate(&mut self, payload: Vec<u8>) -> MessageId {
+        let mut id = MessageId {
             origin: self.local.id,
             generation: self.local.generation.0,
             sequence: self.plugins.broadcast_seq,
         };
-        self.plugins.store.insert(id, payload.to_vec(), 0);
-        self.outbox.stats.broadcasts += 1;
+        // Sequence numbers a forgery claimed are skipped: each was taken
+        // by one claim within `max_sequence_gap` of what this node holds,
+        // so the loop is bounded by what the liars sent.
+        loop {
+            id.sequence = id.sequence.saturating_add(1);
+            if !self.plugins.store.has(id) || id.sequence == u64::MAX {
+                break;
+            }
+        }
+        self.plugins.broadcast_seq = id.sequence;
+        let signature = self
+            .plugins
+            .signer
+            .as_ref()
+            .map(|signer| signer.sign(id, &payload));
+        self.plugins.store.insert(id, payload, 0, signature);
         self.run_strategy(|strategy, host| strategy.on_rumor(host, Rumor { id, hops: 0 }, None));
-        Ok(id)
+        id
     }
 
     /// Sends an application message to one live member, outside any
@@ -796,6 +874,17 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Message::Rumors { items } => {
+                let items: Vec<_> = items.into_iter().map(|item| (item, None)).collect();
+                self.check_rumors(&items)?;
+                if self.counts_as_member(&source) {
+                    self.on_rumors(sender, items);
+                }
+            }
+            Message::SignedRumors { items } => {
+                let items: Vec<_> = items
+                    .into_iter()
+                    .map(|item| (item.rumor, Some(item.signature)))
+                    .collect();
                 self.check_rumors(&items)?;
                 if self.counts_as_member(&source) {
                     self.on_rumors(sender, items);
