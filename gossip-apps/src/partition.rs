@@ -24,7 +24,6 @@ use crate::{Application, Cluster};
 
 /// When a loss counts as a partition. Every limit has a default.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct PartitionConfig {
     /// Losses are counted over this window. Default 10 s (a few suspicion
     /// timeouts; a split's suspicions spread within it).

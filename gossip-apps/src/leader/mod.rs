@@ -18,14 +18,18 @@
 //! systems refuse actions stamped with a term below the highest they saw
 //! (fencing).
 //!
-//! **Quorum.** [`Quorum`] holds the last *agreed* membership, a live set
-//! that stayed unchanged for [`settle`](LeaderConfig::settle) and was
+//! **Quorum.** [`Quorum`] holds the last *agreed* membership, an alive
+//! set that stayed unchanged for [`settle`](LeaderConfig::settle) and was
 //! adopted while this node saw a majority of the set before it.
-//! `has_quorum` says whether this node sees a majority of it now. In
+//! `has_quorum` says whether this node sees a majority of it now; for the
+//! candidate that is proven by a [`Lease`]: a majority acknowledged its
+//! heartbeats within [`lease`](LeaderConfig::lease), each member
+//! acknowledging one candidate at a time ([`Vote`]). In
 //! [`quorum_mode`](LeaderConfig::quorum_mode) a node without quorum names
 //! no leader and does not lead, so at most one side of a split has a
 //! leader holding quorum.
 
+mod lease;
 mod quorum;
 mod rule;
 mod term;
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use gossip_core::{Event, Liveness, NodeId};
 
+pub use lease::{Beat, Lease, Vote};
 pub use quorum::Quorum;
 pub use rule::{Rule, Tags};
 pub use term::{decode_announcement, encode_announcement, Terms};
@@ -44,14 +49,14 @@ use crate::{Application, Cluster};
 
 /// How leader election behaves. Every limit has a default.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct LeaderConfig {
     /// Only members whose metadata says `role=<this>` may lead. Default
     /// `None`: every member may.
     pub role: Option<String>,
-    /// Whether a suspected member still counts as live, for both the
-    /// leader rule and the quorum. Default `true`: leadership moves when a
-    /// member is declared down, not on every missed probe.
+    /// Whether a suspected member still counts as live for the leader
+    /// rule. Default `true`: leadership moves when a member is declared
+    /// down, not on every missed probe. (The quorum counts alive members
+    /// only, whatever this says.)
     pub suspect_is_live: bool,
     /// Refuse leadership without quorum: a node that does not see a
     /// majority of the agreed membership names no leader. Default `false`.
@@ -63,6 +68,17 @@ pub struct LeaderConfig {
     /// adopting live sets until one reaches it (`bootstrap-expect`).
     /// Default 1.
     pub min_quorum: usize,
+    /// How long an acknowledgement of a heartbeat counts toward the
+    /// leader's quorum. Default 3 s (three heartbeats: one lost one does
+    /// not cost the lease).
+    pub lease: Duration,
+    /// Extra wait, beyond `lease`, before a member acknowledges a
+    /// different candidate than the last one it acknowledged: covers the
+    /// acknowledgement's time in flight. Default 1 s.
+    pub lease_margin: Duration,
+    /// How often a candidate sends heartbeats to the agreed members.
+    /// Default 1 s.
+    pub heartbeat_interval: Duration,
     /// How often a leader re-announces its term. Default 10 s.
     pub announce_interval: Duration,
     /// Least time between two announcements. Default 1 s.
@@ -79,6 +95,9 @@ impl Default for LeaderConfig {
             quorum_mode: false,
             settle: Duration::from_secs(10),
             min_quorum: 1,
+            lease: Duration::from_secs(3),
+            lease_margin: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(1),
             announce_interval: Duration::from_secs(10),
             announce_min_gap: Duration::from_secs(1),
             max_events: 1024,
@@ -98,7 +117,10 @@ pub struct LeaderStatus {
     /// Whether the current leader itself announced `term` (false for a
     /// moment after a change of leader, until its announcement arrives).
     pub term_confirmed: bool,
-    /// Whether this node sees a majority of the agreed membership.
+    /// Whether this node sees a majority of the agreed membership: for
+    /// the candidate the rule names, a majority acknowledged its
+    /// heartbeats within the lease; for others, a majority is alive in
+    /// its view.
     pub has_quorum: bool,
     /// Whether this node is the leader.
     pub is_leader: bool,
@@ -144,6 +166,13 @@ pub struct LeaderElection {
     events: VecDeque<LeaderEvent>,
     last: Option<(Option<NodeId>, u64, bool)>,
     announcements_sent: u64,
+    /// The member the rule names in this view, quorum aside.
+    candidate: Option<NodeId>,
+    has_quorum: bool,
+    vote: Vote,
+    lease: Lease,
+    lease_until: Option<Instant>,
+    next_heartbeat: Option<Instant>,
 }
 
 impl LeaderElection {
@@ -167,6 +196,12 @@ impl LeaderElection {
             events: VecDeque::new(),
             last: None,
             announcements_sent: 0,
+            candidate: None,
+            has_quorum: false,
+            vote: Vote::default(),
+            lease: Lease::default(),
+            lease_until: None,
+            next_heartbeat: None,
         }
     }
 
@@ -185,9 +220,10 @@ impl LeaderElection {
         self.terms.shown()
     }
 
-    /// Whether this node sees a majority of the agreed membership.
+    /// Whether this node sees a majority of the agreed membership (see
+    /// [`LeaderStatus::has_quorum`]).
     pub fn has_quorum(&self) -> bool {
-        self.quorum.has_quorum()
+        self.has_quorum
     }
 
     /// Whether this node leads.
@@ -207,7 +243,7 @@ impl LeaderElection {
             leader: self.leader,
             term: self.terms.shown(),
             term_confirmed: self.terms.confirmed_for(self.leader),
-            has_quorum: self.quorum.has_quorum(),
+            has_quorum: self.has_quorum,
             is_leader: self.is_leader(),
             quorum_mode: self.config.quorum_mode,
             live,
@@ -227,10 +263,14 @@ impl LeaderElection {
         self.events.pop_front()
     }
 
-    fn live_set(&self) -> BTreeSet<NodeId> {
+    /// The members that count toward a quorum: alive only, never
+    /// suspected, so a leader cut off from the majority loses its quorum
+    /// on the first suspicions, before the other side can declare it down
+    /// and elect another.
+    fn quorum_set(&self) -> BTreeSet<NodeId> {
         self.view
             .iter()
-            .filter(|m| self.rule.is_live(m))
+            .filter(|m| m.liveness == Liveness::Alive)
             .map(|m| m.id)
             .collect()
     }
@@ -239,10 +279,26 @@ impl LeaderElection {
     fn update(&mut self, now: Instant, cluster: &mut dyn Cluster) {
         self.view.load(cluster);
         let me = *self.me.get_or_insert_with(|| cluster.me());
-        let live = self.live_set();
+        let live = self.quorum_set();
         self.quorum.observe(now, live);
         let candidate = self.rule.leader(self.view.iter());
-        self.leader = if self.config.quorum_mode && !self.quorum.has_quorum() {
+        self.candidate = candidate;
+        if candidate == Some(me) {
+            self.heartbeat_if_due(now, me, cluster);
+            self.lease_until = self.lease.holds_until(
+                now,
+                self.quorum.agreed(),
+                self.quorum.needed(),
+                self.config.lease,
+            );
+            self.has_quorum = self.lease_until.is_some();
+        } else {
+            self.next_heartbeat = None;
+            self.lease.clear();
+            self.lease_until = None;
+            self.has_quorum = self.quorum.has_quorum();
+        }
+        self.leader = if self.config.quorum_mode && !self.has_quorum {
             None
         } else {
             candidate
@@ -258,7 +314,7 @@ impl LeaderElection {
             self.terms.follow(self.leader);
         }
         self.announce_if_due(now, cluster);
-        let state = (self.leader, self.terms.shown(), self.quorum.has_quorum());
+        let state = (self.leader, self.terms.shown(), self.has_quorum);
         if self.last != Some(state) {
             self.last = Some(state);
             if self.events.len() >= self.config.max_events.max(1) {
@@ -269,6 +325,45 @@ impl LeaderElection {
                 term: state.1,
                 has_quorum: state.2,
             });
+        }
+    }
+
+    /// Sends heartbeats to the agreed members this view holds live, and
+    /// acknowledges itself, when their time has come.
+    fn heartbeat_if_due(&mut self, now: Instant, me: NodeId, cluster: &mut dyn Cluster) {
+        if self.next_heartbeat.is_some_and(|due| due > now) {
+            return;
+        }
+        self.next_heartbeat = Some(now + self.config.heartbeat_interval);
+        if self.vote.grant(me, now, self.vote_wait()) {
+            self.lease.ack(me, now);
+        }
+        let beat = Beat::Heartbeat.encode();
+        for id in self.quorum.agreed().clone() {
+            if id != me && self.view.get(&id).is_some_and(|m| self.rule.is_live(m)) {
+                // A member gone meanwhile refuses; its ack is just missing.
+                let _ = cluster.send_direct(now, id, &beat);
+            }
+        }
+    }
+
+    fn vote_wait(&self) -> Duration {
+        self.config.lease + self.config.lease_margin
+    }
+
+    fn on_beat(&mut self, now: Instant, from: NodeId, beat: Beat, cluster: &mut dyn Cluster) {
+        match beat {
+            Beat::Heartbeat => {
+                let named = self.rule.leader(self.view.iter());
+                if named == Some(from) && self.vote.grant(from, now, self.vote_wait()) {
+                    let _ = cluster.send_direct(now, from, &Beat::Ack.encode());
+                }
+            }
+            Beat::Ack => {
+                if self.candidate.is_some() && self.candidate == self.me {
+                    self.lease.ack(from, now);
+                }
+            }
         }
     }
 
@@ -318,6 +413,12 @@ impl Application for LeaderElection {
     fn handle_event(&mut self, now: Instant, event: &Event, cluster: &mut dyn Cluster) {
         self.view.load(cluster);
         match event {
+            Event::Direct { from, payload } => {
+                let Some(beat) = Beat::decode(payload) else {
+                    return;
+                };
+                self.on_beat(now, *from, beat, cluster);
+            }
             Event::Delivered { id, payload } => {
                 let Some(term) = decode_announcement(payload) else {
                     return;
@@ -352,10 +453,15 @@ impl Application for LeaderElection {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let announce = self.my_term.and(self.next_announce);
-        match (announce, self.quorum.poll_timeout()) {
-            (Some(a), Some(q)) => Some(a.min(q)),
-            (a, q) => a.or(q),
-        }
+        [
+            announce,
+            self.quorum.poll_timeout(),
+            self.next_heartbeat,
+            self.lease_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -411,10 +517,12 @@ mod tests {
         assert!(e2.is_leader());
         assert_eq!(e2.term(), 2);
         assert_eq!(c2.broadcasts, vec![encode_announcement(2)]);
-        // The leader re-announces at its interval.
-        let next = e2.poll_timeout().unwrap();
-        assert_eq!(next, t1 + Duration::from_secs(10));
-        e2.handle_timeout(next, &mut c2);
+        // The leader re-announces at its interval (heartbeats between).
+        let mut at = t1;
+        while at < t1 + Duration::from_secs(10) {
+            at = e2.poll_timeout().unwrap();
+            e2.handle_timeout(at, &mut c2);
+        }
         assert_eq!(c2.broadcasts.len(), 2);
     }
 
@@ -460,8 +568,21 @@ mod tests {
         let mut e = LeaderElection::new(config);
         e.refresh(t0, &mut c);
         assert_eq!(e.leader(), None, "nothing agreed yet");
-        e.handle_timeout(e.poll_timeout().unwrap(), &mut c);
+        let t = t0 + Duration::from_secs(5);
+        e.handle_timeout(t, &mut c);
+        assert_eq!(e.quorum.agreed().len(), 5);
+        assert_eq!(e.leader(), None, "no acknowledgements yet");
+        for p in [2, 3] {
+            let ack = Event::Direct {
+                from: id(p),
+                payload: Beat::Ack.encode(),
+            };
+            e.handle_event(t, &ack, &mut c);
+        }
         assert!(e.is_leader() && e.has_quorum());
+        // The lease runs out without fresh acknowledgements.
+        let until = e.lease_until.unwrap();
+        assert_eq!(until, t + Duration::from_secs(3));
         // Nodes 3, 4 and 5 go down: 1 and 2 are a minority of 5.
         let t1 = t0 + Duration::from_secs(20);
         for p in 3..=5 {
@@ -470,6 +591,10 @@ mod tests {
         assert!(!e.has_quorum());
         assert_eq!(e.leader(), None);
         assert!(!e.is_leader());
-        assert_eq!(e.poll_timeout(), None, "a minority never adopts its set");
+        assert_eq!(
+            e.quorum.poll_timeout(),
+            None,
+            "a minority never adopts its set"
+        );
     }
 }
