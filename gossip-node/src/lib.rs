@@ -25,6 +25,7 @@ pub mod demo;
 pub mod dissemination;
 pub mod envelope;
 pub mod keys;
+pub mod leader_sim;
 pub mod metrics;
 pub mod plot;
 pub mod run_agent;

@@ -285,12 +285,14 @@ impl LeaderElection {
         self.candidate = candidate;
         if candidate == Some(me) {
             self.heartbeat_if_due(now, me, cluster);
-            self.lease_until = self.lease.holds_until(
-                now,
-                self.quorum.agreed(),
-                self.quorum.needed(),
-                self.config.lease,
-            );
+            let lease = self.config.lease;
+            let ends: Option<Vec<Instant>> = self
+                .quorum
+                .sets()
+                .into_iter()
+                .map(|(set, needed)| self.lease.holds_until(now, set, needed, lease))
+                .collect();
+            self.lease_until = ends.and_then(|ends| ends.into_iter().min());
             self.has_quorum = self.lease_until.is_some();
         } else {
             self.next_heartbeat = None;
@@ -339,7 +341,13 @@ impl LeaderElection {
             self.lease.ack(me, now);
         }
         let beat = Beat::Heartbeat.encode();
-        for id in self.quorum.agreed().clone() {
+        let targets: BTreeSet<NodeId> = self
+            .quorum
+            .sets()
+            .into_iter()
+            .flat_map(|(set, _)| set.iter().copied())
+            .collect();
+        for id in targets {
             if id != me && self.view.get(&id).is_some_and(|m| self.rule.is_live(m)) {
                 // A member gone meanwhile refuses; its ack is just missing.
                 let _ = cluster.send_direct(now, id, &beat);

@@ -20,6 +20,9 @@ pub struct Quorum {
     settle: Duration,
     min_quorum: usize,
     agreed: BTreeSet<NodeId>,
+    /// The agreed set before the last change: a quorum needs a majority
+    /// of both, since other nodes may not have adopted the new one yet.
+    previous: BTreeSet<NodeId>,
     /// The live set as last observed, and since when it is unchanged.
     live: BTreeSet<NodeId>,
     live_since: Option<Instant>,
@@ -34,6 +37,7 @@ impl Quorum {
             settle,
             min_quorum,
             agreed: BTreeSet::new(),
+            previous: BTreeSet::new(),
             live: BTreeSet::new(),
             live_since: None,
         }
@@ -47,12 +51,32 @@ impl Quorum {
     /// How many live members a quorum needs: a strict majority of the
     /// agreed set, at least `min_quorum`.
     pub fn needed(&self) -> usize {
-        (self.agreed.len() / 2 + 1).max(self.min_quorum)
+        Self::majority(&self.agreed, self.min_quorum)
     }
 
-    /// Whether the live set last observed holds a quorum of the agreed set.
+    fn majority(set: &BTreeSet<NodeId>, min_quorum: usize) -> usize {
+        (set.len() / 2 + 1).max(min_quorum)
+    }
+
+    /// The sets a quorum needs a majority of, with the count each needs:
+    /// the agreed set and the one before it (joint, as nodes adopt a new
+    /// set at different times).
+    pub fn sets(&self) -> Vec<(&BTreeSet<NodeId>, usize)> {
+        let mut sets = vec![(&self.agreed, self.needed())];
+        if !self.previous.is_empty() {
+            sets.push((&self.previous, Self::majority(&self.previous, 1)));
+        }
+        sets
+    }
+
+    /// Whether the live set last observed holds a quorum of the agreed set
+    /// (and of the one before it).
     pub fn has_quorum(&self) -> bool {
-        !self.agreed.is_empty() && self.live.intersection(&self.agreed).count() >= self.needed()
+        !self.agreed.is_empty()
+            && self
+                .sets()
+                .iter()
+                .all(|(set, needed)| self.live.intersection(set).count() >= *needed)
     }
 
     /// The live set at `now`; adopts it as agreed once it has stayed
@@ -72,7 +96,7 @@ impl Quorum {
             return;
         }
         if self.bootstrapping() || self.has_quorum() {
-            self.agreed = self.live.clone();
+            self.previous = std::mem::replace(&mut self.agreed, self.live.clone());
         }
     }
 
@@ -121,13 +145,16 @@ mod tests {
         assert_eq!(minority.agreed().len(), 5);
 
         // The majority side keeps its quorum and shrinks the agreed set;
-        // split again 2/1, its larger part still holds a quorum of it.
+        // split again 2/1, its larger part holds a majority of the new set
+        // but not of the one before, which other nodes may still hold.
         let mut majority = q.clone();
         majority.observe(t0 + settle * 2, ids(0..3));
         assert!(majority.has_quorum());
         majority.settle_at(t0 + settle * 3);
         assert_eq!(majority.agreed().len(), 3);
         majority.observe(t0 + settle * 4, ids(0..2));
+        assert!(!majority.has_quorum(), "joint: 2 of the 5 before");
+        majority.observe(t0 + settle * 4, ids(0..4));
         assert!(majority.has_quorum());
         majority.observe(t0 + settle * 4, ids(2..3));
         assert!(!majority.has_quorum());
