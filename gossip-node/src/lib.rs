@@ -16,6 +16,7 @@
 pub mod agent_config;
 pub mod aggregation;
 pub mod api;
+pub mod api_leader;
 pub mod bench_net;
 pub mod cli;
 pub mod client;
