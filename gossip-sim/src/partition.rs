@@ -114,7 +114,7 @@ pub fn run_partition<S: Strategy + Clone>(
         n,
         scenario.seed,
         scenario.config.clone(),
-        scenario.link.clone(),
+        scenario.link,
         strategy,
         &scenario.leader,
         &scenario.partition,

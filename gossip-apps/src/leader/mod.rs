@@ -436,10 +436,10 @@ impl Application for LeaderElection {
             other => {
                 if let Some(member) = self.view.apply(other) {
                     match member.liveness {
-                        Liveness::Alive if matches!(other, Event::MemberUp(_)) => {
-                            if self.my_term.is_some() {
-                                self.announce_soon(now);
-                            }
+                        Liveness::Alive
+                            if matches!(other, Event::MemberUp(_)) && self.my_term.is_some() =>
+                        {
+                            self.announce_soon(now);
                         }
                         Liveness::Dead | Liveness::Left => {
                             let id = member.id;
