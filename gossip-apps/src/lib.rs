@@ -16,6 +16,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod leader;
+pub mod partition;
+#[cfg(test)]
+mod testing;
+mod view;
+
+pub use leader::{LeaderConfig, LeaderElection, LeaderEvent, LeaderStatus};
+pub use partition::{PartitionConfig, PartitionEvent, PartitionStatus, PartitionWatch};
+
 use std::any::Any;
 use std::time::Instant;
 

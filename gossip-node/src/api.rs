@@ -8,6 +8,7 @@
 //! | `GET /v1/stats` | `{"node": {...core Stats...}, "transport": {...}, "send_errors", "refused": {kind: count}}` |
 //! | `GET /v1/aggregate` | `{"estimate": f64 or null, "input": f64 or null}` |
 //! | `POST /v1/aggregate` | body `{"input": f64}`; answers like `GET` |
+//! | `GET /v1/leader` | `{"leader","term","has_quorum","is_leader",...,"partition":{...}}` ([`crate::api_leader`]) |
 //! | `POST /v1/join` | body `{"addrs": ["ip:port", ...]}`; answers `{"contacted": [...]}` |
 //! | `POST /v1/leave` | answers `{"leaving": true}`, then the agent leaves and exits |
 //! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
@@ -67,6 +68,13 @@ pub struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl ApiError {
+    /// A 503 with `message`.
+    pub fn unavailable(message: &str) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, message.to_string())
     }
 }
 
@@ -295,6 +303,7 @@ pub fn router<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>) -> Router {
             "/v1/aggregate",
             get(aggregate::<A>).post(set_aggregate::<A>),
         )
+        .route("/v1/leader", get(crate::api_leader::leader::<A>))
         .route("/v1/join", post(join::<A>))
         .route("/v1/leave", post(leave::<A>))
         .route("/metrics", get(metrics::<A>))

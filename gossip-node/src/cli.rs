@@ -81,6 +81,13 @@ pub enum SimCommand {
         after_help = "Example:\n  gossip-node sim aggregation --nodes 1000000 --algorithm push-pull --rounds 40"
     )]
     Aggregation(crate::aggregation::AggregationArgs),
+    /// Leader election: failover after leader crashes, and quorum mode
+    /// under randomized partitions.
+    #[command(after_help = "Example:\n  gossip-node sim leader --nodes 100 --format json")]
+    Leader(crate::leader_sim::LeaderArgs),
+    /// Partition awareness: a 50/50 split reported on both sides, and its heal.
+    #[command(after_help = "Example:\n  gossip-node sim partition --nodes 100")]
+    Partition(crate::leader_sim::PartitionArgs),
 }
 
 /// Output format of a report.
@@ -336,6 +343,18 @@ impl Cli {
                     save_plot(&crate::plot::aggregation_figure(&report), path)?;
                 }
                 print_report(&report, args.format, crate::aggregation::write_table)
+            }
+            Command::Sim(SimCommand::Leader(args)) => {
+                let report = with_progress(args.stages(), "stages", |tick| args.run(tick))?;
+                print_report(&report, args.format, crate::leader_sim::write_leader_table)
+            }
+            Command::Sim(SimCommand::Partition(args)) => {
+                let report = args.run()?;
+                print_report(
+                    &report,
+                    args.format,
+                    crate::leader_sim::write_partition_table,
+                )
             }
             Command::Demo(args) => args.run(),
             Command::Agent(args) => args.run(),

@@ -89,6 +89,14 @@ pub enum ClientCommand {
         #[allow(missing_docs)]
         target: Target,
     },
+    /// Show the leader, its term, whether this node has quorum, and
+    /// whether a partition is suspected.
+    #[command(after_help = "Example:\n  gossip-node leader --format json")]
+    Leader {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        target: Target,
+    },
     /// Show a running agent's protocol and transport counters.
     #[command(after_help = "Example:\n  gossip-node stats --format json")]
     Stats {
@@ -197,6 +205,7 @@ impl ClientCommand {
             | ClientCommand::Broadcast { target, .. }
             | ClientCommand::Events { target }
             | ClientCommand::Stats { target }
+            | ClientCommand::Leader { target }
             | ClientCommand::Aggregate { target, .. } => target,
         }
     }
@@ -215,6 +224,14 @@ impl ClientCommand {
         let json_out = target.format == Format::Json;
         let mut out = std::io::stdout().lock();
         match self {
+            ClientCommand::Leader { .. } => {
+                let leader = api.call(Method::GET, "/v1/leader", Vec::new()).await?;
+                if json_out {
+                    writeln!(out, "{leader}")?;
+                } else {
+                    crate::api_leader::write_leader(&mut out, &leader)?;
+                }
+            }
             ClientCommand::Members { .. } => {
                 let members = api.call(Method::GET, "/v1/members", Vec::new()).await?;
                 if json_out {

@@ -49,6 +49,8 @@ pub struct Metrics {
     propagation: Histogram,
     transport: Family<Labels, Counter>,
     send_errors: Counter,
+    /// Leader election and partition metrics.
+    pub leader: crate::api_leader::LeaderMetrics,
     /// Serialises scrapes, which bring the counters up to date.
     scrape: Mutex<()>,
 }
@@ -158,7 +160,9 @@ impl Metrics {
             "Frames the transport refused to send",
             send_errors.clone(),
         );
+        let leader = crate::api_leader::LeaderMetrics::register(&mut registry);
         Self {
+            leader,
             registry,
             members,
             frames,

@@ -674,6 +674,7 @@ where
         None => None,
     };
 
+    crate::api_leader::host(&shared).await?;
     let seeds = match api::resolve(&settings.seeds, identity.id).await {
         Ok(seeds) => seeds,
         Err(error) => {

@@ -381,7 +381,9 @@ fn three_agents_join_broadcast_leave_restart_and_export_metrics() {
             value("gossip_broadcast_propagation_seconds_count"),
             Some(1.0)
         );
-        assert_eq!(value("gossip_deliveries_total"), Some(1.0));
+        // Hosted applications' broadcasts (leader term announcements) are
+        // deliveries too.
+        assert!(value("gossip_deliveries_total").is_some_and(|v| v >= 1.0));
         let seen = value("gossip_frames_total{direction=\"in\",kind=\"ping\"}")
             .is_some_and(|v| v > 0.0)
             && value("gossip_frames_total{direction=\"out\",kind=\"ack\"}")

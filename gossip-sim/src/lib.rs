@@ -25,8 +25,10 @@ mod aggregation;
 mod apps;
 pub mod check;
 mod full;
+mod leader;
 mod math;
 mod net;
+mod partition;
 mod scenario;
 mod trace;
 
@@ -40,11 +42,15 @@ pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
 };
+pub use leader::{
+    probe_cluster, run_leader, LeaderProbe, LeaderReport, LeaderSample, LeaderScenario,
+};
 pub use math::{run_math, MathRun, MathScenario, MathSim};
 pub use net::{
     Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, OutsiderFrame, OutsiderStats,
     SimBuilder, Simulator,
 };
+pub use partition::{run_partition, PartitionReport, PartitionScenario};
 pub use scenario::{
     run_membership, run_membership_with, AttackReport, CrashTimeline, MembershipReport,
     MembershipScenario, Quantiles,
