@@ -47,6 +47,16 @@ impl Channel {
         self as u8
     }
 
+    /// Every channel.
+    pub const ALL: [Channel; 2] = [Channel::Kv, Channel::Leader];
+
+    /// The channel `payload` belongs to, if any: how a host tells an
+    /// application's broadcasts from the user's own.
+    pub fn of(payload: &[u8]) -> Option<Channel> {
+        let tag = *payload.first()?;
+        Self::ALL.into_iter().find(|channel| channel.tag() == tag)
+    }
+
     /// The payload after the tag if `payload` belongs to this channel.
     pub fn open(self, payload: &[u8]) -> Option<&[u8]> {
         match payload.split_first() {
@@ -149,5 +159,12 @@ mod tests {
         assert_eq!(Channel::Leader.open(&wrapped), None);
         assert_eq!(Channel::Kv.open(&[]), None);
         assert_eq!(Channel::Kv.open(&[Channel::Kv.tag()]), Some(&[][..]));
+        assert_eq!(Channel::of(&wrapped), Some(Channel::Kv));
+        assert_eq!(
+            Channel::of(&Channel::Leader.wrap(b"")),
+            Some(Channel::Leader)
+        );
+        assert_eq!(Channel::of(b"plain"), None);
+        assert_eq!(Channel::of(&[]), None);
     }
 }

@@ -188,6 +188,13 @@ pub fn event_json(event: &Event) -> Option<(Value, Option<Duration>)> {
         Event::MemberLeft(m) => (member("member_left", m), None),
         Event::MemberUpdated(m) => (member("member_updated", m), None),
         Event::Estimate(v) => (json!({"event": "estimate", "value": v}), None),
+        // Hosted applications' own broadcasts (KV writes, leader terms)
+        // surface as their applications' events, not as deliveries: the
+        // agent's users broadcast in its envelope, which no channel tag
+        // starts.
+        Event::Delivered { payload, .. } if gossip_apps::Channel::of(payload).is_some() => {
+            return None
+        }
         Event::Delivered { id, payload } => {
             let (sent, body) = envelope::unwrap(payload);
             let delay =

@@ -127,7 +127,7 @@ impl Metrics {
         );
         registry.register(
             "deliveries",
-            "Broadcasts from others delivered here for the first time",
+            "Broadcasts from others delivered here for the first time, hosted applications' (KV writes, leader terms) included",
             deliveries.clone(),
         );
         registry.register(

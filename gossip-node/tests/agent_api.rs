@@ -381,8 +381,9 @@ fn three_agents_join_broadcast_leave_restart_and_export_metrics() {
             value("gossip_broadcast_propagation_seconds_count"),
             Some(1.0)
         );
-        // Hosted applications' broadcasts (leader term announcements) are
-        // deliveries too.
+        // The core's count: hosted applications' broadcasts (leader term
+        // announcements) are deliveries too; the propagation histogram
+        // above counts only the user's broadcast.
         assert!(value("gossip_deliveries_total").is_some_and(|v| v >= 1.0));
         let seen = value("gossip_frames_total{direction=\"in\",kind=\"ping\"}")
             .is_some_and(|v| v > 0.0)
