@@ -23,7 +23,8 @@ use crate::view::MemberView;
 use crate::{Application, Cluster};
 
 /// When a loss counts as a partition. Every limit has a default.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PartitionConfig {
     /// Losses are counted over this window. Default 10 s (a few suspicion
     /// timeouts; a split's suspicions spread within it).

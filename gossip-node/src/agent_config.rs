@@ -76,6 +76,12 @@ pub struct AgentFile {
     pub leave_linger_ms: Option<u64>,
     /// Fields of `gossip_core::Config`, set exactly.
     pub core: toml::Table,
+    /// Fields of `gossip_apps::leader::LeaderConfig` (role, quorum mode,
+    /// lease and the rest).
+    pub leader: toml::Table,
+    /// Fields of `gossip_apps::partition::PartitionConfig` (window,
+    /// thresholds).
+    pub partition: toml::Table,
 }
 
 /// The `[tls]` table: QUIC certificate files from `gossip-node keygen`.
@@ -282,6 +288,50 @@ pub fn apply_core(
     })
 }
 
+/// Applies `overrides` (an application's table such as `[leader]`, or its
+/// `--leader KEY=VALUE` flags) to `base`, field by field: durations are
+/// strings with a unit as in `[core]`, unknown keys and wrong types are
+/// refused with the key's name (the settings type denies unknown fields).
+pub fn apply_settings<T>(base: &T, overrides: &toml::Table, origin: &str) -> Result<T, BadConfig>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut table = match toml::Value::try_from(base) {
+        Ok(toml::Value::Table(table)) => table,
+        _ => return bad(format!("{origin}: cannot represent the settings as TOML")),
+    };
+    for (key, value) in overrides {
+        let is_duration = table
+            .get(key)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.len() == 2 && t.contains_key("secs") && t.contains_key("nanos"));
+        let value = match value {
+            toml::Value::String(text) if is_duration => match parse_duration(text) {
+                Some(d) => toml::Value::try_from(d).expect("a duration is a table"),
+                None => {
+                    return bad(format!(
+                        "{origin}.{key}: {text:?} is not a duration; write a number with a \
+                         unit: \"250ms\", \"1.5s\", \"2m\", \"1h\""
+                    ))
+                }
+            },
+            _ if is_duration => {
+                return bad(format!(
+                "{origin}.{key}: a duration is a string with a unit, such as \"500ms\" or \"2s\""
+            ))
+            }
+            other => other.clone(),
+        };
+        table.insert(key.clone(), value);
+    }
+    T::deserialize(toml::Value::Table(table)).map_err(|e| {
+        BadConfig(format!(
+            "{origin}: {}",
+            e.to_string().trim_end().replace('\n', " ")
+        ))
+    })
+}
+
 /// Parses one `--core KEY=VALUE` flag into a one-entry table. The value
 /// is read as a TOML value (`3`, `0.5`, `true`, `"text"`), or as a bare
 /// string when it is not one (`--core probe_timeout=300ms`).
@@ -396,6 +446,37 @@ mod tests {
             assert!(set.get(key).is_some(), "{key}");
         }
         assert_ne!(config, Config::lan(16), "the example changes the preset");
+    }
+
+    /// The `[leader]` and `[partition]` tables set their applications'
+    /// fields, durations with a unit; unknown fields, wrong types and bare
+    /// durations are refused with the key's name.
+    #[test]
+    fn application_tables_set_their_fields_and_refuse_mistakes() {
+        let file = AgentFile::parse(
+            "[leader]\nquorum_mode = true\nlease = \"5s\"\nrole = \"db\"\n[partition]\nfraction = 0.5\n",
+        )
+        .unwrap();
+        let leader: gossip_apps::LeaderConfig =
+            apply_settings(&Default::default(), &file.leader, "leader").unwrap();
+        assert!(leader.quorum_mode);
+        assert_eq!(leader.lease, Duration::from_secs(5));
+        assert_eq!(leader.role.as_deref(), Some("db"));
+        let partition: gossip_apps::PartitionConfig =
+            apply_settings(&Default::default(), &file.partition, "partition").unwrap();
+        assert_eq!(partition.fraction, 0.5);
+        assert_eq!(partition.window, Duration::from_secs(10));
+
+        let refused = |text: &str| {
+            let file = AgentFile::parse(text).unwrap();
+            apply_settings::<gossip_apps::LeaderConfig>(&Default::default(), &file.leader, "leader")
+                .unwrap_err()
+                .0
+        };
+        assert!(refused("[leader]\nquorum = true\n").contains("quorum"));
+        assert!(refused("[leader]\nlease = 3\n").contains("leader.lease"));
+        assert!(refused("[leader]\nlease = \"3\"\n").contains("leader.lease"));
+        assert!(refused("[leader]\nquorum_mode = \"yes\"\n").contains("leader"));
     }
 
     /// The operator guide's config reference cannot drift: its example

@@ -16,8 +16,8 @@ use axum::extract::State;
 use axum::Json;
 use gossip_agent::AgentError;
 use gossip_apps::{
-    LeaderConfig, LeaderElection, LeaderEvent, LeaderStatus, PartitionEvent, PartitionStatus,
-    PartitionWatch,
+    LeaderConfig, LeaderElection, LeaderEvent, LeaderStatus, PartitionConfig, PartitionEvent,
+    PartitionStatus, PartitionWatch,
 };
 use gossip_core::Aggregate;
 use prometheus_client::metrics::counter::Counter;
@@ -171,12 +171,11 @@ async fn drain<A: Aggregate + Send + 'static>(
 /// before joining, so the applications see every membership event.
 pub async fn host<A: Aggregate + Send + 'static>(
     shared: &Arc<Shared<A>>,
+    leader: LeaderConfig,
+    partition: PartitionConfig,
 ) -> Result<(), AgentError> {
-    shared
-        .agent
-        .add_app(LeaderElection::new(LeaderConfig::default()))
-        .await?;
-    shared.agent.add_app(PartitionWatch::default()).await?;
+    shared.agent.add_app(LeaderElection::new(leader)).await?;
+    shared.agent.add_app(PartitionWatch::new(partition)).await?;
     let shared = Arc::clone(shared);
     let mut node_events = shared.agent.subscribe();
     tokio::spawn(async move {

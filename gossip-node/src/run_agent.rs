@@ -46,8 +46,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent_config::{
-    apply_core, bad, core_flag, strategy_from, AgentFile, AggregateAlgorithm, AggregateSpec,
-    BadConfig, DEFAULT_API,
+    apply_core, apply_settings, bad, core_flag, strategy_from, AgentFile, AggregateAlgorithm,
+    AggregateSpec, BadConfig, DEFAULT_API,
 };
 use crate::api::{self, Shared};
 use crate::bench_net::NetStrategy;
@@ -134,6 +134,15 @@ pub struct AgentArgs {
     /// `--core probe_timeout=300ms`.
     #[arg(long = "core", value_name = "FIELD=VALUE")]
     pub core: Vec<String>,
+    /// Sets one field of leader election (repeatable), as in the file's
+    /// `[leader]` table: `--leader quorum_mode=true`, `--leader role=db`,
+    /// `--leader lease=3s`.
+    #[arg(long = "leader", value_name = "FIELD=VALUE")]
+    pub leader: Vec<String>,
+    /// Sets one field of the partition watch (repeatable), as in the
+    /// file's `[partition]` table: `--partition fraction=0.4`.
+    #[arg(long = "partition", value_name = "FIELD=VALUE")]
+    pub partition: Vec<String>,
     /// How long a graceful leave gossips the departure, in milliseconds,
     /// 0..=2500 [default: 1500].
     #[arg(long)]
@@ -291,6 +300,10 @@ pub struct Settings {
     pub leave_linger: Duration,
     /// Whether stdin carries commands and stdout events.
     pub stdin_commands: bool,
+    /// Leader election's settings.
+    pub leader: gossip_apps::LeaderConfig,
+    /// The partition watch's settings.
+    pub partition: gossip_apps::PartitionConfig,
 }
 
 fn unix_now() -> Duration {
@@ -484,7 +497,11 @@ impl AgentArgs {
         if !self.join.is_empty() {
             seeds = self.join.clone();
         }
+        let leader = self.app_settings(&file.leader, &self.leader, "leader")?;
+        let partition = self.app_settings(&file.partition, &self.partition, "partition")?;
         Ok(Settings {
+            leader,
+            partition,
             identity,
             data_dir,
             api,
@@ -504,6 +521,26 @@ impl AgentArgs {
             leave_linger: Duration::from_millis(leave_linger_ms),
             stdin_commands: self.stdin_commands || !std::io::stdin().is_terminal(),
         })
+    }
+
+    /// An application's settings: its defaults, then the file's table
+    /// `[name]`, then the `--name FIELD=VALUE` flags.
+    fn app_settings<T>(
+        &self,
+        file: &toml::Table,
+        flags: &[String],
+        name: &str,
+    ) -> Result<T, BadConfig>
+    where
+        T: Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let from_file = apply_settings(&T::default(), file, name)?;
+        let mut table = toml::Table::new();
+        for flag in flags {
+            let (key, value) = core_flag(flag)?;
+            table.insert(key, value);
+        }
+        apply_settings(&from_file, &table, &format!("--{name}"))
     }
 
     /// Runs the node until it is told to leave.
@@ -674,7 +711,7 @@ where
         None => None,
     };
 
-    crate::api_leader::host(&shared).await?;
+    crate::api_leader::host(&shared, settings.leader.clone(), settings.partition.clone()).await?;
     let seeds = match api::resolve(&settings.seeds, identity.id).await {
         Ok(seeds) => seeds,
         Err(error) => {

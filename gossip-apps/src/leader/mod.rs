@@ -48,7 +48,8 @@ use crate::view::MemberView;
 use crate::{Application, Cluster};
 
 /// How leader election behaves. Every limit has a default.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LeaderConfig {
     /// Only members whose metadata says `role=<this>` may lead. Default
     /// `None`: every member may.
