@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod kv;
+
 use std::any::Any;
 use std::time::Instant;
 
