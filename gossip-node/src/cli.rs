@@ -81,6 +81,10 @@ pub enum SimCommand {
         after_help = "Example:\n  gossip-node sim aggregation --nodes 1000000 --algorithm push-pull --rounds 40"
     )]
     Aggregation(crate::aggregation::AggregationArgs),
+    /// The replicated key-value store: write visibility, bytes, idle cost,
+    /// catch-up, partition divergence, resurrections and tombstones.
+    #[command(after_help = "Example:\n  gossip-node sim kv --nodes 100 --loss 0.01")]
+    Kv(crate::kv_sim::KvSimArgs),
 }
 
 /// Output format of a report.
@@ -336,6 +340,10 @@ impl Cli {
                     save_plot(&crate::plot::aggregation_figure(&report), path)?;
                 }
                 print_report(&report, args.format, crate::aggregation::write_table)
+            }
+            Command::Sim(SimCommand::Kv(args)) => {
+                let report = args.run(|phase| eprintln!("sim kv: {phase}"))?;
+                print_report(&report, args.format, crate::kv_sim::write_table)
             }
             Command::Demo(args) => args.run(),
             Command::Agent(args) => args.run(),

@@ -25,6 +25,7 @@ mod aggregation;
 mod apps;
 pub mod check;
 mod full;
+mod kv;
 mod math;
 mod net;
 mod scenario;
@@ -40,6 +41,7 @@ pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
 };
+pub use kv::{run_kv, KvReport, KvScenario};
 pub use math::{run_math, MathRun, MathScenario, MathSim};
 pub use net::{
     Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, OutsiderFrame, OutsiderStats,

@@ -45,6 +45,10 @@ pub struct KvConfig {
     /// Writes stamped further than this in the future are refused.
     /// Default 60 s.
     pub max_clock_skew: Duration,
+    /// A restarted node catches up on versions newer than its last
+    /// contact less this margin (writers' clocks may lag; what falls
+    /// before it is left to anti-entropy). Default 5 s.
+    pub catch_up_margin: Duration,
     /// Catch-up streams (disjoint key-hash ranges pulled in parallel).
     /// Default 16.
     pub catch_up_streams: u16,
@@ -69,6 +73,7 @@ impl Default for KvConfig {
             max_budget_peers: 4096,
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_clock_skew: Duration::from_secs(60),
+            catch_up_margin: Duration::from_secs(5),
             catch_up_streams: 16,
             catch_up_peers: 4,
             max_events: 65_536,

@@ -69,6 +69,10 @@ pub struct Kv<St: Storage> {
     budgets: Budgets,
     last_contact_ms: Option<u64>,
     persisted_contact_ms: Option<u64>,
+    /// Whether entries older than the grace are taken for keys not held:
+    /// only while a node that started empty, or dropped its old entries
+    /// after a long absence, catches up.
+    trust_old: bool,
     stats: KvStats,
 }
 
@@ -108,6 +112,7 @@ impl<St: Storage> Kv<St> {
             budgets: Budgets::default(),
             last_contact_ms,
             persisted_contact_ms: last_contact_ms,
+            trust_old: false,
             stats: KvStats::default(),
             config,
         };
@@ -116,14 +121,18 @@ impl<St: Storage> Kv<St> {
             this.index.insert(entry);
         }
         let wall_ms = this.wall.millis(now);
-        let skew = this.config.max_clock_skew.as_millis() as u64;
+        let margin = this.config.catch_up_margin.as_millis() as u64;
         let from = match last_contact_ms {
             Some(contact) if wall_ms.saturating_sub(contact) > this.grace_ms() => {
                 this.drop_old(now);
+                this.trust_old = true;
                 0
             }
-            Some(contact) => Version::stamp_of(contact.saturating_sub(skew)),
-            None => 0,
+            Some(contact) => Version::stamp_of(contact.saturating_sub(margin)),
+            None => {
+                this.trust_old = this.index.is_empty();
+                0
+            }
         };
         this.start_catch_up(from);
         Ok(this)
@@ -286,10 +295,9 @@ impl<St: Storage> Kv<St> {
         entry: Entry,
         cluster: &mut dyn Cluster,
     ) {
-        let catch_up = self.catch_up.take();
-        self.catch_up = Some(CatchUp::new(1, Cursor::default()));
+        let trust = std::mem::replace(&mut self.trust_old, true);
         self.apply_all(now, vec![entry], Source::Rumor, cluster);
-        self.catch_up = catch_up;
+        self.trust_old = trust;
     }
 
     fn grace_ms(&self) -> u64 {
@@ -329,7 +337,7 @@ impl<St: Storage> Kv<St> {
                     }
                     continue;
                 }
-                None if self.catch_up.is_none()
+                None if !self.trust_old
                     && entry.version.millis().saturating_add(self.grace_ms()) < wall_ms =>
                 {
                     self.stats.refused_old += 1;
@@ -381,8 +389,19 @@ impl<St: Storage> Kv<St> {
         self.events.push_back(event);
     }
 
-    /// Collects tombstones older than the grace.
+    /// Collects tombstones older than the grace (not while catching up
+    /// after a long absence: they guard against old values pulled back).
+    /// Nor while this node has been out of touch for longer than the
+    /// grace: its tombstones are what keeps its deletions alive when it
+    /// meets peers holding the old values again.
     fn collect(&mut self, now: Instant) {
+        let wall = self.wall.millis(now);
+        let out_of_touch = self
+            .last_contact_ms
+            .is_some_and(|c| wall.saturating_sub(c) > self.grace_ms());
+        if self.trust_old || out_of_touch {
+            return;
+        }
         let horizon = self.wall.millis(now).saturating_sub(self.grace_ms());
         let keys = self.index.tombstones_before(Version::stamp_of(horizon));
         if keys.is_empty() {
@@ -397,13 +416,16 @@ impl<St: Storage> Kv<St> {
         self.persist(&ops);
     }
 
-    /// Drops every entry older than the grace (after a long absence).
+    /// Drops every live entry older than the grace (after a long
+    /// absence: they may be keys deleted meanwhile whose tombstones are
+    /// gone). Tombstones stay until the catch-up is over, so that what
+    /// this node deleted stays deleted.
     fn drop_old(&mut self, now: Instant) {
         let horizon = self.wall.millis(now).saturating_sub(self.grace_ms());
         let old: Vec<Vec<u8>> = self
             .index
             .iter()
-            .filter(|e| e.version.millis() < horizon)
+            .filter(|e| !e.is_tombstone() && e.version.millis() < horizon)
             .map(|e| e.key.clone())
             .collect();
         let mut ops = Vec::with_capacity(old.len());
@@ -432,10 +454,11 @@ impl<St: Storage> Kv<St> {
     fn contact(&mut self, now: Instant) {
         let ms = self.wall.millis(now);
         self.last_contact_ms = Some(ms);
-        // Persisted at most once a minute: the grace is far longer.
+        // Persisted at most every 5 s: a restart catches up from a little
+        // earlier than needed, never later.
         if self
             .persisted_contact_ms
-            .is_none_or(|p| ms.saturating_sub(p) >= 60_000)
+            .is_none_or(|p| ms.saturating_sub(p) >= 5_000)
         {
             if self.storage.set_meta(META_CONTACT, ms).is_err() {
                 self.stats.storage_errors += 1;
@@ -753,6 +776,7 @@ impl<St: Storage> Kv<St> {
         };
         if catch_up.done() {
             self.catch_up = None;
+            self.trust_old = false;
             self.stats.catch_ups += 1;
             self.contact(now);
             return;
@@ -1070,6 +1094,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
                 // Out of touch for longer than the grace while running (a
                 // partition of one): what it holds may be deleted keys.
                 self.drop_old(now);
+                self.trust_old = true;
                 self.start_catch_up(0);
                 self.drive_catch_up(now, cluster);
             } else if self.catch_up.is_none() {
