@@ -130,7 +130,9 @@ fn entry_json(e: &Entry) -> Value {
 async fn drain<A: Aggregate + Send + 'static>(shared: &Shared<A>) {
     let events = shared
         .agent
-        .with_app(|kv: &mut NodeKv, _, _| std::iter::from_fn(|| kv.poll_event()).collect::<Vec<_>>())
+        .with_app(|kv: &mut NodeKv, _, _| {
+            std::iter::from_fn(|| kv.poll_event()).collect::<Vec<_>>()
+        })
         .await;
     if let Ok(Some(events)) = events {
         for e in events {
@@ -193,7 +195,10 @@ async fn read<A: Aggregate + Send + 'static>(
         .ok_or_else(no_store)?;
     match entry {
         Some(e) if !e.is_tombstone() => Ok(Json(entry_json(&e))),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no key {key:?}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no key {key:?}"),
+        )),
     }
 }
 
@@ -225,7 +230,9 @@ async fn remove<A: Aggregate + Send + 'static>(
         .ok_or_else(no_store)?
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     drain(&s).await;
-    Ok(Json(json!({"key": key, "version": version_text(version), "deleted": true})))
+    Ok(Json(
+        json!({"key": key, "version": version_text(version), "deleted": true}),
+    ))
 }
 
 /// Query of `GET /v1/kv`.
@@ -255,7 +262,12 @@ async fn stats<A: Aggregate + Send + 'static>(
     let (stats, live, tombstones, catching_up) = s
         .agent
         .with_app(|kv: &mut NodeKv, _, _| {
-            (kv.stats().clone(), kv.live(), kv.tombstones(), kv.catching_up())
+            (
+                kv.stats().clone(),
+                kv.live(),
+                kv.tombstones(),
+                kv.catching_up(),
+            )
         })
         .await?
         .ok_or_else(no_store)?;

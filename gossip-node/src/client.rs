@@ -107,8 +107,10 @@ pub enum ClientCommand {
         target: Target,
     },
     /// Read and write the replicated key-value store.
-    #[command(after_help = "Examples:\n  gossip-node kv put color blue\n  gossip-node kv get color\n  \
-                            gossip-node kv list col --format json\n  gossip-node kv delete color")]
+    #[command(
+        after_help = "Examples:\n  gossip-node kv put color blue\n  gossip-node kv get color\n  \
+                            gossip-node kv list col --format json\n  gossip-node kv delete color"
+    )]
     Kv {
         /// put, get, delete or list.
         #[command(subcommand)]
@@ -183,7 +185,12 @@ impl Api {
 
     /// A request whose answer is one JSON value; an error status becomes
     /// an error with the agent's message.
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
         let response = self.send(method, path, body).await?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();

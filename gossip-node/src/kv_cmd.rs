@@ -74,12 +74,21 @@ pub(crate) async fn run(
             if json_out {
                 writeln!(out, "{answer}")?;
             } else {
-                writeln!(out, "{}\tversion {}", value_text(&answer), show(&answer["version"]))?;
+                writeln!(
+                    out,
+                    "{}\tversion {}",
+                    value_text(&answer),
+                    show(&answer["version"])
+                )?;
             }
         }
         KvAction::Delete { key } => {
             let answer = api
-                .call(Method::DELETE, &format!("/v1/kv/{}", encode(key)), Vec::new())
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/kv/{}", encode(key)),
+                    Vec::new(),
+                )
                 .await?;
             if json_out {
                 writeln!(out, "{answer}")?;

@@ -10,8 +10,10 @@ use crate::cli::Format;
 
 /// Arguments of `sim kv`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  gossip-node sim kv --nodes 100 --loss 0.01\n  \
-                        gossip-node sim kv --nodes 1000 --idle-keys 100000 --runs 100 --format json")]
+#[command(
+    after_help = "Examples:\n  gossip-node sim kv --nodes 100 --loss 0.01\n  \
+                        gossip-node sim kv --nodes 1000 --idle-keys 100000 --runs 100 --format json"
+)]
 pub struct KvSimArgs {
     /// Cluster size of the write, partition and catch-up phases (the
     /// catch-up phase uses at most 20 nodes).
@@ -104,7 +106,11 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
         opt(r.visible_s.max),
         r.not_visible
     )?;
-    writeln!(out, "  bytes per write per node     {:.1}", r.bytes_per_write_per_node)?;
+    writeln!(
+        out,
+        "  bytes per write per node     {:.1}",
+        r.bytes_per_write_per_node
+    )?;
     writeln!(
         out,
         "  idle, {} keys, {} nodes     {:.1} B/node/s",

@@ -638,7 +638,11 @@ where
         token: settings.token.clone(),
         stop,
     });
-    let kv = crate::api_kv::build(NodeId::new(identity.id), settings.data_dir.as_deref(), settings.seed)?;
+    let kv = crate::api_kv::build(
+        NodeId::new(identity.id),
+        settings.data_dir.as_deref(),
+        settings.seed,
+    )?;
     crate::api_kv::host(Arc::clone(&shared), kv).await?;
     let api_addr = match listener {
         Some(listener) => {

@@ -312,7 +312,9 @@ pub fn run_kv<S: Strategy + Clone>(
     progress("idle");
     let idle_n = scenario.idle_nodes.max(2);
     let base = preloaded(scenario.idle_keys, 16);
-    let mut c = cluster(idle_n, scenario.seed, 0.0, prototype, &config, |_| base.clone());
+    let mut c = cluster(idle_n, scenario.seed, 0.0, prototype, &config, |_| {
+        base.clone()
+    });
     drop(base);
     c.run_until(Duration::from_secs(20), &mut ());
     let mut idle = Bytes {
@@ -328,7 +330,9 @@ pub fn run_kv<S: Strategy + Clone>(
     let cn = n.min(20);
     let pre = scenario.catch_up_changes * 2;
     let base = preloaded(pre, scenario.value_len);
-    let mut c = cluster(cn, scenario.seed, scenario.loss, prototype, &config, |_| base.clone());
+    let mut c = cluster(cn, scenario.seed, scenario.loss, prototype, &config, |_| {
+        base.clone()
+    });
     drop(base);
     let mut t = Duration::from_secs(10);
     c.run_until(t, &mut ());
@@ -542,13 +546,21 @@ fn resurrection_run<S: Strategy + Clone>(seed: u64, prototype: &S, out: &mut Res
             let k = rng.random_range(0..keys);
             let key = format!("r/{k}");
             if rng.random_bool(0.5) {
-                let ok = c.command(node, move |kv, cl, now| kv.delete(now, key.as_bytes(), cl).ok(), &mut ());
+                let ok = c.command(
+                    node,
+                    move |kv, cl, now| kv.delete(now, key.as_bytes(), cl).ok(),
+                    &mut (),
+                );
                 if ok.flatten().is_some() {
                     out.deletes += 1;
                     delete_times.push(t);
                 }
             } else {
-                c.command(node, move |kv, cl, now| kv.put(now, key.as_bytes(), b"v1", cl).ok(), &mut ());
+                c.command(
+                    node,
+                    move |kv, cl, now| kv.put(now, key.as_bytes(), b"v1", cl).ok(),
+                    &mut (),
+                );
             }
             if down.is_none() && rng.random_bool(0.05) {
                 let d = rng.random_range(1..n);
