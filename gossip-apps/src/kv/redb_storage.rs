@@ -18,14 +18,14 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("kv_meta");
 pub enum RedbError {
     /// The database failed.
     #[error(transparent)]
-    Database(#[from] redb::Error),
+    Database(#[from] Box<redb::Error>),
     /// A stored row does not decode (the file was changed by something else).
     #[error("a stored entry does not decode")]
     Corrupt,
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> RedbError {
-    RedbError::Database(e.into())
+    RedbError::Database(Box::new(e.into()))
 }
 
 /// Entries in a redb database: every batch one durable transaction, so a

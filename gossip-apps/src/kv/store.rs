@@ -703,6 +703,7 @@ impl<St: Storage> Kv<St> {
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_pull(
         &mut self,
         now: Instant,
@@ -821,6 +822,7 @@ impl<St: Storage> Kv<St> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_since(
         &mut self,
         now: Instant,
@@ -851,7 +853,7 @@ impl<St: Storage> Kv<St> {
             })
             .filter(|(c, _)| *c > after)
             .collect();
-        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        candidates.sort_by_key(|c| c.0);
         let mut entries = Vec::new();
         let mut size = 0;
         let mut more = false;
@@ -1056,10 +1058,8 @@ impl<St: Storage + 'static> Application for Kv<St> {
                     self.on_direct(now, *from, body, cluster);
                 }
             }
-            Event::MemberUp(_) => {
-                if self.catch_up.is_some() {
-                    self.drive_catch_up(now, cluster);
-                }
+            Event::MemberUp(_) if self.catch_up.is_some() => {
+                self.drive_catch_up(now, cluster);
             }
             _ => {}
         }
