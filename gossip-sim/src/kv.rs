@@ -99,7 +99,11 @@ pub struct KvReport {
     pub converge_after_heal_s: Option<f64>,
     /// Randomized partition-and-delete runs.
     pub resurrection_runs: usize,
-    /// A node applied a live value older than a deletion it had applied.
+    /// Resurrections: a node applied a live value whose version is older
+    /// than a deletion that node had applied before for the same key
+    /// (its tombstone since collected, or the node restarted). A write
+    /// with a version newer than the deletion is not counted: under last
+    /// writer wins it is a new value, not the deleted one coming back.
     pub resurrections: u64,
     /// Deletions made over the runs.
     pub deletes: u64,
@@ -432,10 +436,7 @@ pub fn run_kv<S: Strategy + Clone>(
 
     // --- randomized partitions and deletions ---------------------------
     progress("resurrections");
-    let mut res = Resurrections::default();
-    for run in 0..scenario.runs {
-        resurrection_run(scenario.seed.wrapping_add(run as u64), prototype, &mut res);
-    }
+    let res = resurrection_runs(scenario.seed, scenario.runs, prototype);
     let runs = scenario.runs.max(1) as f64;
     KvReport {
         scenario: scenario.clone(),
@@ -478,14 +479,34 @@ fn record(
     }
 }
 
-/// Totals over the randomized runs.
-#[derive(Default)]
-struct Resurrections {
-    resurrections: u64,
-    deletes: u64,
-    deletes_within_grace: u64,
-    tombstones: f64,
-    live: f64,
+/// Totals over randomized partition-and-delete runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resurrections {
+    /// Live values applied with a version older than a deletion the same
+    /// node applied before (see [`KvReport::resurrections`]).
+    pub resurrections: u64,
+    /// Deletions made.
+    pub deletes: u64,
+    /// Deletions within the last grace period at the end of each run.
+    pub deletes_within_grace: u64,
+    /// Tombstones per node at the end, summed over runs.
+    pub tombstones: f64,
+    /// Live keys per node at the end, summed over runs.
+    pub live: f64,
+}
+
+/// `runs` randomized partition-and-delete runs with seeds `seed`,
+/// `seed + 1`, ... (the last phase of [`run_kv`]).
+pub fn resurrection_runs<S: Strategy + Clone>(
+    seed: u64,
+    runs: usize,
+    prototype: &S,
+) -> Resurrections {
+    let mut res = Resurrections::default();
+    for run in 0..runs {
+        resurrection_run(seed.wrapping_add(run as u64), prototype, &mut res);
+    }
+    res
 }
 
 /// One randomized run: 10 nodes, 40 keys, a short grace (20 s); random

@@ -41,7 +41,7 @@ pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
 };
-pub use kv::{run_kv, KvReport, KvScenario};
+pub use kv::{resurrection_runs, run_kv, KvReport, KvScenario, Resurrections};
 pub use math::{run_math, MathRun, MathScenario, MathSim};
 pub use net::{
     Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, OutsiderFrame, OutsiderStats,

@@ -54,6 +54,13 @@ pub struct KvConfig {
     pub catch_up_streams: u16,
     /// Most peers a catch-up pulls from at once. Default 4.
     pub catch_up_peers: usize,
+    /// Key-hash buckets of the collection horizon: for each bucket the
+    /// newest tombstone version this node ever collected there, persisted.
+    /// An entry for a key not held that is not newer than its bucket's
+    /// horizon is refused, even while catching up after a long absence
+    /// (it may be a value this node deleted). More buckets refuse fewer
+    /// old entries of other keys; each costs 8 bytes. Default 1024.
+    pub horizon_buckets: u16,
     /// Most change events kept unpolled; older ones are dropped and
     /// counted. Default 65,536.
     pub max_events: usize,
@@ -76,6 +83,7 @@ impl Default for KvConfig {
             catch_up_margin: Duration::from_secs(5),
             catch_up_streams: 16,
             catch_up_peers: 4,
+            horizon_buckets: 1024,
             max_events: 65_536,
         }
     }
@@ -99,6 +107,9 @@ impl KvConfig {
         }
         if self.catch_up_streams == 0 {
             return bad("catch_up_streams", "must be positive");
+        }
+        if self.horizon_buckets == 0 {
+            return bad("horizon_buckets", "must be positive");
         }
         if self.catch_up_peers == 0 {
             return bad("catch_up_peers", "must be positive");
@@ -194,6 +205,9 @@ pub struct KvStats {
     pub catch_ups: u64,
     /// Tombstones collected.
     pub collected: u64,
+    /// Entries refused for keys not held as no newer than a tombstone
+    /// this node collected in the key's bucket (a possible resurrection).
+    pub refused_horizon: u64,
     /// Old entries dropped on return after more than the grace away.
     pub dropped_stale: u64,
     /// Storage operations that failed.

@@ -20,6 +20,8 @@ use crate::{Application, Channel, Cluster};
 
 /// Bookkeeping key: wall milliseconds of the last completed exchange.
 const META_CONTACT: &str = "last_contact_ms";
+/// Bookkeeping key prefix: the collection horizon of one bucket.
+const META_HORIZON: &str = "gc_horizon/";
 /// Bytes of a message's own fields around its list (tag, variant,
 /// session, lengths), kept free when packing a frame.
 const MESSAGE_OVERHEAD: usize = 32;
@@ -32,6 +34,8 @@ const NODES_PER_MESSAGE: usize = 8;
 enum Source {
     Rumor,
     Peer(NodeId),
+    /// A catch-up page.
+    Page(NodeId),
     Local,
 }
 
@@ -73,6 +77,9 @@ pub struct Kv<St: Storage> {
     /// only while a node that started empty, or dropped its old entries
     /// after a long absence, catches up.
     trust_old: bool,
+    /// Per key-hash bucket, the newest tombstone stamp collected there
+    /// ([`KvConfig::horizon_buckets`]).
+    horizon: Vec<u64>,
     stats: KvStats,
 }
 
@@ -113,9 +120,17 @@ impl<St: Storage> Kv<St> {
             last_contact_ms,
             persisted_contact_ms: last_contact_ms,
             trust_old: false,
+            horizon: Vec::new(),
             stats: KvStats::default(),
             config,
         };
+        for b in 0..this.config.horizon_buckets {
+            let stamp = this
+                .storage
+                .meta(&format!("{META_HORIZON}{b}"))
+                .map_err(KvSetupError::Storage)?;
+            this.horizon.push(stamp.unwrap_or(0));
+        }
         for entry in loaded {
             this.hlc.observe(entry.version.stamp);
             this.index.insert(entry);
@@ -330,6 +345,17 @@ impl<St: Storage> Kv<St> {
                 continue;
             }
             let held = self.index.get(&entry.key);
+            if held.is_none() && entry.version.stamp <= self.horizon[self.bucket(entry.hash())] {
+                // This node collected a tombstone at least as new in the
+                // key's bucket: the entry may be a value it deleted.
+                self.stats.refused_horizon += 1;
+                continue;
+            }
+            // Entries older than the grace are taken for keys not held
+            // only from catch-up pages while catching up after a long
+            // absence: a rumor that old is a late relay of a write whose
+            // deletion may have been collected.
+            let trust_old = self.trust_old && matches!(source, Source::Page(_));
             match held {
                 Some(old) if !entry.supersedes(old) => {
                     if source != Source::Local {
@@ -337,7 +363,7 @@ impl<St: Storage> Kv<St> {
                     }
                     continue;
                 }
-                None if !self.trust_old
+                None if !trust_old
                     && entry.version.millis().saturating_add(self.grace_ms()) < wall_ms =>
                 {
                     self.stats.refused_old += 1;
@@ -370,7 +396,7 @@ impl<St: Storage> Kv<St> {
             self.index.insert(entry);
         }
         self.persist(&ops);
-        if let (Source::Peer(peer), false) = (source, answer.is_empty()) {
+        if let (Source::Peer(peer) | Source::Page(peer), false) = (source, answer.is_empty()) {
             self.send_entries(now, peer, 0, answer, usize::MAX, cluster);
         }
     }
@@ -408,12 +434,36 @@ impl<St: Storage> Kv<St> {
             return;
         }
         let mut ops = Vec::with_capacity(keys.len());
+        let mut raised = BTreeSet::new();
         for key in keys {
+            if let Some(entry) = self.index.get(&key) {
+                let b = self.bucket(entry.hash());
+                if entry.version.stamp > self.horizon[b] {
+                    self.horizon[b] = entry.version.stamp;
+                    raised.insert(b);
+                }
+            }
             self.index.remove(&key);
             self.stats.collected += 1;
             ops.push(StoreOp::Remove(key));
         }
+        // The horizon first: a crash in between leaves it ahead of the
+        // removals, which only refuses more.
+        for b in raised {
+            if self
+                .storage
+                .set_meta(&format!("{META_HORIZON}{b}"), self.horizon[b])
+                .is_err()
+            {
+                self.stats.storage_errors += 1;
+            }
+        }
         self.persist(&ops);
+    }
+
+    /// The horizon bucket of a key hash.
+    fn bucket(&self, hash: u64) -> usize {
+        ((hash >> 32) % u64::from(self.config.horizon_buckets)) as usize
     }
 
     /// Drops every live entry older than the grace (after a long
@@ -784,6 +834,16 @@ impl<St: Storage> Kv<St> {
         }
         let mut peers = self.live_peers(cluster);
         if peers.is_empty() {
+            // Nobody to ask: requests that timed out are forgotten, so no
+            // deadline stays due; a member coming up or the next sync
+            // tick drives the catch-up again.
+            if let Some(catch_up) = self.catch_up.as_mut() {
+                for stream in &mut catch_up.streams {
+                    if stream.asked.is_some_and(|(_, _, d)| d <= now) {
+                        stream.asked = None;
+                    }
+                }
+            }
             return;
         }
         // A few peers, chosen at random once per call.
@@ -941,7 +1001,7 @@ impl<St: Storage> Kv<St> {
             stream.done = !more;
         }
         self.stats.pages += 1;
-        self.apply_all(now, accepted, Source::Peer(from), cluster);
+        self.apply_all(now, accepted, Source::Page(from), cluster);
         self.drive_catch_up(now, cluster);
     }
 
