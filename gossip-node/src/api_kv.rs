@@ -62,10 +62,11 @@ impl Storage for NodeStorage {
         })
     }
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), NodeStorageError> {
-        Ok(match self {
+        match self {
             NodeStorage::Memory(s) => s.apply(ops)?,
             NodeStorage::Redb(s) => s.apply(ops)?,
-        })
+        }
+        Ok(())
     }
     fn meta(&mut self, name: &str) -> Result<Option<u64>, NodeStorageError> {
         Ok(match self {
@@ -74,10 +75,11 @@ impl Storage for NodeStorage {
         })
     }
     fn set_meta(&mut self, name: &str, value: u64) -> Result<(), NodeStorageError> {
-        Ok(match self {
+        match self {
             NodeStorage::Memory(s) => s.set_meta(name, value)?,
             NodeStorage::Redb(s) => s.set_meta(name, value)?,
-        })
+        }
+        Ok(())
     }
 }
 

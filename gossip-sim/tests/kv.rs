@@ -19,7 +19,7 @@ fn no_resurrection_in_the_runs_that_once_failed() {
 /// The bar: zero resurrections over 100 randomized partition and
 /// delete runs (`gossip-node sim kv --runs 100` reports the same count).
 #[test]
-#[ignore = "100 runs; about 5 s in release, longer in debug"]
+#[ignore = "100 randomized runs; run with --release"]
 fn no_resurrection_in_100_randomized_runs() {
     let res = resurrection_runs(1, 100, &RumorMongering::default());
     assert_eq!(res.resurrections, 0, "{res:?}");

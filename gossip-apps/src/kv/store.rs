@@ -301,7 +301,7 @@ impl<St: Storage> Kv<St> {
 
     // ----- applying ----------------------------------------------------
 
-    /// Applies `entry` as if a rumor brought it, bypassing nothing but the
+    /// Applies `entry` as if a catch-up page brought it, bypassing nothing but the
     /// grace check (tests plant stragglers with it).
     #[cfg(test)]
     pub(crate) fn apply_all_for_test(
@@ -311,7 +311,8 @@ impl<St: Storage> Kv<St> {
         cluster: &mut dyn Cluster,
     ) {
         let trust = std::mem::replace(&mut self.trust_old, true);
-        self.apply_all(now, vec![entry], Source::Rumor, cluster);
+        let me = self.me;
+        self.apply_all(now, vec![entry], Source::Page(me), cluster);
         self.trust_old = trust;
     }
 
