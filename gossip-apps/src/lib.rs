@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod kv;
 pub mod leader;
 pub mod partition;
 #[cfg(test)]

@@ -76,6 +76,11 @@ impl ApiError {
     pub fn unavailable(message: &str) -> Self {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, message.to_string())
     }
+
+    /// An error answer with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError(status, message.into())
+    }
 }
 
 impl From<JsonRejection> for ApiError {
@@ -314,6 +319,7 @@ pub fn router<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>) -> Router {
         .route("/v1/join", post(join::<A>))
         .route("/v1/leave", post(leave::<A>))
         .route("/metrics", get(metrics::<A>))
+        .merge(crate::api_kv::routes::<A>())
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth::<A>))
         .route("/", get(page))
         .with_state(shared)

@@ -88,6 +88,10 @@ pub enum SimCommand {
     /// Partition awareness: a 50/50 split reported on both sides, and its heal.
     #[command(after_help = "Example:\n  gossip-node sim partition --nodes 100")]
     Partition(crate::leader_sim::PartitionArgs),
+    /// The replicated key-value store: write visibility, bytes, idle cost,
+    /// catch-up, partition divergence, resurrections and tombstones.
+    #[command(after_help = "Example:\n  gossip-node sim kv --nodes 100 --loss 0.01")]
+    Kv(crate::kv_sim::KvSimArgs),
 }
 
 /// Output format of a report.
@@ -355,6 +359,10 @@ impl Cli {
                     args.format,
                     crate::leader_sim::write_partition_table,
                 )
+            }
+            Command::Sim(SimCommand::Kv(args)) => {
+                let report = args.run(|phase| eprintln!("sim kv: {phase}"))?;
+                print_report(&report, args.format, crate::kv_sim::write_table)
             }
             Command::Demo(args) => args.run(),
             Command::Agent(args) => args.run(),

@@ -114,17 +114,30 @@ pub enum ClientCommand {
         #[allow(missing_docs)]
         target: Target,
     },
+    /// Read and write the replicated key-value store.
+    #[command(
+        after_help = "Examples:\n  gossip-node kv put color blue\n  gossip-node kv get color\n  \
+                            gossip-node kv list col --format json\n  gossip-node kv delete color"
+    )]
+    Kv {
+        /// put, get, delete or list.
+        #[command(subcommand)]
+        action: crate::kv_cmd::KvAction,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        target: Target,
+    },
 }
 
 /// A plain-HTTP client for one agent.
-struct Api {
+pub(crate) struct Api {
     base: String,
     token: Option<String>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
 impl Api {
-    fn new(target: &Target) -> anyhow::Result<Self> {
+    pub(crate) fn new(target: &Target) -> anyhow::Result<Self> {
         let token = match &target.api_token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -180,7 +193,12 @@ impl Api {
 
     /// A request whose answer is one JSON value; an error status becomes
     /// an error with the agent's message.
-    async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
         let response = self.send(method, path, body).await?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
@@ -206,7 +224,8 @@ impl ClientCommand {
             | ClientCommand::Events { target }
             | ClientCommand::Stats { target }
             | ClientCommand::Leader { target }
-            | ClientCommand::Aggregate { target, .. } => target,
+            | ClientCommand::Aggregate { target, .. }
+            | ClientCommand::Kv { target, .. } => target,
         }
     }
 
@@ -302,6 +321,9 @@ impl ClientCommand {
                 } else {
                     write_stats(&mut out, &stats)?;
                 }
+            }
+            ClientCommand::Kv { action, .. } => {
+                crate::kv_cmd::run(&api, action, json_out, &mut out).await?
             }
             ClientCommand::Aggregate { action, .. } => {
                 let answer = match action {

@@ -16,6 +16,7 @@
 pub mod agent_config;
 pub mod aggregation;
 pub mod api;
+pub mod api_kv;
 pub mod api_leader;
 pub mod bench_net;
 pub mod cli;
@@ -26,6 +27,8 @@ pub mod demo;
 pub mod dissemination;
 pub mod envelope;
 pub mod keys;
+pub mod kv_cmd;
+pub mod kv_sim;
 pub mod leader_sim;
 pub mod metrics;
 pub mod plot;

@@ -701,6 +701,12 @@ where
         token: settings.token.clone(),
         stop,
     });
+    let kv = crate::api_kv::build(
+        NodeId::new(identity.id),
+        settings.data_dir.as_deref(),
+        settings.seed,
+    )?;
+    crate::api_kv::host(Arc::clone(&shared), kv).await?;
     let api_addr = match listener {
         Some(listener) => {
             let addr = listener.local_addr()?;

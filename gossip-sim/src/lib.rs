@@ -25,6 +25,7 @@ mod aggregation;
 mod apps;
 pub mod check;
 mod full;
+mod kv;
 mod leader;
 mod math;
 mod net;
@@ -42,6 +43,7 @@ pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
 };
+pub use kv::{resurrection_runs, run_kv, KvReport, KvScenario, Resurrections};
 pub use leader::{
     probe_cluster, run_leader, LeaderProbe, LeaderReport, LeaderSample, LeaderScenario,
 };
