@@ -22,7 +22,13 @@ use serde_json::json;
 const PAGE: &str = include_str!("../assets/status.html");
 
 /// The routes the page may call, relative to its origin.
-const ROUTES: [&str; 4] = ["/v1/members", "/v1/events", "/v1/stats", "/v1/aggregate"];
+const ROUTES: [&str; 5] = [
+    "/v1/members",
+    "/v1/events",
+    "/v1/stats",
+    "/v1/aggregate",
+    "/v1/leader",
+];
 
 #[test]
 fn page_is_small_self_contained_and_uses_the_api_routes() {
@@ -39,7 +45,7 @@ fn page_is_small_self_contained_and_uses_the_api_routes() {
             "page never calls {route}"
         );
     }
-    // Every API path the page names is one of the four.
+    // Every API path the page names is one of these.
     for (at, _) in PAGE.match_indices("/v1/") {
         let path: String = PAGE[at..]
             .chars()
@@ -113,6 +119,16 @@ async fn serve_fake_api(connections: Arc<AtomicUsize>) -> SocketAddr {
         .route(
             "/v1/aggregate",
             get(|| async { Json(json!({"estimate": 42.25, "input": 40.0})) }),
+        )
+        .route(
+            "/v1/leader",
+            get(|| async {
+                Json(
+                    json!({"leader": "127.0.0.1:7946", "is_leader": true, "term": 3,
+                            "has_quorum": true,
+                            "partition": {"suspected": false, "lost": 0}}),
+                )
+            }),
         )
         .route(
             "/v1/events",
