@@ -10,7 +10,7 @@ use gossip_core::{Config, Event, Generation, Node, NodeId};
 use gossip_strategies::RumorMongering;
 use tokio::sync::broadcast::Receiver;
 
-mod common;
+use crate::common;
 use common::{addr, await_event, await_live};
 
 fn spawn_node(transport: impl Transport + 'static, seed: u64) -> AgentHandle<RumorMongering> {

@@ -8,7 +8,7 @@ use gossip_agent::{Agent, AgentConfig, AgentHandle};
 use gossip_apps::{Application, Channel, Cluster};
 use gossip_core::{Config, Event, Generation, Liveness, Node, NodeId};
 
-mod common;
+use crate::common;
 use common::{addr, await_live};
 
 /// Once a second, pings every other live member directly; answers pings

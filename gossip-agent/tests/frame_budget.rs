@@ -9,7 +9,7 @@ use gossip_agent::{Agent, AgentConfig, AgentError, Transport};
 use gossip_core::{Config, Generation, Node, NodeId};
 use gossip_transport_quic::{ClusterCa, QuicConfig, QuicTransport, DATAGRAM_BUDGET};
 
-mod common;
+use crate::common;
 use common::addr;
 
 fn node_with_max_message(at: SocketAddr, max_message_size: usize) -> Node {

@@ -10,7 +10,7 @@ use gossip_aggregate::{Function, Input, PushPull};
 use gossip_core::{CommandError, Config, Event, Generation, Liveness, NoStrategy, Node, NodeId};
 use gossip_strategies::RumorMongering;
 
-mod common;
+use crate::common;
 use common::{addr, await_event, await_live};
 
 type Averaging = AgentHandle<NoStrategy, PushPull>;

@@ -70,6 +70,11 @@ pub struct Stats {
     pub rumors_duplicate: u64,
     /// Rumors sent (each copy counts).
     pub rumors_sent: u64,
+    /// Rumor ids announced without payload (a tree strategy's lazy
+    /// announcements, [`GossipMessage::Announce`](crate::GossipMessage::Announce)).
+    pub announcements_sent: u64,
+    /// Bytes of the frames that carried those announcements.
+    pub announce_bytes_sent: u64,
     /// Application direct messages sent ([`Node::send_direct`](crate::Node::send_direct)).
     pub directs_sent: u64,
     /// Application direct messages received from live members.
@@ -136,6 +141,8 @@ impl Stats {
         self.rumors_delivered += other.rumors_delivered;
         self.rumors_duplicate += other.rumors_duplicate;
         self.rumors_sent += other.rumors_sent;
+        self.announcements_sent += other.announcements_sent;
+        self.announce_bytes_sent += other.announce_bytes_sent;
         self.own_rumors_forged += other.own_rumors_forged;
         self.rumors_reissued += other.rumors_reissued;
         self.rumors_refused_gap += other.rumors_refused_gap;

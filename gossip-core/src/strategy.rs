@@ -63,6 +63,21 @@ pub enum GossipMessage {
         /// The rumors the receiver already held.
         known: Vec<MessageId>,
     },
+    /// I hold these and can send them (Plumtree's lazy `IHave`): ids only,
+    /// no payloads.
+    Announce {
+        /// Rumors the sender holds.
+        ids: Vec<MessageId>,
+    },
+    /// Push to me eagerly from now on, starting with these rumors if you
+    /// hold them (Plumtree's `Graft`; with no ids, a request to become a
+    /// tree neighbour).
+    Graft {
+        /// Rumors the sender lacks.
+        ids: Vec<MessageId>,
+    },
+    /// Stop pushing to me eagerly: announce instead (Plumtree's `Prune`).
+    Prune,
 }
 
 /// What a strategy may ask of the node hosting it.
@@ -118,6 +133,22 @@ pub trait Strategy {
     /// `reciprocate` for a pull back.
     fn on_pull<H: Host>(&mut self, host: &mut H, from: NodeId, digest: &Digest, reciprocate: bool) {
         let _ = (host, from, digest, reciprocate);
+    }
+
+    /// `from` announces rumors it holds ([`GossipMessage::Announce`]).
+    fn on_announce<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
+        let _ = (host, from, ids);
+    }
+
+    /// `from` asks to be pushed to eagerly, starting with `ids`
+    /// ([`GossipMessage::Graft`]).
+    fn on_graft<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
+        let _ = (host, from, ids);
+    }
+
+    /// `from` asks not to be pushed to eagerly ([`GossipMessage::Prune`]).
+    fn on_prune<H: Host>(&mut self, host: &mut H, from: NodeId) {
+        let _ = (host, from);
     }
 
     /// One gossip round elapsed.

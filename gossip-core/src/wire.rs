@@ -325,6 +325,23 @@ pub enum Message {
         #[serde(deserialize_with = "bounded_vec")]
         items: Vec<SignedRumor>,
     },
+    /// Ids of rumors the sender holds, without payloads: a tree strategy's
+    /// lazy announcement (Plumtree's `IHave`).
+    Announce {
+        /// The rumors announced.
+        #[serde(deserialize_with = "bounded_vec")]
+        ids: Vec<MessageId>,
+    },
+    /// Asks the receiver to push to the sender eagerly from now on, and to
+    /// send these rumors if it holds them (Plumtree's `Graft`).
+    Graft {
+        /// The rumors wanted (none: only the link).
+        #[serde(deserialize_with = "bounded_vec")]
+        ids: Vec<MessageId>,
+    },
+    /// Asks the receiver to stop pushing to the sender eagerly (Plumtree's
+    /// `Prune`).
+    Prune,
 }
 
 /// Bytes a [`Message::Direct`] adds besides its header and its payload, at
@@ -435,6 +452,9 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
         | Message::SignedRumors { .. }
         | Message::Pull { .. }
         | Message::Feedback { .. }
+        | Message::Announce { .. }
+        | Message::Graft { .. }
+        | Message::Prune
         | Message::Aggregate { .. }
         | Message::Verify { .. }
         | Message::Direct { .. } => Ok(()),

@@ -5,7 +5,7 @@
 //! the other counters, the next deadline, and the (empty) transmit and event
 //! queues.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

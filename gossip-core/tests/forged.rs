@@ -2,7 +2,7 @@
 //! keeps, tried by a forger. A lone node is driven by hand and fed frames
 //! that name other members as their senders.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -689,4 +689,112 @@ fn direct_messages_are_taken_only_from_live_members() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, addr(2));
     assert!(sent[0].bytes.len() <= node.config().max_message_size.get());
+}
+
+/// Records the tree messages the host hands it, and answers grafts with
+/// the rumors asked for, as a tree strategy would.
+struct TreeProbe {
+    calls: std::rc::Rc<std::cell::RefCell<Vec<(&'static str, NodeId)>>>,
+}
+
+impl gossip_core::Strategy for TreeProbe {
+    fn on_rumor<H: gossip_core::Host>(
+        &mut self,
+        _host: &mut H,
+        _rumor: gossip_core::Rumor,
+        _from: Option<NodeId>,
+    ) {
+    }
+    fn on_announce<H: gossip_core::Host>(
+        &mut self,
+        _host: &mut H,
+        from: NodeId,
+        _ids: &[gossip_core::MessageId],
+    ) {
+        self.calls.borrow_mut().push(("announce", from));
+    }
+    fn on_graft<H: gossip_core::Host>(
+        &mut self,
+        host: &mut H,
+        from: NodeId,
+        ids: &[gossip_core::MessageId],
+    ) {
+        self.calls.borrow_mut().push(("graft", from));
+        let rumors = ids
+            .iter()
+            .filter(|&&id| host.has(id))
+            .map(|&id| gossip_core::Rumor { id, hops: 0 })
+            .collect();
+        host.send(from, gossip_core::GossipMessage::Push { rumors });
+    }
+    fn on_prune<H: gossip_core::Host>(&mut self, _host: &mut H, from: NodeId) {
+        self.calls.borrow_mut().push(("prune", from));
+    }
+}
+
+/// Tree messages (announce, graft, prune) are taken only from live
+/// members, and a member's grafts are answered within its reply budget:
+/// asking for the same rumors again and again cannot amplify.
+#[test]
+fn tree_messages_come_only_from_members_and_grafts_cannot_amplify() {
+    let now = base_instant();
+    let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let probe = TreeProbe {
+        calls: calls.clone(),
+    };
+    let mut node = Node::with_strategy(Config::default(), id(1), Generation(1), 5, probe).unwrap();
+    node.join(now, &[]).unwrap();
+    for i in [2, 3] {
+        node.handle_message(now, addr(i), &join_frame(i)).unwrap();
+        common::answer_challenge(&mut node, now, addr(i), |m| frame(i, m));
+    }
+    let ids: Vec<gossip_core::MessageId> = (0..40)
+        .map(|_| node.broadcast(now, &[0xab; 1000]).unwrap())
+        .collect();
+    core::iter::from_fn(|| node.poll_transmit()).for_each(drop);
+    while node.poll_event().is_some() {}
+
+    // A stranger's announce, graft and prune reach no strategy and draw
+    // nothing.
+    let messages = [
+        Message::Announce { ids: ids.clone() },
+        Message::Graft { ids: ids.clone() },
+        Message::Prune,
+    ];
+    for message in &messages {
+        node.handle_message(now, addr(9), &frame(9, message))
+            .unwrap();
+    }
+    assert!(calls.borrow().is_empty(), "{:?}", calls.borrow());
+    assert!(core::iter::from_fn(|| node.poll_transmit())
+        .next()
+        .is_none());
+
+    // A member's reach its strategy.
+    for message in &messages {
+        node.handle_message(now, addr(2), &frame(2, message))
+            .unwrap();
+    }
+    assert_eq!(
+        *calls.borrow(),
+        [("announce", id(2)), ("graft", id(2)), ("prune", id(2))]
+    );
+
+    // 1,000 grafts of 40 kB of rumors each from one member, at one
+    // instant: answered up to the per-source burst, then refused.
+    let graft = frame(2, &Message::Graft { ids });
+    let mut sent = 0;
+    for _ in 0..1000 {
+        node.handle_message(now, addr(2), &graft).unwrap();
+        sent += core::iter::from_fn(|| node.poll_transmit())
+            .map(|t| t.bytes.len() as u64)
+            .sum::<u64>();
+    }
+    let received = 1000 * graft.len() as u64;
+    let burst = node.config().source_reply_burst_bytes;
+    assert!(
+        sent <= burst + 64 * 1024,
+        "{sent} bytes answered {received} bytes of grafts (burst {burst})"
+    );
+    assert!(node.stats().state_replies_throttled > 0);
 }

@@ -12,7 +12,7 @@
 //! fuzzer found it with three nodes answering a join; a forged sync request
 //! with bounds triggers it from a single frame.
 
-mod common;
+use crate::common;
 
 use std::net::{Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;

@@ -8,7 +8,7 @@
 //!   started node, are accepted exactly when `wire::decode` accepts them, and
 //!   when refused change nothing but the error counter.
 
-mod common;
+use crate::common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroUsize;

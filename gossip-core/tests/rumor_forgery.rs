@@ -271,7 +271,7 @@ fn a_late_joiner_takes_an_origins_rumors_at_any_sequence_then_holds_it_to_the_ga
     assert_eq!(node.stats().rumors_refused_gap, 1);
 }
 
-mod common;
+use crate::common;
 
 // ----- with signatures ------------------------------------------------------
 

@@ -2,7 +2,7 @@
 //! running another aggregate is refused with a typed error and changes
 //! nothing, where it used to be decoded as garbage.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Instant;

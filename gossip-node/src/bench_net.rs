@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use gossip_sim::Quantiles;
-use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode, Relay, RumorMongering};
+use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode, Plumtree, Relay, RumorMongering};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -37,6 +37,9 @@ pub enum NetStrategy {
     AntiEntropy,
     /// Every node sends every new rumor to every member.
     Flood,
+    /// Plumtree: an eager spanning tree with lazy announcements
+    /// (`Plumtree::default()`).
+    Plumtree,
 }
 
 impl NetStrategy {
@@ -51,6 +54,7 @@ impl NetStrategy {
                 AnyStrategy::AntiEntropy(AntiEntropy::new(Mode::PushPull, 1))
             }
             NetStrategy::Flood => AnyStrategy::Flood(Flood),
+            NetStrategy::Plumtree => AnyStrategy::Plumtree(Plumtree::default()),
         }
     }
 }
@@ -131,6 +135,9 @@ pub struct BenchNetReport {
     pub deliveries_per_node: f64,
     /// Rumor copies sent per node per broadcast (redundancy on the wire).
     pub rumor_copies_per_node: f64,
+    /// Bytes of lazy announcements (ids without payload, sent by tree
+    /// strategies) per node per broadcast.
+    pub announce_bytes_per_node_per_broadcast: f64,
     /// Bytes sent per node per second in the idle window, as counted by
     /// the transport (UDP payload; for QUIC, whole QUIC packets).
     pub idle_bytes_per_node_per_s: f64,
@@ -253,7 +260,7 @@ impl BenchNetArgs {
 
         progress("broadcasting");
         let broadcast_phase = Instant::now();
-        let copies_before: u64 = rumor_copies(&cluster).await;
+        let (copies_before, announce_before) = rumor_copies(&cluster).await;
         let mut latencies = Vec::new();
         let mut delivery_ms = Vec::new();
         let mut incomplete = 0;
@@ -292,7 +299,9 @@ impl BenchNetArgs {
             // Let the rumor die down so broadcasts do not overlap.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let copies = rumor_copies(&cluster).await - copies_before;
+        let (copies_after, announce_after) = rumor_copies(&cluster).await;
+        let copies = copies_after - copies_before;
+        let announce_bytes = announce_after - announce_before;
         let deliveries: u64 = everyone
             .iter()
             .map(|&i| cluster.observed[i].lock().expect("lock").deliveries)
@@ -386,6 +395,8 @@ impl BenchNetArgs {
             broadcasts_incomplete: incomplete,
             deliveries_per_node: deliveries as f64 / (broadcasts * (self.nodes - 1) as f64),
             rumor_copies_per_node: copies as f64 / (broadcasts * self.nodes as f64),
+            announce_bytes_per_node_per_broadcast: announce_bytes as f64
+                / (broadcasts * self.nodes as f64),
             idle_bytes_per_node_per_s: per_node_s(after.bytes_sent, before.bytes_sent),
             idle_packets_per_node_per_s: per_node_s(after.packets_sent, before.packets_sent),
             idle_window_s: idle_wall,
@@ -401,14 +412,16 @@ impl BenchNetArgs {
     }
 }
 
-async fn rumor_copies(cluster: &LocalCluster) -> u64 {
-    let mut total = 0;
+/// Rumor copies and announcement bytes sent so far, summed over the nodes.
+async fn rumor_copies(cluster: &LocalCluster) -> (u64, u64) {
+    let (mut copies, mut announce_bytes) = (0, 0);
     for agent in &cluster.agents {
         if let Ok(stats) = agent.stats().await {
-            total += stats.node.rumors_sent;
+            copies += stats.node.rumors_sent;
+            announce_bytes += stats.node.announce_bytes_sent;
         }
     }
-    total
+    (copies, announce_bytes)
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {

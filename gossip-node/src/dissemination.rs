@@ -9,7 +9,8 @@ use gossip_sim::{
     node_addr, run_full_dissemination, FullDissemination, MathRun, MathScenario, MathSim, Quantiles,
 };
 use gossip_strategies::{
-    AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Relay, RumorMongering, Termination,
+    AntiEntropy, AnyStrategy, Central, Direct, Flood, Mode, Plumtree, Relay, RumorMongering,
+    Termination,
 };
 use serde::Serialize;
 
@@ -29,6 +30,9 @@ pub enum StrategyName {
     Direct,
     /// Through a coordinator (node 0).
     Central,
+    /// An eager spanning tree with lazy announcements (Leitão et al.
+    /// 2007); `--fanout` is the neighbours each node seeks.
+    Plumtree,
 }
 
 /// Direction of exchange.
@@ -270,6 +274,9 @@ impl DisseminationArgs {
             StrategyName::Central => AnyStrategy::Central(Central {
                 coordinator: NodeId::new(node_addr(0)),
             }),
+            StrategyName::Plumtree => {
+                AnyStrategy::Plumtree(Plumtree::default().fanout(self.fanout))
+            }
         }
     }
 
@@ -358,6 +365,9 @@ impl DisseminationArgs {
                 quantity: "payload_messages_per_run",
                 value: n,
             }),
+            // The first broadcast floods the random neighbour graph; later
+            // ones follow the pruned tree: no single closed form.
+            StrategyName::Plumtree => {}
         }
         out
     }
@@ -497,6 +507,7 @@ impl DisseminationArgs {
                 (model.to_string(), curve)
             }
             StrategyName::Rumor => return self.rumor_mean_field(rounds),
+            StrategyName::Plumtree => return None,
             StrategyName::Direct | StrategyName::Flood | StrategyName::Central
                 if self.crash_coordinator_at.is_some() =>
             {

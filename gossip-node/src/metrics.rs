@@ -304,6 +304,9 @@ fn kind(message: &Message) -> &'static str {
         Message::Verify { .. } => "verify",
         Message::Direct { .. } => "direct",
         Message::SignedRumors { .. } => "signed_rumors",
+        Message::Announce { .. } => "announce",
+        Message::Graft { .. } => "graft",
+        Message::Prune => "prune",
     }
 }
 

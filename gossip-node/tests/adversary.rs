@@ -163,7 +163,7 @@ macro_rules! invariants {
             #[test]
             $(#[$meta])*
             fn $check() {
-                crate::$check($kind);
+                crate::adversary::$check($kind);
             }
         )*
     };

@@ -5,7 +5,7 @@
 //! directory is the same member in a newer generation; `/metrics` is
 //! Prometheus text; bad configuration exits 2 naming the field.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! a node whose certificate comes from another root is kept out; the
 //! JSON keys `bench-net` promises are present.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

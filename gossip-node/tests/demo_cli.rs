@@ -1,7 +1,7 @@
 //! `gossip-node demo` as a user runs it, shortened: it exits 0 by itself,
 //! prints each step and the summary, and writes an SVG that parses.
 
-mod common;
+use crate::common;
 
 use common::{TempDir, BIN};
 use std::process::Command;

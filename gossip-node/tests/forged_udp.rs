@@ -2,7 +2,7 @@
 //! attacks of issue 11, sent from a socket of its own as well-formed
 //! frames. One forged death evicts nobody; a join flood admits no fake.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

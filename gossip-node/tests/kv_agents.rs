@@ -3,7 +3,7 @@
 //! killed with SIGKILL and restarted on its data dir still has its keys and
 //! catches up on the ones written while it was down.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

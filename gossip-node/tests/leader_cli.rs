@@ -4,7 +4,7 @@
 //! one with a higher term. Also `GET /v1/leader`, the `leader` event and
 //! the Prometheus metrics.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `--plot` as a user runs it: each `sim` command writes an SVG that parses,
 //! names its measured and theory series and carries real data.
 
-mod common;
+use crate::common;
 
 use common::{TempDir, BIN};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! `gossip-node agent --keyring` over UDP, a key reloaded on SIGHUP, and
 //! clear refusals of bad key files.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! and `gossip-node agent --signing-key --trusted-keys` over UDP. A member
 //! whose key nobody trusts stays a member, but its broadcasts are refused.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //!
 //! The Chromium test is ignored by default (it may install a browser). Run it
 //! by hand with
-//! `cargo test -p gossip-node --test status_page -- --ignored --nocapture`;
+//! `cargo test -p gossip-node --test integration status_page -- --ignored --nocapture`;
 //! it installs Debian's `chromium` with apt-get when it is missing and the
 //! test runs as root, and skips with a message where it cannot. Set
 //! `STATUS_SCREENSHOT=/tmp/status.png` to also save a screenshot.

@@ -91,7 +91,11 @@ impl Observer for BroadcastWatch {
                     self.payload_frames += 1;
                 }
             }
-            Message::Pull { .. } | Message::Feedback { .. } => {}
+            Message::Pull { .. }
+            | Message::Feedback { .. }
+            | Message::Announce { .. }
+            | Message::Graft { .. }
+            | Message::Prune => {}
             _ => return,
         }
         self.frames += 1;

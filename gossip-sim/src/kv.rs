@@ -136,9 +136,12 @@ impl Observer for Bytes {
             return;
         };
         match message {
-            Message::Rumors { .. } | Message::Pull { .. } | Message::Feedback { .. } => {
-                self.rumor += bytes.len() as u64
-            }
+            Message::Rumors { .. }
+            | Message::Pull { .. }
+            | Message::Feedback { .. }
+            | Message::Announce { .. }
+            | Message::Graft { .. }
+            | Message::Prune => self.rumor += bytes.len() as u64,
             Message::Direct { payload } if Channel::Kv.open(&payload).is_some() => {
                 self.direct += bytes.len() as u64;
                 if let Some(w) = self.watch {

@@ -339,6 +339,19 @@ impl<S: Strategy + Clone> MathSim<S> {
                     from_id,
                     &known,
                 ),
+                GossipMessage::Announce { ids } => self.strategies[to].on_announce(
+                    &mut host!(to, &mut self.this_round),
+                    from_id,
+                    &ids,
+                ),
+                GossipMessage::Graft { ids } => self.strategies[to].on_graft(
+                    &mut host!(to, &mut self.this_round),
+                    from_id,
+                    &ids,
+                ),
+                GossipMessage::Prune => {
+                    self.strategies[to].on_prune(&mut host!(to, &mut self.this_round), from_id)
+                }
             }
         }
         let crashed = &self.crashed;

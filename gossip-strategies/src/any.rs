@@ -3,7 +3,7 @@
 use gossip_core::{Digest, Host, MessageId, NodeId, Rumor, Strategy};
 use serde::{Deserialize, Serialize};
 
-use crate::{AntiEntropy, Central, Direct, Flood, RumorMongering};
+use crate::{AntiEntropy, Central, Direct, Flood, Plumtree, RumorMongering};
 
 /// Any strategy of this crate, chosen at runtime (for example from a config
 /// file) and dispatched by `match`.
@@ -28,6 +28,8 @@ pub enum AnyStrategy {
     Direct(Direct),
     /// [`Central`].
     Central(Central),
+    /// [`Plumtree`].
+    Plumtree(Plumtree),
 }
 
 macro_rules! each {
@@ -38,6 +40,7 @@ macro_rules! each {
             AnyStrategy::Flood($s) => $body,
             AnyStrategy::Direct($s) => $body,
             AnyStrategy::Central($s) => $body,
+            AnyStrategy::Plumtree($s) => $body,
         }
     };
 }
@@ -54,6 +57,15 @@ impl Strategy for AnyStrategy {
     }
     fn on_pull<H: Host>(&mut self, host: &mut H, from: NodeId, digest: &Digest, reciprocate: bool) {
         each!(self, s => s.on_pull(host, from, digest, reciprocate))
+    }
+    fn on_announce<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
+        each!(self, s => s.on_announce(host, from, ids))
+    }
+    fn on_graft<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
+        each!(self, s => s.on_graft(host, from, ids))
+    }
+    fn on_prune<H: Host>(&mut self, host: &mut H, from: NodeId) {
+        each!(self, s => s.on_prune(host, from))
     }
     fn on_round<H: Host>(&mut self, host: &mut H) {
         each!(self, s => s.on_round(host))

@@ -60,7 +60,7 @@ impl Host for Recording {
         match message {
             GossipMessage::Push { .. } => self.pushes.push(to),
             GossipMessage::Feedback { .. } => self.feedback.push(to),
-            GossipMessage::Pull { .. } => {}
+            _ => {}
         }
     }
 }

@@ -181,6 +181,20 @@ impl<'a, 'b> Hosted<'a, 'b> {
             GossipMessage::Feedback { known } => {
                 self.push_packed(to.addr(), known, |known| Message::Feedback { known });
             }
+            GossipMessage::Announce { ids } => {
+                let before = self.sent;
+                self.lent.outbox.stats.announcements_sent += ids.len() as u64;
+                self.push_packed(to.addr(), ids, |ids| Message::Announce { ids });
+                self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
+            }
+            GossipMessage::Graft { ids } => {
+                if ids.is_empty() {
+                    self.push_frame(to.addr(), &Message::Graft { ids });
+                } else {
+                    self.push_packed(to.addr(), ids, |ids| Message::Graft { ids });
+                }
+            }
+            GossipMessage::Prune => self.push_frame(to.addr(), &Message::Prune),
         }
     }
 

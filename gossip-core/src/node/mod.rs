@@ -908,6 +908,26 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                     self.run_strategy(|strategy, host| strategy.on_feedback(host, sender, &known));
                 }
             }
+            Message::Announce { ids } => {
+                if self.counts_as_member(&source) {
+                    self.run_strategy(|strategy, host| strategy.on_announce(host, sender, &ids));
+                }
+            }
+            // A graft is answered with payloads: within the same per-source
+            // byte budgets as pulls and state replies, so that asking for
+            // many rumors cannot amplify.
+            Message::Graft { ids } => {
+                if self.counts_as_member(&source) && self.allow_state_reply(now, from) {
+                    let sent =
+                        self.run_strategy(|strategy, host| strategy.on_graft(host, sender, &ids));
+                    self.sync.charge(from, sent);
+                }
+            }
+            Message::Prune => {
+                if self.counts_as_member(&source) {
+                    self.run_strategy(|strategy, host| strategy.on_prune(host, sender));
+                }
+            }
             Message::Direct { payload } => {
                 if self.counts_as_member(&source) {
                     self.outbox.stats.directs_received += 1;

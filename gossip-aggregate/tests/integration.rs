@@ -1,0 +1,6 @@
+//! The crate's integration tests, built as one binary: one link of the
+//! dependency graph instead of one per file keeps the test build short.
+//! Run one file's tests with `cargo test -p gossip-aggregate --test integration FILE::`.
+
+mod aggregation;
+mod forged;

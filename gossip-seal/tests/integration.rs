@@ -1,0 +1,7 @@
+//! The crate's integration tests, built as one binary: one link of the
+//! dependency graph instead of one per file keeps the test build short.
+//! Run one file's tests with `cargo test -p gossip-seal --test integration FILE::`.
+
+mod rotation;
+mod signed_rumors;
+mod udp;

@@ -1,0 +1,10 @@
+//! The crate's integration tests, built as one binary: one link of the
+//! dependency graph instead of one per file keeps the test build short.
+//! Run one file's tests with `cargo test -p gossip-sim --test integration FILE::`.
+
+mod adversary;
+mod apps;
+mod kv;
+mod leader;
+mod plumtree;
+mod scenarios;
