@@ -69,8 +69,9 @@ pub struct Plumtree {
     /// are ignored until some arrive or are given up. Default 1024.
     #[serde(default = "default_max_missing")]
     pub max_missing: usize,
-    /// Most announcers remembered per missing rumor, tried one per
-    /// [`graft_after`](Self::graft_after) rounds. Default 4.
+    /// Most announcers remembered per missing rumor, and most grafts sent
+    /// for it: one per [`graft_after`](Self::graft_after) rounds, to each
+    /// announcer in turn (so a lost graft or answer is retried). Default 4.
     #[serde(default = "default_max_announcers")]
     pub max_announcers: usize,
     /// Most rumors answered per graft. Default 256.
@@ -118,10 +119,12 @@ struct TreeState {
 /// An announced rumor this node waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Missing {
-    /// Peers that announced it, in order, not yet grafted from.
+    /// Peers that announced it, the next one to graft from first.
     announcers: VecDeque<NodeId>,
     /// Round at which the next announcer is grafted.
     due: u64,
+    /// Grafts sent for it so far.
+    tries: u32,
 }
 
 fn default_fanout() -> u32 {
@@ -260,6 +263,7 @@ impl Plumtree {
     fn graft_due<H: Host>(&mut self, host: &mut H) {
         let round = self.state.round;
         let wait = u64::from(self.graft_after.max(1));
+        let max_tries = self.max_announcers.max(1) as u32;
         let mut grafts: BTreeMap<NodeId, Vec<MessageId>> = BTreeMap::new();
         self.state.missing.retain(|&id, missing| {
             if host.has(id) {
@@ -268,9 +272,14 @@ impl Plumtree {
             if missing.due > round {
                 return true;
             }
+            if missing.tries >= max_tries {
+                return false;
+            }
             let Some(announcer) = missing.announcers.pop_front() else {
                 return false;
             };
+            missing.announcers.push_back(announcer);
+            missing.tries += 1;
             grafts.entry(announcer).or_default().push(id);
             missing.due = round + wait;
             true
@@ -371,6 +380,7 @@ impl Strategy for Plumtree {
                     Missing {
                         announcers: VecDeque::from([from]),
                         due: round + wait,
+                        tries: 0,
                     },
                 );
             }
