@@ -1,6 +1,6 @@
 //! Applications that the field builds on gossip, as sans-IO state machines
 //! over the core's public seams: a replicated key-value store, leader
-//! election, and partition awareness.
+//! election, partition awareness, and payloads larger than a frame.
 //!
 //! An [`Application`] sits beside a [`gossip_core::Node`]: the host hands it
 //! every [`Event`] the node emits and wakes it at its own deadline, and the
@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bulk;
 pub mod kv;
 pub mod leader;
 pub mod partition;
@@ -40,6 +41,8 @@ pub enum Channel {
     Kv = 0xA1,
     /// Leader election's announcements.
     Leader = 0xA2,
+    /// Bulk payloads' headers and chunks.
+    Bulk = 0xA3,
 }
 
 impl Channel {
@@ -49,7 +52,7 @@ impl Channel {
     }
 
     /// Every channel.
-    pub const ALL: [Channel; 2] = [Channel::Kv, Channel::Leader];
+    pub const ALL: [Channel; 3] = [Channel::Kv, Channel::Leader, Channel::Bulk];
 
     /// The channel `payload` belongs to, if any: how a host tells an
     /// application's broadcasts from the user's own.

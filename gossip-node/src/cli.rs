@@ -92,6 +92,10 @@ pub enum SimCommand {
     /// catch-up, partition divergence, resurrections and tombstones.
     #[command(after_help = "Example:\n  gossip-node sim kv --nodes 100 --loss 0.01")]
     Kv(crate::kv_sim::KvSimArgs),
+    /// Payloads larger than a frame (blocks), chunked and reassembled:
+    /// delivery, time and bytes per node over the payload.
+    #[command(after_help = "Example:\n  gossip-node sim blocks --nodes 100")]
+    Blocks(crate::blocks_sim::BlocksSimArgs),
 }
 
 /// Output format of a report.
@@ -359,6 +363,10 @@ impl Cli {
                     args.format,
                     crate::leader_sim::write_partition_table,
                 )
+            }
+            Command::Sim(SimCommand::Blocks(args)) => {
+                let report = args.run(|done| eprintln!("sim blocks: {done} blocks done"))?;
+                print_report(&report, args.format, crate::blocks_sim::write_table)
             }
             Command::Sim(SimCommand::Kv(args)) => {
                 let report = args.run(|phase| eprintln!("sim kv: {phase}"))?;

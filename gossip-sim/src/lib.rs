@@ -23,6 +23,7 @@ mod address;
 mod adversary;
 mod aggregation;
 mod apps;
+mod blocks;
 pub mod check;
 mod full;
 mod kv;
@@ -39,6 +40,7 @@ pub use adversary::{
 };
 pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 pub use apps::AppSim;
+pub use blocks::{run_blocks, BlocksReport, BlocksScenario};
 pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,

@@ -4,6 +4,7 @@
 
 mod adversary;
 mod apps;
+mod blocks;
 mod kv;
 mod leader;
 mod plumtree;

@@ -162,7 +162,8 @@ fn a_prune_turns_the_link_lazy_and_a_graft_turns_it_eager_again() {
 }
 
 #[test]
-fn an_announced_rumor_that_does_not_arrive_is_grafted_from_each_announcer_in_turn_a_bounded_number_of_times() {
+fn an_announced_rumor_that_does_not_arrive_is_grafted_from_each_announcer_in_turn_a_bounded_number_of_times(
+) {
     let (mut tree, mut host) = with_neighbours();
     tree.on_announce(&mut host, node(4), &[id(9)]);
     tree.on_announce(&mut host, node(5), &[id(9)]);
@@ -241,7 +242,10 @@ fn a_lying_announcer_costs_a_bounded_table_and_a_bounded_number_of_grafts() {
             }
         }
     }
-    assert_eq!(grafted, 400, "each id grafted max_announcers (4) times, no more");
+    assert_eq!(
+        grafted, 400,
+        "each id grafted max_announcers (4) times, no more"
+    );
     assert_eq!(tree.missing_count(), 0);
 }
 
