@@ -42,6 +42,10 @@ pub struct BlocksSimArgs {
     /// Seconds between blocks (each block is followed for this long).
     #[arg(long, default_value_t = 2.0)]
     pub interval: f64,
+    /// Small broadcasts before the first block, 200 ms apart, as a running
+    /// cluster would have made (a tree strategy prunes its links on them).
+    #[arg(long, default_value_t = 10)]
+    pub warm_up: usize,
     /// Dissemination strategy.
     #[arg(long, value_enum, default_value_t = BlocksStrategy::Plumtree)]
     pub strategy: BlocksStrategy,
@@ -72,6 +76,7 @@ impl BlocksSimArgs {
             block_bytes: self.block_bytes,
             blocks: self.blocks.max(1),
             interval: Duration::from_secs_f64(self.interval),
+            warm_up: self.warm_up.min(10_000),
         })
     }
 
@@ -95,8 +100,8 @@ pub fn write_table(out: &mut impl Write, r: &BlocksReport) -> anyhow::Result<()>
     let s = &r.scenario;
     writeln!(
         out,
-        "blocks: {} nodes, {} blocks of {} B, loss {}, seed {}",
-        s.nodes, s.blocks, s.block_bytes, s.loss, s.seed
+        "blocks: {} nodes, {} blocks of {} B after {} warm-up broadcasts, loss {}, seed {}",
+        s.nodes, s.blocks, s.block_bytes, s.warm_up, s.loss, s.seed
     )?;
     writeln!(
         out,
