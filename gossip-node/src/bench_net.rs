@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::{config_for, leave_room_for_seal};
+use gossip_apps::bulk::{Bulk, BulkConfig, BulkEvent};
 use gossip_seal::{Keyring, KeyringHandle};
 
 /// Dissemination strategies offered by `bench-net`.
@@ -100,6 +101,15 @@ pub struct BenchNetArgs {
     /// Address nodes bind to (port 0 picks free ports).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
+    /// Also send payloads of this many bytes, larger than a frame, as bulk
+    /// payloads (`gossip_apps::bulk`: chunked, reassembled, SHA-256
+    /// checked), after the broadcasts; 0: none. Choose `--strategy
+    /// plumtree` for them.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+    /// Bulk payloads sent, one after another, from random nodes.
+    #[arg(long, default_value_t = 5)]
+    pub payloads: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -161,6 +171,8 @@ pub struct BenchNetReport {
     /// False death declarations (one per declaring node and victim), by
     /// the phase in which they happened: join, idle, broadcast, detection.
     pub false_declarations_by_phase: [usize; 4],
+    /// Bulk payloads (`--payload-bytes`), if any were sent.
+    pub payloads: Option<PayloadReport>,
     /// Events lost by watchers that fell behind (should be 0).
     pub events_lagged: u64,
     /// Wall-clock seconds of the whole run.
@@ -173,6 +185,55 @@ pub struct BenchNetReport {
     /// not within the timeout). Drawn by --plot.
     #[serde(skip)]
     pub to_all_ms: Vec<Option<f64>>,
+}
+
+/// What the bulk payload phase measured (`--payload-bytes`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PayloadReport {
+    /// Bytes of each payload.
+    pub payload_bytes: usize,
+    /// Payloads sent.
+    pub payloads: u32,
+    /// Fraction of (payload, other node) pairs assembled and verified
+    /// within the timeout.
+    pub delivered_fraction: f64,
+    /// Each delivery's latency after the send, ms (polled every 5 ms).
+    pub delivery_ms: PayloadQuantiles,
+    /// Bytes every node sent during the phase, as counted by the
+    /// transport, per node, over the bytes of the payloads.
+    pub bytes_sent_per_node_over_payload: f64,
+    /// Payloads whose chunks did not match their hash (should be 0).
+    pub hash_mismatches: u64,
+}
+
+/// Quantiles of delivery latency, ms; `None` when some delivery never came.
+#[derive(Clone, Debug, Serialize)]
+pub struct PayloadQuantiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile (nearest rank).
+    pub p95: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl PayloadQuantiles {
+    fn of(values: &[Option<f64>]) -> Self {
+        let mut sorted: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::INFINITY)).collect();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if sorted.is_empty() {
+                return None;
+            }
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            Some(sorted[rank - 1]).filter(|v| v.is_finite())
+        };
+        Self {
+            p50: at(0.5),
+            p95: at(0.95),
+            max: at(1.0),
+        }
+    }
 }
 
 impl BenchNetArgs {
@@ -190,6 +251,9 @@ impl BenchNetArgs {
                 self.nodes.saturating_sub(2),
                 self.nodes
             );
+        }
+        if self.payload_bytes > 64 << 20 {
+            bail!("--payload-bytes: at most 67108864 (64 MiB)");
         }
         if self.sealed && self.transport == TransportKind::Quic {
             bail!("--sealed seals UDP frames; QUIC already encrypts with TLS");
@@ -216,6 +280,16 @@ impl BenchNetArgs {
         } else {
             None
         };
+        if self.payload_bytes > 0 {
+            // Every chunk of a payload stays at hand for relaying and
+            // repairs, beside the other broadcasts.
+            let chunks = self
+                .payload_bytes
+                .div_ceil(config.max_message_size.get() / 2);
+            let stored = config.max_stored_messages.get().max(4 * chunks);
+            config.max_stored_messages =
+                std::num::NonZeroUsize::new(stored).expect("at least the default");
+        }
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -307,6 +381,12 @@ impl BenchNetArgs {
             .map(|&i| cluster.observed[i].lock().expect("lock").deliveries)
             .sum();
         let broadcasts = f64::from(self.broadcasts.max(1));
+        let payloads = if self.payload_bytes > 0 {
+            progress("bulk payloads");
+            Some(self.bulk_phase(&cluster, &mut rng, timeout).await?)
+        } else {
+            None
+        };
 
         progress("failure detection");
         let detection_phase = Instant::now();
@@ -406,8 +486,100 @@ impl BenchNetArgs {
             detection_first_s,
             false_positives: false_positives.len(),
             false_declarations_by_phase: by_phase,
+            payloads,
             events_lagged,
             wall_s: wall.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+impl BenchNetArgs {
+    /// Sends `--payloads` bulk payloads of `--payload-bytes`, one after
+    /// another from random nodes, each followed until every other node
+    /// assembled it or the timeout.
+    async fn bulk_phase(
+        &self,
+        cluster: &LocalCluster,
+        rng: &mut ChaCha8Rng,
+        timeout: Duration,
+    ) -> anyhow::Result<PayloadReport> {
+        let config = BulkConfig {
+            max_payload_bytes: (self.payload_bytes as u64)
+                .max(BulkConfig::default().max_payload_bytes),
+            ..BulkConfig::default()
+        };
+        for agent in &cluster.agents {
+            agent.add_app(Bulk::new(config.clone())).await?;
+        }
+        let before = cluster.transport_totals().await;
+        let mut latencies = Vec::new();
+        let mut delivered = 0usize;
+        let limit = timeout.min(Duration::from_secs(30));
+        for p in 0..self.payloads {
+            let origin = rng.random_range(0..self.nodes);
+            let payload: Vec<u8> = (0..self.payload_bytes)
+                .map(|i| (i as u32 ^ p).wrapping_mul(0x9e37_79b9).to_le_bytes()[3])
+                .collect();
+            let sent = Instant::now();
+            let id = cluster.agents[origin]
+                .with_app::<Bulk, _, _>(move |app, node, now| app.send(now, payload, node))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("node {origin} hosts no bulk application"))??;
+            let mut at: Vec<Option<Instant>> = vec![None; self.nodes];
+            at[origin] = Some(sent);
+            while at.iter().any(Option::is_none) && sent.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                for (i, agent) in cluster.agents.iter().enumerate() {
+                    if at[i].is_some() {
+                        continue;
+                    }
+                    let got = agent
+                        .with_app::<Bulk, _, _>(move |app, _, _| {
+                            let mut got = false;
+                            while let Some(event) = app.poll_event() {
+                                if let BulkEvent::Delivered { id: which, .. } = event {
+                                    got |= which == id;
+                                }
+                            }
+                            got
+                        })
+                        .await?
+                        .unwrap_or(false);
+                    if got {
+                        at[i] = Some(Instant::now());
+                    }
+                }
+            }
+            for (i, when) in at.iter().enumerate() {
+                if i == origin {
+                    continue;
+                }
+                delivered += usize::from(when.is_some());
+                latencies.push(when.map(|w| (w - sent).as_secs_f64() * 1000.0));
+            }
+            // Let repairs and announcements die down between payloads.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let after = cluster.transport_totals().await;
+        let mut hash_mismatches = 0;
+        for agent in &cluster.agents {
+            hash_mismatches += agent
+                .with_app::<Bulk, _, _>(|app, _, _| app.stats().hash_mismatches)
+                .await?
+                .unwrap_or(0);
+        }
+        let total = (self.payload_bytes as f64 * f64::from(self.payloads)).max(1.0);
+        Ok(PayloadReport {
+            payload_bytes: self.payload_bytes,
+            payloads: self.payloads,
+            delivered_fraction: delivered as f64
+                / (f64::from(self.payloads.max(1)) * (self.nodes - 1) as f64),
+            delivery_ms: PayloadQuantiles::of(&latencies),
+            bytes_sent_per_node_over_payload: after.bytes_sent.saturating_sub(before.bytes_sent)
+                as f64
+                / self.nodes as f64
+                / total,
+            hash_mismatches,
         })
     }
 }
@@ -455,9 +627,23 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
     )?;
     writeln!(
         out,
-        "  deliveries           {:.3} per node per broadcast, {:.2} rumor copies sent per node",
-        r.deliveries_per_node, r.rumor_copies_per_node
+        "  deliveries           {:.3} per node per broadcast, {:.2} rumor copies sent per node, {:.1} B of announcements per node",
+        r.deliveries_per_node, r.rumor_copies_per_node, r.announce_bytes_per_node_per_broadcast
     )?;
+    if let Some(p) = &r.payloads {
+        writeln!(
+            out,
+            "  bulk payloads        {} of {} B: {:.4} delivered, p50 {} ms  p95 {} ms  max {} ms, {:.3}x the payload sent per node, {} hash mismatches",
+            p.payloads,
+            p.payload_bytes,
+            p.delivered_fraction,
+            opt(p.delivery_ms.p50, 1),
+            opt(p.delivery_ms.p95, 1),
+            opt(p.delivery_ms.max, 1),
+            p.bytes_sent_per_node_over_payload,
+            p.hash_mismatches
+        )?;
+    }
     writeln!(
         out,
         "  idle traffic         {:.1} B and {:.2} packets per node per s over {:.1} s",

@@ -222,6 +222,34 @@ fn bench_net_json_has_every_promised_key() {
     );
 }
 
+/// Real agents on loopback sockets pass payloads of 200 kB (about 150
+/// frames each) over Plumtree: every node assembles and verifies each.
+#[test]
+fn bench_net_sends_payloads_larger_than_a_frame_to_every_node() {
+    let args = [
+        SMALL_BENCH_NET,
+        &[
+            "--strategy",
+            "plumtree",
+            "--payload-bytes",
+            "200000",
+            "--payloads",
+            "2",
+            "--format",
+            "json",
+        ],
+    ]
+    .concat();
+    let out = run_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let payloads = &report["payloads"];
+    assert_eq!(payloads["payload_bytes"], 200000, "{report}");
+    assert_eq!(payloads["delivered_fraction"], 1.0, "{report}");
+    assert_eq!(payloads["hash_mismatches"], 0);
+    assert!(payloads["delivery_ms"]["max"].is_number());
+    assert!(report["announce_bytes_per_node_per_broadcast"].is_number());
+}
+
 #[test]
 fn keygen_issues_a_certificate_for_the_days_asked() {
     let keys = TempDir::new("valid-days");
