@@ -312,8 +312,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.timers.arm(Timer::Suspicion(id), deadline);
         }
         if change.came_up() {
-            let live = self.view.live().len();
-            self.detector.add_candidate(id, live, &mut self.rng);
+            let slot = self.view.slot_of(&id).expect("a live member is known");
+            self.detector
+                .add_candidate(slot, &mut self.view, &mut self.rng);
         }
         if change.went_down() {
             self.plugins.peer_down(id);
