@@ -239,6 +239,67 @@ impl Hasher for MixHasher {
     }
 }
 
+/// A map keyed by member id that stores an IPv4 member's key in eight
+/// bytes rather than a `NodeId`'s 32 (IPv6 members' ids whole, beside).
+/// Lookups only, like [`FastMap`]: never iterated.
+#[derive(Debug)]
+pub(crate) struct IdMap<V> {
+    v4: FastMap<u64, V>,
+    wide: FastMap<NodeId, V>,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        Self {
+            v4: FastMap::default(),
+            wide: FastMap::default(),
+        }
+    }
+}
+
+impl<V> IdMap<V> {
+    pub fn get(&self, id: &NodeId) -> Option<&V> {
+        match pack(id) {
+            V6_TAG => self.wide.get(id),
+            key => self.v4.get(&key),
+        }
+    }
+
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut V> {
+        match pack(id) {
+            V6_TAG => self.wide.get_mut(id),
+            key => self.v4.get_mut(&key),
+        }
+    }
+
+    pub fn insert(&mut self, id: NodeId, value: V) -> Option<V> {
+        match pack(&id) {
+            V6_TAG => self.wide.insert(id, value),
+            key => self.v4.insert(key, value),
+        }
+    }
+
+    pub fn remove(&mut self, id: &NodeId) -> Option<V> {
+        match pack(id) {
+            V6_TAG => self.wide.remove(id),
+            key => self.v4.remove(&key),
+        }
+    }
+
+    pub fn contains_key(&self, id: &NodeId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.wide.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.v4.clear();
+        self.wide.clear();
+    }
+}
+
 /// Hash of a member id for the table's index.
 fn id_hash(id: &NodeId) -> u64 {
     BuildHasherDefault::<MixHasher>::default().hash_one(id)
@@ -674,6 +735,20 @@ mod tests {
         assert_eq!(table.id(c), id(3));
         assert!(table.get(&v6).is_none());
         assert!(core::mem::size_of::<Entry>() <= 48);
+    }
+
+    #[test]
+    fn id_map_keeps_both_families_apart() {
+        let v6: NodeId = NodeId::new("[::ffff:127.0.0.1]:1".parse().unwrap());
+        let mut map = IdMap::default();
+        assert_eq!(map.insert(id(1), 'a'), None);
+        assert_eq!(map.insert(v6, 'b'), None);
+        assert_eq!(map.insert(id(1), 'c'), Some('a'));
+        assert_eq!((map.get(&id(1)), map.get(&v6), map.len()), (Some(&'c'), Some(&'b'), 2));
+        assert_eq!(map.remove(&v6), Some('b'));
+        assert!(!map.contains_key(&v6) && map.get(&id(2)).is_none());
+        map.clear();
+        assert_eq!(map.len(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::id::NodeId;
-use crate::membership::{FastMap, Version};
+use crate::membership::{IdMap, Version};
 
 /// A claim waiting for its member's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub(crate) enum Timeout {
 /// The claims waiting for proof, at most `max_candidates` of them.
 #[derive(Debug, Default)]
 pub(crate) struct Candidates {
-    waiting: FastMap<NodeId, Candidate>,
+    waiting: IdMap<Candidate>,
 }
 
 impl Candidates {
