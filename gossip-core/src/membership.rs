@@ -744,7 +744,10 @@ mod tests {
         assert_eq!(map.insert(id(1), 'a'), None);
         assert_eq!(map.insert(v6, 'b'), None);
         assert_eq!(map.insert(id(1), 'c'), Some('a'));
-        assert_eq!((map.get(&id(1)), map.get(&v6), map.len()), (Some(&'c'), Some(&'b'), 2));
+        assert_eq!(
+            (map.get(&id(1)), map.get(&v6), map.len()),
+            (Some(&'c'), Some(&'b'), 2)
+        );
         assert_eq!(map.remove(&v6), Some('b'));
         assert!(!map.contains_key(&v6) && map.get(&id(2)).is_none());
         map.clear();
