@@ -130,19 +130,30 @@ pub struct HeldFrame {
     pub bytes: Vec<u8>,
 }
 
+/// Who sent a frame in flight: a node by index, or another address kept
+/// in [`Simulator::senders`] (an outsider's), so that a queued frame
+/// carries a few bytes rather than a socket address. At a join storm the
+/// queue holds a frame or so per member per node.
+#[derive(Clone, Copy)]
+enum Sender {
+    Node(u32),
+    Other(u32),
+}
+
 enum Action {
     Deliver {
-        to: usize,
-        from: SocketAddr,
-        bytes: Vec<u8>,
+        /// The encoded frame, without spare capacity.
+        bytes: Box<[u8]>,
+        to: u32,
+        from: Sender,
         /// Index of its [`FrameRecord`] when recording.
-        record: Option<usize>,
+        record: Option<u32>,
         /// Sent by an outsider ([`Simulator::send_as_outsider`]): counted in
         /// [`OutsiderStats`], not in [`NetStats`].
         outsider: bool,
     },
     Wake {
-        node: usize,
+        node: u32,
     },
 }
 
@@ -400,6 +411,7 @@ impl<S: Strategy + Clone, A: Aggregate> SimBuilder<S, A> {
             outsiders: BTreeSet::new(),
             outsider_inbox: Vec::new(),
             outsider_stats: OutsiderStats::default(),
+            senders: Vec::new(),
         };
         for i in 0..self.nodes {
             let seed = self.node_seeds.get(i).copied();
@@ -463,6 +475,8 @@ pub struct Simulator<S = NoStrategy, A = NoAggregate> {
     /// Frames sent to outsiders and not read yet.
     outsider_inbox: Vec<OutsiderFrame>,
     outsider_stats: OutsiderStats,
+    /// Source addresses of queued frames that are no node's own.
+    senders: Vec<SocketAddr>,
 }
 
 impl Simulator<NoStrategy> {
@@ -676,7 +690,7 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
             .filter_map(|Reverse(item)| match &item.action {
                 Action::Deliver {
                     to, from, bytes, ..
-                } => Some((*to, *from, bytes.as_slice())),
+                } => Some((*to as usize, self.sender_addr(*from), &bytes[..])),
                 Action::Wake { .. } => None,
             })
     }
@@ -828,6 +842,29 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
         self.link = link;
     }
 
+    /// How a queued frame names its source address `from`.
+    fn sender(&mut self, from: SocketAddr) -> Sender {
+        if let Some(i) = self.index_of(from).filter(|&i| self.addr(i) == from) {
+            return Sender::Node(i as u32);
+        }
+        let k = match self.senders.iter().position(|&a| a == from) {
+            Some(k) => k,
+            None => {
+                self.senders.push(from);
+                self.senders.len() - 1
+            }
+        };
+        Sender::Other(k as u32)
+    }
+
+    /// The source address a queued frame names.
+    fn sender_addr(&self, sender: Sender) -> SocketAddr {
+        match sender {
+            Sender::Node(i) => self.addr(i as usize),
+            Sender::Other(k) => self.senders[k as usize],
+        }
+    }
+
     fn schedule(&mut self, at: u64, action: Action) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
@@ -912,7 +949,7 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
             let slot = &mut self.nodes[index];
             if slot.scheduled_wake.is_none_or(|s| wake < s) {
                 slot.scheduled_wake = Some(wake);
-                self.schedule(wake, Action::Wake { node: index });
+                self.schedule(wake, Action::Wake { node: index as u32 });
             }
         }
     }
@@ -951,7 +988,7 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
         } else {
             1
         };
-        let mut payload = Some(bytes);
+        let mut payload = Some(bytes.into_boxed_slice());
         for copy in 0..copies {
             let mut delay = self.link.latency.sample(&mut self.rng);
             if self.rng.random::<f64>() < self.link.reorder {
@@ -969,13 +1006,14 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                 Origin::Duplicate
             };
             let record = self.record_frame(from, to_addr, &bytes, origin, Fate::InFlight);
+            let sender = self.sender(from);
             self.schedule(
                 self.now + delay.as_nanos() as u64,
                 Action::Deliver {
-                    to,
-                    from,
+                    to: to as u32,
+                    from: sender,
                     bytes,
-                    record,
+                    record: record.map(|k| k as u32),
                     outsider: false,
                 },
             );
@@ -1018,13 +1056,14 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
         }
         delay += self.nodes[to].inbound_delay;
         let record = self.record_frame(from, to_addr, &bytes, Origin::Injected, Fate::InFlight);
+        let sender = self.sender(from);
         self.schedule(
             self.now + delay.as_nanos() as u64,
             Action::Deliver {
-                to,
-                from,
-                bytes,
-                record,
+                to: to as u32,
+                from: sender,
+                bytes: bytes.into_boxed_slice(),
+                record: record.map(|k| k as u32),
                 outsider: true,
             },
         );
@@ -1064,6 +1103,8 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                 record,
                 outsider,
             } => {
+                let (to, from) = (to as usize, self.sender_addr(from));
+                let record = record.map(|k| k as usize);
                 // A frame in flight when the partition started is lost too.
                 let sender = self.index_of(from);
                 if sender.is_some_and(|s| self.is_blocked(s, to)) {
@@ -1097,6 +1138,7 @@ impl<S: Strategy + Clone, A: Aggregate> Simulator<S, A> {
                 self.drain(to, observer);
             }
             Action::Wake { node: index } => {
+                let index = index as usize;
                 let slot = &mut self.nodes[index];
                 if slot.scheduled_wake != Some(item.at) {
                     return true; // superseded by an earlier wake-up

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::id::NodeId;
-use crate::membership::{FastMap, Version};
+use crate::membership::{IdMap, Metadata, Version};
 
 /// A claim waiting for its member's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub(crate) struct Candidate {
     /// The version the claim states.
     pub version: Version,
     /// The metadata the claim states.
-    pub metadata: Vec<u8>,
+    pub metadata: Metadata,
     /// The claim was the member's own join: answer it with our state once
     /// it is proven.
     pub answer_join: bool,
@@ -63,7 +63,7 @@ pub(crate) enum Timeout {
 /// The claims waiting for proof, at most `max_candidates` of them.
 #[derive(Debug, Default)]
 pub(crate) struct Candidates {
-    waiting: FastMap<NodeId, Candidate>,
+    waiting: IdMap<Candidate>,
 }
 
 impl Candidates {
@@ -161,7 +161,7 @@ mod tests {
         Candidate {
             seq: 0,
             version,
-            metadata,
+            metadata: Metadata::new(&metadata),
             answer_join: flag,
             news: flag,
             expires,
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(candidates.prove(id(3), 9), None, "never challenged");
         let proven = candidates.prove(id(1), 7).expect("its own challenge");
         assert_eq!(
-            (proven.version, proven.metadata, proven.answer_join),
+            (proven.version, proven.metadata.to_vec(), proven.answer_join),
             (v(1, 3), vec![2], true)
         );
         assert!(candidates.prove(id(1), 7).is_none(), "a proof counts once");

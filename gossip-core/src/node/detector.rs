@@ -12,7 +12,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
 use crate::id::NodeId;
-use crate::membership::{FastMap, IndexedSet};
+use crate::membership::{FastMap, Peers, Slot};
+
+use super::view::View;
 
 /// The probe this node has in flight.
 #[derive(Debug)]
@@ -49,8 +51,10 @@ pub(crate) enum Acked {
 /// SWIM probing with Lifeguard's local health.
 #[derive(Debug, Default)]
 pub(crate) struct FailureDetector {
-    /// Members in the order this round probes them.
-    order: Vec<NodeId>,
+    /// Members in the order this round probes them, by their slots in the
+    /// view (which the view gives to nobody else until this order is
+    /// rebuilt: see [`View::recycle`]).
+    order: Vec<Slot>,
     cursor: usize,
     probe: Option<Probe>,
     indirect: FastMap<u32, IndirectRequest>,
@@ -89,13 +93,16 @@ impl FailureDetector {
         }
     }
 
-    pub(crate) fn add_candidate(&mut self, id: NodeId, live_count: usize, rng: &mut ChaCha8Rng) {
-        if self.order.len() > 2 * live_count + 16 {
+    /// A member in `slot` became live: it joins this round at a random
+    /// place still ahead.
+    pub(crate) fn add_candidate(&mut self, slot: Slot, view: &mut View, rng: &mut ChaCha8Rng) {
+        if self.order.len() > 2 * view.live().len() + 16 {
             // Members that flap would otherwise pile up duplicates here.
             self.order.clear();
+            view.recycle();
             self.cursor = 0;
         }
-        self.order.push(id);
+        self.order.push(slot);
         let len = self.order.len();
         let swap_with = rng.random_range(self.cursor.min(len - 1)..len);
         self.order.swap(swap_with, len - 1);
@@ -104,22 +111,19 @@ impl FailureDetector {
     /// The next member to probe. SWIM's round-robin over a shuffled list
     /// bounds the time until every member is probed, unlike independent
     /// random picks.
-    pub(crate) fn next_target(
-        &mut self,
-        live: &IndexedSet,
-        is_live: impl Fn(&NodeId) -> bool,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<NodeId> {
+    pub(crate) fn next_target(&mut self, view: &mut View, rng: &mut ChaCha8Rng) -> Option<NodeId> {
         for _ in 0..2 {
             while self.cursor < self.order.len() {
                 let candidate = self.order[self.cursor];
                 self.cursor += 1;
-                if is_live(&candidate) {
-                    return Some(candidate);
+                if view.is_live_at(candidate) {
+                    return Some(view.id_at(candidate));
                 }
             }
             self.order.clear();
-            self.order.extend_from_slice(live.as_slice());
+            // The order names no forgotten member now.
+            view.recycle();
+            self.order.extend_from_slice(view.live().slots());
             shuffle(rng, &mut self.order);
             self.cursor = 0;
             if self.order.is_empty() {
@@ -151,7 +155,7 @@ impl FailureDetector {
     /// the probe's target and sequence number, unless it was acked.
     pub(crate) fn ask_helpers(
         &mut self,
-        live: &IndexedSet,
+        live: Peers<'_>,
         count: usize,
         rng: &mut ChaCha8Rng,
     ) -> Option<(NodeId, u32, Vec<NodeId>)> {
@@ -272,7 +276,7 @@ impl ProbeSchedule {
 
 /// Fisher-Yates with the node's own generator (kept here so the exact
 /// sequence of draws is part of this crate, not of a dependency's version).
-fn shuffle(rng: &mut ChaCha8Rng, items: &mut [NodeId]) {
+fn shuffle(rng: &mut ChaCha8Rng, items: &mut [Slot]) {
     for i in (1..items.len()).rev() {
         let j = rng.random_range(0..=i);
         items.swap(i, j);
@@ -282,33 +286,67 @@ fn shuffle(rng: &mut ChaCha8Rng, items: &mut [NodeId]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::{Generation, Incarnation};
+    use crate::node::view::Weighing;
+    use crate::wire::Status;
     use rand::SeedableRng;
 
     fn id(n: u16) -> NodeId {
         NodeId::new(SocketAddr::from(([127, 0, 0, 1], n)))
     }
 
-    /// Members 1 to `n`, live.
-    fn live(n: u16) -> IndexedSet {
-        let mut live = IndexedSet::default();
+    /// A view of members 1 to `n`, live.
+    fn live(n: u16) -> View {
+        let config = Config::default();
+        let mut view = View::new(id(0), v0());
+        let weighing = Weighing {
+            first_hand: true,
+            live_count: 10,
+        };
         for i in 1..=n {
-            live.insert(id(i));
+            view.apply(origin(), &config, id(i), v0(), &alive(), &weighing)
+                .unwrap();
         }
-        live
+        view
+    }
+
+    fn v0() -> (Generation, Incarnation) {
+        (Generation(0), Incarnation(0))
+    }
+
+    fn alive() -> Status {
+        Status::Alive {
+            metadata: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin; only differences matter
+    fn origin() -> Instant {
+        Instant::now()
     }
 
     #[test]
     fn round_robin_probes_every_live_member_once_per_round() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let live = live(5);
+        let mut view = live(5);
         let mut detector = FailureDetector::default();
         let mut round: Vec<NodeId> = (0..5)
-            .map(|_| detector.next_target(&live, |_| true, &mut rng).unwrap())
+            .map(|_| detector.next_target(&mut view, &mut rng).unwrap())
             .collect();
         round.sort();
         assert_eq!(round, (1..=5).map(id).collect::<Vec<_>>());
+        let weighing = Weighing {
+            first_hand: true,
+            live_count: 10,
+        };
+        let config = Config::default();
+        for i in [1, 2, 4, 5] {
+            let left = Status::Left;
+            view.apply(origin(), &config, id(i), v0(), &left, &weighing)
+                .unwrap();
+        }
         assert_eq!(
-            detector.next_target(&live, |m| *m == id(3), &mut rng),
+            detector.next_target(&mut view, &mut rng),
             Some(id(3)),
             "members no longer live are skipped"
         );
@@ -317,10 +355,10 @@ mod tests {
     #[test]
     fn acks_nacks_and_health_follow_the_probe() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let live = live(4);
+        let view = live(4);
         let mut detector = FailureDetector::default();
         let seq = detector.start(id(1), &mut rng);
-        let (target, _, helpers) = detector.ask_helpers(&live, 2, &mut rng).unwrap();
+        let (target, _, helpers) = detector.ask_helpers(view.live(), 2, &mut rng).unwrap();
         assert_eq!(target, id(1));
         assert!(!helpers.contains(&id(1)));
         detector.nack(seq, id(1));

@@ -78,11 +78,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     pub(super) fn start_probe(&mut self, now: Instant) {
         let schedule = ProbeSchedule::new(now, &self.config, self.detector.health_scale());
         self.timers.arm(Timer::Probe, schedule.end);
-        let view = &self.view;
-        let Some(target) =
-            self.detector
-                .next_target(view.live(), |id| view.is_live(id), &mut self.rng)
-        else {
+        let Some(target) = self.detector.next_target(&mut self.view, &mut self.rng) else {
             self.detector.cancel();
             self.timers.disarm(Timer::ProbeDirect);
             self.timers.disarm(Timer::ProbeEnd);

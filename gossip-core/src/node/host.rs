@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::aggregate::{Aggregate, AggregateHost};
 use crate::config::Config;
 use crate::id::{MessageId, NodeId};
-use crate::membership::IndexedSet;
+use crate::membership::Peers;
 use crate::signing::RumorSigner;
 use crate::store::RumorStore;
 use crate::strategy::{Digest, GossipMessage, Host, Rumor, Strategy};
@@ -26,7 +26,7 @@ pub(crate) struct Lent<'a> {
     pub header: Header<'a>,
     pub config: &'a Config,
     pub rng: &'a mut ChaCha8Rng,
-    pub peers: &'a IndexedSet,
+    pub peers: Peers<'a>,
     pub outbox: &'a mut Outbox,
 }
 
@@ -263,7 +263,7 @@ impl Host for Hosted<'_, '_> {
     }
 
     fn all_peers(&mut self, out: &mut Vec<NodeId>) {
-        out.extend_from_slice(self.lent.peers.as_slice());
+        out.extend(self.lent.peers.iter());
     }
 
     fn peer_count(&self) -> usize {
@@ -333,9 +333,21 @@ mod tests {
             generation: Generation(1),
             incarnation: Incarnation(0),
         };
-        let mut peers = IndexedSet::default();
+        let mut view = super::super::view::View::new(me, (Generation(1), Incarnation(0)));
+        let weighing = super::super::view::Weighing {
+            first_hand: true,
+            live_count: 4,
+        };
+        #[allow(clippy::disallowed_methods)] // an arbitrary origin; time plays no part
+        let now = std::time::Instant::now();
         for port in 2..5 {
-            peers.insert(NodeId::new(SocketAddr::from(([127, 0, 0, 1], port))));
+            let peer = NodeId::new(SocketAddr::from(([127, 0, 0, 1], port)));
+            let alive = wire::Status::Alive {
+                metadata: Vec::new(),
+            };
+            let version = (Generation(1), Incarnation(0));
+            view.apply(now, &config, peer, version, &alive, &weighing)
+                .unwrap();
         }
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut outbox = Outbox::default();
@@ -345,7 +357,7 @@ mod tests {
                 header: header.clone(),
                 config: &config,
                 rng,
-                peers: &peers,
+                peers: view.live(),
                 outbox,
             };
             plugins.run_aggregate(lent, |aggregate, host| aggregate.on_round(host))

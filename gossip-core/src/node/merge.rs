@@ -1,6 +1,7 @@
 //! Merging claims into the view and following what changed.
 
 use super::*;
+use crate::membership::Metadata;
 
 impl<S: Strategy, A: Aggregate> Node<S, A> {
     // ----- state merging -------------------------------------------------
@@ -167,7 +168,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let claim = Candidate {
             seq: 0,
             version,
-            metadata,
+            metadata: Metadata::new(&metadata),
             answer_join,
             news,
             expires,
@@ -219,8 +220,8 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             }
             _ => None,
         });
-        let Some(metadata) =
-            own.or_else(|| (candidate.version == source.version).then_some(candidate.metadata))
+        let Some(metadata) = own
+            .or_else(|| (candidate.version == source.version).then(|| candidate.metadata.to_vec()))
         else {
             self.outbox.stats.candidates_dropped += 1;
             return;
@@ -312,8 +313,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.timers.arm(Timer::Suspicion(id), deadline);
         }
         if change.came_up() {
-            let live = self.view.live().len();
-            self.detector.add_candidate(id, live, &mut self.rng);
+            let slot = self.view.slot_of(&id).expect("a live member is known");
+            self.detector
+                .add_candidate(slot, &mut self.view, &mut self.rng);
         }
         if change.went_down() {
             self.plugins.peer_down(id);

@@ -503,7 +503,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let message = Message::Gossip {
             updates: vec![farewell.clone()],
         };
-        for member in self.view.live().as_slice() {
+        for member in self.view.live().iter() {
             self.outbox.push_frame(&header, member.addr(), &message);
         }
         self.enqueue(farewell);
@@ -805,7 +805,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             // also brings its own record.
             let held = self.view.get(&sender).expect("known");
             if source.version > held.version() {
-                let metadata = held.metadata.clone();
+                let metadata = held.metadata.to_vec();
                 self.challenge(now, sender, source.version, metadata, false, true);
             }
         }

@@ -6,6 +6,7 @@
 //! earliest entry instead of asking every part for its own deadline.
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use crate::id::NodeId;
@@ -87,12 +88,69 @@ const SLOTS: usize = Timer::DUTIES.len() + 1;
 /// slots, since they are re-armed every period; per-member and per-request
 /// timers are ordered by deadline, each at most once except those that
 /// [stack](Timer::stacks).
+///
+/// A join can leave a timer per candidate member armed, so keyed timers are
+/// kept packed into eight bytes ([`Packed`]) where they can be: those of
+/// members with IPv4 addresses and those of requests. The others (members
+/// with IPv6 addresses) are kept whole beside them.
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {
     slots: [Option<Instant>; SLOTS],
-    keyed: BTreeSet<(Instant, Timer)>,
-    /// The deadline of each armed keyed timer that does not stack.
-    unique: FastMap<Timer, Instant>,
+    keyed: BTreeSet<(Instant, Packed)>,
+    /// The deadline of each armed packed timer that does not stack.
+    unique: FastMap<Packed, Instant>,
+    /// Keyed timers that do not pack.
+    wide: BTreeSet<(Instant, Timer)>,
+    /// The deadline of each armed wide timer that does not stack.
+    wide_unique: FastMap<Timer, Instant>,
+}
+
+/// A keyed timer packed into a `u64` that orders as the [`Timer`] does:
+/// the variant's rank in the top byte, then the member's IPv4 address and
+/// port (which order as a `SocketAddr` of that family does) or the
+/// request's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Packed(u64);
+
+impl Packed {
+    /// Ranks of the keyed variants, in declaration order.
+    const SUSPICION: u64 = 1;
+    const REMIND: u64 = 2;
+    const NACK: u64 = 3;
+    const FORGET_INDIRECT: u64 = 4;
+    const CANDIDATE: u64 = 5;
+
+    fn new(timer: Timer) -> Option<Self> {
+        let member = |rank: u64, id: NodeId| match id.addr() {
+            SocketAddr::V4(a) => Some(Self(
+                rank << 56 | u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
+            )),
+            SocketAddr::V6(_) => None,
+        };
+        match timer {
+            Timer::Suspicion(id) => member(Self::SUSPICION, id),
+            Timer::Remind(id) => member(Self::REMIND, id),
+            Timer::Nack(seq) => Some(Self(Self::NACK << 56 | u64::from(seq))),
+            Timer::ForgetIndirect(seq) => Some(Self(Self::FORGET_INDIRECT << 56 | u64::from(seq))),
+            Timer::Candidate(id) => member(Self::CANDIDATE, id),
+            _ => None,
+        }
+    }
+
+    fn timer(self) -> Timer {
+        let payload = self.0 & ((1 << 56) - 1);
+        let id = || {
+            let ip = Ipv4Addr::from((payload >> 16) as u32);
+            NodeId::new(SocketAddr::from((ip, payload as u16)))
+        };
+        match self.0 >> 56 {
+            Self::SUSPICION => Timer::Suspicion(id()),
+            Self::REMIND => Timer::Remind(id()),
+            Self::NACK => Timer::Nack(payload as u32),
+            Self::FORGET_INDIRECT => Timer::ForgetIndirect(payload as u32),
+            _ => Timer::Candidate(id()),
+        }
+    }
 }
 
 impl Timer {
@@ -128,12 +186,21 @@ impl TimerTable {
             self.slots[i] = Some(at);
             return;
         }
+        let Some(packed) = Packed::new(timer) else {
+            if !timer.stacks() {
+                if let Some(old) = self.wide_unique.insert(timer, at) {
+                    self.wide.remove(&(old, timer));
+                }
+            }
+            self.wide.insert((at, timer));
+            return;
+        };
         if !timer.stacks() {
-            if let Some(old) = self.unique.insert(timer, at) {
-                self.keyed.remove(&(old, timer));
+            if let Some(old) = self.unique.insert(packed, at) {
+                self.keyed.remove(&(old, packed));
             }
         }
-        self.keyed.insert((at, timer));
+        self.keyed.insert((at, packed));
     }
 
     /// Arms `timer` at `at`, or disarms it when `at` is `None`.
@@ -155,18 +222,25 @@ impl TimerTable {
     pub(crate) fn disarm(&mut self, timer: Timer) {
         if let Some(i) = timer.slot() {
             self.slots[i] = None;
-        } else if let Some(old) = self.unique.remove(&timer) {
-            self.keyed.remove(&(old, timer));
+        } else if let Some(packed) = Packed::new(timer) {
+            if let Some(old) = self.unique.remove(&packed) {
+                self.keyed.remove(&(old, packed));
+            } else if timer.stacks() {
+                self.keyed.retain(|&(_, t)| t != packed);
+            }
+        } else if let Some(old) = self.wide_unique.remove(&timer) {
+            self.wide.remove(&(old, timer));
         } else if timer.stacks() {
-            self.keyed.retain(|&(_, t)| t != timer);
+            self.wide.retain(|&(_, t)| t != timer);
         }
     }
 
     /// When `timer` fires, if armed (for a stacking timer: never looked up).
     pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
-        match timer.slot() {
-            Some(i) => self.slots[i],
-            None => self.unique.get(&timer).copied(),
+        match (timer.slot(), Packed::new(timer)) {
+            (Some(i), _) => self.slots[i],
+            (None, Some(packed)) => self.unique.get(&packed).copied(),
+            (None, None) => self.wide_unique.get(&timer).copied(),
         }
     }
 
@@ -177,8 +251,10 @@ impl TimerTable {
                 *slot = None;
             }
         }
-        self.keyed.retain(|&(_, timer)| keep(timer));
-        self.unique.retain(|&timer, _| keep(timer));
+        self.keyed.retain(|&(_, packed)| keep(packed.timer()));
+        self.unique.retain(|&packed, _| keep(packed.timer()));
+        self.wide.retain(|&(_, timer)| keep(timer));
+        self.wide_unique.retain(|&timer, _| keep(timer));
     }
 
     /// Disarms `timer` and says so if it is due at `now`.
@@ -193,18 +269,37 @@ impl TimerTable {
     /// Disarms and returns the earliest per-member or per-request timer due
     /// at `now`.
     pub(crate) fn pop_due_keyed(&mut self, now: Instant) -> Option<Timer> {
-        let &(at, timer) = self.keyed.first().filter(|&&(at, _)| at <= now)?;
-        self.keyed.remove(&(at, timer));
-        if !timer.stacks() {
-            self.unique.remove(&timer);
+        let (at, timer) = self.first_keyed().filter(|&(at, _)| at <= now)?;
+        match Packed::new(timer) {
+            Some(packed) => {
+                self.keyed.remove(&(at, packed));
+                if !timer.stacks() {
+                    self.unique.remove(&packed);
+                }
+            }
+            None => {
+                self.wide.remove(&(at, timer));
+                if !timer.stacks() {
+                    self.wide_unique.remove(&timer);
+                }
+            }
         }
         Some(timer)
+    }
+
+    /// The earliest keyed timer, packed or not.
+    fn first_keyed(&self) -> Option<(Instant, Timer)> {
+        let packed = self.keyed.first().map(|&(at, p)| (at, p.timer()));
+        match (packed, self.wide.first().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether any timer is due at `now`.
     pub(crate) fn any_due(&self, now: Instant) -> bool {
         self.slots.iter().flatten().any(|&at| at <= now)
-            || self.keyed.first().is_some_and(|&(at, _)| at <= now)
+            || self.first_keyed().is_some_and(|(at, _)| at <= now)
     }
 
     /// The earliest deadline among the timers for which `wakes` is true.
@@ -219,7 +314,7 @@ impl TimerTable {
             .iter()
             .enumerate()
             .filter_map(|(i, at)| at.filter(|_| wakes(Timer::in_slot(i))));
-        own.chain(self.keyed.first().map(|&(at, _)| at)).min()
+        own.chain(self.first_keyed().map(|(at, _)| at)).min()
     }
 }
 
@@ -259,6 +354,48 @@ mod tests {
         assert!(table.take_if_due(Timer::Probe, later));
         assert!(!table.any_due(later));
         assert_eq!(table.earliest(|_| true), None);
+    }
+
+    #[test]
+    fn packed_timers_order_as_timers_and_mix_with_wide_ones() {
+        let v4 = |ip: [u8; 4], port| NodeId::new(SocketAddr::from((ip, port)));
+        let v6 = NodeId::new("[2001:db8::1]:7".parse().unwrap());
+        let timers = [
+            Timer::Suspicion(v4([10, 0, 0, 2], 1)),
+            Timer::Suspicion(v4([10, 0, 0, 1], 9)),
+            Timer::Suspicion(v4([10, 0, 0, 1], 2)),
+            Timer::Remind(v4([9, 0, 0, 1], 2)),
+            Timer::Nack(7),
+            Timer::Nack(u32::MAX),
+            Timer::ForgetIndirect(0),
+            Timer::Candidate(v4([255, 255, 255, 255], 65535)),
+            Timer::Candidate(v4([0, 0, 0, 0], 0)),
+        ];
+        for a in timers {
+            let packed = Packed::new(a).unwrap();
+            assert_eq!(packed.timer(), a);
+            for b in timers {
+                assert_eq!(packed.cmp(&Packed::new(b).unwrap()), a.cmp(&b));
+            }
+        }
+        assert_eq!(Packed::new(Timer::Candidate(v6)), None);
+        let t0 = origin();
+        let mut table = TimerTable::default();
+        table.arm(Timer::Candidate(v6), t0);
+        table.arm(Timer::Candidate(v4([10, 0, 0, 1], 1)), t0);
+        table.arm(Timer::Suspicion(v6), t0);
+        table.arm(Timer::Nack(3), t0 + Duration::from_secs(1));
+        let due: Vec<Timer> =
+            core::iter::from_fn(|| table.pop_due_keyed(t0 + Duration::from_secs(1))).collect();
+        assert_eq!(
+            due,
+            [
+                Timer::Suspicion(v6),
+                Timer::Candidate(v4([10, 0, 0, 1], 1)),
+                Timer::Candidate(v6),
+                Timer::Nack(3)
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::id::NodeId;
 use crate::member::{Liveness, Member};
 use crate::membership::{
-    is_live, member_hash, rank, Entry, IndexedSet, MemberTable, Suspicion, Version,
+    is_live, member_hash, rank, Entry, MemberTable, Metadata, Peers, SetKind, Slot, SlotSet,
+    Suspicion, Version,
 };
 use crate::wire::{MemberRecord, Status, SyncEntry};
 
@@ -74,11 +75,10 @@ pub(crate) struct Weighing {
 }
 
 /// Every other member this node knows, with the indexes kept beside them.
-#[derive(Default)]
 pub(crate) struct View {
     table: MemberTable,
-    live: IndexedSet,
-    dead: IndexedSet,
+    live: SlotSet,
+    dead: SlotSet,
     /// Wrapping sum of [`member_hash`] over live members, this node included.
     hash: u64,
     /// Members to forget once their retention ends, oldest first (one
@@ -90,8 +90,11 @@ impl View {
     /// An empty view whose hash counts this node at `own`.
     pub(crate) fn new(me: NodeId, own: Version) -> Self {
         Self {
+            table: MemberTable::default(),
+            live: SlotSet::new(SetKind::Live),
+            dead: SlotSet::new(SetKind::Dead),
             hash: member_hash(me, own),
-            ..Self::default()
+            forget_queue: VecDeque::new(),
         }
     }
 
@@ -110,13 +113,34 @@ impl View {
 
     /// Live (alive or suspect) members, in an order that depends only on
     /// the sequence of changes, so random choices among them replay.
-    pub(crate) fn live(&self) -> &IndexedSet {
-        &self.live
+    pub(crate) fn live(&self) -> Peers<'_> {
+        self.live.peers(&self.table)
     }
 
     /// Members believed dead and still remembered.
-    pub(crate) fn dead(&self) -> &IndexedSet {
-        &self.dead
+    pub(crate) fn dead(&self) -> Peers<'_> {
+        self.dead.peers(&self.table)
+    }
+
+    /// The slot of the member `id`, if known.
+    pub(crate) fn slot_of(&self, id: &NodeId) -> Option<Slot> {
+        self.table.slot_of(id)
+    }
+
+    /// The id of the member in `slot`.
+    pub(crate) fn id_at(&self, slot: Slot) -> NodeId {
+        self.table.id(slot)
+    }
+
+    /// Whether the member in `slot` is known and live.
+    pub(crate) fn is_live_at(&self, slot: Slot) -> bool {
+        self.table.at(slot).is_some_and(|e| is_live(e.liveness))
+    }
+
+    /// Lets forgotten members' slots go to newcomers: call only when no
+    /// slot number kept outside the view can name a forgotten member.
+    pub(crate) fn recycle(&mut self) {
+        self.table.recycle();
     }
 
     /// What we know of `id`.
@@ -147,7 +171,7 @@ impl View {
     /// The suspicion deadline of `id`, if it is suspected.
     pub(crate) fn suspicion_deadline(&self, id: &NodeId) -> Option<Instant> {
         let entry = self.table.get(id)?;
-        let suspicion = entry.suspicion.as_ref()?;
+        let suspicion = entry.suspicion()?;
         (entry.liveness == Liveness::Suspect).then_some(suspicion.deadline)
     }
 
@@ -158,7 +182,7 @@ impl View {
         if entry.liveness != Liveness::Suspect {
             return None;
         }
-        let suspicion = entry.suspicion.as_mut()?;
+        let suspicion = entry.suspicion_mut()?;
         suspicion.deadline = suspicion.deadline.min(suspicion.started + suspicion.min);
         Some(suspicion.deadline)
     }
@@ -166,7 +190,7 @@ impl View {
     /// Records that the running suspicion of `id` began with a report that
     /// it left.
     pub(crate) fn mark_leaving(&mut self, id: &NodeId) {
-        if let Some(suspicion) = self.table.get_mut(id).and_then(|e| e.suspicion.as_mut()) {
+        if let Some(suspicion) = self.table.get_mut(id).and_then(|e| e.suspicion_mut()) {
             suspicion.leaving = true;
         }
     }
@@ -175,7 +199,7 @@ impl View {
     pub(crate) fn is_leaving(&self, id: &NodeId) -> bool {
         self.table
             .get(id)
-            .and_then(|e| e.suspicion.as_ref())
+            .and_then(Entry::suspicion)
             .is_some_and(|s| s.leaving)
     }
 
@@ -194,7 +218,7 @@ impl View {
         self.table
             .sorted()
             .into_iter()
-            .map(|(&id, e)| member_of(id, e))
+            .map(|(id, slot)| member_of(id, self.table.entry(slot)))
     }
 
     /// Every known member as a state-sync entry, in address order.
@@ -208,10 +232,10 @@ impl View {
         let e = &self.table[&id];
         let status = match e.liveness {
             Liveness::Alive => Status::Alive {
-                metadata: e.metadata.clone(),
+                metadata: e.metadata.to_vec(),
             },
             Liveness::Suspect => Status::Suspect {
-                by: e.suspicion.as_ref().map_or(me, |s| s.confirmers[0]),
+                by: e.suspicion().map_or(me, |s| s.confirmers[0]),
             },
             Liveness::Dead => Status::Dead { by: me },
             Liveness::Left => Status::Left,
@@ -247,19 +271,8 @@ impl View {
             if self.table.len() >= config.max_members.get() - 1 && !self.evict_down() {
                 return Err(Full);
             }
-            self.table.insert(
-                id,
-                Entry {
-                    generation: version.0,
-                    incarnation: version.1,
-                    liveness: Liveness::Alive,
-                    metadata: metadata.clone(),
-                    suspicion: None,
-                    down_since: None,
-                    forget_queued: false,
-                },
-            );
-            self.became_live(id, version);
+            let slot = self.table.insert(id, version, metadata);
+            self.became_live(id, slot, version);
             return Ok(Some(ViewChange::Added));
         };
         let (known, liveness) = (entry.version(), entry.liveness);
@@ -270,7 +283,7 @@ impl View {
             // (Bulk state does not say who suspected, so it never counts as
             // an independent confirmation.)
             if let Status::Suspect { by } = claim {
-                let suspicion = entry.suspicion.as_mut().expect("suspect has a suspicion");
+                let suspicion = entry.suspicion_mut().expect("suspect has a suspicion");
                 if suspicion.confirm(*by, config.indirect_probes) {
                     return Ok(Some(ViewChange::Confirmed));
                 }
@@ -289,7 +302,8 @@ impl View {
         claim: &Status,
         weighing: &Weighing,
     ) -> ViewChange {
-        let entry = self.table.get_mut(&id).expect("known member");
+        let slot = self.table.slot_of(&id).expect("known member");
+        let entry = self.table.entry_mut(slot);
         let old_version = entry.version();
         let was_live = is_live(entry.liveness);
         let was_suspect = entry.liveness == Liveness::Suspect;
@@ -299,31 +313,30 @@ impl View {
         let mut metadata_changed = false;
         match claim {
             Status::Alive { metadata } => {
-                metadata_changed = entry.metadata != *metadata;
-                entry.metadata.clone_from(metadata);
-                entry.suspicion = None;
-                entry.down_since = None;
+                metadata_changed = entry.metadata.as_slice() != metadata.as_slice();
+                if metadata_changed {
+                    entry.metadata = Metadata::new(metadata);
+                }
+                entry.clear_aux();
             }
             Status::Suspect { by } => {
                 let (min, max) = suspicion_bounds(config, weighing.live_count);
-                entry.suspicion = Some(Box::new(Suspicion::new(now, *by, min, max)));
-                entry.down_since = None;
+                entry.set_suspicion(Suspicion::new(now, *by, min, max));
             }
             Status::Dead { .. } | Status::Left => {
-                entry.suspicion = None;
-                entry.down_since = Some(now);
+                entry.set_down_since(now);
             }
         }
         if was_live {
             self.hash = self.hash.wrapping_sub(member_hash(id, old_version));
         } else {
-            self.dead.remove(id);
+            self.dead.remove(&mut self.table, slot);
         }
         match claim {
             Status::Alive { .. } | Status::Suspect { .. } => {
                 let suspect = matches!(claim, Status::Suspect { .. });
                 if !was_live {
-                    self.became_live(id, version);
+                    self.became_live(id, slot, version);
                     ViewChange::Revived { suspect }
                 } else {
                     self.hash = self.hash.wrapping_add(member_hash(id, version));
@@ -337,26 +350,27 @@ impl View {
                 }
             }
             Status::Dead { .. } => {
-                self.dead.insert(id);
-                self.went_down(now, config, id);
+                // (Out of the live set first: an entry is in one set at most.)
+                self.went_down(now, config, id, slot);
+                self.dead.insert(&mut self.table, slot);
                 ViewChange::Died
             }
             Status::Left => {
-                self.went_down(now, config, id);
+                self.went_down(now, config, id, slot);
                 ViewChange::Left
             }
         }
     }
 
-    fn became_live(&mut self, id: NodeId, version: Version) {
+    fn became_live(&mut self, id: NodeId, slot: Slot, version: Version) {
         self.hash = self.hash.wrapping_add(member_hash(id, version));
-        self.live.insert(id);
+        self.live.insert(&mut self.table, slot);
     }
 
     /// A member stopped being live: schedule its forgetting.
-    fn went_down(&mut self, now: Instant, config: &Config, id: NodeId) {
-        self.live.remove(id);
-        let entry = self.table.get_mut(&id).expect("known member");
+    fn went_down(&mut self, now: Instant, config: &Config, id: NodeId, slot: Slot) {
+        self.live.remove(&mut self.table, slot);
+        let entry = self.table.entry_mut(slot);
         if !entry.forget_queued {
             entry.forget_queued = true;
             self.forget_queue
@@ -369,13 +383,14 @@ impl View {
     /// live one in a full table; false if every member is live.
     fn evict_down(&mut self) -> bool {
         while let Some((_, id)) = self.forget_queue.pop_front() {
-            let Some(entry) = self.table.get_mut(&id) else {
+            let Some(slot) = self.table.slot_of(&id) else {
                 continue;
             };
+            let entry = self.table.entry_mut(slot);
             entry.forget_queued = false;
             if !is_live(entry.liveness) {
+                self.dead.remove(&mut self.table, slot);
                 self.table.remove(&id);
-                self.dead.remove(id);
                 return true;
             }
         }
@@ -388,14 +403,15 @@ impl View {
                 break;
             }
             self.forget_queue.pop_front();
-            let Some(entry) = self.table.get_mut(&id) else {
+            let Some(slot) = self.table.slot_of(&id) else {
                 continue;
             };
+            let entry = self.table.entry_mut(slot);
             entry.forget_queued = false;
-            match entry.down_since.filter(|_| !is_live(entry.liveness)) {
+            match entry.down_since().filter(|_| !is_live(entry.liveness)) {
                 Some(since) if since + retention <= now => {
+                    self.dead.remove(&mut self.table, slot);
                     self.table.remove(&id);
-                    self.dead.remove(id);
                 }
                 // Went down again since this entry was queued: wait for the
                 // retention of the latest departure.
@@ -416,7 +432,7 @@ fn member_of(id: NodeId, e: &Entry) -> Member {
         e.generation,
         e.incarnation,
         e.liveness,
-        e.metadata.clone(),
+        e.metadata.to_vec(),
     )
 }
 
@@ -502,7 +518,7 @@ mod tests {
             Some(ViewChange::Died)
         );
         assert_eq!(view.hash(), alone, "only live members count");
-        assert_eq!(view.dead().as_slice(), &[id(2)]);
+        assert_eq!(view.dead().iter().collect::<Vec<_>>(), vec![id(2)]);
         assert!(view.next_forget().is_some());
         assert_eq!(
             apply(&mut view, &alive(), v(2, 0)),
