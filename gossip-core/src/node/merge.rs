@@ -271,7 +271,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             .apply(now, &self.config, id, version, &claim, &weighing)
         {
             Ok(Some(change)) => change,
-            Ok(None) => return,
+            Ok(None) => {
+                if first_hand && matches!(claim, Status::Alive { .. }) {
+                    let limit = retransmit_limit(
+                        self.config.retransmit_mult.get(),
+                        self.live_member_count(),
+                    );
+                    self.pending.heard_again(id, version, limit);
+                }
+                return;
+            }
             Err(view::Full) => {
                 self.outbox.stats.members_dropped += 1;
                 return;

@@ -74,6 +74,39 @@ impl UpdateQueue {
         }
     }
 
+    /// The news queued about `id`, an `Alive` record at `version`, was
+    /// heard again from another member: count it as one transmission, as
+    /// if we had sent it, retiring it at `limit`. In a cold start every
+    /// member hears of every join many times over; news that others
+    /// already tell us needs fewer copies from us (the counter variant of
+    /// rumor mongering). Other news (suspicions, deaths, departures, other
+    /// versions) is left alone.
+    pub(crate) fn heard_again(
+        &mut self,
+        id: NodeId,
+        version: (crate::id::Generation, crate::id::Incarnation),
+        limit: u32,
+    ) {
+        let Some(queued) = self.by_member.get_mut(&id) else {
+            return;
+        };
+        let record = &queued.record;
+        if (record.generation, record.incarnation) != version
+            || !matches!(record.status, crate::wire::Status::Alive { .. })
+        {
+            return;
+        }
+        self.order
+            .remove(&(queued.transmits, Reverse(queued.order), id));
+        queued.transmits += 1;
+        if queued.transmits >= limit {
+            self.by_member.remove(&id);
+        } else {
+            self.order
+                .insert((queued.transmits, Reverse(queued.order), id));
+        }
+    }
+
     /// Takes updates whose encodings fit in `budget` bytes, counting one
     /// transmission each and retiring those that reach `limit`.
     pub(crate) fn take(&mut self, budget: usize, limit: u32) -> Vec<MemberRecord> {
