@@ -68,15 +68,16 @@ pub struct Config {
     /// sync starts when a ping carries a view hash that differs from ours.
     /// Default 2 s.
     pub sync_interval: Duration,
-    /// How long this node's own view must hold still before it starts a
-    /// state sync. While members are still joining (a cold start) every
-    /// view differs from every other and keeps changing, and gossip is
-    /// already bringing the news: a sync then would send the whole view for
-    /// little. Zero syncs as soon as hashes differ. Default 5 s: a few
-    /// gossip rounds past the last change.
+    /// How long this node's member table must stop growing before it
+    /// starts a state sync. While members are still joining (a cold start)
+    /// every view differs from every other and keeps growing, and gossip
+    /// is already bringing the news: a sync then would send the whole view
+    /// for little. Suspicions, refutations and deaths do not hold syncs
+    /// back. Zero syncs as soon as hashes differ. Default 5 s: a few gossip
+    /// rounds past the last member added.
     pub sync_quiet_period: Duration,
-    /// Longest a node waits for its view to settle before it starts a
-    /// sync anyway, so that a view which never holds still (constant churn)
+    /// Longest a node waits for its table to stop growing before it starts
+    /// a sync anyway, so that a view which never settles (constant joins)
     /// is still repaired. Counted from the last sync this node started.
     /// Must be at least `sync_interval`. Default 60 s.
     pub sync_max_deferral: Duration,

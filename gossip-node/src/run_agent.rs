@@ -176,8 +176,8 @@ pub struct AgentArgs {
 }
 
 /// A LAN configuration whose timers follow `probe_interval`: probe timeout
-/// at most half of it, state sync every 2 probes (after a view quiet for
-/// 5), dead members re-probed
+/// at most half of it, state sync every 2 probes (once the table has not
+/// grown for 5), dead members re-probed
 /// every 5 and join retries every probe. Over QUIC frames are capped at
 /// the QUIC transport's [`DATAGRAM_BUDGET`](gossip_transport_quic::DATAGRAM_BUDGET),
 /// so frames stay datagrams instead of falling back to streams (the agent

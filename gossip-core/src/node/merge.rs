@@ -286,6 +286,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 return;
             }
         };
+        let joined = matches!(change, ViewChange::Added);
         self.follow(id, change);
         if first_hand {
             // Deaths and suspicions are passed on at once rather than at the
@@ -304,6 +305,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 incarnation: version.1,
                 status: claim,
             });
+            if joined {
+                self.pending.mark_join(id);
+            }
         } else if !matches!(claim, Status::Alive { .. }) {
             // Learned from bulk state. Liveness news spreads by further syncs,
             // which cost nothing once views agree; but a suspicion must reach

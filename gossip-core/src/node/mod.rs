@@ -740,7 +740,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 self.fire(now, Timer::Forget);
             }
         }
-        self.sync.observe(now, self.view.hash());
+        self.sync.observe(now, self.view.len());
     }
 
     /// Processes one received frame. `from` is the transport's source
@@ -753,7 +753,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         bytes: &[u8],
     ) -> Result<(), RecvError> {
         let result = self.receive(now, from, bytes);
-        self.sync.observe(now, self.view.hash());
+        self.sync.observe(now, self.view.len());
         let stats = &mut self.outbox.stats;
         match &result {
             Ok(()) => {

@@ -53,8 +53,8 @@ pub(crate) struct StateSync {
     sources: FastMap<SocketAddr, Bucket>,
     /// No sync is started before this.
     next_start_at: Option<Instant>,
-    /// The view hash last observed, and since when it has held.
-    view_hash: u64,
+    /// The table size last observed, and since when it has not grown.
+    view_len: usize,
     settled_since: Option<Instant>,
     /// When this node last started a sync (or first observed its view).
     last_started_at: Option<Instant>,
@@ -98,19 +98,21 @@ impl StateSync {
         }
     }
 
-    /// Notes this node's view hash at `now`, to tell a view still
-    /// growing from a settled one.
-    pub(crate) fn observe(&mut self, now: Instant, hash: u64) {
-        if self.settled_since.is_none() || hash != self.view_hash {
-            self.view_hash = hash;
+    /// Notes how many members this node's table holds at `now`, to tell
+    /// a view still growing (members still joining) from a settled one.
+    /// Only growth counts: suspicions, refutations and deaths change the
+    /// view hash, and a sync is what repairs them.
+    pub(crate) fn observe(&mut self, now: Instant, len: usize) {
+        if self.settled_since.is_none() || len > self.view_len {
             self.settled_since = Some(now);
         }
+        self.view_len = len;
         self.last_started_at.get_or_insert(now);
     }
 
     /// Whether a sync may start at `now`: one `sync_interval` after the
     /// last, and only once this node's view has held still for
-    /// `sync_quiet_period` (while it still changes, gossip is still
+    /// `sync_quiet_period` (while it still grows, gossip is still
     /// bringing the news a sync would, at a fraction of the bytes), unless
     /// no sync has started for `sync_max_deferral`.
     pub(crate) fn may_start(&self, now: Instant, config: &Config) -> bool {
@@ -261,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn no_sync_while_the_view_still_changes_unless_overdue() {
+    fn no_sync_while_the_view_still_grows_unless_overdue() {
         let (now, mut config) = (origin(), Config::default());
         config.sync_interval = Duration::from_secs(1);
         config.sync_quiet_period = Duration::from_secs(5);
@@ -275,9 +277,14 @@ mod tests {
         sync.observe(at(9), 2);
         assert!(sync.may_start(at(9), &config), "unchanged since 4 s");
         sync.started(at(9), &config);
+        sync.observe(at(10), 1);
+        assert!(
+            sync.may_start(at(11), &config),
+            "a shrinking table is not growth"
+        );
         // A view that never settles still syncs once per deferral.
         for s in 10..39 {
-            sync.observe(at(s), s);
+            sync.observe(at(s), s as usize);
             assert!(!sync.may_start(at(s), &config));
         }
         sync.observe(at(39), 39);
