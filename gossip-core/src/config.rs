@@ -68,6 +68,19 @@ pub struct Config {
     /// sync starts when a ping carries a view hash that differs from ours.
     /// Default 2 s.
     pub sync_interval: Duration,
+    /// How long this node's member table must stop growing before it
+    /// starts a state sync. While members are still joining (a cold start)
+    /// every view differs from every other and keeps growing, and gossip
+    /// is already bringing the news: a sync then would send the whole view
+    /// for little. Suspicions, refutations and deaths do not hold syncs
+    /// back. Zero syncs as soon as hashes differ. Default 5 s: a few gossip
+    /// rounds past the last member added.
+    pub sync_quiet_period: Duration,
+    /// Longest a node waits for its table to stop growing before it starts
+    /// a sync anyway, so that a view which never settles (constant joins)
+    /// is still repaired. Counted from the last sync this node started.
+    /// Must be at least `sync_interval`. Default 60 s.
+    pub sync_max_deferral: Duration,
     /// Sustained rate, in bytes per second, of bulk state this node sends in
     /// answer to join and sync requests. A few-byte request draws a reply of
     /// many frames, so this bounds how far a forged request can amplify.
@@ -167,6 +180,8 @@ impl Config {
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             sync_interval: Duration::from_secs(2),
+            sync_quiet_period: Duration::from_secs(5),
+            sync_max_deferral: Duration::from_secs(60),
             state_reply_bytes_per_s: 2 << 20,
             state_reply_burst_bytes: 8 << 20,
             dead_probe_interval: Duration::from_secs(5),
@@ -232,6 +247,9 @@ impl Config {
         }
         if self.gossip_interval.is_zero() {
             return invalid("gossip_interval", "must be positive");
+        }
+        if self.sync_max_deferral < self.sync_interval {
+            return invalid("sync_max_deferral", "must be at least sync_interval");
         }
         if self.verify_timeout.is_zero() {
             return invalid("verify_timeout", "must be positive");

@@ -218,6 +218,33 @@ fn only_a_seed_or_a_member_completes_a_join() {
 }
 
 #[test]
+fn a_strangers_probes_do_not_end_a_join_but_a_proven_members_do() {
+    let now = base_instant();
+    let mut node = Node::new(Config::default(), id(1), Generation(1), 5).unwrap();
+    node.join(now, &[addr(2)]).unwrap();
+    drain(&mut node);
+    let ping = |i: u8| {
+        frame(
+            i,
+            &Message::Ping {
+                seq: 7,
+                view_hash: [0; 4],
+                updates: vec![],
+            },
+        )
+    };
+    let gossip = frame(9, &Message::Gossip { updates: vec![] });
+    node.handle_message(now, addr(9), &ping(9)).unwrap();
+    node.handle_message(now, addr(9), &gossip).unwrap();
+    assert!(!node.is_joined(), "a stranger's ping or gossip does not");
+    // The stranger's ping drew a challenge; once it has answered it is a
+    // member, and a member probing us holds us as one.
+    common::answer_challenge(&mut node, now, addr(9), |m| frame(9, m));
+    node.handle_message(now, addr(9), &ping(9)).unwrap();
+    assert!(node.is_joined(), "a proven member's ping does");
+}
+
+#[test]
 fn a_forged_ack_for_an_indirect_probe_is_not_forwarded() {
     let now = base_instant();
     let mut node = founder_with_two_members(now);

@@ -530,6 +530,12 @@ fn write_table(out: &mut impl Write, r: &MembershipReport) -> anyhow::Result<()>
     )?;
     writeln!(
         out,
+        "  cold start           {} B/node/s in the first minute, {} B/node/s after it",
+        fmt_opt(r.first_minute_bytes_per_node_per_s, ""),
+        fmt_opt(r.after_first_minute_bytes_per_node_per_s, ""),
+    )?;
+    writeln!(
+        out,
         "  cpu                  {:.2} s, {:.0} node-periods per cpu-second",
         r.cpu_s, r.node_periods_per_cpu_s
     )?;

@@ -176,7 +176,8 @@ pub struct AgentArgs {
 }
 
 /// A LAN configuration whose timers follow `probe_interval`: probe timeout
-/// at most half of it, state sync every 2 probes, dead members re-probed
+/// at most half of it, state sync every 2 probes (once the table has not
+/// grown for 5), dead members re-probed
 /// every 5 and join retries every probe. Over QUIC frames are capped at
 /// the QUIC transport's [`DATAGRAM_BUDGET`](gossip_transport_quic::DATAGRAM_BUDGET),
 /// so frames stay datagrams instead of falling back to streams (the agent
@@ -190,6 +191,7 @@ pub fn config_for(
     config.probe_interval = probe_interval;
     config.probe_timeout = config.probe_timeout.min(probe_interval / 2);
     config.sync_interval = config.sync_interval.min(probe_interval * 2);
+    config.sync_quiet_period = config.sync_quiet_period.min(probe_interval * 5);
     config.dead_probe_interval = config.dead_probe_interval.min(probe_interval * 5);
     config.join_retry_interval = config.join_retry_interval.min(probe_interval);
     if transport == TransportKind::Quic {

@@ -167,6 +167,19 @@ pub struct MembershipReport {
     pub bytes_per_node_per_s: Option<f64>,
     /// Frames sent per node per second over the steady window.
     pub messages_per_node_per_s: Option<f64>,
+    /// The cold start's cost: all frame bytes sent in the first minute,
+    /// `[0 s, 60 s)`, divided by the nodes and by 60 (every node starts at
+    /// t=0, so this is the join storm plus whatever idle traffic follows it).
+    /// `None` if the run is shorter than a minute.
+    #[serde(default)]
+    pub first_minute_bytes_per_node_per_s: Option<f64>,
+    /// The idle figure after the first minute: frame bytes sent per node
+    /// per second from 60 s until the first crash or partition (or the
+    /// end). Unlike `bytes_per_node_per_s` it does not wait for the
+    /// cluster to converge, so a join that drags on past the first minute
+    /// shows here. `None` if that window is shorter than 5 s.
+    #[serde(default)]
+    pub after_first_minute_bytes_per_node_per_s: Option<f64>,
     /// The steady window: 5 s after every node converged, until the first
     /// crash or partition, or the end.
     pub steady_window_s: (f64, f64),
@@ -280,6 +293,11 @@ struct Metrics {
     window: (f64, f64),
     window_bytes: u64,
     window_frames: u64,
+    /// Bytes sent in `[0, 60 s)`.
+    first_minute_bytes: u64,
+    /// Bytes sent from 60 s until `after_minute_end` (exclusive).
+    after_minute_bytes: u64,
+    after_minute_end: f64,
     attack: Option<AttackMetrics>,
 }
 
@@ -417,6 +435,9 @@ impl Metrics {
             window: (f64::INFINITY, f64::INFINITY),
             window_bytes: 0,
             window_frames: 0,
+            first_minute_bytes: 0,
+            after_minute_bytes: 0,
+            after_minute_end: f64::INFINITY,
             attack: None,
         }
     }
@@ -523,6 +544,11 @@ impl Observer for Metrics {
             }
         }
         let at = at.as_secs_f64();
+        if at < FIRST_MINUTE_S {
+            self.first_minute_bytes += bytes.len() as u64;
+        } else if at < self.after_minute_end {
+            self.after_minute_bytes += bytes.len() as u64;
+        }
         if at >= self.window.0 && at < self.window.1 {
             self.window_bytes += bytes.len() as u64;
             self.window_frames += 1;
@@ -543,6 +569,9 @@ pub fn run_membership(
 ) -> Result<MembershipReport, String> {
     run_membership_with(scenario, NoStrategy, progress)
 }
+
+/// Length of the cold start's window, in seconds.
+const FIRST_MINUTE_S: f64 = 60.0;
 
 /// Broadcasts of a [`RumorForge`](AdversaryKind::RumorForge) run: one every
 /// this often.
@@ -608,6 +637,7 @@ pub fn run_membership_with<S: Strategy + Clone>(
     .unwrap_or(scenario.duration)
     .min(scenario.duration);
 
+    metrics.after_minute_end = disturbance.as_secs_f64();
     sim.start_all();
     // Events scheduled at t = 0 happen before the first step.
     apply_events(Duration::ZERO, scenario, &crashed, &mut sim, &mut metrics);
@@ -687,6 +717,11 @@ pub fn run_membership_with<S: Strategy + Clone>(
     } else {
         (None, None)
     };
+    let first_minute = (scenario.duration.as_secs_f64() >= FIRST_MINUTE_S)
+        .then(|| metrics.first_minute_bytes as f64 / n as f64 / FIRST_MINUTE_S);
+    let after_minute_len = metrics.after_minute_end - FIRST_MINUTE_S;
+    let after_first_minute = (after_minute_len >= 5.0)
+        .then(|| metrics.after_minute_bytes as f64 / n as f64 / after_minute_len);
     let periods =
         n as f64 * scenario.duration.as_secs_f64() / scenario.config.probe_interval.as_secs_f64();
     let steady_node_periods_per_cpu_s = match cpu_at_window {
@@ -731,6 +766,8 @@ pub fn run_membership_with<S: Strategy + Clone>(
         partition_healed: metrics.heal_time.map(|_| metrics.healed_at.is_some()),
         bytes_per_node_per_s: bytes_rate,
         messages_per_node_per_s: msg_rate,
+        first_minute_bytes_per_node_per_s: first_minute,
+        after_first_minute_bytes_per_node_per_s: after_first_minute,
         steady_window_s: window,
         network: sim.stats().clone(),
         protocol,

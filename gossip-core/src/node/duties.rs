@@ -228,7 +228,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn maybe_start_sync(&mut self, now: Instant, peer: SocketAddr) {
-        if !self.sync.may_start(now) || !self.allow_state_reply(now, peer) {
+        if !self.sync.may_start(now, &self.config) || !self.allow_state_reply(now, peer) {
             return;
         }
         self.sync.started(now, &self.config);

@@ -272,12 +272,22 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             .apply(now, &self.config, id, version, &claim, &weighing)
         {
             Ok(Some(change)) => change,
-            Ok(None) => return,
+            Ok(None) => {
+                if first_hand && matches!(claim, Status::Alive { .. }) {
+                    let limit = retransmit_limit(
+                        self.config.retransmit_mult.get(),
+                        self.live_member_count(),
+                    );
+                    self.pending.heard_again(id, version, limit);
+                }
+                return;
+            }
             Err(view::Full) => {
                 self.outbox.stats.members_dropped += 1;
                 return;
             }
         };
+        let joined = matches!(change, ViewChange::Added);
         self.follow(id, change);
         if first_hand {
             // Deaths and suspicions are passed on at once rather than at the
@@ -296,6 +306,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 incarnation: version.1,
                 status: claim,
             });
+            if joined {
+                self.pending.mark_join(id);
+            }
         } else if !matches!(claim, Status::Alive { .. }) {
             // Learned from bulk state. Liveness news spreads by further syncs,
             // which cost nothing once views agree; but a suspicion must reach

@@ -740,6 +740,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 self.fire(now, Timer::Forget);
             }
         }
+        self.sync.observe(now, self.view.len());
     }
 
     /// Processes one received frame. `from` is the transport's source
@@ -752,6 +753,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         bytes: &[u8],
     ) -> Result<(), RecvError> {
         let result = self.receive(now, from, bytes);
+        self.sync.observe(now, self.view.len());
         let stats = &mut self.outbox.stats;
         match &result {
             Ok(()) => {
@@ -808,6 +810,17 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 let metadata = held.metadata.to_vec();
                 self.challenge(now, sender, source.version, metadata, false, true);
             }
+        }
+        if source.member
+            && matches!(
+                message,
+                Message::Ping { .. } | Message::Gossip { .. } | Message::PingReq { .. }
+            )
+        {
+            // A proven member probes or gossips to us: it holds us as a
+            // member, so the join is done even if the seed's answer (paced
+            // by its reply budget) has not come yet.
+            self.local.joined = true;
         }
         if !source.known
             && matches!(

@@ -53,6 +53,11 @@ pub(crate) struct StateSync {
     sources: FastMap<SocketAddr, Bucket>,
     /// No sync is started before this.
     next_start_at: Option<Instant>,
+    /// The table size last observed, and since when it has not grown.
+    view_len: usize,
+    settled_since: Option<Instant>,
+    /// When this node last started a sync (or first observed its view).
+    last_started_at: Option<Instant>,
 }
 
 impl StateSync {
@@ -93,15 +98,38 @@ impl StateSync {
         }
     }
 
-    /// Whether the pace allows starting a sync at `now`; if so, the next
-    /// may start one `sync_interval` later.
-    pub(crate) fn may_start(&self, now: Instant) -> bool {
-        self.next_start_at.is_none_or(|t| t <= now)
+    /// Notes how many members this node's table holds at `now`, to tell
+    /// a view still growing (members still joining) from a settled one.
+    /// Only growth counts: suspicions, refutations and deaths change the
+    /// view hash, and a sync is what repairs them.
+    pub(crate) fn observe(&mut self, now: Instant, len: usize) {
+        if self.settled_since.is_none() || len > self.view_len {
+            self.settled_since = Some(now);
+        }
+        self.view_len = len;
+        self.last_started_at.get_or_insert(now);
+    }
+
+    /// Whether a sync may start at `now`: one `sync_interval` after the
+    /// last, and only once this node's view has held still for
+    /// `sync_quiet_period` (while it still grows, gossip is still
+    /// bringing the news a sync would, at a fraction of the bytes), unless
+    /// no sync has started for `sync_max_deferral`.
+    pub(crate) fn may_start(&self, now: Instant, config: &Config) -> bool {
+        let paced = self.next_start_at.is_none_or(|t| t <= now);
+        let settled = self
+            .settled_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= config.sync_quiet_period);
+        let overdue = self
+            .last_started_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= config.sync_max_deferral);
+        paced && (settled || overdue)
     }
 
     /// A sync started at `now`.
     pub(crate) fn started(&mut self, now: Instant, config: &Config) {
         self.next_start_at = Some(now + config.sync_interval);
+        self.last_started_at = Some(now);
     }
 }
 
@@ -228,10 +256,39 @@ mod tests {
         assert!(!sync.allow(now, &config, b), "overdrawn");
         assert!(!sync.allow(now + Duration::from_millis(400), &config, b));
         assert!(sync.allow(now + Duration::from_millis(600), &config, b));
-        assert!(sync.may_start(now));
+        assert!(sync.may_start(now, &config));
         sync.started(now, &config);
-        assert!(!sync.may_start(now));
-        assert!(sync.may_start(now + config.sync_interval));
+        assert!(!sync.may_start(now, &config));
+        assert!(sync.may_start(now + config.sync_interval, &config));
+    }
+
+    #[test]
+    fn no_sync_while_the_view_still_grows_unless_overdue() {
+        let (now, mut config) = (origin(), Config::default());
+        config.sync_interval = Duration::from_secs(1);
+        config.sync_quiet_period = Duration::from_secs(5);
+        config.sync_max_deferral = Duration::from_secs(30);
+        let mut sync = StateSync::default();
+        let at = |s: u64| now + Duration::from_secs(s);
+        sync.observe(at(0), 1);
+        assert!(!sync.may_start(at(1), &config), "the view just changed");
+        sync.observe(at(4), 2);
+        assert!(!sync.may_start(at(8), &config), "changed again at 4 s");
+        sync.observe(at(9), 2);
+        assert!(sync.may_start(at(9), &config), "unchanged since 4 s");
+        sync.started(at(9), &config);
+        sync.observe(at(10), 1);
+        assert!(
+            sync.may_start(at(11), &config),
+            "a shrinking table is not growth"
+        );
+        // A view that never settles still syncs once per deferral.
+        for s in 10..39 {
+            sync.observe(at(s), s as usize);
+            assert!(!sync.may_start(at(s), &config));
+        }
+        sync.observe(at(39), 39);
+        assert!(sync.may_start(at(39), &config), "overdue");
     }
 
     #[test]

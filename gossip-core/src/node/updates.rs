@@ -19,6 +19,8 @@ struct Queued {
     encoded_len: usize,
     transmits: u32,
     order: u64,
+    /// The news that a member joined (see [`UpdateQueue::heard_again`]).
+    join: bool,
 }
 
 /// Membership updates waiting to be piggybacked, at most one per member.
@@ -57,6 +59,7 @@ impl UpdateQueue {
                 record,
                 transmits: 0,
                 order,
+                join: false,
             },
         );
         if self.by_member.len() > capacity {
@@ -71,6 +74,48 @@ impl UpdateQueue {
     fn remove(&mut self, id: NodeId) {
         if let Some(old) = self.by_member.remove(&id) {
             self.order.remove(&(old.transmits, Reverse(old.order), id));
+        }
+    }
+
+    /// Marks the update queued about `id` as the news that it joined.
+    pub(crate) fn mark_join(&mut self, id: NodeId) {
+        if let Some(queued) = self.by_member.get_mut(&id) {
+            queued.join = true;
+        }
+    }
+
+    /// The join news queued about `id`, an `Alive` record at `version`,
+    /// was heard again from another member: count it as one transmission,
+    /// as if we had sent it, retiring it at `limit`. In a cold start every
+    /// member hears of every join many times over; news that others
+    /// already tell us needs fewer copies from us (the counter variant of
+    /// rumor mongering). Other news (refutations, suspicions, deaths,
+    /// departures, other versions) is left alone: its every copy may be
+    /// what saves a member.
+    pub(crate) fn heard_again(
+        &mut self,
+        id: NodeId,
+        version: (crate::id::Generation, crate::id::Incarnation),
+        limit: u32,
+    ) {
+        let Some(queued) = self.by_member.get_mut(&id) else {
+            return;
+        };
+        let record = &queued.record;
+        if !queued.join
+            || (record.generation, record.incarnation) != version
+            || !matches!(record.status, crate::wire::Status::Alive { .. })
+        {
+            return;
+        }
+        self.order
+            .remove(&(queued.transmits, Reverse(queued.order), id));
+        queued.transmits += 1;
+        if queued.transmits >= limit {
+            self.by_member.remove(&id);
+        } else {
+            self.order
+                .insert((queued.transmits, Reverse(queued.order), id));
         }
     }
 
@@ -159,6 +204,30 @@ mod tests {
         assert_eq!(queue.len(), 5);
         let one = encoded_len(&alive(1));
         assert_eq!(queue.take(one * 2 + 1, 10).len(), 2);
+    }
+
+    #[test]
+    fn join_news_heard_again_counts_as_sent_and_other_news_does_not() {
+        let mut queue = UpdateQueue::default();
+        let version = (Generation(0), Incarnation(0));
+        queue.push(alive(4), 100);
+        queue.heard_again(id(4), version, 1);
+        assert_eq!(queue.len(), 1, "not marked as a join: untouched");
+        queue.take(1000, 1);
+        queue.push(alive(1), 100);
+        queue.mark_join(id(1));
+        let mut dead = alive(2);
+        dead.status = Status::Dead { by: id(3) };
+        queue.push(dead, 100);
+        queue.mark_join(id(2));
+        queue.heard_again(id(1), (Generation(0), Incarnation(1)), 2);
+        queue.heard_again(id(2), version, 2);
+        assert_eq!(queue.len(), 2, "another version, or a death: untouched");
+        queue.heard_again(id(1), version, 2);
+        assert_eq!(queue.take(1000, 2).len(), 2);
+        assert_eq!(queue.len(), 1, "the alive record retired after 1 + 1");
+        queue.heard_again(id(9), version, 2);
+        assert_eq!(queue.len(), 1, "nothing queued: nothing happens");
     }
 
     #[test]
