@@ -110,6 +110,10 @@ pub struct BenchNetArgs {
     /// Bulk payloads sent, one after another, from random nodes.
     #[arg(long, default_value_t = 5)]
     pub payloads: u32,
+    /// Chunks a bulk payload's origin sends per burst (one burst every
+    /// 2 ms).
+    #[arg(long, default_value_t = BulkConfig::default().burst_chunks)]
+    pub burst_chunks: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -506,6 +510,7 @@ impl BenchNetArgs {
         let config = BulkConfig {
             max_payload_bytes: (self.payload_bytes as u64)
                 .max(BulkConfig::default().max_payload_bytes),
+            burst_chunks: self.burst_chunks.max(1),
             ..BulkConfig::default()
         };
         for agent in &cluster.agents {
