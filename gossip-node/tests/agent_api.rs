@@ -71,29 +71,10 @@ struct Node {
 }
 
 fn start(data_dir: &std::path::Path, bind: Option<&str>, join: Option<&str>, api: &str) -> Node {
-    let mut args: Vec<String> = vec![
-        "--api".into(),
-        api.into(),
-        "--data-dir".into(),
-        data_dir.to_str().unwrap().into(),
-        "--probe-interval-ms".into(),
-        "200".into(),
-        "--leave-linger-ms".into(),
-        "1000".into(),
-    ];
-    if let Some(bind) = bind {
-        args.extend(["--bind".into(), bind.into()]);
-    }
-    if let Some(seed) = join {
-        args.extend(["--join".into(), seed.into()]);
-    }
-    let mut process = AgentProcess::spawn_raw(&args, true);
-    let ready = process
-        .saw(Duration::from_secs(10), |e| e["event"] == "ready")
-        .expect("the agent says it is ready");
+    let (process, ready) =
+        AgentProcess::start_ready(data_dir, api, bind, join, &["--leave-linger-ms", "1000"]);
     assert_eq!(ready["api"], api);
-    let addr = ready["addr"].as_str().unwrap().to_string();
-    process.addr = addr.clone();
+    let addr = process.addr.clone();
     Node {
         process,
         api: api.to_string(),

@@ -30,26 +30,8 @@ fn start(
     join: Option<&str>,
     api: &str,
 ) -> (AgentProcess, String) {
-    let mut args: Vec<String> = vec![
-        "--api".into(),
-        api.into(),
-        "--data-dir".into(),
-        dir.to_str().unwrap().into(),
-        "--probe-interval-ms".into(),
-        "200".into(),
-    ];
-    if let Some(bind) = bind {
-        args.extend(["--bind".into(), bind.into()]);
-    }
-    if let Some(seed) = join {
-        args.extend(["--join".into(), seed.into()]);
-    }
-    let mut process = AgentProcess::spawn_raw(&args, true);
-    let ready = process
-        .saw(Duration::from_secs(10), |e| e["event"] == "ready")
-        .expect("the agent says it is ready");
-    let addr = ready["addr"].as_str().unwrap().to_string();
-    process.addr = addr.clone();
+    let (process, _) = AgentProcess::start_ready(dir, api, bind, join, &[]);
+    let addr = process.addr.clone();
     (process, addr)
 }
 

@@ -96,6 +96,43 @@ impl AgentProcess {
         process
     }
 
+    /// Starts an agent with its control API on `api`, its identity in
+    /// `data_dir`, 200 ms probes, `--bind`/`--join` when given and `extra`
+    /// flags; waits for its `ready` event, records its address, and
+    /// returns the process and that event.
+    pub fn start_ready(
+        data_dir: &std::path::Path,
+        api: &str,
+        bind: Option<&str>,
+        join: Option<&str>,
+        extra: &[&str],
+    ) -> (Self, serde_json::Value) {
+        let mut args: Vec<String> = vec![
+            "--api".into(),
+            api.into(),
+            "--data-dir".into(),
+            data_dir.to_str().expect("a UTF-8 path").into(),
+            "--probe-interval-ms".into(),
+            "200".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(bind) = bind {
+            args.extend(["--bind".into(), bind.into()]);
+        }
+        if let Some(seed) = join {
+            args.extend(["--join".into(), seed.into()]);
+        }
+        let mut process = Self::spawn_raw(&args, true);
+        let ready = process
+            .saw(Duration::from_secs(10), |e| e["event"] == "ready")
+            .expect("the agent says it is ready");
+        process.addr = ready["addr"]
+            .as_str()
+            .expect("ready names the address")
+            .to_string();
+        (process, ready)
+    }
+
     /// Starts `gossip-node agent ARGS...` as given (plus `--api
     /// 127.0.0.1:0` unless `args` name one); `addr` stays empty until the
     /// caller learns it (from the `ready` event).
