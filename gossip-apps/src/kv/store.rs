@@ -851,9 +851,12 @@ impl<St: Storage> Kv<St> {
         let k = self.config.catch_up_peers.min(peers.len());
         let (chosen, _) = peers.partial_shuffle(&mut self.rng, k);
         let chosen = chosen.to_vec();
-        let timeout = self.config.request_timeout;
         let mut requests = Vec::new();
         let catch_up = self.catch_up.as_mut().expect("checked above");
+        let timeout = catch_up.rtt.timeout(
+            self.config.catch_up_min_timeout,
+            self.config.request_timeout,
+        );
         for (i, stream) in catch_up.streams.iter_mut().enumerate() {
             if stream.done {
                 continue;
@@ -868,6 +871,7 @@ impl<St: Storage> Kv<St> {
             let peer = chosen[i % chosen.len()];
             let session = self.rng.random::<u32>();
             stream.asked = Some((peer, session, now + timeout));
+            stream.sent = Some(now);
             requests.push((
                 peer,
                 KvMessage::Since {
@@ -994,6 +998,9 @@ impl<St: Storage> Kv<St> {
             }
         }
         stream.asked = None;
+        if let Some(sent) = stream.sent.take() {
+            catch_up.rtt.sample(now.saturating_duration_since(sent));
+        }
         if accepted.is_empty() && more {
             // A page that moved nothing forward: ask someone else later.
             stream.asked = Some((from, 0, now + self.config.request_timeout));

@@ -2,7 +2,7 @@
 //! streams, and the answer budget of each peer.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gossip_core::NodeId;
 
@@ -28,8 +28,11 @@ pub struct Stream {
     pub hi: u16,
     /// Resume after this position.
     pub cursor: Cursor,
-    /// The peer asked and the request's number, while one is out.
+    /// The peer asked, the request's number and its deadline, while one
+    /// is out.
     pub asked: Option<(NodeId, u32, Instant)>,
+    /// When the request out was sent (for the round-trip estimate).
+    pub sent: Option<Instant>,
     /// Whether the range is complete.
     pub done: bool,
 }
@@ -39,6 +42,42 @@ pub struct Stream {
 pub struct CatchUp {
     /// The streams, covering every key hash.
     pub streams: Vec<Stream>,
+    /// How long pages take to come back.
+    pub rtt: RoundTrip,
+}
+
+/// A smoothed round-trip estimate and the retransmission wait derived
+/// from it (the classic smoothed mean plus four mean deviations).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoundTrip {
+    smoothed: Option<Duration>,
+    deviation: Duration,
+}
+
+impl RoundTrip {
+    /// Takes one measured round trip into the estimate.
+    pub fn sample(&mut self, rtt: Duration) {
+        match self.smoothed {
+            None => {
+                self.smoothed = Some(rtt);
+                self.deviation = rtt / 2;
+            }
+            Some(s) => {
+                let error = if rtt > s { rtt - s } else { s - rtt };
+                self.deviation = (self.deviation * 3 + error) / 4;
+                self.smoothed = Some((s * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// How long to wait for an answer: the estimate plus four deviations
+    /// within `[min, max]`; `max` before any sample.
+    pub fn timeout(&self, min: Duration, max: Duration) -> Duration {
+        match self.smoothed {
+            None => max,
+            Some(s) => (s + self.deviation * 4).clamp(min, max.max(min)),
+        }
+    }
 }
 
 impl CatchUp {
@@ -51,10 +90,14 @@ impl CatchUp {
                 hi: ((((i + 1) << 16) / n) - 1) as u16,
                 cursor,
                 asked: None,
+                sent: None,
                 done: false,
             })
             .collect();
-        Self { streams }
+        Self {
+            streams,
+            rtt: RoundTrip::default(),
+        }
     }
 
     /// Whether every stream is complete.
@@ -99,5 +142,35 @@ impl Budgets {
         let granted = (want as f64).min(*tokens).max(0.0);
         *tokens -= granted;
         granted as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_follows_the_measured_round_trip_within_its_bounds() {
+        let min = Duration::from_millis(50);
+        let max = Duration::from_millis(500);
+        let mut rtt = RoundTrip::default();
+        assert_eq!(
+            rtt.timeout(min, max),
+            max,
+            "no sample yet: the longest wait"
+        );
+        for _ in 0..50 {
+            rtt.sample(Duration::from_millis(2));
+        }
+        assert_eq!(rtt.timeout(min, max), min, "a fast peer: the floor");
+        for _ in 0..50 {
+            rtt.sample(Duration::from_millis(100));
+        }
+        let t = rtt.timeout(min, max);
+        assert!(t >= Duration::from_millis(100) && t < max, "{t:?}");
+        for _ in 0..50 {
+            rtt.sample(Duration::from_secs(5));
+        }
+        assert_eq!(rtt.timeout(min, max), max, "a slow peer: the ceiling");
     }
 }
