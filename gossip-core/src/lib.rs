@@ -85,6 +85,7 @@ mod id;
 mod member;
 mod membership;
 mod node;
+pub mod partial;
 mod signing;
 mod stats;
 mod store;

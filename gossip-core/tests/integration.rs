@@ -8,6 +8,7 @@ mod common;
 mod contact;
 mod forged;
 mod fuzz_regressions;
+mod partial;
 mod proptest_wire;
 mod rumor_forgery;
 mod share_type;

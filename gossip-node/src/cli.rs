@@ -122,9 +122,24 @@ pub struct MembershipArgs {
     /// Probability that any frame is lost, in [0, 1).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
+    /// Which membership: `full` (SWIM, every node knows every member) or
+    /// `partial` (HyParView active and passive views with a Plumtree
+    /// broadcast tree, for 10^4-10^5 nodes and more; its report has
+    /// survivor_reach instead of detection figures).
+    #[arg(long, value_enum, default_value_t = MembershipKind::Full)]
+    pub membership: MembershipKind,
     /// Number of random non-seed nodes that crash at --crash-at.
     #[arg(long, default_value_t = 0)]
     pub crash: usize,
+    /// Fraction of the nodes that crash at once at --crash-at, in [0, 1)
+    /// (instead of --crash).
+    #[arg(long, conflicts_with = "crash")]
+    pub crash_fraction: Option<f64>,
+    /// Partial views only: seconds over which the nodes start, each
+    /// joining through a random earlier one [default: nodes / 2000, 5 to
+    /// 40].
+    #[arg(long)]
+    pub join_window: Option<f64>,
     /// Simulated second at which the crashes happen.
     #[arg(long, default_value_t = 60.0)]
     pub crash_at: f64,
@@ -164,6 +179,15 @@ pub struct MembershipArgs {
     /// the probing model as an SVG file (needs --crash).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+}
+
+/// Which membership `sim membership` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MembershipKind {
+    /// Full views: SWIM with Lifeguard, every member on every node.
+    Full,
+    /// Partial views: HyParView with a Plumtree tree (`gossip_core::partial`).
+    Partial,
 }
 
 /// What the `--adversary` of `sim membership` tries.
@@ -247,9 +271,15 @@ impl MembershipArgs {
         scenario.seed = self.seed;
         scenario.duration = seconds("duration", self.duration)?;
         scenario.link.loss = self.loss;
-        scenario.crash = self.crash;
+        scenario.crash = match self.crash_fraction {
+            Some(f) => {
+                crate::partial_sim::check_fraction(f)?;
+                ((self.nodes as f64) * f).round() as usize
+            }
+            None => self.crash,
+        };
         scenario.crash_at = seconds("crash-at", self.crash_at)?;
-        if self.crash > 0 && scenario.crash_at >= scenario.duration {
+        if scenario.crash > 0 && scenario.crash_at >= scenario.duration {
             bail!(
                 "--crash-at ({}) must fall within --duration ({})",
                 self.crash_at,
@@ -266,7 +296,7 @@ impl MembershipArgs {
             }
             _ => None,
         };
-        if self.plot.is_some() && self.crash == 0 {
+        if self.plot.is_some() && scenario.crash == 0 {
             bail!("--plot draws detection times: give --crash N (a few dozen make a smooth CDF)");
         }
         scenario.slow = self.slow;
@@ -324,6 +354,15 @@ impl Cli {
     /// Runs the chosen command, printing to stdout.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Sim(SimCommand::Membership(args))
+                if args.membership == MembershipKind::Partial =>
+            {
+                let scenario = crate::partial_sim::scenario(&args)?;
+                let report = with_progress(scenario.duration_s as u64, "s", |tick| {
+                    Ok(gossip_sim::run_partial(&scenario, |t| tick(t as u64)))
+                })?;
+                print_report(&report, args.format, crate::partial_sim::write_table)
+            }
             Command::Sim(SimCommand::Membership(args)) => {
                 let scenario = args.scenario()?;
                 let report = with_progress(scenario.duration.as_secs(), "s", |tick| {

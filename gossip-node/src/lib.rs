@@ -32,6 +32,7 @@ pub mod kv_cmd;
 pub mod kv_sim;
 pub mod leader_sim;
 pub mod metrics;
+pub mod partial_sim;
 pub mod plot;
 pub mod run_agent;
 

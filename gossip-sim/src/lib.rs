@@ -15,7 +15,8 @@
 //! [`run_full_dissemination`] and [`run_full_aggregation`] (the `--full`
 //! modes of `sim dissemination` and `sim aggregation`) on real nodes, and
 //! math mode ([`run_math`], [`run_aggregation`]) with oracle sampling for
-//! runs of up to a million nodes.
+//! runs of up to a million nodes; [`run_partial`] runs the partial-view
+//! overlay (`gossip_core::partial`) at 10^5 nodes with a mass crash.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ mod kv;
 mod leader;
 mod math;
 mod net;
+mod partial;
 mod partition;
 mod scenario;
 mod trace;
@@ -54,6 +56,7 @@ pub use net::{
     Drive, HeldFrame, Latency, LinkModel, NetStats, Observer, OutsiderFrame, OutsiderStats,
     SimBuilder, Simulator,
 };
+pub use partial::{run_partial, PartialReport, PartialScenario};
 pub use partition::{run_partition, PartitionReport, PartitionScenario};
 pub use scenario::{
     run_membership, run_membership_with, AttackReport, CrashTimeline, MembershipReport,

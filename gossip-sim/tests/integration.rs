@@ -7,5 +7,6 @@ mod apps;
 mod blocks;
 mod kv;
 mod leader;
+mod partial;
 mod plumtree;
 mod scenarios;

@@ -1,0 +1,50 @@
+//! Partial views: HyParView membership with a Plumtree broadcast tree over
+//! it, for clusters beyond what full views serve.
+//!
+//! [`PartialNode`] keeps an *active view* of a few neighbours
+//! ([`PartialConfig::active_size`], 5) and a *passive view* of reserve
+//! addresses ([`PartialConfig::passive_size`], 30), whatever the cluster's
+//! size. A joining node's contact takes it in and sends random walks
+//! through the overlay that end in more nodes taking it in; neighbours are
+//! pinged when quiet and dropped after [`PartialConfig::dead_after`], and
+//! a gap is refilled from the passive view; shuffles along random walks
+//! keep the passive views mixed. Broadcasts go eagerly along a spanning
+//! tree of active links and are announced by 8-byte id on the rest; a
+//! duplicate prunes its link, a missing id is grafted from an announcer.
+//!
+//! **Cost.** Per node: `active_size + passive_size` addresses and the
+//! payloads held for grafts, independent of N; background traffic is a
+//! ping per quiet neighbour per [`PartialConfig::ping_interval`] and a
+//! shuffle per [`PartialConfig::shuffle_interval`]. A broadcast costs
+//! about one payload per node plus 8 bytes per lazy link.
+//!
+//! **When to choose it.** Beyond a few thousand nodes, where a full view's
+//! memory (every member on every node) and its join traffic (every member
+//! learning about every other) grow too large, or where no node should
+//! talk to more than a handful of peers. A full view
+//! ([`Node`](crate::Node)) detects a crash everywhere and knows every
+//! member; a partial view only knows its neighbourhood.
+//!
+//! **What a lying peer can do.** Frames are decoded within
+//! [`PartialConfig::max_frame_len`] and the list limits. Walks, shuffles,
+//! payloads, announcements and grafts are taken only from active
+//! neighbours; a shuffle answer only with the nonce of an open shuffle; a
+//! neighbour answer only from the node asked; a stranger's join accept
+//! only into free room. Joins and promotion requests are rate-limited
+//! ([`PartialConfig::joins_per_s`]) so a flood cannot churn the view
+//! faster, and graft answers are budgeted per neighbour. An active
+//! neighbour that lies can still inject addresses into walks and
+//! shuffles (they fall out when they do not answer pings) and withhold
+//! payloads (its neighbours graft from other announcers).
+//!
+//! Not yet: this overlay is a separate state machine driven by the
+//! simulator (`gossip-node sim membership --membership partial`); the
+//! agent and its transports run the full-view [`Node`](crate::Node) only.
+
+mod config;
+mod node;
+mod wire;
+
+pub use config::{PartialConfig, PartialConfigError};
+pub use node::{PartialBroadcastError, PartialEvent, PartialNode, PartialStats};
+pub use wire::{BroadcastId, PartialDecodeError, PartialMessage, PARTIAL_VERSION};

@@ -1,0 +1,376 @@
+//! The partial-view overlay (`gossip_core::partial`): views form and
+//! repair, broadcasts reach everyone, and lying peers are refused.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use gossip_core::partial::{
+    PartialConfig, PartialDecodeError, PartialEvent, PartialMessage, PartialNode,
+};
+use gossip_core::NodeId;
+use proptest::prelude::*;
+
+fn addr(i: usize) -> NodeId {
+    NodeId::from(SocketAddr::from((
+        [10, 0, (i / 250) as u8, (i % 250) as u8 + 1],
+        7000,
+    )))
+}
+
+fn index(id: NodeId) -> Option<usize> {
+    match id.addr() {
+        SocketAddr::V4(a) if a.port() == 7000 => {
+            let o = a.ip().octets();
+            Some(o[2] as usize * 250 + o[3] as usize - 1)
+        }
+        _ => None,
+    }
+}
+
+/// A tiny network: every frame takes 1 ms; `down` nodes drop what reaches
+/// them.
+struct Net {
+    nodes: Vec<PartialNode>,
+    down: Vec<bool>,
+    now: Instant,
+    queue: VecDeque<(Instant, usize, usize, Vec<u8>)>,
+    delivered: Vec<Vec<[u8; 8]>>,
+}
+
+impl Net {
+    fn new(n: usize, config: &PartialConfig) -> Self {
+        let now = Instant::now();
+        let nodes: Vec<PartialNode> = (0..n)
+            .map(|i| PartialNode::new(addr(i), config.clone(), 1000 + i as u64, now).unwrap())
+            .collect();
+        let mut net = Self {
+            nodes,
+            down: vec![false; n],
+            now,
+            queue: VecDeque::new(),
+            delivered: vec![Vec::new(); n],
+        };
+        for i in 1..n {
+            net.nodes[i].join(now, &[addr(i / 2)]);
+            net.collect(i);
+        }
+        net
+    }
+
+    fn collect(&mut self, i: usize) {
+        while let Some((to, bytes)) = self.nodes[i].poll_transmit() {
+            if let Some(j) = index(to) {
+                self.queue
+                    .push_back((self.now + Duration::from_millis(1), i, j, bytes));
+            }
+        }
+        while let Some(event) = self.nodes[i].poll_event() {
+            if let PartialEvent::Delivered { id, .. } = event {
+                self.delivered[i].push(id);
+            }
+        }
+    }
+
+    /// Runs for `d` in 1 ms steps.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(1);
+            while self.queue.front().is_some_and(|f| f.0 <= self.now) {
+                let (_, from, to, bytes) = self.queue.pop_front().unwrap();
+                if self.down[to] {
+                    continue;
+                }
+                self.nodes[to]
+                    .handle_frame(self.now, addr(from), &bytes)
+                    .unwrap();
+                self.collect(to);
+            }
+            for i in 0..self.nodes.len() {
+                if !self.down[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.nodes[i].handle_timeout(self.now);
+                    self.collect(i);
+                }
+            }
+        }
+    }
+
+    fn up(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| !self.down[*i])
+    }
+}
+
+#[test]
+fn views_form_broadcasts_reach_everyone_along_a_tree_and_runs_replay() {
+    let run = || {
+        let mut net = Net::new(60, &PartialConfig::default());
+        net.run(Duration::from_secs(15));
+        for i in 0..60 {
+            let active = net.nodes[i].active().count();
+            assert!(
+                active >= 2 && active <= 5,
+                "node {i} has {active} neighbours"
+            );
+            // Links are symmetric.
+            for peer in net.nodes[i].active() {
+                let j = index(peer).unwrap();
+                assert!(
+                    net.nodes[j].active().any(|p| p == addr(i)),
+                    "{i} -> {j} one-way"
+                );
+            }
+        }
+        // Warm the tree, then count payload pushes of ten broadcasts.
+        for k in 0..5 {
+            net.nodes[k].broadcast(net.now, b"warm").unwrap();
+            net.collect(k);
+            net.run(Duration::from_millis(500));
+        }
+        let before: u64 = net.nodes.iter().map(|n| n.stats().gossip_sent).sum();
+        let mut ids = Vec::new();
+        for k in 0..10 {
+            ids.push(net.nodes[k * 5].broadcast(net.now, b"payload").unwrap());
+            net.collect(k * 5);
+            net.run(Duration::from_millis(500));
+        }
+        for (i, got) in net.delivered.iter().enumerate() {
+            for (k, id) in ids.iter().enumerate() {
+                assert!(
+                    got.contains(id) || i == k * 5,
+                    "node {i} missed broadcast {k}"
+                );
+            }
+        }
+        let sent: u64 = net.nodes.iter().map(|n| n.stats().gossip_sent).sum::<u64>() - before;
+        let per_node = sent as f64 / 10.0 / 60.0;
+        assert!(
+            per_node < 1.3,
+            "{per_node} payload copies per node per broadcast"
+        );
+        net.nodes
+            .iter()
+            .map(|n| n.stats().clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run(), "same seeds, same inputs: same run");
+}
+
+#[test]
+fn a_crashed_neighbour_is_replaced_and_broadcasts_reach_the_survivors() {
+    let mut net = Net::new(60, &PartialConfig::default());
+    // Long enough for a few shuffles to fill the passive views.
+    net.run(Duration::from_secs(40));
+    for i in (0..60).step_by(3) {
+        net.down[i] = true;
+    }
+    net.run(Duration::from_secs(8));
+    for i in net.up().collect::<Vec<_>>() {
+        let active: Vec<NodeId> = net.nodes[i].active().collect();
+        assert!(
+            !active.is_empty(),
+            "node {i} isolated; passive {:?}",
+            net.nodes[i].passive()
+        );
+        for peer in active {
+            assert!(
+                !net.down[index(peer).unwrap()],
+                "node {i} still links to a crashed node"
+            );
+        }
+    }
+    let id = net.nodes[1].broadcast(net.now, b"after").unwrap();
+    net.collect(1);
+    net.run(Duration::from_secs(2));
+    for i in net.up().filter(|i| *i != 1).collect::<Vec<_>>() {
+        assert!(net.delivered[i].contains(&id), "survivor {i} missed it");
+    }
+}
+
+/// One node with neighbours 1 and 2; node 9 is a stranger.
+fn node_with_two_neighbours() -> (PartialNode, Instant) {
+    let now = Instant::now();
+    let mut node = PartialNode::new(addr(0), PartialConfig::default(), 7, now).unwrap();
+    for i in [1, 2] {
+        node.handle_frame(now, addr(i), &PartialMessage::Join.encode())
+            .unwrap();
+    }
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    assert_eq!(node.active().count(), 2);
+    (node, now)
+}
+
+#[test]
+fn a_stranger_cannot_push_payloads_walks_shuffles_or_grafts() {
+    let (mut node, now) = node_with_two_neighbours();
+    let stranger = addr(9);
+    let refused = |node: &PartialNode| node.stats().refused;
+    let start = refused(&node);
+    let forged = [
+        PartialMessage::Gossip {
+            id: [1; 8],
+            hops: 0,
+            payload: b"forged".to_vec(),
+        },
+        PartialMessage::IHave { ids: vec![[2; 8]] },
+        PartialMessage::Graft { ids: vec![[3; 8]] },
+        PartialMessage::ForwardJoin {
+            joiner: addr(50),
+            ttl: 0,
+        },
+        PartialMessage::Shuffle {
+            origin: stranger,
+            ttl: 0,
+            nonce: 1,
+            sample: vec![addr(51)],
+        },
+        PartialMessage::ShuffleReply {
+            nonce: 1,
+            sample: vec![addr(52)],
+        },
+        PartialMessage::NeighbourReply { accepted: true },
+        PartialMessage::Disconnect,
+        PartialMessage::Prune,
+    ];
+    for m in &forged {
+        node.handle_frame(now, stranger, &m.encode()).unwrap();
+    }
+    assert_eq!(refused(&node) - start, forged.len() as u64);
+    assert!(
+        node.poll_event().is_none(),
+        "nothing delivered, no neighbour change"
+    );
+    assert!(node.poll_transmit().is_none(), "nothing sent");
+    assert_eq!(node.missing(), 0);
+    let active: Vec<NodeId> = node.active().collect();
+    assert_eq!(active, vec![addr(1), addr(2)]);
+    assert!(node.passive().is_empty(), "no address injected");
+}
+
+#[test]
+fn a_strangers_accept_fills_only_free_room_and_joins_are_rate_limited() {
+    let config = PartialConfig::default();
+    let (mut node, now) = node_with_two_neighbours();
+    // Accepts from strangers fill the three free slots, never more.
+    for i in 10..20 {
+        node.handle_frame(now, addr(i), &PartialMessage::JoinAccept.encode())
+            .unwrap();
+    }
+    assert_eq!(node.active().count(), config.active_size);
+    assert!(node.active().any(|p| p == addr(1)) && node.active().any(|p| p == addr(2)));
+    // A flood of joins from many addresses in one instant: at most the
+    // bucket's burst of them changes the view.
+    let mut ups = 0;
+    while node.poll_event().is_some() {}
+    for i in 100..1100 {
+        node.handle_frame(now, addr(i), &PartialMessage::Join.encode())
+            .unwrap();
+        while let Some(e) = node.poll_event() {
+            ups += usize::from(matches!(e, PartialEvent::NeighbourUp(_)));
+        }
+    }
+    assert!(
+        ups as f64 <= config.joins_per_s,
+        "{ups} joins taken in one instant"
+    );
+    // Walks the flood started are bounded by the same budget.
+    let frames = std::iter::from_fn(|| node.poll_transmit()).count();
+    assert!(
+        frames <= (ups + 1) * (config.active_size + 2),
+        "{frames} frames sent"
+    );
+}
+
+#[test]
+fn grafts_from_a_neighbour_cannot_draw_more_than_its_budget() {
+    let config = PartialConfig {
+        graft_reply_bytes_per_s: 64 * 1024,
+        ..PartialConfig::default()
+    };
+    let now = Instant::now();
+    let mut node = PartialNode::new(addr(0), config.clone(), 7, now).unwrap();
+    node.handle_frame(now, addr(1), &PartialMessage::Join.encode())
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(node.broadcast(now, &[0u8; 1000]).unwrap());
+    }
+    while node.poll_transmit().is_some() {}
+    let mut bytes = 0;
+    for _ in 0..50 {
+        node.handle_frame(
+            now,
+            addr(1),
+            &PartialMessage::Graft { ids: ids.clone() }.encode(),
+        )
+        .unwrap();
+        while let Some((_, frame)) = node.poll_transmit() {
+            bytes += frame.len();
+        }
+    }
+    assert!(bytes > 0, "a graft is answered");
+    assert!(
+        bytes <= 64 * 1024,
+        "{bytes} bytes answered within one instant"
+    );
+}
+
+#[test]
+fn bad_frames_are_refused_with_a_reason() {
+    let config = PartialConfig::default();
+    let decode = |b: &[u8]| PartialMessage::decode(b, &config);
+    assert_eq!(decode(&[]), Err(PartialDecodeError::Empty));
+    assert_eq!(decode(&[0x01, 0]), Err(PartialDecodeError::Version(1)));
+    let mut trailing = PartialMessage::Ping.encode();
+    trailing.push(0);
+    assert_eq!(decode(&trailing), Err(PartialDecodeError::TrailingBytes(1)));
+    let long = vec![0x50; config.max_frame_len + 1];
+    assert!(matches!(
+        decode(&long),
+        Err(PartialDecodeError::TooLong { .. })
+    ));
+    let many = PartialMessage::IHave {
+        ids: vec![[0; 8]; config.max_ids + 1],
+    }
+    .encode();
+    assert!(matches!(
+        PartialMessage::decode(
+            &many,
+            &PartialConfig {
+                max_frame_len: 4096,
+                ..config.clone()
+            }
+        ),
+        Err(PartialDecodeError::TooMany { what: "ids", .. })
+    ));
+    let sample = PartialMessage::ShuffleReply {
+        nonce: 0,
+        sample: vec![addr(1); config.max_sample() + 1],
+    }
+    .encode();
+    assert!(matches!(
+        decode(&sample),
+        Err(PartialDecodeError::TooMany { what: "sample", .. })
+    ));
+    // An id costs eight bytes on the wire.
+    let one = PartialMessage::IHave { ids: vec![[7; 8]] }.encode().len();
+    let hundred = PartialMessage::IHave {
+        ids: vec![[7; 8]; 100],
+    }
+    .encode()
+    .len();
+    assert_eq!(hundred - one, 99 * 8);
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_a_node(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        let (mut node, now) = node_with_two_neighbours();
+        let _ = node.handle_frame(now, addr(1), &bytes);
+        let mut tagged = vec![0x50];
+        tagged.extend_from_slice(&bytes);
+        let _ = node.handle_frame(now, addr(1), &tagged);
+        node.handle_timeout(now + Duration::from_secs(1));
+    }
+}
