@@ -26,8 +26,10 @@ use crate::strategy::Digest;
 /// The protocol version this build speaks.
 /// (2: aggregate shares carry their type; 3: probe sequence numbers are
 /// random and travel as four fixed bytes, and `Verify` asks an address to
-/// prove it is the member it is said to be.)
-pub const PROTOCOL_VERSION: u8 = 3;
+/// prove it is the member it is said to be; 4: announced and grafted rumor
+/// ids travel grouped by origin life with delta-encoded sequence numbers,
+/// see [`IdGroupsLen`].)
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 2;
@@ -328,15 +330,16 @@ pub enum Message {
     /// Ids of rumors the sender holds, without payloads: a tree strategy's
     /// lazy announcement (Plumtree's `IHave`).
     Announce {
-        /// The rumors announced.
-        #[serde(deserialize_with = "bounded_vec")]
+        /// The rumors announced (grouped on the wire, see [`IdGroupsLen`]).
+        #[serde(with = "id_groups")]
         ids: Vec<MessageId>,
     },
     /// Asks the receiver to push to the sender eagerly from now on, and to
     /// send these rumors if it holds them (Plumtree's `Graft`).
     Graft {
-        /// The rumors wanted (none: only the link).
-        #[serde(deserialize_with = "bounded_vec")]
+        /// The rumors wanted (none: only the link; grouped on the wire, see
+        /// [`IdGroupsLen`]).
+        #[serde(with = "id_groups")]
         ids: Vec<MessageId>,
     },
     /// Asks the receiver to stop pushing to the sender eagerly (Plumtree's
@@ -496,4 +499,181 @@ where
         }
     }
     deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+}
+
+/// Puts rumor ids in the order they travel in on the wire (by generation,
+/// then origin, then sequence) and drops repeats: the order
+/// [`IdGroupsLen`] and the encoder of announcements and grafts expect.
+pub fn canonical_ids(ids: &mut Vec<MessageId>) {
+    ids.sort_unstable_by_key(|id| (id.generation, id.origin, id.sequence));
+    ids.dedup();
+}
+
+/// The exact encoded length of a list of rumor ids in an announcement or a
+/// graft, grown one id at a time, so that a sender packs frames to the
+/// byte.
+///
+/// **Encoding.** Tree strategies announce every rumor on every lazy link,
+/// so ids dominate their cost. A full [`MessageId`] takes about 15 bytes
+/// (a 7-byte address, a generation that is a start time in milliseconds,
+/// a sequence number); on the wire the ids are instead grouped by origin
+/// life:
+///
+/// ```text
+/// groups: varint count, then per group
+///   origin      NodeId (7 bytes for IPv4)
+///   generation  varint, the difference from the previous group's
+///   first       varint, the group's first sequence number
+///   gaps        varint count, then per further id: varint
+///               (sequence - previous sequence - 1)
+/// ```
+///
+/// Groups are sorted by generation and then origin, without repeats, and
+/// sequence numbers within a group strictly increase, so the encoding is
+/// canonical and consecutive sequence numbers cost one byte each. A decoder
+/// refuses any other order, and any sum that overflows, as malformed; it
+/// produces at most one id per byte of the frame.
+#[derive(Clone, Debug, Default)]
+pub struct IdGroupsLen {
+    len: usize,
+    groups: usize,
+    gaps: usize,
+    last: Option<MessageId>,
+}
+
+impl IdGroupsLen {
+    /// The length of an empty list.
+    pub fn new() -> Self {
+        Self {
+            len: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Bytes the list takes so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no id was added.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Bytes `id` would add. Ids must come in [`canonical_ids`] order.
+    pub fn cost(&self, id: MessageId) -> usize {
+        match self.last {
+            Some(last) if last.origin == id.origin && last.generation == id.generation => {
+                let gap = id.sequence.saturating_sub(last.sequence).saturating_sub(1);
+                varint_len(self.gaps + 1) - varint_len(self.gaps) + varint_u64_len(gap)
+            }
+            last => {
+                let delta = id
+                    .generation
+                    .saturating_sub(last.map_or(0, |l| l.generation));
+                varint_len(self.groups + 1) - varint_len(self.groups)
+                    + encoded_len(&id.origin)
+                    + varint_u64_len(delta)
+                    + varint_u64_len(id.sequence)
+                    + 1
+            }
+        }
+    }
+
+    /// Adds `id` (in [`canonical_ids`] order).
+    pub fn add(&mut self, id: MessageId) {
+        self.len += self.cost(id);
+        match self.last {
+            Some(last) if last.origin == id.origin && last.generation == id.generation => {
+                self.gaps += 1;
+            }
+            _ => {
+                self.groups += 1;
+                self.gaps = 0;
+            }
+        }
+        self.last = Some(id);
+    }
+}
+
+fn varint_u64_len(n: u64) -> usize {
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// One origin life's ids on the wire (see [`IdGroupsLen`]).
+#[derive(Serialize, Deserialize)]
+struct IdGroup {
+    origin: NodeId,
+    generation_delta: u64,
+    first: u64,
+    #[serde(deserialize_with = "bounded_vec")]
+    gaps: Vec<u64>,
+}
+
+/// Serde for id lists of announcements and grafts (see [`IdGroupsLen`]).
+mod id_groups {
+    use serde::de::Error as _;
+    use serde::{Deserializer, Serialize, Serializer};
+
+    use super::{bounded_vec, canonical_ids, IdGroup, MessageId};
+
+    pub(super) fn serialize<S: Serializer>(
+        ids: &[MessageId],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut ids = ids.to_vec();
+        canonical_ids(&mut ids);
+        let mut groups: Vec<IdGroup> = Vec::new();
+        let mut last: Option<MessageId> = None;
+        for id in ids {
+            match (last, groups.last_mut()) {
+                (Some(l), Some(group))
+                    if l.origin == id.origin && l.generation == id.generation =>
+                {
+                    group.gaps.push(id.sequence - l.sequence - 1);
+                }
+                _ => groups.push(IdGroup {
+                    origin: id.origin,
+                    generation_delta: id.generation - last.map_or(0, |l| l.generation),
+                    first: id.sequence,
+                    gaps: Vec::new(),
+                }),
+            }
+            last = Some(id);
+        }
+        groups.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<MessageId>, D::Error> {
+        let groups: Vec<IdGroup> = bounded_vec(deserializer)?;
+        let mut ids = Vec::new();
+        let mut last: Option<MessageId> = None;
+        for group in groups {
+            let previous = last.map_or(0, |l| l.generation);
+            let generation = previous
+                .checked_add(group.generation_delta)
+                .ok_or_else(|| D::Error::custom("generation overflows"))?;
+            if last.is_some_and(|l| (l.generation, l.origin) >= (generation, group.origin)) {
+                return Err(D::Error::custom("id groups out of order"));
+            }
+            let mut id = MessageId {
+                origin: group.origin,
+                generation,
+                sequence: group.first,
+            };
+            ids.push(id);
+            for gap in group.gaps {
+                id.sequence = id
+                    .sequence
+                    .checked_add(gap)
+                    .and_then(|s| s.checked_add(1))
+                    .ok_or_else(|| D::Error::custom("sequence overflows"))?;
+                ids.push(id);
+            }
+            last = Some(id);
+        }
+        Ok(ids)
+    }
 }

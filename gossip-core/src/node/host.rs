@@ -181,20 +181,54 @@ impl<'a, 'b> Hosted<'a, 'b> {
             GossipMessage::Feedback { known } => {
                 self.push_packed(to.addr(), known, |known| Message::Feedback { known });
             }
-            GossipMessage::Announce { ids } => {
+            GossipMessage::Announce { mut ids } => {
                 let before = self.sent;
+                wire::canonical_ids(&mut ids);
                 self.lent.outbox.stats.announcements_sent += ids.len() as u64;
-                self.push_packed(to.addr(), ids, |ids| Message::Announce { ids });
+                self.push_ids(to.addr(), ids, |ids| Message::Announce { ids });
                 self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
             }
-            GossipMessage::Graft { ids } => {
+            GossipMessage::Graft { mut ids } => {
                 if ids.is_empty() {
                     self.push_frame(to.addr(), &Message::Graft { ids });
                 } else {
-                    self.push_packed(to.addr(), ids, |ids| Message::Graft { ids });
+                    wire::canonical_ids(&mut ids);
+                    self.push_ids(to.addr(), ids, |ids| Message::Graft { ids });
                 }
             }
             GossipMessage::Prune => self.push_frame(to.addr(), &Message::Prune),
+        }
+    }
+
+    /// Packs rumor ids (in [`wire::canonical_ids`] order) greedily into
+    /// frames of `wrap(ids)`, to the byte: on the wire they are grouped by
+    /// origin, so an id costs what it adds to its group.
+    fn push_ids(
+        &mut self,
+        to: SocketAddr,
+        ids: Vec<MessageId>,
+        wrap: impl Fn(Vec<MessageId>) -> Message,
+    ) {
+        let empty = wire::IdGroupsLen::new();
+        let bare = wire::encoded_len(&(&self.lent.header, wrap(Vec::new()))) - empty.len();
+        let budget = self.lent.config.max_message_size.get();
+        let mut batch = Vec::new();
+        let mut size = empty.clone();
+        let flush = |hosted: &mut Self, batch: Vec<MessageId>, size: &wire::IdGroupsLen| {
+            let before = hosted.sent;
+            hosted.push_frame(to, &wrap(batch));
+            debug_assert_eq!(hosted.sent - before, bare + size.len(), "sized to the byte");
+        };
+        for id in ids {
+            if bare + size.len() + size.cost(id) > budget && !batch.is_empty() {
+                flush(self, core::mem::take(&mut batch), &size);
+                size = empty.clone();
+            }
+            size.add(id);
+            batch.push(id);
+        }
+        if !batch.is_empty() {
+            flush(self, batch, &size);
         }
     }
 
