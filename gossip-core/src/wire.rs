@@ -182,7 +182,7 @@ pub struct WireRumor {
     /// Relays between the origin and the sender.
     pub hops: u16,
     /// The application's bytes.
-    #[serde(deserialize_with = "bounded_vec")]
+    #[serde(with = "byte_string")]
     pub payload: Vec<u8>,
 }
 
@@ -194,7 +194,7 @@ pub struct SignedRumor {
     pub rumor: WireRumor,
     /// The origin's signature over the rumor's id and payload, at most
     /// [`MAX_SIGNATURE_LEN`](crate::MAX_SIGNATURE_LEN) bytes.
-    #[serde(deserialize_with = "bounded_vec")]
+    #[serde(with = "byte_string")]
     pub signature: Vec<u8>,
 }
 
@@ -316,7 +316,7 @@ pub enum Message {
     /// use for requests and answers that are not broadcasts.
     Direct {
         /// The application's bytes.
-        #[serde(deserialize_with = "bounded_vec")]
+        #[serde(with = "byte_string")]
         payload: Vec<u8>,
     },
     /// Application rumors with their origins' signatures: what
@@ -367,7 +367,9 @@ mod fixed_u32 {
 
 /// Encodes one frame.
 pub fn encode(header: &Header<'_>, message: &Message) -> Vec<u8> {
-    let out = Vec::with_capacity(64);
+    // Sized first (a pass that copies no payload), so that the frame is
+    // allocated once instead of grown while its payloads are copied in.
+    let out = Vec::with_capacity(encoded_len(&(header, message)));
     postcard::to_extend(&(header, message), out).expect("encoding into a Vec cannot fail")
 }
 
@@ -475,6 +477,40 @@ fn malformed(error: postcard::Error) -> RecvError {
     })
 }
 
+/// Opaque bytes (payloads, signatures) on the wire: a length, then the
+/// bytes, exactly as postcard writes a sequence of `u8`, but copied as one
+/// slice each way instead of a byte at a time. The decoder allocates what
+/// the frame actually holds, never what a length prefix claims.
+mod byte_string {
+    use core::fmt;
+
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<u8>, A::Error> {
+                super::BoundedVisitor(core::marker::PhantomData).visit_seq(seq)
+            }
+        }
+        deserializer.deserialize_bytes(BytesVisitor)
+    }
+}
+
 /// Deserialises a sequence without trusting its announced length for
 /// pre-allocation: the vector grows only as elements actually decode, so a
 /// forged length prefix cannot make the node reserve memory.
@@ -483,22 +519,25 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct BoundedVisitor<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a sequence")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            const PREALLOCATE_AT_MOST: usize = 16;
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST));
-            while let Some(item) = seq.next_element()? {
-                out.push(item);
-            }
-            Ok(out)
-        }
-    }
     deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+}
+
+/// Collects a sequence, growing only as its elements decode.
+struct BoundedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        const PREALLOCATE_AT_MOST: usize = 16;
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST));
+        while let Some(item) = seq.next_element()? {
+            out.push(item);
+        }
+        Ok(out)
+    }
 }
 
 /// Puts rumor ids in the order they travel in on the wire (by generation,
@@ -675,5 +714,28 @@ mod id_groups {
             last = Some(id);
         }
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings keep the wire format of a sequence of `u8`: frames of
+    /// earlier builds of this protocol version decode unchanged.
+    #[test]
+    fn byte_strings_encode_as_sequences_of_bytes() {
+        for len in [0usize, 1, 127, 128, 300, 20_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let as_sequence = postcard::to_allocvec(&(7u8, &payload)).unwrap();
+            let message = Message::Direct {
+                payload: payload.clone(),
+            };
+            let encoded = postcard::to_allocvec(&message).unwrap();
+            // The variant's tag, then the same bytes as the sequence.
+            assert_eq!(encoded[1..], as_sequence[1..], "{len}");
+            let decoded: Message = postcard::from_bytes(&encoded).unwrap();
+            assert_eq!(decoded, message);
+        }
     }
 }

@@ -296,6 +296,9 @@ impl BenchNetArgs {
             Duration::from_millis(self.probe_interval_ms),
             self.transport,
         );
+        // Rumors for one member share a frame when several wait to leave
+        // at once (a stream of transactions under load).
+        config.coalesce_rumors = true;
         let keyring = if self.sealed {
             leave_room_for_seal(&mut config);
             Some(KeyringHandle::new(Keyring::generate()?))

@@ -145,8 +145,14 @@ impl TxStream {
         rng: &mut ChaCha8Rng,
     ) -> anyhow::Result<TxReport> {
         let nodes = cluster.agents.len();
+        let total = (self.rate * self.secs).round().max(1.0) as usize;
+        // A hundred nodes share this process: each keeps a small mempool
+        // (nothing here takes transactions out of it) but remembers every
+        // hash of the run, so that any duplicate would be caught.
         let config = TxConfig {
             max_tx_bytes: self.tx_bytes.max(TxConfig::default().max_tx_bytes),
+            max_mempool: 4096,
+            max_seen: total.max(TxConfig::default().max_seen),
             ..TxConfig::default()
         };
         for agent in &cluster.agents {
@@ -156,7 +162,6 @@ impl TxStream {
         for observed in cluster.observed.iter() {
             observed.lock().expect("observed lock").skip_deliveries = true;
         }
-        let total = (self.rate * self.secs).round().max(1.0) as usize;
         let mut tally = Tally {
             submitted: Vec::with_capacity(total),
             index: HashMap::with_capacity(total),
