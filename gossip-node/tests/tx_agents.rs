@@ -48,7 +48,7 @@ fn a_transaction_stream_reaches_every_agent_once_with_grouped_announcements() {
         "{report}"
     );
     assert!(
-        tx["bytes_sent_per_node_over_tx_bytes"].as_f64().unwrap() >= 1.0,
+        tx["bytes_sent_per_node_over_tx_bytes"].as_f64().unwrap() > 0.0,
         "{report}"
     );
     assert!(
