@@ -90,6 +90,7 @@ impl Agent {
             transport,
             events: events.clone(),
             leave_linger: config.leave_linger,
+            max_frames_per_flush: config.max_frames_per_flush.max(1),
             send_errors: 0,
             refused: BTreeMap::new(),
             apps: Vec::new(),
@@ -128,6 +129,7 @@ struct Driver<S: Strategy, A: Aggregate, T> {
     transport: T,
     events: broadcast::Sender<Event>,
     leave_linger: Duration,
+    max_frames_per_flush: usize,
     send_errors: u64,
     /// Frames the node refused, by [`recv_error_kind`].
     refused: BTreeMap<&'static str, u64>,
@@ -192,10 +194,8 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                 received = self.transport.recv() => match received {
                     Ok(Incoming::Frame { from, bytes }) => {
                         consecutive_recv_errors = 0;
-                        if let Err(error) = self.node.handle_message(now(), from, &bytes) {
-                            tracing::debug!(%from, %error, "frame refused");
-                            *self.refused.entry(recv_error_kind(&error)).or_default() += 1;
-                        }
+                        self.handle_frame(from, &bytes);
+                        self.handle_waiting_frames().await;
                     }
                     Ok(Incoming::Unreachable(peer)) => {
                         self.node.peer_unreachable(now(), peer.into());
@@ -260,6 +260,32 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
         self.transport.close().await;
         if let Some((_, Some(reply))) = linger_until {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn handle_frame(&mut self, from: std::net::SocketAddr, bytes: &[u8]) {
+        if let Err(error) = self.node.handle_message(now(), from, bytes) {
+            tracing::debug!(%from, %error, "frame refused");
+            *self.refused.entry(recv_error_kind(&error)).or_default() += 1;
+        }
+    }
+
+    /// Hands the node frames that are already waiting, up to
+    /// `max_frames_per_flush` in all, without waiting for more: `recv` is
+    /// cancellation-safe, so a receive that is not ready is dropped.
+    async fn handle_waiting_frames(&mut self) {
+        for _ in 1..self.max_frames_per_flush {
+            let waiting = tokio::select! {
+                biased;
+                received = self.transport.recv() => received,
+                () = std::future::ready(()) => return,
+            };
+            match waiting {
+                Ok(Incoming::Frame { from, bytes }) => self.handle_frame(from, &bytes),
+                Ok(Incoming::Unreachable(peer)) => self.node.peer_unreachable(now(), peer.into()),
+                // Errors and closing are left to the main loop's next receive.
+                _ => return,
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Applications that the field builds on gossip, as sans-IO state machines
 //! over the core's public seams: a replicated key-value store, leader
-//! election, partition awareness, and payloads larger than a frame.
+//! election, partition awareness, payloads larger than a frame, and
+//! transactions deduplicated by hash.
 //!
 //! An [`Application`] sits beside a [`gossip_core::Node`]: the host hands it
 //! every [`Event`] the node emits and wakes it at its own deadline, and the
@@ -22,6 +23,7 @@ pub mod leader;
 pub mod partition;
 #[cfg(test)]
 mod testing;
+pub mod tx;
 mod view;
 
 pub use leader::{LeaderConfig, LeaderElection, LeaderEvent, LeaderStatus};
@@ -43,6 +45,8 @@ pub enum Channel {
     Leader = 0xA2,
     /// Bulk payloads' headers and chunks.
     Bulk = 0xA3,
+    /// Transactions ([`tx::Tx`]).
+    Tx = 0xA4,
 }
 
 impl Channel {
@@ -52,7 +56,7 @@ impl Channel {
     }
 
     /// Every channel.
-    pub const ALL: [Channel; 3] = [Channel::Kv, Channel::Leader, Channel::Bulk];
+    pub const ALL: [Channel; 4] = [Channel::Kv, Channel::Leader, Channel::Bulk, Channel::Tx];
 
     /// The channel `payload` belongs to, if any: how a host tells an
     /// application's broadcasts from the user's own.

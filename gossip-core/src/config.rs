@@ -156,6 +156,16 @@ pub struct Config {
     /// (4096) times 16: far more than a node could hold of one origin's
     /// burst anyway.
     pub max_sequence_gap: NonZeroU64,
+    /// Whether a rumor for a member joins a rumor frame already queued for
+    /// it and not yet taken by the host ([`Node::poll_transmit`](crate::Node::poll_transmit)),
+    /// within `max_message_size` and up to 127 rumors per frame: one
+    /// header and one datagram for several rumors. It pays off for hosts
+    /// that take several inputs before sending (the tokio agent handles
+    /// every frame already waiting on its socket first), under streams of
+    /// small broadcasts. Per member, frames keep their order. Default
+    /// false, so that one input gives the frames it always gave (the
+    /// simulator's reference figures); `bench-net` turns it on.
+    pub coalesce_rumors: bool,
 }
 
 /// Longest accepted cluster label, in bytes.
@@ -202,6 +212,7 @@ impl Config {
             source_reply_burst_bytes: 1 << 20,
             max_reply_sources: NonZeroUsize::new(1024).expect("non-zero"),
             max_sequence_gap: NonZeroU64::new(1 << 16).expect("non-zero"),
+            coalesce_rumors: false,
         }
     }
 

@@ -26,8 +26,10 @@ use crate::strategy::Digest;
 /// The protocol version this build speaks.
 /// (2: aggregate shares carry their type; 3: probe sequence numbers are
 /// random and travel as four fixed bytes, and `Verify` asks an address to
-/// prove it is the member it is said to be.)
-pub const PROTOCOL_VERSION: u8 = 3;
+/// prove it is the member it is said to be; 4: announced and grafted rumor
+/// ids travel grouped by origin life with delta-encoded sequence numbers,
+/// see [`IdGroupsLen`].)
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 2;
@@ -180,7 +182,7 @@ pub struct WireRumor {
     /// Relays between the origin and the sender.
     pub hops: u16,
     /// The application's bytes.
-    #[serde(deserialize_with = "bounded_vec")]
+    #[serde(with = "byte_string")]
     pub payload: Vec<u8>,
 }
 
@@ -192,7 +194,7 @@ pub struct SignedRumor {
     pub rumor: WireRumor,
     /// The origin's signature over the rumor's id and payload, at most
     /// [`MAX_SIGNATURE_LEN`](crate::MAX_SIGNATURE_LEN) bytes.
-    #[serde(deserialize_with = "bounded_vec")]
+    #[serde(with = "byte_string")]
     pub signature: Vec<u8>,
 }
 
@@ -314,7 +316,7 @@ pub enum Message {
     /// use for requests and answers that are not broadcasts.
     Direct {
         /// The application's bytes.
-        #[serde(deserialize_with = "bounded_vec")]
+        #[serde(with = "byte_string")]
         payload: Vec<u8>,
     },
     /// Application rumors with their origins' signatures: what
@@ -328,15 +330,16 @@ pub enum Message {
     /// Ids of rumors the sender holds, without payloads: a tree strategy's
     /// lazy announcement (Plumtree's `IHave`).
     Announce {
-        /// The rumors announced.
-        #[serde(deserialize_with = "bounded_vec")]
+        /// The rumors announced (grouped on the wire, see [`IdGroupsLen`]).
+        #[serde(with = "id_groups")]
         ids: Vec<MessageId>,
     },
     /// Asks the receiver to push to the sender eagerly from now on, and to
     /// send these rumors if it holds them (Plumtree's `Graft`).
     Graft {
-        /// The rumors wanted (none: only the link).
-        #[serde(deserialize_with = "bounded_vec")]
+        /// The rumors wanted (none: only the link; grouped on the wire, see
+        /// [`IdGroupsLen`]).
+        #[serde(with = "id_groups")]
         ids: Vec<MessageId>,
     },
     /// Asks the receiver to stop pushing to the sender eagerly (Plumtree's
@@ -364,7 +367,9 @@ mod fixed_u32 {
 
 /// Encodes one frame.
 pub fn encode(header: &Header<'_>, message: &Message) -> Vec<u8> {
-    let out = Vec::with_capacity(64);
+    // Sized first (a pass that copies no payload), so that the frame is
+    // allocated once instead of grown while its payloads are copied in.
+    let out = Vec::with_capacity(encoded_len(&(header, message)));
     postcard::to_extend(&(header, message), out).expect("encoding into a Vec cannot fail")
 }
 
@@ -472,6 +477,40 @@ fn malformed(error: postcard::Error) -> RecvError {
     })
 }
 
+/// Opaque bytes (payloads, signatures) on the wire: a length, then the
+/// bytes, exactly as postcard writes a sequence of `u8`, but copied as one
+/// slice each way instead of a byte at a time. The decoder allocates what
+/// the frame actually holds, never what a length prefix claims.
+mod byte_string {
+    use core::fmt;
+
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<u8>, A::Error> {
+                super::BoundedVisitor(core::marker::PhantomData).visit_seq(seq)
+            }
+        }
+        deserializer.deserialize_bytes(BytesVisitor)
+    }
+}
+
 /// Deserialises a sequence without trusting its announced length for
 /// pre-allocation: the vector grows only as elements actually decode, so a
 /// forged length prefix cannot make the node reserve memory.
@@ -480,20 +519,223 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct BoundedVisitor<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a sequence")
+    deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+}
+
+/// Collects a sequence, growing only as its elements decode.
+struct BoundedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        const PREALLOCATE_AT_MOST: usize = 16;
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST));
+        while let Some(item) = seq.next_element()? {
+            out.push(item);
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            const PREALLOCATE_AT_MOST: usize = 16;
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST));
-            while let Some(item) = seq.next_element()? {
-                out.push(item);
-            }
-            Ok(out)
+        Ok(out)
+    }
+}
+
+/// Puts rumor ids in the order they travel in on the wire (by generation,
+/// then origin, then sequence) and drops repeats: the order
+/// [`IdGroupsLen`] and the encoder of announcements and grafts expect.
+pub fn canonical_ids(ids: &mut Vec<MessageId>) {
+    ids.sort_unstable_by_key(|id| (id.generation, id.origin, id.sequence));
+    ids.dedup();
+}
+
+/// The exact encoded length of a list of rumor ids in an announcement or a
+/// graft, grown one id at a time, so that a sender packs frames to the
+/// byte.
+///
+/// **Encoding.** Tree strategies announce every rumor on every lazy link,
+/// so ids dominate their cost. A full [`MessageId`] takes about 15 bytes
+/// (a 7-byte address, a generation that is a start time in milliseconds,
+/// a sequence number); on the wire the ids are instead grouped by origin
+/// life:
+///
+/// ```text
+/// groups: varint count, then per group
+///   origin      NodeId (7 bytes for IPv4)
+///   generation  varint, the difference from the previous group's
+///   first       varint, the group's first sequence number
+///   gaps        varint count, then per further id: varint
+///               (sequence - previous sequence - 1)
+/// ```
+///
+/// Groups are sorted by generation and then origin, without repeats, and
+/// sequence numbers within a group strictly increase, so the encoding is
+/// canonical and consecutive sequence numbers cost one byte each. A decoder
+/// refuses any other order, and any sum that overflows, as malformed; it
+/// produces at most one id per byte of the frame.
+#[derive(Clone, Debug, Default)]
+pub struct IdGroupsLen {
+    len: usize,
+    groups: usize,
+    gaps: usize,
+    last: Option<MessageId>,
+}
+
+impl IdGroupsLen {
+    /// The length of an empty list.
+    pub fn new() -> Self {
+        Self {
+            len: 1,
+            ..Self::default()
         }
     }
-    deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+
+    /// Bytes the list takes so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no id was added.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Bytes `id` would add. Ids must come in [`canonical_ids`] order.
+    pub fn cost(&self, id: MessageId) -> usize {
+        match self.last {
+            Some(last) if last.origin == id.origin && last.generation == id.generation => {
+                let gap = id.sequence.saturating_sub(last.sequence).saturating_sub(1);
+                varint_len(self.gaps + 1) - varint_len(self.gaps) + varint_u64_len(gap)
+            }
+            last => {
+                let delta = id
+                    .generation
+                    .saturating_sub(last.map_or(0, |l| l.generation));
+                varint_len(self.groups + 1) - varint_len(self.groups)
+                    + encoded_len(&id.origin)
+                    + varint_u64_len(delta)
+                    + varint_u64_len(id.sequence)
+                    + 1
+            }
+        }
+    }
+
+    /// Adds `id` (in [`canonical_ids`] order).
+    pub fn add(&mut self, id: MessageId) {
+        self.len += self.cost(id);
+        match self.last {
+            Some(last) if last.origin == id.origin && last.generation == id.generation => {
+                self.gaps += 1;
+            }
+            _ => {
+                self.groups += 1;
+                self.gaps = 0;
+            }
+        }
+        self.last = Some(id);
+    }
+}
+
+fn varint_u64_len(n: u64) -> usize {
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// One origin life's ids on the wire (see [`IdGroupsLen`]).
+#[derive(Serialize, Deserialize)]
+struct IdGroup {
+    origin: NodeId,
+    generation_delta: u64,
+    first: u64,
+    #[serde(deserialize_with = "bounded_vec")]
+    gaps: Vec<u64>,
+}
+
+/// Serde for id lists of announcements and grafts (see [`IdGroupsLen`]).
+mod id_groups {
+    use serde::de::Error as _;
+    use serde::{Deserializer, Serialize, Serializer};
+
+    use super::{bounded_vec, canonical_ids, IdGroup, MessageId};
+
+    pub(super) fn serialize<S: Serializer>(
+        ids: &[MessageId],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut ids = ids.to_vec();
+        canonical_ids(&mut ids);
+        let mut groups: Vec<IdGroup> = Vec::new();
+        let mut last: Option<MessageId> = None;
+        for id in ids {
+            match (last, groups.last_mut()) {
+                (Some(l), Some(group))
+                    if l.origin == id.origin && l.generation == id.generation =>
+                {
+                    group.gaps.push(id.sequence - l.sequence - 1);
+                }
+                _ => groups.push(IdGroup {
+                    origin: id.origin,
+                    generation_delta: id.generation - last.map_or(0, |l| l.generation),
+                    first: id.sequence,
+                    gaps: Vec::new(),
+                }),
+            }
+            last = Some(id);
+        }
+        groups.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<MessageId>, D::Error> {
+        let groups: Vec<IdGroup> = bounded_vec(deserializer)?;
+        let mut ids = Vec::new();
+        let mut last: Option<MessageId> = None;
+        for group in groups {
+            let previous = last.map_or(0, |l| l.generation);
+            let generation = previous
+                .checked_add(group.generation_delta)
+                .ok_or_else(|| D::Error::custom("generation overflows"))?;
+            if last.is_some_and(|l| (l.generation, l.origin) >= (generation, group.origin)) {
+                return Err(D::Error::custom("id groups out of order"));
+            }
+            let mut id = MessageId {
+                origin: group.origin,
+                generation,
+                sequence: group.first,
+            };
+            ids.push(id);
+            for gap in group.gaps {
+                id.sequence = id
+                    .sequence
+                    .checked_add(gap)
+                    .and_then(|s| s.checked_add(1))
+                    .ok_or_else(|| D::Error::custom("sequence overflows"))?;
+                ids.push(id);
+            }
+            last = Some(id);
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings keep the wire format of a sequence of `u8`: frames of
+    /// earlier builds of this protocol version decode unchanged.
+    #[test]
+    fn byte_strings_encode_as_sequences_of_bytes() {
+        for len in [0usize, 1, 127, 128, 300, 20_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let as_sequence = postcard::to_allocvec(&(7u8, &payload)).unwrap();
+            let message = Message::Direct {
+                payload: payload.clone(),
+            };
+            let encoded = postcard::to_allocvec(&message).unwrap();
+            // The variant's tag, then the same bytes as the sequence.
+            assert_eq!(encoded[1..], as_sequence[1..], "{len}");
+            let decoded: Message = postcard::from_bytes(&encoded).unwrap();
+            assert_eq!(decoded, message);
+        }
+    }
 }

@@ -825,3 +825,132 @@ fn tree_messages_come_only_from_members_and_grafts_cannot_amplify() {
     );
     assert!(node.stats().state_replies_throttled > 0);
 }
+
+/// Counts the ids announcements deliver to the strategy.
+struct IdCounter {
+    announced: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl gossip_core::Strategy for IdCounter {
+    fn on_rumor<H: gossip_core::Host>(
+        &mut self,
+        _host: &mut H,
+        _rumor: gossip_core::Rumor,
+        _from: Option<NodeId>,
+    ) {
+    }
+    fn on_announce<H: gossip_core::Host>(
+        &mut self,
+        _host: &mut H,
+        _from: NodeId,
+        ids: &[gossip_core::MessageId],
+    ) {
+        self.announced.set(self.announced.get() + ids.len());
+    }
+    fn on_graft<H: gossip_core::Host>(
+        &mut self,
+        _host: &mut H,
+        _from: NodeId,
+        ids: &[gossip_core::MessageId],
+    ) {
+        self.announced.set(self.announced.get() + ids.len());
+    }
+}
+
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out
+}
+
+/// Announced and grafted ids travel grouped by origin life with
+/// delta-encoded sequences. A member that forges the grouping (groups out
+/// of order or repeated, sums that overflow, more groups than the frame
+/// holds) is refused as malformed and reaches no strategy; a frame crammed
+/// with consecutive ids expands to at most one id per byte.
+#[test]
+fn forged_id_groups_are_refused_and_expand_to_at_most_one_id_per_byte() {
+    let now = base_instant();
+    let announced = std::rc::Rc::new(std::cell::Cell::new(0));
+    let probe = IdCounter {
+        announced: announced.clone(),
+    };
+    let mut node = Node::with_strategy(Config::default(), id(1), Generation(1), 5, probe).unwrap();
+    node.join(now, &[]).unwrap();
+    node.handle_message(now, addr(2), &join_frame(2)).unwrap();
+    common::answer_challenge(&mut node, now, addr(2), |m| frame(2, m));
+    core::iter::from_fn(|| node.poll_transmit()).for_each(drop);
+    while node.poll_event().is_some() {}
+
+    // A frame of `message` kind whose id list is `groups`, byte for byte.
+    let with_groups = |message: &Message, groups: &[u8]| {
+        let mut bytes = frame(2, message);
+        assert_eq!(bytes.pop(), Some(0), "an empty list ends the frame");
+        bytes.extend_from_slice(groups);
+        bytes
+    };
+    // Member 3's and 4's addresses as ids are encoded (IPv4 tag, ip, port).
+    let origin = |i: u8| {
+        let mut out = vec![0, 127, 0, 0, i];
+        out.extend_from_slice(&7946u16.to_le_bytes());
+        out
+    };
+    let group = |who: u8, generation_delta: u64, first: u64, gaps: &[u64]| {
+        let mut out = origin(who);
+        out.extend(varint(generation_delta));
+        out.extend(varint(first));
+        out.extend(varint(gaps.len() as u64));
+        gaps.iter().for_each(|&g| out.extend(varint(g)));
+        out
+    };
+    let list = |groups: &[Vec<u8>]| {
+        let mut out = varint(groups.len() as u64);
+        groups.iter().for_each(|g| out.extend_from_slice(g));
+        out
+    };
+    let forged = [
+        // The same origin life twice.
+        list(&[group(3, 1, 1, &[]), group(3, 0, 5, &[])]),
+        // Origins of one life out of order.
+        list(&[group(4, 1, 1, &[]), group(3, 0, 1, &[])]),
+        // A generation past the largest.
+        list(&[group(3, u64::MAX, 1, &[]), group(4, 1, 1, &[])]),
+        // A sequence past the largest.
+        list(&[group(3, 1, u64::MAX, &[0])]),
+        list(&[group(3, 1, u64::MAX - 3, &[1, 1])]),
+        // A million groups announced, one sent.
+        [varint(1 << 20), group(3, 1, 1, &[])].concat(),
+    ];
+    let kinds = [
+        Message::Announce { ids: Vec::new() },
+        Message::Graft { ids: Vec::new() },
+    ];
+    for kind in &kinds {
+        for groups in &forged {
+            let bytes = with_groups(kind, groups);
+            assert!(
+                matches!(
+                    node.handle_message(now, addr(2), &bytes),
+                    Err(gossip_core::RecvError::Malformed(_))
+                ),
+                "{groups:?} accepted"
+            );
+        }
+    }
+    assert_eq!(announced.get(), 0, "no forged list reached the strategy");
+    assert!(core::iter::from_fn(|| node.poll_transmit())
+        .next()
+        .is_none());
+
+    // The densest honest list: one origin, consecutive sequences.
+    let gaps = vec![0; 1300];
+    let bytes = with_groups(&kinds[0], &list(&[group(3, 1, 1, &gaps)]));
+    assert!(bytes.len() <= node.config().max_message_size.get());
+    node.handle_message(now, addr(2), &bytes).unwrap();
+    assert_eq!(announced.get(), 1301);
+    assert!(announced.get() <= bytes.len());
+}

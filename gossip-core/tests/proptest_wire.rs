@@ -125,8 +125,35 @@ fn message_id() -> impl Strategy<Value = MessageId> {
     })
 }
 
+/// Rumor ids as tree strategies announce them: few origins and lives, so
+/// that they group, with sequences near the ends of their range too.
+fn announced_ids() -> impl Strategy<Value = Vec<MessageId>> {
+    let generation = prop_oneof![Just(0u64), Just(1), Just(u64::MAX), any::<u64>()];
+    let sequence = prop_oneof![0..40u64, (u64::MAX - 40)..=u64::MAX, any::<u64>()];
+    prop::collection::vec(
+        (0..3usize, generation, sequence).prop_map(|(origin, generation, sequence)| MessageId {
+            origin: id(origin),
+            generation,
+            sequence,
+        }),
+        0..=64,
+    )
+}
+
+/// `ids` as they decode: in the wire's order, without repeats.
+fn canonical(mut ids: Vec<MessageId>) -> Vec<MessageId> {
+    wire::canonical_ids(&mut ids);
+    ids
+}
+
 fn message(max: usize) -> impl Strategy<Value = Message> {
     prop_oneof![
+        announced_ids().prop_map(|ids| Message::Announce {
+            ids: canonical(ids)
+        }),
+        announced_ids().prop_map(|ids| Message::Graft {
+            ids: canonical(ids)
+        }),
         prop::collection::vec(
             (message_id(), any::<u16>(), metadata(max))
                 .prop_map(|(id, hops, payload)| { WireRumor { id, hops, payload } }),
@@ -240,6 +267,28 @@ proptest! {
             wire::decode(&config, &bytes).expect("a valid frame decodes");
         prop_assert_eq!(decoded_header, header);
         prop_assert_eq!(decoded_message, message);
+    }
+
+    #[test]
+    fn announced_ids_decode_grouped_and_are_sized_to_the_byte(
+        ids in announced_ids(),
+        graft in any::<bool>(),
+    ) {
+        let config = roomy_config(String::new());
+        let header = header("", (id(9), Generation(1), Incarnation(0)));
+        let wrap = |ids| if graft { Message::Graft { ids } } else { Message::Announce { ids } };
+        let expected = canonical(ids.clone());
+        let mut size = wire::IdGroupsLen::new();
+        for &id in &expected {
+            size.add(id);
+        }
+        let bytes = wire::encode(&header, &wrap(ids));
+        let empty = wire::encoded_len(&(&header, wrap(Vec::new())));
+        prop_assert_eq!(bytes.len(), empty - 1 + size.len());
+        // Never more than one id per byte of the frame.
+        prop_assert!(expected.len() <= bytes.len());
+        let (_, decoded) = wire::decode(&config, &bytes).expect("a valid frame decodes");
+        prop_assert_eq!(decoded, wrap(expected));
     }
 
     #[test]

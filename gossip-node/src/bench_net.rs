@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::bench_tx::{TxReport, TxStream};
 use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::{config_for, leave_room_for_seal};
@@ -114,6 +115,15 @@ pub struct BenchNetArgs {
     /// 2 ms).
     #[arg(long, default_value_t = BulkConfig::default().burst_chunks)]
     pub burst_chunks: usize,
+    /// Stream transactions (`gossip_apps::tx`) of `--payload-bytes` each at
+    /// this many per second over the whole cluster, from random nodes,
+    /// for `--stream-secs`, after the broadcasts; 0: none. Choose
+    /// `--strategy plumtree` for them.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seconds the transaction stream (`--rate`) lasts.
+    #[arg(long, default_value_t = 60.0)]
+    pub stream_secs: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -177,6 +187,8 @@ pub struct BenchNetReport {
     pub false_declarations_by_phase: [usize; 4],
     /// Bulk payloads (`--payload-bytes`), if any were sent.
     pub payloads: Option<PayloadReport>,
+    /// The transaction stream (`--rate`), if one ran.
+    pub transactions: Option<TxReport>,
     /// Events lost by watchers that fell behind (should be 0).
     pub events_lagged: u64,
     /// Wall-clock seconds of the whole run.
@@ -259,6 +271,12 @@ impl BenchNetArgs {
         if self.payload_bytes > 64 << 20 {
             bail!("--payload-bytes: at most 67108864 (64 MiB)");
         }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be a non-negative number of transactions per second");
+        }
+        if self.rate > 0.0 && self.payload_bytes == 0 {
+            bail!("--rate needs --payload-bytes: the size of each transaction");
+        }
         if self.sealed && self.transport == TransportKind::Quic {
             bail!("--sealed seals UDP frames; QUIC already encrypts with TLS");
         }
@@ -278,13 +296,16 @@ impl BenchNetArgs {
             Duration::from_millis(self.probe_interval_ms),
             self.transport,
         );
+        // Rumors for one member share a frame when several wait to leave
+        // at once (a stream of transactions under load).
+        config.coalesce_rumors = true;
         let keyring = if self.sealed {
             leave_room_for_seal(&mut config);
             Some(KeyringHandle::new(Keyring::generate()?))
         } else {
             None
         };
-        if self.payload_bytes > 0 {
+        if self.payload_bytes > 0 && self.rate == 0.0 {
             // Every chunk of a payload stays at hand for relaying and
             // repairs, beside the other broadcasts.
             let chunks = self
@@ -385,7 +406,19 @@ impl BenchNetArgs {
             .map(|&i| cluster.observed[i].lock().expect("lock").deliveries)
             .sum();
         let broadcasts = f64::from(self.broadcasts.max(1));
-        let payloads = if self.payload_bytes > 0 {
+        let transactions = if self.rate > 0.0 {
+            progress("transactions");
+            let stream = TxStream {
+                rate: self.rate,
+                secs: seconds("stream-secs", self.stream_secs)?.as_secs_f64(),
+                tx_bytes: self.payload_bytes,
+                drain_limit: timeout.min(Duration::from_secs(30)),
+            };
+            Some(stream.run(&cluster, &mut rng).await?)
+        } else {
+            None
+        };
+        let payloads = if self.payload_bytes > 0 && self.rate == 0.0 {
             progress("bulk payloads");
             Some(self.bulk_phase(&cluster, &mut rng, timeout).await?)
         } else {
@@ -491,6 +524,7 @@ impl BenchNetArgs {
             false_positives: false_positives.len(),
             false_declarations_by_phase: by_phase,
             payloads,
+            transactions,
             events_lagged,
             wall_s: wall.elapsed().as_secs_f64(),
         })
@@ -647,6 +681,23 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
             opt(p.delivery_ms.max, 1),
             p.bytes_sent_per_node_over_payload,
             p.hash_mismatches
+        )?;
+    }
+    if let Some(t) = &r.transactions {
+        writeln!(
+            out,
+            "  transactions         {} of {} B at {:.0}/s ({:.0}/s achieved) for {:.1} s: {:.5} delivered, p50 {} ms  p99 {} ms  max {} ms, {:.3}x the transaction bytes sent per node, announcements {:.2} B per item per link",
+            t.submitted,
+            t.tx_bytes,
+            t.rate_per_s,
+            t.achieved_rate_per_s,
+            t.stream_s,
+            t.delivered_fraction,
+            opt(t.delivery_ms.p50, 1),
+            opt(t.delivery_ms.p99, 1),
+            opt(t.delivery_ms.max, 1),
+            t.bytes_sent_per_node_over_tx_bytes,
+            t.announce_bytes_per_item_per_link
         )?;
     }
     writeln!(

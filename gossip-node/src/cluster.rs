@@ -88,6 +88,9 @@ pub struct Observed {
     pub left: HashSet<SocketAddr>,
     /// Events lost because this watcher fell behind.
     pub lagged: u64,
+    /// Set to stop recording `delivered` (a transaction stream's millions
+    /// of deliveries are tallied elsewhere); `deliveries` still counts.
+    pub skip_deliveries: bool,
 }
 
 impl Observed {
@@ -295,7 +298,9 @@ async fn watch(
             }
             Event::Delivered { id, .. } => {
                 seen.deliveries += 1;
-                seen.delivered.entry(id).or_insert(now);
+                if !seen.skip_deliveries {
+                    seen.delivered.entry(id).or_insert(now);
+                }
             }
             _ => {}
         }

@@ -19,6 +19,7 @@ pub mod api;
 pub mod api_kv;
 pub mod api_leader;
 pub mod bench_net;
+pub mod bench_tx;
 pub mod blocks_sim;
 pub mod cli;
 pub mod client;

@@ -17,3 +17,4 @@ mod plot_cli;
 mod seal_cli;
 mod signing_cli;
 mod status_page;
+mod tx_agents;

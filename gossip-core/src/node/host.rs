@@ -144,10 +144,14 @@ impl<'a, 'b> Hosted<'a, 'b> {
                 }
                 self.lent.outbox.stats.rumors_sent += (unsigned.len() + signed.len()) as u64;
                 if !unsigned.is_empty() {
-                    self.push_packed(to.addr(), unsigned, |items| Message::Rumors { items });
+                    self.push_rumors(to.addr(), unsigned, false, |items| Message::Rumors {
+                        items,
+                    });
                 }
                 if !signed.is_empty() {
-                    self.push_packed(to.addr(), signed, |items| Message::SignedRumors { items });
+                    self.push_rumors(to.addr(), signed, true, |items| Message::SignedRumors {
+                        items,
+                    });
                 }
             }
             GossipMessage::Pull {
@@ -181,30 +185,100 @@ impl<'a, 'b> Hosted<'a, 'b> {
             GossipMessage::Feedback { known } => {
                 self.push_packed(to.addr(), known, |known| Message::Feedback { known });
             }
-            GossipMessage::Announce { ids } => {
+            GossipMessage::Announce { mut ids } => {
                 let before = self.sent;
+                wire::canonical_ids(&mut ids);
                 self.lent.outbox.stats.announcements_sent += ids.len() as u64;
-                self.push_packed(to.addr(), ids, |ids| Message::Announce { ids });
+                self.push_ids(to.addr(), ids, |ids| Message::Announce { ids });
                 self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
             }
-            GossipMessage::Graft { ids } => {
+            GossipMessage::Graft { mut ids } => {
                 if ids.is_empty() {
                     self.push_frame(to.addr(), &Message::Graft { ids });
                 } else {
-                    self.push_packed(to.addr(), ids, |ids| Message::Graft { ids });
+                    wire::canonical_ids(&mut ids);
+                    self.push_ids(to.addr(), ids, |ids| Message::Graft { ids });
                 }
             }
             GossipMessage::Prune => self.push_frame(to.addr(), &Message::Prune),
         }
     }
 
-    /// Packs `items` greedily into frames of `wrap(items)`.
+    /// Packs rumor ids (in [`wire::canonical_ids`] order) greedily into
+    /// frames of `wrap(ids)`, to the byte: on the wire they are grouped by
+    /// origin, so an id costs what it adds to its group.
+    fn push_ids(
+        &mut self,
+        to: SocketAddr,
+        ids: Vec<MessageId>,
+        wrap: impl Fn(Vec<MessageId>) -> Message,
+    ) {
+        let empty = wire::IdGroupsLen::new();
+        let bare = wire::encoded_len(&(&self.lent.header, wrap(Vec::new()))) - empty.len();
+        let budget = self.lent.config.max_message_size.get();
+        let mut batch = Vec::new();
+        let mut size = empty.clone();
+        let flush = |hosted: &mut Self, batch: Vec<MessageId>, size: &wire::IdGroupsLen| {
+            let before = hosted.sent;
+            hosted.push_frame(to, &wrap(batch));
+            debug_assert_eq!(hosted.sent - before, bare + size.len(), "sized to the byte");
+        };
+        for id in ids {
+            if bare + size.len() + size.cost(id) > budget && !batch.is_empty() {
+                flush(self, core::mem::take(&mut batch), &size);
+                size = empty.clone();
+            }
+            size.add(id);
+            batch.push(id);
+        }
+        if !batch.is_empty() {
+            flush(self, batch, &size);
+        }
+    }
+
+    /// Packs rumors (`signed` or not) into frames like
+    /// [`push_packed`](Self::push_packed); with
+    /// [`Config::coalesce_rumors`], they first join the rumor frame still
+    /// queued for `to`, and the last frame stays open for later ones.
+    fn push_rumors<T: serde::Serialize>(
+        &mut self,
+        to: SocketAddr,
+        items: Vec<T>,
+        signed: bool,
+        wrap: impl Fn(Vec<T>) -> Message,
+    ) {
+        if !self.lent.config.coalesce_rumors {
+            self.push_packed(to, items, wrap);
+            return;
+        }
+        let max = self.lent.config.max_message_size.get();
+        let mut rest = Vec::new();
+        for item in items {
+            if rest.is_empty() {
+                if let Some(added) = self.lent.outbox.join_rumors(to, signed, &item, max) {
+                    self.sent += added;
+                    continue;
+                }
+            }
+            rest.push(item);
+        }
+        if rest.is_empty() {
+            return;
+        }
+        // The element count follows the header and the message's tag.
+        let count_at = wire::encoded_len(&(&self.lent.header, wrap(Vec::new()))) - 1;
+        let last = self.push_packed(to, rest, wrap);
+        self.lent.outbox.open_rumors(to, signed, count_at, last);
+    }
+
+    /// Packs `items` greedily into frames of `wrap(items)`; returns how many
+    /// went into the last frame.
     fn push_packed<T: serde::Serialize>(
         &mut self,
         to: SocketAddr,
         items: Vec<T>,
         wrap: impl Fn(Vec<T>) -> Message,
-    ) {
+    ) -> usize {
         let bare = wire::encoded_len(&(&self.lent.header, wrap(Vec::new()))) + 2;
         let budget = self.lent.config.max_message_size.get();
         let mut batch = Vec::new();
@@ -218,9 +292,11 @@ impl<'a, 'b> Hosted<'a, 'b> {
             used += len;
             batch.push(item);
         }
+        let last = batch.len();
         if !batch.is_empty() {
             self.push_frame(to, &wrap(batch));
         }
+        last
     }
 }
 

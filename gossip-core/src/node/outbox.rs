@@ -1,7 +1,7 @@
 //! What the node has for its host: frames to send, events, and the
 //! counters of both.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::stats::Stats;
@@ -14,25 +14,105 @@ use super::{Event, Transmit};
 #[derive(Default)]
 pub(crate) struct Outbox {
     transmits: VecDeque<Transmit>,
+    /// Frames taken by the host so far: `transmits[0]`'s place in the
+    /// sequence of all frames queued.
+    polled: u64,
+    /// Per member, the rumor frame queued last for it that more rumors
+    /// may still join (see `Config::coalesce_rumors`).
+    open: BTreeMap<SocketAddr, OpenRumors>,
     events: VecDeque<Event>,
     /// Counters; parts of the node count their own work here.
     pub(crate) stats: Stats,
 }
 
+/// A queued rumor frame that more rumors may join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenRumors {
+    /// Its place in the sequence of all frames queued.
+    frame: u64,
+    /// Whether it is a frame of signed rumors.
+    signed: bool,
+    /// Where its one-byte element count sits.
+    count_at: usize,
+}
+
+/// Most rumors a joined frame carries: its count stays one byte.
+const MAX_JOINED: u8 = 127;
+
 impl Outbox {
-    /// Encodes and queues one frame; returns its length.
+    /// Encodes and queues one frame; returns its length. Rumors queued
+    /// later for `to` no longer join an earlier frame, so that frames to
+    /// one member keep their order.
     pub(crate) fn push_frame(
         &mut self,
         header: &Header<'_>,
         to: SocketAddr,
         message: &Message,
     ) -> usize {
+        self.open.remove(&to);
         let bytes = wire::encode(header, message);
         let len = bytes.len();
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += len as u64;
         self.transmits.push_back(Transmit { to, bytes });
         len
+    }
+
+    /// Lets later rumors for `to` join the frame just queued for it: a
+    /// frame of `count` rumors (`signed` or not) whose element count is the
+    /// byte at `count_at`.
+    pub(crate) fn open_rumors(
+        &mut self,
+        to: SocketAddr,
+        signed: bool,
+        count_at: usize,
+        count: usize,
+    ) {
+        let Some(last) = self.transmits.back() else {
+            return;
+        };
+        if last.to != to
+            || count >= usize::from(MAX_JOINED)
+            || last.bytes.get(count_at) != Some(&(count as u8))
+        {
+            return;
+        }
+        let frame = self.polled + self.transmits.len() as u64 - 1;
+        self.open.insert(
+            to,
+            OpenRumors {
+                frame,
+                signed,
+                count_at,
+            },
+        );
+    }
+
+    /// Appends `item` (a rumor, `signed` or not, as its frame encodes it)
+    /// to the open rumor frame for `to` if there is one of that kind with
+    /// room within `max` bytes; returns the bytes added.
+    pub(crate) fn join_rumors<T: serde::Serialize>(
+        &mut self,
+        to: SocketAddr,
+        signed: bool,
+        item: &T,
+        max: usize,
+    ) -> Option<usize> {
+        let open = *self.open.get(&to)?;
+        let index = open.frame.checked_sub(self.polled)?;
+        let transmit = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.transmits.get_mut(i))?;
+        let len = wire::encoded_len(item);
+        let count = transmit.bytes[open.count_at];
+        if open.signed != signed || transmit.bytes.len() + len > max || count >= MAX_JOINED {
+            return None;
+        }
+        transmit.bytes[open.count_at] = count + 1;
+        let bytes = core::mem::take(&mut transmit.bytes);
+        transmit.bytes = postcard::to_extend(item, bytes).expect("encoding into a Vec cannot fail");
+        self.stats.bytes_sent += len as u64;
+        Some(len)
     }
 
     /// Queues a message built by `make`, filling the rest of the frame
@@ -71,7 +151,12 @@ impl Outbox {
 
     /// The next frame to send.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let transmit = self.transmits.pop_front()?;
+        self.polled += 1;
+        if self.transmits.is_empty() {
+            self.open.clear();
+        }
+        Some(transmit)
     }
 
     /// The next event.
