@@ -464,8 +464,13 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
                     let p = w.nodes[i].as_ref().expect("live");
                     eprintln!(
                         "  missed by {i}: active {:?} passive {:?} eager {} missing {} stats {:?}",
-                        p.active().filter_map(|a| node_index(a.addr())).collect::<Vec<_>>(),
-                        p.passive().iter().filter_map(|a| node_index(a.addr())).collect::<Vec<_>>(),
+                        p.active()
+                            .filter_map(|a| node_index(a.addr()))
+                            .collect::<Vec<_>>(),
+                        p.passive()
+                            .iter()
+                            .filter_map(|a| node_index(a.addr()))
+                            .collect::<Vec<_>>(),
                         p.eager().count(),
                         p.missing(),
                         p.stats()

@@ -63,7 +63,7 @@ impl RoundTrip {
                 self.deviation = rtt / 2;
             }
             Some(s) => {
-                let error = if rtt > s { rtt - s } else { s - rtt };
+                let error = rtt.abs_diff(s);
                 self.deviation = (self.deviation * 3 + error) / 4;
                 self.smoothed = Some((s * 7 + rtt) / 8);
             }

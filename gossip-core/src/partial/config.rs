@@ -42,6 +42,13 @@ pub struct PartialConfig {
     /// How long a request to become a neighbour waits for its answer
     /// before the next passive address is tried. Default 1 s.
     pub neighbour_timeout: Duration,
+    /// A node refused this many times in a row while asking to become a
+    /// neighbour asks urgently (which a full active view makes room for),
+    /// as does a node with fewer than half its active view: otherwise a
+    /// few nodes left only with each other after a mass crash could stay
+    /// a separate island while every node they know has a full view.
+    /// Default 3.
+    pub urgent_after_refusals: u32,
     /// How often a joining node with no neighbour yet asks its contacts
     /// again. Default 1 s.
     pub join_retry: Duration,
@@ -89,6 +96,7 @@ impl Default for PartialConfig {
             ping_interval: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
             neighbour_timeout: Duration::from_secs(1),
+            urgent_after_refusals: 3,
             join_retry: Duration::from_secs(1),
             joins_per_s: 20.0,
             graft_after: Duration::from_millis(100),
@@ -129,7 +137,7 @@ impl PartialConfig {
                 return bad(field, "must be positive");
             }
         }
-        if !(self.joins_per_s > 0.0) {
+        if self.joins_per_s.is_nan() || self.joins_per_s <= 0.0 {
             return bad("joins_per_s", "must be positive");
         }
         if self.max_ids == 0 || self.max_announcers == 0 || self.max_seen == 0 {

@@ -1,7 +1,9 @@
 //! The partial-view node: HyParView's views with a broadcast tree over the
 //! active one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+// Ordered maps: deterministic iteration, and no hash collisions a peer
+// could aim for with chosen ids.
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -144,15 +146,17 @@ pub struct PartialNode {
     next_join: Option<Instant>,
     /// An outstanding request to become someone's neighbour.
     asking: Option<(NodeId, Instant)>,
+    /// Neighbour requests refused in a row.
+    refusals: u32,
     shuffle: Option<Shuffle>,
     next_shuffle: Instant,
     next_ping_check: Instant,
     join_tokens: (f64, Instant),
-    seen: HashSet<BroadcastId>,
+    seen: BTreeSet<BroadcastId>,
     seen_order: VecDeque<BroadcastId>,
-    held: HashMap<BroadcastId, (u16, Vec<u8>)>,
+    held: BTreeMap<BroadcastId, (u16, Vec<u8>)>,
     held_order: VecDeque<BroadcastId>,
-    missing: HashMap<BroadcastId, Missing>,
+    missing: BTreeMap<BroadcastId, Missing>,
     next_graft_check: Option<Instant>,
     lazy: Vec<(NodeId, BroadcastId)>,
     next_announce: Option<Instant>,
@@ -182,15 +186,16 @@ impl PartialNode {
             contacts: Vec::new(),
             next_join: None,
             asking: None,
+            refusals: 0,
             shuffle: None,
             next_shuffle: now + first_shuffle,
             next_ping_check: now + config.ping_interval,
             join_tokens: (config.joins_per_s, now),
-            seen: HashSet::new(),
+            seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
-            held: HashMap::new(),
+            held: BTreeMap::new(),
             held_order: VecDeque::new(),
-            missing: HashMap::new(),
+            missing: BTreeMap::new(),
             next_graft_check: None,
             lazy: Vec::new(),
             next_announce: None,
@@ -500,6 +505,11 @@ impl PartialNode {
             return;
         }
         self.asking = None;
+        if accepted {
+            self.refusals = 0;
+        } else {
+            self.refusals = self.refusals.saturating_add(1);
+        }
         if accepted && !self.is_active(from) {
             if self.active.len() < self.config.active_size {
                 self.add_active(now, from);
@@ -523,7 +533,8 @@ impl PartialNode {
         let Some(&peer) = candidates.choose(&mut self.rng) else {
             return;
         };
-        let urgent = self.active.is_empty();
+        let urgent = self.active.len() * 2 < self.config.active_size
+            || self.refusals >= self.config.urgent_after_refusals;
         self.send(peer, &PartialMessage::Neighbour { urgent });
         self.asking = Some((peer, now + self.config.neighbour_timeout));
     }
@@ -819,16 +830,14 @@ impl PartialNode {
     }
 
     fn graft_missing(&mut self, now: Instant) {
-        let mut grafts: HashMap<NodeId, Vec<BroadcastId>> = HashMap::new();
+        let mut grafts: BTreeMap<NodeId, Vec<BroadcastId>> = BTreeMap::new();
         let mut given_up = Vec::new();
-        let mut due: Vec<BroadcastId> = self
+        let due: Vec<BroadcastId> = self
             .missing
             .iter()
             .filter(|(_, m)| m.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        // Deterministic order whatever the hash map's.
-        due.sort_unstable();
         for id in due {
             let active: Vec<NodeId> = self.active().collect();
             let Some(m) = self.missing.get_mut(&id) else {
@@ -849,10 +858,7 @@ impl PartialNode {
         for id in given_up {
             self.missing.remove(&id);
         }
-        let mut peers: Vec<NodeId> = grafts.keys().copied().collect();
-        peers.sort_unstable();
-        for peer in peers {
-            let mut ids = grafts.remove(&peer).unwrap_or_default();
+        for (peer, mut ids) in grafts {
             self.set_eager(peer, true);
             while !ids.is_empty() {
                 let rest = ids.split_off(ids.len().min(self.config.max_ids));

@@ -33,8 +33,8 @@ pub enum PartialMessage {
     /// "You are in my active view now" (the end of a join's walk, or the
     /// contact itself).
     JoinAccept,
-    /// "Be my neighbour"; `urgent` when the sender has no neighbour at
-    /// all, which a full active view makes room for.
+    /// "Be my neighbour"; `urgent` when the sender has few neighbours or
+    /// was refused repeatedly, which a full active view makes room for.
     Neighbour {
         /// The sender's active view is empty.
         urgent: bool,
