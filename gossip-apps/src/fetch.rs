@@ -18,9 +18,13 @@
 //! asks its parent in that tree, then the parent's parent, up to the
 //! origin, then any other member. Upload load thus spreads along a tree of
 //! bounded degree (each node serves about `tree_fanout` copies), a
-//! different tree for each payload, and a node asked for a body it is
-//! still fetching holds the request and serves it once its own copy is
-//! verified. The tree needs no messages of its own and no help from the
+//! different tree for each payload. A node passes bytes on as they
+//! arrive (cut-through): asked for a part it has not received yet, it
+//! holds the request and serves it once the part is in, so a payload flows
+//! down the tree in a pipeline instead of waiting at every level for the
+//! whole. Each receiver checks the whole payload against the SHA-256
+//! before delivering it, so bytes passed on unverified can cost a retry,
+//! never a wrong delivery. The tree needs no messages of its own and no help from the
 //! strategy: Plumtree's tree would serve too, but the core does not tell
 //! applications which peer a broadcast came from, and a tree computed from
 //! the view spreads uploads evenly, where Plumtree's follows whoever was
@@ -29,13 +33,14 @@
 //!
 //! **Which path the bytes take.** If the host has a bulk path
 //! ([`Cluster::send_bulk`]; the agent over QUIC has one, a stream per
-//! body), the provider sends the whole body on it at once. Otherwise
-//! (UDP, the simulator) the body travels in *pieces* as direct messages,
-//! each one frame, requested [`FetchConfig::window_bytes`] at a time: the
-//! requester asks for the next window once the last one is in, and asks
-//! again for what is missing after [`FetchConfig::piece_timeout`] without
-//! a piece. That window is the flow control: a provider never sends more
-//! than it was asked for. ([`crate::bulk`], which sends every chunk as a
+//! body), the payload travels in *segments* of
+//! [`FetchConfig::segment_bytes`], each one bulk body. Otherwise (UDP, the
+//! simulator) it travels in *pieces*, direct messages of one frame each,
+//! requested [`FetchConfig::window_bytes`] at a time, and what is missing
+//! is asked for again after [`FetchConfig::piece_timeout`] without a
+//! piece. On both paths the requester keeps two segments or windows asked
+//! for and asks for the next as one completes; that is the flow control: a
+//! provider never sends more than it was asked for. ([`crate::bulk`], which sends every chunk as a
 //! broadcast, remains for hosts that want no request and answer.)
 //!
 //! **Lying and slow peers.** Nothing is delivered before the whole body
@@ -97,9 +102,14 @@ pub struct FetchConfig {
     pub fetch_timeout: Duration,
     /// Providers tried per payload before it is given up. Default 8.
     pub max_attempts: usize,
-    /// Pieces path: bytes asked for at once (the flow-control window).
-    /// Default 64 KiB.
+    /// Pieces path: bytes asked for at once (the flow-control window; two
+    /// windows are in flight). Default 64 KiB.
     pub window_bytes: u32,
+    /// Bulk path: bytes of a segment, each one bulk body; two are in
+    /// flight. Smaller segments let a node pass bytes on sooner (a node
+    /// serves what it has received before its copy is complete), larger
+    /// ones cost fewer streams. Default 128 KiB.
+    pub segment_bytes: u32,
     /// Pieces path: without a piece for this long, what is missing of the
     /// window is asked for again. Default 250 ms.
     pub piece_timeout: Duration,
@@ -126,6 +136,7 @@ impl Default for FetchConfig {
             fetch_timeout: Duration::from_secs(3),
             max_attempts: 8,
             window_bytes: 64 << 10,
+            segment_bytes: 128 << 10,
             piece_timeout: Duration::from_millis(250),
             use_bulk_path: true,
             max_events: 64,
@@ -220,8 +231,8 @@ pub struct FetchStats {
 }
 
 /// The messages, after the [`Channel::Fetch`] tag. Offers travel as
-/// broadcasts, the rest as direct messages; bodies on the bulk path are
-/// the tag, the payload's id and the raw bytes.
+/// broadcasts, the rest as direct messages; segments on the bulk path are
+/// the tag, the payload's id and offset, and the raw bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Msg {
     Offer {
@@ -229,9 +240,9 @@ enum Msg {
         sha256: [u8; 32],
         meta: Vec<u8>,
     },
-    /// Send me this payload: whole on the bulk path (`part` `None`), or
-    /// these bytes as pieces.
-    Want { id: MessageId, part: Option<Part> },
+    /// Send me these bytes of this payload: as one segment on the bulk
+    /// path (`bulk`), or as pieces.
+    Want { id: MessageId, part: Part, bulk: bool },
     Piece {
         id: MessageId,
         offset: u64,
@@ -239,7 +250,7 @@ enum Msg {
     },
     /// I do not have (and will not have) this payload.
     Missing { id: MessageId },
-    /// I have it, or gave up on you: free my slot and my waiting request.
+    /// I have it, or gave up on you: free my slot and my waiting requests.
     Done { id: MessageId },
 }
 
@@ -250,10 +261,20 @@ struct Part {
     len: u32,
 }
 
+impl Part {
+    fn end(self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
 /// What a piece's message adds to its bytes at most: tag, variant, the id
 /// (an IPv6 node id of 19 bytes and two varints of up to 10), the offset
 /// (up to 10) and the length prefix (up to 3).
 const PIECE_OVERHEAD: usize = 1 + 1 + 19 + 10 + 10 + 10 + 3;
+
+/// What a segment on the bulk path adds to its bytes at most: the tag, the
+/// id and the offset.
+const SEGMENT_OVERHEAD: usize = 1 + 19 + 10 + 10 + 10;
 
 fn encode(msg: &Msg) -> Vec<u8> {
     let mut out = vec![Channel::Fetch.tag()];
@@ -273,16 +294,16 @@ struct Held {
     offer: Offer,
     body: Vec<u8>,
     until: Instant,
-    /// Peers being served, until when their slot lasts.
-    serving: BTreeMap<NodeId, Instant>,
 }
 
-/// A request that waits: for the payload, its offer, or a serving slot.
+/// A request that waits: for its bytes to arrive here (the payload is
+/// being fetched, or its offer is on its way), or for a serving slot.
 #[derive(Clone, Copy, Debug)]
 struct Request {
     id: MessageId,
     from: NodeId,
-    part: Option<Part>,
+    part: Part,
+    bulk: bool,
     expires: Instant,
 }
 
@@ -318,25 +339,18 @@ impl Coverage {
             _ => 0,
         }
     }
+
+    /// Whether every byte of `part` is in.
+    fn contains(&self, part: Part) -> bool {
+        self.0
+            .iter()
+            .any(|&(s, e)| s <= part.offset && part.end() <= e)
+    }
 }
 
-/// How the body comes.
-#[derive(Debug)]
-enum Transfer {
-    /// Whole, on the bulk path.
-    Whole,
-    /// In pieces, a window at a time.
-    Pieces {
-        buf: Vec<u8>,
-        have: Coverage,
-        /// End of the window asked for.
-        asked_end: u64,
-        /// When to ask again for what is missing.
-        resend_at: Instant,
-    },
-}
-
-/// A payload being fetched.
+/// A payload being fetched. Its bytes are served on (unverified, cut
+/// through) as they arrive: the receivers check the whole against the
+/// SHA-256 as this node does.
 #[derive(Debug)]
 struct Fetching {
     offer: Offer,
@@ -344,11 +358,18 @@ struct Fetching {
     candidates: VecDeque<NodeId>,
     /// The provider asked now.
     provider: NodeId,
-    /// Providers asked so far (a late body from one is welcome).
+    /// Providers asked so far.
     asked: Vec<NodeId>,
     /// When the provider is abandoned unless it makes progress.
     deadline: Instant,
-    transfer: Transfer,
+    /// Segments on the bulk path, or pieces in direct messages.
+    bulk: bool,
+    buf: Vec<u8>,
+    have: Coverage,
+    /// End of what was asked for.
+    asked_end: u64,
+    /// Pieces path: when to ask again for what is missing.
+    resend_at: Option<Instant>,
 }
 
 /// Payloads larger than a frame, fetched from peers (see the
@@ -359,6 +380,8 @@ pub struct Fetch {
     fetching: BTreeMap<MessageId, Fetching>,
     pending: VecDeque<Offer>,
     held: BTreeMap<MessageId, Held>,
+    /// Peers served, per payload, until when their slot lasts.
+    serving: BTreeMap<MessageId, BTreeMap<NodeId, Instant>>,
     /// Payloads refused or given up here, newest last: requests for them
     /// are answered "missing" at once.
     refused_ids: VecDeque<MessageId>,
@@ -388,6 +411,7 @@ impl Fetch {
             fetching: BTreeMap::new(),
             pending: VecDeque::new(),
             held: BTreeMap::new(),
+            serving: BTreeMap::new(),
             refused_ids: VecDeque::new(),
             requests: Vec::new(),
             events: VecDeque::new(),
@@ -415,6 +439,16 @@ impl Fetch {
     /// Payloads being fetched now.
     pub fn fetching(&self) -> usize {
         self.fetching.len()
+    }
+
+    /// Accepted offers waiting for a fetch to finish.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Requests from peers waiting here.
+    pub fn queued_requests(&self) -> usize {
+        self.requests.len()
     }
 
     /// Payloads held for serving (own ones included).
@@ -477,13 +511,13 @@ impl Fetch {
             self.stats.strangers_ignored += 1;
             return;
         }
+        if self.knows(id) {
+            return;
+        }
         if offer.len > self.config.max_payload_bytes || offer.meta.len() > self.config.max_meta_len
         {
             self.stats.refused += 1;
             self.refuse(now, id, cluster);
-            return;
-        }
-        if self.knows(id) {
             return;
         }
         if let Some(validator) = self.validator.as_mut() {
@@ -518,12 +552,20 @@ impl Fetch {
             }
             self.refused_ids.push_back(id);
         }
+        let mut told = Vec::new();
+        for request in self.take_requests(id) {
+            if !told.contains(&request.from) {
+                told.push(request.from);
+                let _ = cluster.send_direct(now, request.from, &encode(&Msg::Missing { id }));
+            }
+        }
+    }
+
+    fn take_requests(&mut self, id: MessageId) -> Vec<Request> {
         let (waiting, rest): (Vec<Request>, Vec<Request>) =
             self.requests.drain(..).partition(|r| r.id == id);
         self.requests = rest;
-        for request in waiting {
-            let _ = cluster.send_direct(now, request.from, &encode(&Msg::Missing { id }));
-        }
+        waiting
     }
 
     /// Starts fetching `offer` from the first provider in its tree.
@@ -532,8 +574,10 @@ impl Fetch {
             .into_iter()
             .take(self.config.max_attempts.max(1))
             .collect();
-        let transfer = self.transfer_for(&offer, now, cluster);
+        let bulk = self.config.use_bulk_path
+            && cluster.max_bulk_len() >= SEGMENT_OVERHEAD + self.segment_len(true) as usize;
         let id = offer.id;
+        let len = offer.len as usize;
         self.fetching.insert(
             id,
             Fetching {
@@ -542,29 +586,51 @@ impl Fetch {
                 provider: id.origin,
                 asked: Vec::new(),
                 deadline: now,
-                transfer,
+                bulk,
+                buf: vec![0; len],
+                have: Coverage::default(),
+                asked_end: 0,
+                resend_at: None,
             },
         );
         self.next_provider(now, id, cluster);
     }
 
-    fn transfer_for(&self, offer: &Offer, now: Instant, cluster: &dyn Cluster) -> Transfer {
-        let body_len = body_overhead() + offer.len as usize;
-        if self.config.use_bulk_path && cluster.max_bulk_len() >= body_len {
-            Transfer::Whole
+    /// Bytes asked for at once on either path.
+    fn segment_len(&self, bulk: bool) -> u32 {
+        if bulk {
+            self.config.segment_bytes.max(1)
         } else {
-            Transfer::Pieces {
-                buf: vec![0; offer.len as usize],
-                have: Coverage::default(),
-                asked_end: 0,
-                resend_at: now,
-            }
+            self.config.window_bytes.max(1)
+        }
+    }
+
+    /// Asks the current provider for more, keeping two segments (or
+    /// windows) in flight.
+    fn top_up(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
+        let Some(fetch) = self.fetching.get(&id) else {
+            return;
+        };
+        let segment = self.segment_len(fetch.bulk);
+        let Some(fetch) = self.fetching.get_mut(&id) else {
+            return;
+        };
+        let total = fetch.offer.len;
+        let gap = fetch.have.first_gap();
+        while fetch.asked_end < total && fetch.asked_end < gap + 2 * u64::from(segment) {
+            let part = window_from(fetch.asked_end, total, segment);
+            fetch.asked_end = part.end();
+            let want = Msg::Want {
+                id,
+                part,
+                bulk: fetch.bulk,
+            };
+            let _ = cluster.send_direct(now, fetch.provider, &encode(&want));
         }
     }
 
     /// Asks the next candidate, or gives the payload up if none is left.
     fn next_provider(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
-        let window = self.config.window_bytes.max(1);
         loop {
             let Some(fetch) = self.fetching.get_mut(&id) else {
                 return;
@@ -572,31 +638,21 @@ impl Fetch {
             let Some(provider) = fetch.candidates.pop_front() else {
                 break;
             };
-            let part = match &mut fetch.transfer {
-                Transfer::Whole => None,
-                Transfer::Pieces {
-                    have,
-                    asked_end,
-                    resend_at,
-                    ..
-                } => {
-                    let part = window_from(have.first_gap(), fetch.offer.len, window);
-                    *asked_end = part.offset + u64::from(part.len);
-                    *resend_at = now + self.config.piece_timeout;
-                    Some(part)
-                }
-            };
-            if cluster
-                .send_direct(now, provider, &encode(&Msg::Want { id, part }))
-                .is_ok()
-            {
-                fetch.provider = provider;
-                if !fetch.asked.contains(&provider) {
-                    fetch.asked.push(provider);
-                }
-                fetch.deadline = now + self.config.fetch_timeout;
-                return;
+            if !is_live(cluster, provider) {
+                continue;
             }
+            fetch.provider = provider;
+            if !fetch.asked.contains(&provider) {
+                fetch.asked.push(provider);
+            }
+            fetch.deadline = now + self.config.fetch_timeout;
+            // Ask again for everything not yet in.
+            fetch.asked_end = fetch.have.first_gap();
+            if !fetch.bulk {
+                fetch.resend_at = Some(now + self.config.piece_timeout);
+            }
+            self.top_up(now, id, cluster);
+            return;
         }
         // Nobody left to ask.
         if let Some(fetch) = self.fetching.remove(&id) {
@@ -615,7 +671,7 @@ impl Fetch {
             return;
         };
         self.stats.providers_abandoned += 1;
-        // Frees our slot there, or our place in its queue.
+        // Frees our slot there, and our requests waiting in its queue.
         let _ = cluster.send_direct(now, fetch.provider, &encode(&Msg::Done { id }));
         self.next_provider(now, id, cluster);
     }
@@ -636,28 +692,57 @@ impl Fetch {
         }
     }
 
-    /// A body (whole, or the last piece) is in: verify, deliver, serve.
-    fn finish(&mut self, now: Instant, id: MessageId, body: Vec<u8>, cluster: &mut dyn Cluster) {
-        let Some(fetch) = self.fetching.get(&id) else {
+    /// Bytes of `id` arrived from `from` at `offset`: store them, serve
+    /// who waits for them, ask for more, and verify once all are in.
+    fn on_bytes(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        id: MessageId,
+        offset: u64,
+        bytes: &[u8],
+        bulk: bool,
+        cluster: &mut dyn Cluster,
+    ) {
+        let Some(fetch) = self.fetching.get_mut(&id) else {
+            // Not asked for, or no longer.
+            self.stats.strangers_ignored += 1;
             return;
         };
-        let offer = &fetch.offer;
-        if body.len() as u64 != offer.len || sha256(&body) != offer.sha256 {
-            self.stats.hash_mismatches += 1;
-            if let Some(fetch) = self.fetching.get_mut(&id) {
-                if let Transfer::Pieces {
-                    buf,
-                    have,
-                    asked_end,
-                    ..
-                } = &mut fetch.transfer
-                {
-                    // Which piece lied is unknown: start over elsewhere.
-                    *buf = vec![0; fetch.offer.len as usize];
-                    *have = Coverage::default();
-                    *asked_end = 0;
-                }
+        if fetch.provider != from || fetch.bulk != bulk {
+            self.stats.strangers_ignored += 1;
+            return;
+        }
+        let total = fetch.offer.len;
+        let end = offset.saturating_add(bytes.len() as u64);
+        if bytes.is_empty() || end > total {
+            self.stats.refused += 1;
+            return;
+        }
+        fetch.buf[offset as usize..end as usize].copy_from_slice(bytes);
+        if fetch.have.add(offset, end) > 0 {
+            fetch.deadline = now + self.config.fetch_timeout;
+            if !fetch.bulk {
+                fetch.resend_at = Some(now + self.config.piece_timeout);
             }
+        }
+        if fetch.have.covered() == total {
+            self.finish(now, id, cluster);
+            return;
+        }
+        self.serve_waiting(now, id, cluster);
+        self.top_up(now, id, cluster);
+    }
+
+    /// Every byte is in: verify, deliver, serve.
+    fn finish(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
+        let Some(fetch) = self.fetching.get_mut(&id) else {
+            return;
+        };
+        if sha256(&fetch.buf) != fetch.offer.sha256 {
+            self.stats.hash_mismatches += 1;
+            // Which bytes lied is unknown: start over with the next provider.
+            fetch.have = Coverage::default();
             self.abandon(now, id, cluster);
             return;
         }
@@ -668,9 +753,9 @@ impl Fetch {
         self.stats.delivered += 1;
         self.push_event(FetchEvent::Delivered {
             offer: fetch.offer.clone(),
-            payload: body.clone(),
+            payload: fetch.buf.clone(),
         });
-        self.hold(now, fetch.offer, body, cluster);
+        self.hold(now, fetch.offer, fetch.buf, cluster);
         self.start_pending(now, cluster);
     }
 
@@ -693,6 +778,7 @@ impl Fetch {
             match oldest {
                 Some(old) => {
                     self.held.remove(&old);
+                    self.serving.remove(&old);
                 }
                 None => break,
             }
@@ -703,122 +789,132 @@ impl Fetch {
                 offer,
                 body,
                 until: now + self.config.hold_time,
-                serving: BTreeMap::new(),
             },
         );
         self.serve_waiting(now, id, cluster);
     }
 
-    /// Serves the requests waiting for `id`, as far as slots allow.
+    /// Serves the requests waiting for `id`, as far as its bytes and the
+    /// slots allow; the rest wait on.
     fn serve_waiting(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
-        let (waiting, rest): (Vec<Request>, Vec<Request>) =
-            self.requests.drain(..).partition(|r| r.id == id);
-        self.requests = rest;
-        for request in waiting {
-            self.on_want(now, request.from, id, request.part, cluster);
+        if !self.requests.iter().any(|r| r.id == id) {
+            return;
+        }
+        for request in self.take_requests(id) {
+            self.on_want(now, request, cluster);
         }
     }
 
-    fn on_want(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        id: MessageId,
-        part: Option<Part>,
-        cluster: &mut dyn Cluster,
-    ) {
-        let Some(held) = self.held.get_mut(&id) else {
+    /// The bytes of `part` of `id`, if this node has them (verified, or
+    /// received while fetching).
+    fn bytes_of(&self, id: MessageId, part: Part) -> Option<&[u8]> {
+        let range = part.offset as usize..part.end() as usize;
+        if let Some(held) = self.held.get(&id) {
+            return held.body.get(range);
+        }
+        let fetch = self.fetching.get(&id)?;
+        if fetch.have.contains(part) {
+            fetch.buf.get(range)
+        } else {
+            None
+        }
+    }
+
+    fn on_want(&mut self, now: Instant, request: Request, cluster: &mut dyn Cluster) {
+        let Request { id, from, part, bulk, .. } = request;
+        let Some(total) = self
+            .held
+            .get(&id)
+            .map(|h| h.offer.len)
+            .or_else(|| self.fetching.get(&id).map(|f| f.offer.len))
+        else {
             if self.refused_ids.contains(&id) {
                 let _ = cluster.send_direct(now, from, &encode(&Msg::Missing { id }));
             } else {
-                // Being fetched here, or its offer is still on its way.
-                self.queue(now, from, id, part, cluster);
+                // Its offer is still on its way, or waits for a fetch slot.
+                self.queue(now, request, cluster);
             }
             return;
         };
-        if !held.serving.contains_key(&from) && held.serving.len() >= self.config.max_serving {
-            self.queue(now, from, id, part, cluster);
+        if part.end() > total || part.len > self.segment_len(bulk) {
+            self.stats.refused += 1;
             return;
         }
-        held.serving
-            .insert(from, now + self.config.fetch_timeout);
-        let served = match part {
-            None => {
-                let mut body = Vec::with_capacity(body_overhead() + held.body.len());
-                body.push(Channel::Fetch.tag());
-                body.extend(postcard::to_allocvec(&id).expect("encoding into a Vec cannot fail"));
-                body.extend_from_slice(&held.body);
-                match cluster.send_bulk(now, from, body) {
-                    Ok(()) => held.body.len() as u64,
-                    Err(_) => {
-                        held.serving.remove(&from);
-                        let _ = cluster.send_direct(now, from, &encode(&Msg::Missing { id }));
-                        return;
-                    }
-                }
-            }
-            Some(part) => {
-                let piece = cluster.max_direct_len().saturating_sub(PIECE_OVERHEAD).max(1);
-                let start = part.offset.min(held.offer.len) as usize;
-                let len = part.len.min(self.config.window_bytes.max(1)) as usize;
-                let end = (start + len).min(held.body.len());
-                let mut offset = start;
-                while offset < end {
-                    let stop = (offset + piece).min(end);
-                    let msg = Msg::Piece {
-                        id,
-                        offset: offset as u64,
-                        bytes: held.body[offset..stop].to_vec(),
-                    };
-                    if cluster.send_direct(now, from, &encode(&msg)).is_err() {
-                        break;
-                    }
-                    offset = stop;
-                }
-                (offset - start) as u64
-            }
+        let slots = self.serving.entry(id).or_default();
+        if !slots.contains_key(&from) && slots.len() >= self.config.max_serving {
+            self.queue(now, request, cluster);
+            return;
+        }
+        let Some(bytes) = self.bytes_of(id, part) else {
+            // Not here yet: served when it arrives.
+            self.queue(now, request, cluster);
+            return;
         };
-        self.stats.served += 1;
-        self.stats.served_bytes += served;
+        let served = if bulk {
+            let mut body = Vec::with_capacity(SEGMENT_OVERHEAD + bytes.len());
+            body.push(Channel::Fetch.tag());
+            body.extend(
+                postcard::to_allocvec(&(id, part.offset))
+                    .expect("encoding into a Vec cannot fail"),
+            );
+            body.extend_from_slice(bytes);
+            cluster.send_bulk(now, from, body).is_ok()
+        } else {
+            let piece = cluster
+                .max_direct_len()
+                .saturating_sub(PIECE_OVERHEAD)
+                .max(1);
+            let mut sent = true;
+            for (i, chunk) in bytes.chunks(piece).enumerate() {
+                let msg = Msg::Piece {
+                    id,
+                    offset: part.offset + (i * piece) as u64,
+                    bytes: chunk.to_vec(),
+                };
+                if cluster.send_direct(now, from, &encode(&msg)).is_err() {
+                    sent = false;
+                    break;
+                }
+            }
+            sent
+        };
+        if served {
+            self.serving
+                .entry(id)
+                .or_default()
+                .insert(from, now + self.config.fetch_timeout);
+            self.stats.served += 1;
+            self.stats.served_bytes += u64::from(part.len);
+        } else {
+            let _ = cluster.send_direct(now, from, &encode(&Msg::Missing { id }));
+        }
     }
 
-    fn queue(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        id: MessageId,
-        part: Option<Part>,
-        cluster: &mut dyn Cluster,
-    ) {
+    fn queue(&mut self, now: Instant, request: Request, cluster: &mut dyn Cluster) {
         let expires = now + self.config.fetch_timeout;
-        if let Some(request) = self
-            .requests
-            .iter_mut()
-            .find(|r| r.id == id && r.from == from)
-        {
-            request.part = part;
-            request.expires = expires;
+        if let Some(waiting) = self.requests.iter_mut().find(|r| {
+            r.id == request.id && r.from == request.from && r.part == request.part
+        }) {
+            waiting.expires = expires;
             return;
         }
         if self.requests.len() >= self.config.max_queued_requests {
             self.stats.refused += 1;
-            let _ = cluster.send_direct(now, from, &encode(&Msg::Missing { id }));
+            let id = request.id;
+            let _ = cluster.send_direct(now, request.from, &encode(&Msg::Missing { id }));
             return;
         }
-        self.requests.push(Request {
-            id,
-            from,
-            part,
-            expires,
-        });
+        self.requests.push(Request { expires, ..request });
     }
 
     fn on_done(&mut self, now: Instant, from: NodeId, id: MessageId, cluster: &mut dyn Cluster) {
         self.requests.retain(|r| !(r.id == id && r.from == from));
-        if let Some(held) = self.held.get_mut(&id) {
-            if held.serving.remove(&from).is_some() {
-                self.serve_waiting(now, id, cluster);
-            }
+        let freed = self
+            .serving
+            .get_mut(&id)
+            .is_some_and(|slots| slots.remove(&from).is_some());
+        if freed {
+            self.serve_waiting(now, id, cluster);
         }
     }
 
@@ -832,80 +928,12 @@ impl Fetch {
         }
     }
 
-    fn on_piece(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        id: MessageId,
-        offset: u64,
-        bytes: &[u8],
-        cluster: &mut dyn Cluster,
-    ) {
-        let window = self.config.window_bytes.max(1);
-        let Some(fetch) = self.fetching.get_mut(&id) else {
-            return;
-        };
-        let total = fetch.offer.len;
-        let Transfer::Pieces {
-            buf,
-            have,
-            asked_end,
-            resend_at,
-        } = &mut fetch.transfer
-        else {
-            self.stats.strangers_ignored += 1;
-            return;
-        };
-        if fetch.provider != from {
-            self.stats.strangers_ignored += 1;
-            return;
-        }
-        let end = offset.saturating_add(bytes.len() as u64);
-        if bytes.is_empty() || end > total {
-            self.stats.refused += 1;
-            return;
-        }
-        buf[offset as usize..end as usize].copy_from_slice(bytes);
-        if have.add(offset, end) > 0 {
-            fetch.deadline = now + self.config.fetch_timeout;
-            *resend_at = now + self.config.piece_timeout;
-        }
-        if have.covered() == total {
-            let body = std::mem::take(buf);
-            self.finish(now, id, body, cluster);
-            return;
-        }
-        let gap = have.first_gap();
-        if gap >= *asked_end {
-            // The window is in: ask for the next.
-            let part = window_from(gap, total, window);
-            *asked_end = part.offset + u64::from(part.len);
-            let provider = fetch.provider;
-            let _ = cluster.send_direct(now, provider, &encode(&Msg::Want { id, part: Some(part) }));
-        }
-    }
-
-    fn on_body(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
-        let Ok((id, bytes)) = postcard::take_from_bytes::<MessageId>(body) else {
+    fn on_segment(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
+        let Ok(((id, offset), bytes)) = postcard::take_from_bytes::<(MessageId, u64)>(body) else {
             self.stats.refused += 1;
             return;
         };
-        let asked = self.fetching.get(&id).is_some_and(|fetch| {
-            matches!(fetch.transfer, Transfer::Whole) && fetch.asked.contains(&from)
-        });
-        if !asked {
-            self.stats.strangers_ignored += 1;
-            return;
-        }
-        let current = self.fetching.get(&id).is_some_and(|f| f.provider == from);
-        if bytes.len() as u64 != self.fetching[&id].offer.len || sha256(bytes) != self.fetching[&id].offer.sha256 {
-            self.stats.hash_mismatches += 1;
-            if current {
-                self.abandon(now, id, cluster);
-            }
-            return;
-        }
-        self.finish(now, id, bytes.to_vec(), cluster);
+        self.on_bytes(now, from, id, offset, bytes, true, cluster);
     }
 
     fn on_direct(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
@@ -914,14 +942,23 @@ impl Fetch {
             return;
         };
         match msg {
-            Msg::Want { id, part } => {
-                if part.is_some_and(|p| p.len == 0) {
+            Msg::Want { id, part, bulk } => {
+                if part.len == 0 {
                     self.stats.refused += 1;
                     return;
                 }
-                self.on_want(now, from, id, part, cluster)
+                let request = Request {
+                    id,
+                    from,
+                    part,
+                    bulk,
+                    expires: now,
+                };
+                self.on_want(now, request, cluster);
             }
-            Msg::Piece { id, offset, bytes } => self.on_piece(now, from, id, offset, &bytes, cluster),
+            Msg::Piece { id, offset, bytes } => {
+                self.on_bytes(now, from, id, offset, &bytes, false, cluster)
+            }
             Msg::Missing { id } => self.on_missing(now, from, id, cluster),
             Msg::Done { id } => self.on_done(now, from, id, cluster),
             Msg::Offer { .. } => self.stats.refused += 1,
@@ -940,64 +977,62 @@ impl Fetch {
             self.abandon(now, id, cluster);
         }
         // Pieces lost on the way: ask again for what is missing.
-        let window = self.config.window_bytes.max(1);
-        for (&id, fetch) in self.fetching.iter_mut() {
-            if let Transfer::Pieces {
-                have,
-                asked_end,
-                resend_at,
-                ..
-            } = &mut fetch.transfer
-            {
-                if *resend_at <= now {
-                    let part = window_from(have.first_gap(), fetch.offer.len, window);
-                    *asked_end = part.offset + u64::from(part.len);
-                    *resend_at = now + self.config.piece_timeout;
-                    let _ = cluster.send_direct(
-                        now,
-                        fetch.provider,
-                        &encode(&Msg::Want { id, part: Some(part) }),
-                    );
-                }
+        let resend: Vec<MessageId> = self
+            .fetching
+            .iter()
+            .filter(|(_, f)| f.resend_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in resend {
+            if let Some(fetch) = self.fetching.get_mut(&id) {
+                fetch.asked_end = fetch.have.first_gap();
+                fetch.resend_at = Some(now + self.config.piece_timeout);
             }
+            self.top_up(now, id, cluster);
         }
         // Served peers that never said they were done.
         let mut freed = Vec::new();
-        for (&id, held) in self.held.iter_mut() {
-            let before = held.serving.len();
-            held.serving.retain(|_, until| *until > now);
-            if held.serving.len() < before {
+        for (&id, slots) in self.serving.iter_mut() {
+            let before = slots.len();
+            slots.retain(|_, until| *until > now);
+            if slots.len() < before {
                 freed.push(id);
             }
         }
+        self.serving.retain(|_, slots| !slots.is_empty());
         for id in freed {
             self.serve_waiting(now, id, cluster);
         }
+        let before = self.held.len();
         self.held.retain(|_, held| held.until > now);
+        if self.held.len() < before {
+            let held = &self.held;
+            let fetching = &self.fetching;
+            self.serving
+                .retain(|id, _| held.contains_key(id) || fetching.contains_key(id));
+        }
         self.requests.retain(|r| r.expires > now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let fetches = self.fetching.values().flat_map(|f| {
-            let resend = match f.transfer {
-                Transfer::Pieces { resend_at, .. } => Some(resend_at),
-                Transfer::Whole => None,
-            };
-            [Some(f.deadline), resend]
-        });
-        let held = self
-            .held
+        let fetches = self
+            .fetching
             .values()
-            .flat_map(|h| std::iter::once(h.until).chain(h.serving.values().copied()))
+            .flat_map(|f| [Some(f.deadline), f.resend_at]);
+        let held = self.held.values().map(|h| Some(h.until));
+        let slots = self
+            .serving
+            .values()
+            .flat_map(|slots| slots.values().copied())
             .map(Some);
         let requests = self.requests.iter().map(|r| Some(r.expires));
-        fetches.chain(held).chain(requests).flatten().min()
+        fetches
+            .chain(held)
+            .chain(slots)
+            .chain(requests)
+            .flatten()
+            .min()
     }
-}
-
-/// Bytes a bulk body adds to its payload at most: the tag and the id.
-fn body_overhead() -> usize {
-    1 + 19 + 10 + 10
 }
 
 /// The window of at most `window` bytes from `offset` of a payload of
@@ -1118,7 +1153,442 @@ impl Application for Fetch {
 
     fn handle_bulk(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
         if let Some(body) = Channel::Fetch.open(body) {
-            self.on_body(now, from, body, cluster);
+            self.on_segment(now, from, body, cluster);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{id as node, member};
+    use gossip_core::Member;
+
+    /// How a test node treats the requests it serves.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Behaviour {
+        Honest,
+        /// Flips a byte in everything it serves.
+        Corrupt,
+        /// Answers nothing.
+        Stall,
+    }
+
+    enum Out {
+        Broadcast(Vec<u8>),
+        Direct(NodeId, Vec<u8>),
+        Bulk(NodeId, Vec<u8>),
+    }
+
+    /// One node's view of the test network.
+    struct Net {
+        me: NodeId,
+        members: Vec<Member>,
+        bulk_len: usize,
+        behaviour: Behaviour,
+        out: Vec<Out>,
+    }
+
+    impl Net {
+        fn corrupt(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+            if self.behaviour == Behaviour::Corrupt {
+                if let Some(last) = bytes.last_mut() {
+                    *last ^= 0xff;
+                }
+            }
+            bytes
+        }
+    }
+
+    impl Cluster for Net {
+        fn me(&self) -> NodeId {
+            self.me
+        }
+        fn members(&self) -> Vec<Member> {
+            self.members.clone()
+        }
+        fn broadcast(&mut self, _: Instant, payload: &[u8]) -> Result<MessageId, CommandError> {
+            self.out.push(Out::Broadcast(payload.to_vec()));
+            Ok(MessageId {
+                origin: self.me,
+                generation: 1,
+                sequence: self.out.len() as u64,
+            })
+        }
+        fn send_direct(&mut self, _: Instant, to: NodeId, payload: &[u8]) -> Result<(), CommandError> {
+            let is_piece = matches!(
+                Channel::Fetch.open(payload).map(postcard::from_bytes::<Msg>),
+                Some(Ok(Msg::Piece { .. }))
+            );
+            match (self.behaviour, is_piece) {
+                (Behaviour::Stall, _) => {}
+                (_, true) => {
+                    let bytes = self.corrupt(payload.to_vec());
+                    self.out.push(Out::Direct(to, bytes));
+                }
+                _ => self.out.push(Out::Direct(to, payload.to_vec())),
+            }
+            Ok(())
+        }
+        fn max_broadcast_len(&self) -> usize {
+            1000
+        }
+        fn max_direct_len(&self) -> usize {
+            1000
+        }
+        fn max_bulk_len(&self) -> usize {
+            self.bulk_len
+        }
+        fn send_bulk(&mut self, _: Instant, to: NodeId, body: Vec<u8>) -> Result<(), CommandError> {
+            if body.len() > self.bulk_len {
+                return Err(CommandError::PayloadTooLarge {
+                    len: body.len(),
+                    max: self.bulk_len,
+                });
+            }
+            if self.behaviour != Behaviour::Stall {
+                let body = self.corrupt(body);
+                self.out.push(Out::Bulk(to, body));
+            }
+            Ok(())
+        }
+    }
+
+    /// Nodes on ports 1..=n, every one a member of every view; messages
+    /// delivered in order, at once, unless dropped.
+    struct TestNet {
+        apps: Vec<Fetch>,
+        nets: Vec<Net>,
+        now: Instant,
+        /// Drops every n-th direct piece (0: none).
+        drop_every: usize,
+        pieces_seen: usize,
+        delivered: Vec<Vec<(MessageId, Vec<u8>)>>,
+    }
+
+    impl TestNet {
+        fn new(n: u16, bulk_len: usize, config: FetchConfig) -> Self {
+            let members: Vec<Member> = (1..=n).map(|p| member(p, Liveness::Alive)).collect();
+            Self {
+                apps: (0..n).map(|_| Fetch::new(config.clone())).collect(),
+                nets: (1..=n)
+                    .map(|p| Net {
+                        me: node(p),
+                        members: members.clone(),
+                        bulk_len,
+                        behaviour: Behaviour::Honest,
+                        out: Vec::new(),
+                    })
+                    .collect(),
+                now: Instant::now(),
+                drop_every: 0,
+                pieces_seen: 0,
+                delivered: vec![Vec::new(); n as usize],
+            }
+        }
+
+        fn index(&self, id: NodeId) -> usize {
+            self.nets.iter().position(|n| n.me == id).expect("a test node")
+        }
+
+        fn send(&mut self, from: usize, payload: &[u8]) -> MessageId {
+            let (app, net) = (&mut self.apps[from], &mut self.nets[from]);
+            let id = app.send(self.now, payload.to_vec(), b"meta".to_vec(), net).unwrap();
+            self.run();
+            id
+        }
+
+        /// Delivers what is queued, then moves the clock to each deadline,
+        /// until nothing is left to do.
+        fn run(&mut self) {
+            for _ in 0..10_000 {
+                if self.pump() {
+                    continue;
+                }
+                let next = self.apps.iter().filter_map(|a| a.poll_timeout()).min();
+                let Some(at) = next else { return };
+                self.now = self.now.max(at);
+                for (app, net) in self.apps.iter_mut().zip(&mut self.nets) {
+                    if app.poll_timeout().is_some_and(|d| d <= self.now) {
+                        app.handle_timeout(self.now, net);
+                    }
+                }
+                self.collect();
+            }
+            panic!("the test network did not settle");
+        }
+
+        /// Delivers every queued message once; whether there were any.
+        fn pump(&mut self) -> bool {
+            let mut any = false;
+            for from in 0..self.nets.len() {
+                let out = std::mem::take(&mut self.nets[from].out);
+                let sender = self.nets[from].me;
+                for item in out {
+                    any = true;
+                    match item {
+                        Out::Broadcast(payload) => {
+                            let event = Event::Delivered {
+                                id: self.offer_id(from),
+                                payload,
+                            };
+                            for to in 0..self.nets.len() {
+                                if to != from {
+                                    self.apps[to].handle_event(self.now, &event, &mut self.nets[to]);
+                                }
+                            }
+                        }
+                        Out::Direct(to, payload) => {
+                            let is_piece = matches!(
+                                Channel::Fetch.open(&payload).map(postcard::from_bytes::<Msg>),
+                                Some(Ok(Msg::Piece { .. }))
+                            );
+                            if is_piece && self.drop_every > 0 {
+                                self.pieces_seen += 1;
+                                if self.pieces_seen % self.drop_every == 0 {
+                                    continue;
+                                }
+                            }
+                            let to = self.index(to);
+                            let event = Event::Direct {
+                                from: sender,
+                                payload,
+                            };
+                            self.apps[to].handle_event(self.now, &event, &mut self.nets[to]);
+                        }
+                        Out::Bulk(to, body) => {
+                            let to = self.index(to);
+                            self.apps[to].handle_bulk(self.now, sender, &body, &mut self.nets[to]);
+                        }
+                    }
+                }
+            }
+            self.collect();
+            any
+        }
+
+        /// The id `Net::broadcast` gave the offer: each test sends one.
+        fn offer_id(&self, from: usize) -> MessageId {
+            MessageId {
+                origin: self.nets[from].me,
+                generation: 1,
+                sequence: 1,
+            }
+        }
+
+        fn collect(&mut self) {
+            for (i, app) in self.apps.iter_mut().enumerate() {
+                while let Some(event) = app.poll_event() {
+                    if let FetchEvent::Delivered { offer, payload } = event {
+                        self.delivered[i].push((offer.id, payload));
+                    }
+                }
+            }
+        }
+    }
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn small() -> FetchConfig {
+        FetchConfig {
+            segment_bytes: 4096,
+            window_bytes: 4096,
+            ..FetchConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_payload_reaches_every_node_once_over_the_bulk_path() {
+        let mut net = TestNet::new(12, 1 << 20, small());
+        let data = payload(50_000);
+        let id = net.send(0, &data);
+        for (i, got) in net.delivered.iter().enumerate().skip(1) {
+            assert_eq!(got.len(), 1, "node {i}");
+            assert_eq!(got[0], (id, data.clone()));
+        }
+        // Each node fetched it once: 11 copies served in all, spread
+        // along the tree (no node serves more than its slots allow).
+        let served: u64 = net.apps.iter().map(|a| a.stats().served_bytes).sum();
+        assert_eq!(served, 11 * data.len() as u64);
+        assert!(net.apps[0].stats().served_bytes < 11 * data.len() as u64);
+        assert!(net.apps.iter().all(|a| a.stats().hash_mismatches == 0));
+    }
+
+    #[test]
+    fn without_a_bulk_path_windowed_pieces_survive_loss() {
+        let mut net = TestNet::new(6, 0, small());
+        net.drop_every = 7;
+        let data = payload(30_000);
+        let id = net.send(2, &data);
+        for (i, got) in net.delivered.iter().enumerate() {
+            if i != 2 {
+                assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lying_provider_is_abandoned_for_the_next() {
+        for bulk_len in [0, 1 << 20] {
+            let mut net = TestNet::new(10, bulk_len, small());
+            for liar in 1..10 {
+                if liar % 2 == 1 {
+                    net.nets[liar].behaviour = Behaviour::Corrupt;
+                }
+            }
+            let data = payload(20_000);
+            let id = net.send(0, &data);
+            // Every node delivers the real payload, liars included (they
+            // fetch honestly); nobody delivers a forgery.
+            for (i, got) in net.delivered.iter().enumerate().skip(1) {
+                assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
+            }
+            let stats = |f: fn(FetchStats) -> u64| net.apps.iter().map(|a| f(a.stats())).sum::<u64>();
+            assert!(stats(|s| s.hash_mismatches) > 0, "some node was served lies");
+            assert!(stats(|s| s.providers_abandoned) > 0);
+        }
+    }
+
+    #[test]
+    fn a_stalling_provider_is_abandoned_after_the_timeout() {
+        let mut net = TestNet::new(10, 1 << 20, small());
+        for i in [1, 2, 3, 4] {
+            net.nets[i].behaviour = Behaviour::Stall;
+        }
+        let start = net.now;
+        let data = payload(20_000);
+        let id = net.send(0, &data);
+        for (i, got) in net.delivered.iter().enumerate().skip(5) {
+            assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
+        }
+        let abandoned: u64 = net.apps.iter().map(|a| a.stats().providers_abandoned).sum();
+        assert!(abandoned > 0);
+        assert!(net.now >= start + small().fetch_timeout, "waited for the timeout");
+    }
+
+    #[test]
+    fn an_offer_from_a_non_member_is_ignored() {
+        let mut net = TestNet::new(3, 1 << 20, small());
+        let forged = encode(&Msg::Offer {
+            len: 100,
+            sha256: [0; 32],
+            meta: Vec::new(),
+        });
+        let event = Event::Delivered {
+            id: MessageId {
+                origin: node(99),
+                generation: 1,
+                sequence: 1,
+            },
+            payload: forged,
+        };
+        net.apps[1].handle_event(net.now, &event, &mut net.nets[1]);
+        assert_eq!(net.apps[1].stats().strangers_ignored, 1);
+        assert_eq!(net.apps[1].fetching(), 0);
+        assert!(net.nets[1].out.is_empty(), "nobody is asked for it");
+        // A body nobody asked for is ignored too.
+        let mut body = vec![Channel::Fetch.tag()];
+        body.extend(postcard::to_allocvec(&(event_id(), 0u64)).unwrap());
+        body.extend([1, 2, 3]);
+        net.apps[1].handle_bulk(net.now, node(3), &body, &mut net.nets[1]);
+        assert_eq!(net.apps[1].stats().strangers_ignored, 2);
+    }
+
+    fn event_id() -> MessageId {
+        MessageId {
+            origin: node(1),
+            generation: 1,
+            sequence: 1,
+        }
+    }
+
+    fn offer_event(origin: u16, sequence: u64, len: u64, meta: usize) -> Event {
+        Event::Delivered {
+            id: MessageId {
+                origin: node(origin),
+                generation: 1,
+                sequence,
+            },
+            payload: encode(&Msg::Offer {
+                len,
+                sha256: [0; 32],
+                meta: vec![0; meta],
+            }),
+        }
+    }
+
+    #[test]
+    fn limits_hold() {
+        let config = FetchConfig {
+            max_payload_bytes: 1000,
+            max_meta_len: 10,
+            max_fetches: 1,
+            max_pending_offers: 1,
+            max_queued_requests: 3,
+            ..small()
+        };
+        let mut net = TestNet::new(3, 1 << 20, config.clone());
+        let (app, cluster) = (&mut net.apps[1], &mut net.nets[1]);
+        let now = net.now;
+        // Above the payload or metadata limit: not fetched.
+        app.handle_event(now, &offer_event(1, 1, 1001, 0), cluster);
+        app.handle_event(now, &offer_event(1, 2, 10, 11), cluster);
+        assert_eq!((app.fetching(), app.pending()), (0, 0));
+        // One fetch at once, one waiting, the third dropped.
+        for seq in 3..6 {
+            app.handle_event(now, &offer_event(1, seq, 500, 0), cluster);
+        }
+        assert_eq!((app.fetching(), app.pending()), (1, 1));
+        assert_eq!(app.stats().refused, 3);
+        // Requests for payloads not (yet) known wait, within the bound;
+        // beyond it they are answered "missing".
+        cluster.out.clear();
+        for seq in 10..20 {
+            let want = encode(&Msg::Want {
+                id: MessageId {
+                    origin: node(1),
+                    generation: 1,
+                    sequence: seq,
+                },
+                part: Part { offset: 0, len: 100 },
+                bulk: true,
+            });
+            let event = Event::Direct {
+                from: node(3),
+                payload: want,
+            };
+            app.handle_event(now, &event, cluster);
+        }
+        assert_eq!(app.queued_requests(), 3);
+        let missing = cluster
+            .out
+            .iter()
+            .filter(|o| matches!(o, Out::Direct(to, _) if *to == node(3)))
+            .count();
+        assert_eq!(missing, 7);
+        // Sending above the limit is refused.
+        assert!(matches!(
+            app.send(now, payload(1001), Vec::new(), cluster),
+            Err(FetchError::TooLarge { len: 1001, max: 1000 })
+        ));
+        // Waiting requests expire.
+        app.handle_timeout(now + config.fetch_timeout, cluster);
+        assert_eq!(app.queued_requests(), 0);
+    }
+
+    #[test]
+    fn an_offer_the_validator_refuses_is_neither_fetched_nor_served() {
+        let mut net = TestNet::new(4, 1 << 20, small());
+        net.apps[1] = Fetch::new(small()).with_validator(Box::new(|offer| offer.meta != b"meta"));
+        let data = payload(10_000);
+        net.send(0, &data);
+        assert!(net.delivered[1].is_empty());
+        assert_eq!(net.apps[1].stats().rejected, 1);
+        assert_eq!(net.apps[1].stats().served, 0);
+        // Everyone else still got it (from other providers if node 1 was
+        // their parent: it answers "missing").
+        assert!(net.delivered[2..].iter().all(|got| got.len() == 1));
     }
 }

@@ -24,6 +24,9 @@ use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::{config_for, leave_room_for_seal};
 use gossip_apps::bulk::{Bulk, BulkConfig, BulkEvent};
 use gossip_apps::fetch::{Fetch, FetchConfig, FetchEvent};
+use gossip_apps::{Application, Cluster};
+use gossip_core::{Event, MessageId, NodeId};
+use std::sync::{Arc, Mutex};
 use gossip_seal::{Keyring, KeyringHandle};
 
 /// Dissemination strategies offered by `bench-net`.
@@ -125,6 +128,10 @@ pub struct BenchNetArgs {
     /// `--strategy plumtree` for those).
     #[arg(long, value_enum, default_value_t = BulkMode::Fetch)]
     pub bulk: BulkMode,
+    /// `--bulk fetch`: children per node in each payload's fetch tree
+    /// (also the peers a node serves at once).
+    #[arg(long, default_value_t = FetchConfig::default().tree_fanout)]
+    pub fetch_fanout: usize,
     /// `--bulk chunks`: chunks a payload's origin sends per burst (one
     /// burst every 2 ms).
     #[arg(long, default_value_t = BulkConfig::default().burst_chunks)]
@@ -627,10 +634,15 @@ impl BenchNetArgs {
         let config = FetchConfig {
             max_payload_bytes: (self.payload_bytes as u64)
                 .max(FetchConfig::default().max_payload_bytes),
+            tree_fanout: self.fetch_fanout.max(1),
+            max_serving: self.fetch_fanout.max(1),
             ..FetchConfig::default()
         };
+        let mut arrivals = Vec::new();
         for agent in &cluster.agents {
-            agent.add_app(Fetch::new(config.clone())).await?;
+            let app = TimedFetch::new(Fetch::new(config.clone()));
+            arrivals.push(Arc::clone(&app.arrivals));
+            agent.add_app(app).await?;
         }
         let before = cluster.transport_totals().await;
         let mut latencies = Vec::new();
@@ -643,33 +655,21 @@ impl BenchNetArgs {
                 .collect();
             let sent = Instant::now();
             let id = cluster.agents[origin]
-                .with_app::<Fetch, _, _>(move |app, node, now| {
-                    app.send(now, payload, Vec::new(), node)
+                .with_app::<TimedFetch, _, _>(move |app, node, now| {
+                    app.inner.send(now, payload, Vec::new(), node)
                 })
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("node {origin} hosts no fetch application"))??;
             let mut at: Vec<Option<Instant>> = vec![None; self.nodes];
             at[origin] = Some(sent);
+            // Each node's application stamps its deliveries itself, on
+            // the node's task: no polling through the agents, which would
+            // cost the nodes time and round the figures to its period.
             while at.iter().any(Option::is_none) && sent.elapsed() < limit {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                for (i, agent) in cluster.agents.iter().enumerate() {
-                    if at[i].is_some() {
-                        continue;
-                    }
-                    let got = agent
-                        .with_app::<Fetch, _, _>(move |app, _, _| {
-                            let mut got = false;
-                            while let Some(event) = app.poll_event() {
-                                if let FetchEvent::Delivered { offer, .. } = event {
-                                    got |= offer.id == id;
-                                }
-                            }
-                            got
-                        })
-                        .await?
-                        .unwrap_or(false);
-                    if got {
-                        at[i] = Some(Instant::now());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for (i, arrived) in arrivals.iter().enumerate() {
+                    if at[i].is_none() {
+                        at[i] = arrived.lock().expect("lock").get(&id).copied();
                     }
                 }
             }
@@ -687,7 +687,7 @@ impl BenchNetArgs {
         let (mut hash_mismatches, mut providers_abandoned) = (0, 0);
         for agent in &cluster.agents {
             let stats = agent
-                .with_app::<Fetch, _, _>(|app, _, _| app.stats())
+                .with_app::<TimedFetch, _, _>(|app, _, _| app.inner.stats())
                 .await?
                 .unwrap_or_default();
             hash_mismatches += stats.hash_mismatches;
@@ -708,6 +708,59 @@ impl BenchNetArgs {
             hash_mismatches,
             providers_abandoned,
         })
+    }
+}
+
+/// A [`Fetch`] that stamps each delivery with the time it happened.
+struct TimedFetch {
+    inner: Fetch,
+    arrivals: Arc<Mutex<HashMap<MessageId, Instant>>>,
+}
+
+impl TimedFetch {
+    fn new(inner: Fetch) -> Self {
+        Self {
+            inner,
+            arrivals: Arc::default(),
+        }
+    }
+
+    fn stamp(&mut self) {
+        while let Some(event) = self.inner.poll_event() {
+            if let FetchEvent::Delivered { offer, .. } = event {
+                self.arrivals
+                    .lock()
+                    .expect("lock")
+                    .insert(offer.id, Instant::now());
+            }
+        }
+    }
+}
+
+impl Application for TimedFetch {
+    fn handle_event(&mut self, now: std::time::Instant, event: &Event, cluster: &mut dyn Cluster) {
+        self.inner.handle_event(now, event, cluster);
+        self.stamp();
+    }
+
+    fn handle_timeout(&mut self, now: std::time::Instant, cluster: &mut dyn Cluster) {
+        self.inner.handle_timeout(now, cluster);
+        self.stamp();
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_bulk(
+        &mut self,
+        now: std::time::Instant,
+        from: NodeId,
+        body: &[u8],
+        cluster: &mut dyn Cluster,
+    ) {
+        self.inner.handle_bulk(now, from, body, cluster);
+        self.stamp();
     }
 }
 
