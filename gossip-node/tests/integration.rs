@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod demo_cli;
 mod forged_udp;
+mod fetch_loopback;
 mod kv_agents;
 mod leader_cli;
 mod loopback;

@@ -1127,6 +1127,57 @@ mod tests {
         assert!(error.contains("expired"), "unclear error: {error}");
     }
 
+    /// A bulk body far larger than a frame arrives whole as
+    /// `Incoming::Bulk`; one above `max_bulk_len` is refused by the
+    /// sender, and one above the receiver's limit is dropped unread.
+    #[tokio::test]
+    async fn bulk_bodies_arrive_whole_within_their_limits() {
+        let ca = ClusterCa::generate().unwrap();
+        let bind = |max_bulk_len| {
+            let identity = ca.issue(&["127.0.0.1".parse().unwrap()], &[]).unwrap();
+            QuicTransport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                QuicConfig {
+                    max_bulk_len,
+                    ..QuicConfig::default()
+                },
+            )
+        };
+        let a = bind(1 << 20).await.unwrap();
+        let b = bind(200_000).await.unwrap();
+        let body: Vec<u8> = (0..150_000u32).map(|i| i as u8).collect();
+        a.send_bulk(b.local_addr(), body.clone()).await.unwrap();
+        let received = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .expect("a body within 5 s")
+            .unwrap();
+        assert_eq!(
+            received,
+            Incoming::Bulk {
+                from: a.local_addr(),
+                bytes: body
+            }
+        );
+        assert!(matches!(
+            b.send_bulk(a.local_addr(), vec![0; 200_001]).await,
+            Err(TransportError::TooLarge { max: 200_000, .. })
+        ));
+        // Above the receiver's limit: dropped, and a frame after it still
+        // arrives.
+        a.send_bulk(b.local_addr(), vec![1; 300_000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.send(b.local_addr(), b"after").await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .expect("the frame within 5 s")
+            .unwrap();
+        assert!(matches!(next, Incoming::Frame { bytes, .. } if bytes == b"after"));
+        // A transport with the bulk path off says so.
+        let off = bind(0).await.unwrap();
+        assert_eq!(off.max_bulk_len(), 0);
+    }
+
     /// A peer gets no bidirectional streams and at most `max_uni_streams`
     /// unidirectional ones at once.
     #[tokio::test]
