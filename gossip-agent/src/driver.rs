@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 
 use gossip_apps::{Application, Cluster};
 use gossip_core::{
-    Aggregate, CommandError, Event, Liveness, Member, MessageId, Node, NodeId, RecvError,
-    Strategy,
+    Aggregate, CommandError, Event, Liveness, Member, MessageId, Node, NodeId, RecvError, Strategy,
 };
 use gossip_transport::{Incoming, Transport, TransportError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};

@@ -242,7 +242,11 @@ enum Msg {
     },
     /// Send me these bytes of this payload: as one segment on the bulk
     /// path (`bulk`), or as pieces.
-    Want { id: MessageId, part: Part, bulk: bool },
+    Want {
+        id: MessageId,
+        part: Part,
+        bulk: bool,
+    },
     Piece {
         id: MessageId,
         offset: u64,
@@ -346,6 +350,15 @@ impl Coverage {
             .iter()
             .any(|&(s, e)| s <= part.offset && part.end() <= e)
     }
+}
+
+/// Bytes of a payload that arrived: a segment or a piece.
+struct Arrival<'a> {
+    from: NodeId,
+    id: MessageId,
+    offset: u64,
+    bytes: &'a [u8],
+    bulk: bool,
 }
 
 /// A payload being fetched. Its bytes are served on (unverified, cut
@@ -694,16 +707,14 @@ impl Fetch {
 
     /// Bytes of `id` arrived from `from` at `offset`: store them, serve
     /// who waits for them, ask for more, and verify once all are in.
-    fn on_bytes(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        id: MessageId,
-        offset: u64,
-        bytes: &[u8],
-        bulk: bool,
-        cluster: &mut dyn Cluster,
-    ) {
+    fn on_bytes(&mut self, now: Instant, arrival: Arrival<'_>, cluster: &mut dyn Cluster) {
+        let Arrival {
+            from,
+            id,
+            offset,
+            bytes,
+            bulk,
+        } = arrival;
         let Some(fetch) = self.fetching.get_mut(&id) else {
             // Not asked for, or no longer.
             self.stats.strangers_ignored += 1;
@@ -821,7 +832,13 @@ impl Fetch {
     }
 
     fn on_want(&mut self, now: Instant, request: Request, cluster: &mut dyn Cluster) {
-        let Request { id, from, part, bulk, .. } = request;
+        let Request {
+            id,
+            from,
+            part,
+            bulk,
+            ..
+        } = request;
         let Some(total) = self
             .held
             .get(&id)
@@ -854,8 +871,7 @@ impl Fetch {
             let mut body = Vec::with_capacity(SEGMENT_OVERHEAD + bytes.len());
             body.push(Channel::Fetch.tag());
             body.extend(
-                postcard::to_allocvec(&(id, part.offset))
-                    .expect("encoding into a Vec cannot fail"),
+                postcard::to_allocvec(&(id, part.offset)).expect("encoding into a Vec cannot fail"),
             );
             body.extend_from_slice(bytes);
             cluster.send_bulk(now, from, body).is_ok()
@@ -892,9 +908,11 @@ impl Fetch {
 
     fn queue(&mut self, now: Instant, request: Request, cluster: &mut dyn Cluster) {
         let expires = now + self.config.fetch_timeout;
-        if let Some(waiting) = self.requests.iter_mut().find(|r| {
-            r.id == request.id && r.from == request.from && r.part == request.part
-        }) {
+        if let Some(waiting) = self
+            .requests
+            .iter_mut()
+            .find(|r| r.id == request.id && r.from == request.from && r.part == request.part)
+        {
             waiting.expires = expires;
             return;
         }
@@ -933,7 +951,17 @@ impl Fetch {
             self.stats.refused += 1;
             return;
         };
-        self.on_bytes(now, from, id, offset, bytes, true, cluster);
+        self.on_bytes(
+            now,
+            Arrival {
+                from,
+                id,
+                offset,
+                bytes,
+                bulk: true,
+            },
+            cluster,
+        );
     }
 
     fn on_direct(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
@@ -956,9 +984,17 @@ impl Fetch {
                 };
                 self.on_want(now, request, cluster);
             }
-            Msg::Piece { id, offset, bytes } => {
-                self.on_bytes(now, from, id, offset, &bytes, false, cluster)
-            }
+            Msg::Piece { id, offset, bytes } => self.on_bytes(
+                now,
+                Arrival {
+                    from,
+                    id,
+                    offset,
+                    bytes: &bytes,
+                    bulk: false,
+                },
+                cluster,
+            ),
             Msg::Missing { id } => self.on_missing(now, from, id, cluster),
             Msg::Done { id } => self.on_done(now, from, id, cluster),
             Msg::Offer { .. } => self.stats.refused += 1,
@@ -1215,9 +1251,16 @@ mod tests {
                 sequence: self.out.len() as u64,
             })
         }
-        fn send_direct(&mut self, _: Instant, to: NodeId, payload: &[u8]) -> Result<(), CommandError> {
+        fn send_direct(
+            &mut self,
+            _: Instant,
+            to: NodeId,
+            payload: &[u8],
+        ) -> Result<(), CommandError> {
             let is_piece = matches!(
-                Channel::Fetch.open(payload).map(postcard::from_bytes::<Msg>),
+                Channel::Fetch
+                    .open(payload)
+                    .map(postcard::from_bytes::<Msg>),
                 Some(Ok(Msg::Piece { .. }))
             );
             match (self.behaviour, is_piece) {
@@ -1288,12 +1331,17 @@ mod tests {
         }
 
         fn index(&self, id: NodeId) -> usize {
-            self.nets.iter().position(|n| n.me == id).expect("a test node")
+            self.nets
+                .iter()
+                .position(|n| n.me == id)
+                .expect("a test node")
         }
 
         fn send(&mut self, from: usize, payload: &[u8]) -> MessageId {
             let (app, net) = (&mut self.apps[from], &mut self.nets[from]);
-            let id = app.send(self.now, payload.to_vec(), b"meta".to_vec(), net).unwrap();
+            let id = app
+                .send(self.now, payload.to_vec(), b"meta".to_vec(), net)
+                .unwrap();
             self.run();
             id
         }
@@ -1334,13 +1382,19 @@ mod tests {
                             };
                             for to in 0..self.nets.len() {
                                 if to != from {
-                                    self.apps[to].handle_event(self.now, &event, &mut self.nets[to]);
+                                    self.apps[to].handle_event(
+                                        self.now,
+                                        &event,
+                                        &mut self.nets[to],
+                                    );
                                 }
                             }
                         }
                         Out::Direct(to, payload) => {
                             let is_piece = matches!(
-                                Channel::Fetch.open(&payload).map(postcard::from_bytes::<Msg>),
+                                Channel::Fetch
+                                    .open(&payload)
+                                    .map(postcard::from_bytes::<Msg>),
                                 Some(Ok(Msg::Piece { .. }))
                             );
                             if is_piece && self.drop_every > 0 {
@@ -1445,8 +1499,12 @@ mod tests {
             for (i, got) in net.delivered.iter().enumerate().skip(1) {
                 assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
             }
-            let stats = |f: fn(FetchStats) -> u64| net.apps.iter().map(|a| f(a.stats())).sum::<u64>();
-            assert!(stats(|s| s.hash_mismatches) > 0, "some node was served lies");
+            let stats =
+                |f: fn(FetchStats) -> u64| net.apps.iter().map(|a| f(a.stats())).sum::<u64>();
+            assert!(
+                stats(|s| s.hash_mismatches) > 0,
+                "some node was served lies"
+            );
             assert!(stats(|s| s.providers_abandoned) > 0);
         }
     }
@@ -1465,7 +1523,10 @@ mod tests {
         }
         let abandoned: u64 = net.apps.iter().map(|a| a.stats().providers_abandoned).sum();
         assert!(abandoned > 0);
-        assert!(net.now >= start + small().fetch_timeout, "waited for the timeout");
+        assert!(
+            net.now >= start + small().fetch_timeout,
+            "waited for the timeout"
+        );
     }
 
     #[test]
@@ -1552,7 +1613,10 @@ mod tests {
                     generation: 1,
                     sequence: seq,
                 },
-                part: Part { offset: 0, len: 100 },
+                part: Part {
+                    offset: 0,
+                    len: 100,
+                },
                 bulk: true,
             });
             let event = Event::Direct {
@@ -1571,7 +1635,10 @@ mod tests {
         // Sending above the limit is refused.
         assert!(matches!(
             app.send(now, payload(1001), Vec::new(), cluster),
-            Err(FetchError::TooLarge { len: 1001, max: 1000 })
+            Err(FetchError::TooLarge {
+                len: 1001,
+                max: 1000
+            })
         ));
         // Waiting requests expire.
         app.handle_timeout(now + config.fetch_timeout, cluster);

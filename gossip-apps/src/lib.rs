@@ -55,12 +55,7 @@ impl Channel {
     }
 
     /// Every channel.
-    pub const ALL: [Channel; 4] = [
-        Channel::Kv,
-        Channel::Leader,
-        Channel::Bulk,
-        Channel::Fetch,
-    ];
+    pub const ALL: [Channel; 4] = [Channel::Kv, Channel::Leader, Channel::Bulk, Channel::Fetch];
 
     /// The channel `payload` belongs to, if any: how a host tells an
     /// application's broadcasts from the user's own.

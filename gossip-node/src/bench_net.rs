@@ -26,8 +26,8 @@ use gossip_apps::bulk::{Bulk, BulkConfig, BulkEvent};
 use gossip_apps::fetch::{Fetch, FetchConfig, FetchEvent};
 use gossip_apps::{Application, Cluster};
 use gossip_core::{Event, MessageId, NodeId};
-use std::sync::{Arc, Mutex};
 use gossip_seal::{Keyring, KeyringHandle};
+use std::sync::{Arc, Mutex};
 
 /// Dissemination strategies offered by `bench-net`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
