@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gossip_apps::Application;
-use gossip_core::{Aggregate, CommandError, Event, Node, RecvError, Strategy};
+use std::net::SocketAddr;
+
+use gossip_apps::{Application, Cluster};
+use gossip_core::{
+    Aggregate, CommandError, Event, Liveness, Member, MessageId, Node, NodeId, RecvError, Strategy,
+};
 use gossip_transport::{Incoming, Transport, TransportError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -20,6 +24,86 @@ pub(crate) struct Scope<'a, S, A> {
     pub(crate) send_errors: u64,
     pub(crate) refused: &'a BTreeMap<&'static str, u64>,
     pub(crate) apps: &'a mut Vec<BoxedApp>,
+    pub(crate) bulk: &'a mut BulkOutbox,
+}
+
+/// Bulk bodies the applications asked to send, with the largest the
+/// transport carries; the driver sends them after the branch that queued
+/// them, like the node's transmits.
+pub(crate) struct BulkOutbox {
+    max_len: usize,
+    queued: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// The node as an application's [`Cluster`], plus the transport's bulk
+/// path, which the node (sans-IO, frames only) does not have.
+pub(crate) struct Host<'a, S: Strategy, A: Aggregate> {
+    pub(crate) node: &'a mut Node<S, A>,
+    pub(crate) bulk: &'a mut BulkOutbox,
+}
+
+impl<S: Strategy, A: Aggregate> Cluster for Host<'_, S, A> {
+    fn me(&self) -> NodeId {
+        self.node.id()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.node.members().collect()
+    }
+
+    fn broadcast(
+        &mut self,
+        now: std::time::Instant,
+        payload: &[u8],
+    ) -> Result<MessageId, CommandError> {
+        self.node.broadcast(now, payload)
+    }
+
+    fn send_direct(
+        &mut self,
+        now: std::time::Instant,
+        to: NodeId,
+        payload: &[u8],
+    ) -> Result<(), CommandError> {
+        self.node.send_direct(now, to, payload)
+    }
+
+    fn max_broadcast_len(&self) -> usize {
+        self.node.max_payload_len()
+    }
+
+    fn max_direct_len(&self) -> usize {
+        self.node.max_direct_len()
+    }
+
+    fn max_bulk_len(&self) -> usize {
+        self.bulk.max_len
+    }
+
+    fn send_bulk(
+        &mut self,
+        _now: std::time::Instant,
+        to: NodeId,
+        body: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        if body.len() > self.bulk.max_len {
+            return Err(CommandError::PayloadTooLarge {
+                len: body.len(),
+                max: self.bulk.max_len,
+            });
+        }
+        if to == self.node.id() || !is_live_member(self.node, to) {
+            return Err(CommandError::NotAMember);
+        }
+        self.bulk.queued.push((to.addr(), body));
+        Ok(())
+    }
+}
+
+/// Whether `id` is a live member (alive or suspect) in `node`'s view.
+fn is_live_member<S: Strategy, A: Aggregate>(node: &Node<S, A>, id: NodeId) -> bool {
+    node.members()
+        .any(|m| m.id == id && matches!(m.liveness, Liveness::Alive | Liveness::Suspect))
 }
 
 /// An application the agent hosts beside its node.
@@ -83,6 +167,7 @@ impl Agent {
                 transport: local,
             });
         }
+        let max_bulk_len = transport.max_bulk_len();
         let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let driver = Driver {
@@ -94,6 +179,10 @@ impl Agent {
             send_errors: 0,
             refused: BTreeMap::new(),
             apps: Vec::new(),
+            bulk: BulkOutbox {
+                max_len: max_bulk_len,
+                queued: Vec::new(),
+            },
         };
         let (stopped_tx, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -136,6 +225,8 @@ struct Driver<S: Strategy, A: Aggregate, T> {
     /// Applications beside the node: each sees every event and wakes at
     /// its own deadline.
     apps: Vec<BoxedApp>,
+    /// Bulk bodies the applications queued.
+    bulk: BulkOutbox,
 }
 
 /// A short, stable name for the kind of a [`RecvError`] (`"wrong_cluster"`,
@@ -200,6 +291,20 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     Ok(Incoming::Unreachable(peer)) => {
                         self.node.peer_unreachable(now(), peer.into());
                     }
+                    Ok(Incoming::Bulk { from, bytes }) => {
+                        // Only members' bodies reach the applications, as
+                        // only members' direct messages do.
+                        let from = NodeId::from(from);
+                        if is_live_member(&self.node, from) {
+                            let now = now();
+                            let mut host = Host { node: &mut self.node, bulk: &mut self.bulk };
+                            for app in &mut self.apps {
+                                app.handle_bulk(now, from, &bytes, &mut host);
+                            }
+                        } else {
+                            *self.refused.entry("bulk_from_stranger").or_default() += 1;
+                        }
+                    }
                     Ok(other) => tracing::debug!(?other, "unknown kind of input ignored"),
                     Err(TransportError::Closed) => break,
                     Err(error) => {
@@ -216,9 +321,10 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     if node_deadline.is_some_and(|d| d <= now) {
                         self.node.handle_timeout(now);
                     }
+                    let mut host = Host { node: &mut self.node, bulk: &mut self.bulk };
                     for app in &mut self.apps {
                         if app.poll_timeout().is_some_and(|d| d <= now) {
-                            app.handle_timeout(now, &mut self.node);
+                            app.handle_timeout(now, &mut host);
                         }
                     }
                 }
@@ -230,6 +336,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                         send_errors: self.send_errors,
                         refused: &self.refused,
                         apps: &mut self.apps,
+                        bulk: &mut self.bulk,
                     }),
                     Some(Message::Leave(reply)) => match self.node.leave(now()) {
                         Ok(()) => linger_until = Some((Instant::now() + self.leave_linger, Some(reply))),
@@ -299,13 +406,23 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     tracing::debug!(to = %transmit.to, %error, "send failed");
                 }
             }
+            for (to, body) in std::mem::take(&mut self.bulk.queued) {
+                if let Err(error) = self.transport.send_bulk(to, body).await {
+                    self.send_errors += 1;
+                    tracing::debug!(%to, %error, "bulk send failed");
+                }
+            }
             let Some(event) = self.node.poll_event() else {
                 break;
             };
             if !self.apps.is_empty() {
                 let now = now();
+                let mut host = Host {
+                    node: &mut self.node,
+                    bulk: &mut self.bulk,
+                };
                 for app in &mut self.apps {
-                    app.handle_event(now, &event, &mut self.node);
+                    app.handle_event(now, &event, &mut host);
                 }
             }
             // No subscriber is not an error: events are offered, not owed.

@@ -16,7 +16,7 @@ use gossip_transport::TransportStats;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::driver::{Message, Scope};
+use crate::driver::{Host, Message, Scope};
 use crate::AgentError;
 
 /// Counters of the node and its transport.
@@ -192,7 +192,11 @@ impl<S, A> AgentHandle<S, A> {
                 .apps
                 .iter_mut()
                 .find_map(|app| (app.as_mut() as &mut dyn std::any::Any).downcast_mut::<P>())?;
-            Some(f(app, scope.node, scope.now))
+            let mut host = Host {
+                node: scope.node,
+                bulk: scope.bulk,
+            };
+            Some(f(app, &mut host, scope.now))
         })
         .await
     }

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod bulk;
+pub mod fetch;
 pub mod kv;
 pub mod leader;
 pub mod partition;
@@ -47,6 +48,8 @@ pub enum Channel {
     Bulk = 0xA3,
     /// Transactions ([`tx::Tx`]).
     Tx = 0xA4,
+    /// Fetched payloads ([`fetch`]): offers, requests and bodies.
+    Fetch = 0xA5,
 }
 
 impl Channel {
@@ -56,7 +59,13 @@ impl Channel {
     }
 
     /// Every channel.
-    pub const ALL: [Channel; 4] = [Channel::Kv, Channel::Leader, Channel::Bulk, Channel::Tx];
+    pub const ALL: [Channel; 5] = [
+        Channel::Kv,
+        Channel::Leader,
+        Channel::Bulk,
+        Channel::Tx,
+        Channel::Fetch,
+    ];
 
     /// The channel `payload` belongs to, if any: how a host tells an
     /// application's broadcasts from the user's own.
@@ -99,6 +108,28 @@ pub trait Cluster {
     fn max_broadcast_len(&self) -> usize;
     /// Largest payload [`send_direct`](Self::send_direct) accepts.
     fn max_direct_len(&self) -> usize;
+    /// Largest body [`send_bulk`](Self::send_bulk) accepts; 0 (the
+    /// default) when the host has no bulk path, as a bare [`Node`] has not.
+    fn max_bulk_len(&self) -> usize {
+        0
+    }
+    /// Sends `body` to one live member whole, on the host's bulk path (a
+    /// QUIC stream, for one): reliable and far larger than a frame, but
+    /// best effort like a datagram as a whole (the application retries).
+    /// The receiver's host hands it to
+    /// [`Application::handle_bulk`].
+    ///
+    /// # Errors
+    /// [`CommandError::PayloadTooLarge`] beyond
+    /// [`max_bulk_len`](Self::max_bulk_len) (so always, by default),
+    /// [`CommandError::NotAMember`] if `to` is not a live member.
+    fn send_bulk(&mut self, now: Instant, to: NodeId, body: Vec<u8>) -> Result<(), CommandError> {
+        let _ = (now, to);
+        Err(CommandError::PayloadTooLarge {
+            len: body.len(),
+            max: self.max_bulk_len(),
+        })
+    }
 }
 
 impl<S: Strategy, A: Aggregate> Cluster for Node<S, A> {
@@ -154,6 +185,13 @@ pub trait Application: Any {
 
     /// When the application next wants [`handle_timeout`](Self::handle_timeout).
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// A live member sent this node `body` on the host's bulk path
+    /// ([`Cluster::send_bulk`]). Bodies of other [`Channel`]s are ignored;
+    /// so is everything, by default.
+    fn handle_bulk(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
+        let _ = (now, from, body, cluster);
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,11 @@ use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::{config_for, leave_room_for_seal};
 use gossip_apps::bulk::{Bulk, BulkConfig, BulkEvent};
+use gossip_apps::fetch::{Fetch, FetchConfig, FetchEvent};
+use gossip_apps::{Application, Cluster};
+use gossip_core::{Event, MessageId, NodeId};
 use gossip_seal::{Keyring, KeyringHandle};
+use std::sync::{Arc, Mutex};
 
 /// Dissemination strategies offered by `bench-net`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -59,6 +63,17 @@ impl NetStrategy {
             NetStrategy::Plumtree => AnyStrategy::Plumtree(Plumtree::default()),
         }
     }
+}
+
+/// How `bench-net` sends payloads larger than a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BulkMode {
+    /// `gossip_apps::fetch`: an offer broadcast, the body fetched from a
+    /// peer (a QUIC stream, or windowed pieces over UDP).
+    Fetch,
+    /// `gossip_apps::bulk`: every chunk a broadcast.
+    Chunks,
 }
 
 /// Arguments of `bench-net`.
@@ -102,17 +117,24 @@ pub struct BenchNetArgs {
     /// Address nodes bind to (port 0 picks free ports).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
-    /// Also send payloads of this many bytes, larger than a frame, as bulk
-    /// payloads (`gossip_apps::bulk`: chunked, reassembled, SHA-256
-    /// checked), after the broadcasts; 0: none. Choose `--strategy
-    /// plumtree` for them.
+    /// Also send payloads of this many bytes, larger than a frame, after
+    /// the broadcasts (see `--bulk`); 0: none.
     #[arg(long, default_value_t = 0)]
     pub payload_bytes: usize,
     /// Bulk payloads sent, one after another, from random nodes.
     #[arg(long, default_value_t = 5)]
     pub payloads: u32,
-    /// Chunks a bulk payload's origin sends per burst (one burst every
-    /// 2 ms).
+    /// How payloads larger than a frame travel: fetched from peers
+    /// (default), or as chunks broadcast through the strategy (choose
+    /// `--strategy plumtree` for those).
+    #[arg(long, value_enum, default_value_t = BulkMode::Fetch)]
+    pub bulk: BulkMode,
+    /// `--bulk fetch`: children per node in each payload's fetch tree
+    /// (also the peers a node serves at once).
+    #[arg(long, default_value_t = FetchConfig::default().tree_fanout)]
+    pub fetch_fanout: usize,
+    /// `--bulk chunks`: chunks a payload's origin sends per burst (one
+    /// burst every 2 ms).
     #[arg(long, default_value_t = BulkConfig::default().burst_chunks)]
     pub burst_chunks: usize,
     /// Stream transactions (`gossip_apps::tx`) of `--payload-bytes` each at
@@ -206,6 +228,8 @@ pub struct BenchNetReport {
 /// What the bulk payload phase measured (`--payload-bytes`).
 #[derive(Clone, Debug, Serialize)]
 pub struct PayloadReport {
+    /// How they travelled.
+    pub mode: BulkMode,
     /// Bytes of each payload.
     pub payload_bytes: usize,
     /// Payloads sent.
@@ -220,6 +244,9 @@ pub struct PayloadReport {
     pub bytes_sent_per_node_over_payload: f64,
     /// Payloads whose chunks did not match their hash (should be 0).
     pub hash_mismatches: u64,
+    /// `--bulk fetch`: providers abandoned (no progress in time, or
+    /// "missing").
+    pub providers_abandoned: u64,
 }
 
 /// Quantiles of delivery latency, ms; `None` when some delivery never came.
@@ -305,7 +332,7 @@ impl BenchNetArgs {
         } else {
             None
         };
-        if self.payload_bytes > 0 && self.rate == 0.0 {
+        if self.payload_bytes > 0 && self.rate == 0.0 && self.bulk == BulkMode::Chunks {
             // Every chunk of a payload stays at hand for relaying and
             // repairs, beside the other broadcasts.
             let chunks = self
@@ -420,7 +447,10 @@ impl BenchNetArgs {
         };
         let payloads = if self.payload_bytes > 0 && self.rate == 0.0 {
             progress("bulk payloads");
-            Some(self.bulk_phase(&cluster, &mut rng, timeout).await?)
+            Some(match self.bulk {
+                BulkMode::Chunks => self.bulk_phase(&cluster, &mut rng, timeout).await?,
+                BulkMode::Fetch => self.fetch_phase(&cluster, &mut rng, timeout).await?,
+            })
         } else {
             None
         };
@@ -609,6 +639,8 @@ impl BenchNetArgs {
         }
         let total = (self.payload_bytes as f64 * f64::from(self.payloads)).max(1.0);
         Ok(PayloadReport {
+            mode: BulkMode::Chunks,
+            providers_abandoned: 0,
             payload_bytes: self.payload_bytes,
             payloads: self.payloads,
             delivered_fraction: delivered as f64
@@ -620,6 +652,149 @@ impl BenchNetArgs {
                 / total,
             hash_mismatches,
         })
+    }
+}
+
+impl BenchNetArgs {
+    /// Sends `--payloads` payloads of `--payload-bytes` with
+    /// `gossip_apps::fetch`, one after another from random nodes, each
+    /// followed until every other node verified it or the timeout.
+    async fn fetch_phase(
+        &self,
+        cluster: &LocalCluster,
+        rng: &mut ChaCha8Rng,
+        timeout: Duration,
+    ) -> anyhow::Result<PayloadReport> {
+        let config = FetchConfig {
+            max_payload_bytes: (self.payload_bytes as u64)
+                .max(FetchConfig::default().max_payload_bytes),
+            tree_fanout: self.fetch_fanout.max(1),
+            max_serving: self.fetch_fanout.max(1),
+            ..FetchConfig::default()
+        };
+        let mut arrivals = Vec::new();
+        for agent in &cluster.agents {
+            let app = TimedFetch::new(Fetch::new(config.clone()));
+            arrivals.push(Arc::clone(&app.arrivals));
+            agent.add_app(app).await?;
+        }
+        let before = cluster.transport_totals().await;
+        let mut latencies = Vec::new();
+        let mut delivered = 0usize;
+        let limit = timeout.min(Duration::from_secs(30));
+        for p in 0..self.payloads {
+            let origin = rng.random_range(0..self.nodes);
+            let payload: Vec<u8> = (0..self.payload_bytes)
+                .map(|i| (i as u32 ^ p).wrapping_mul(0x9e37_79b9).to_le_bytes()[3])
+                .collect();
+            let sent = Instant::now();
+            let id = cluster.agents[origin]
+                .with_app::<TimedFetch, _, _>(move |app, node, now| {
+                    app.inner.send(now, payload, Vec::new(), node)
+                })
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("node {origin} hosts no fetch application"))??;
+            let mut at: Vec<Option<Instant>> = vec![None; self.nodes];
+            at[origin] = Some(sent);
+            // Each node's application stamps its deliveries itself, on
+            // the node's task: no polling through the agents, which would
+            // cost the nodes time and round the figures to its period.
+            while at.iter().any(Option::is_none) && sent.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for (i, arrived) in arrivals.iter().enumerate() {
+                    if at[i].is_none() {
+                        at[i] = arrived.lock().expect("lock").get(&id).copied();
+                    }
+                }
+            }
+            for (i, when) in at.iter().enumerate() {
+                if i == origin {
+                    continue;
+                }
+                delivered += usize::from(when.is_some());
+                latencies.push(when.map(|w| (w - sent).as_secs_f64() * 1000.0));
+            }
+            // Let the last transfers and "done"s settle between payloads.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let after = cluster.transport_totals().await;
+        let (mut hash_mismatches, mut providers_abandoned) = (0, 0);
+        for agent in &cluster.agents {
+            let stats = agent
+                .with_app::<TimedFetch, _, _>(|app, _, _| app.inner.stats())
+                .await?
+                .unwrap_or_default();
+            hash_mismatches += stats.hash_mismatches;
+            providers_abandoned += stats.providers_abandoned;
+        }
+        let total = (self.payload_bytes as f64 * f64::from(self.payloads)).max(1.0);
+        Ok(PayloadReport {
+            mode: BulkMode::Fetch,
+            payload_bytes: self.payload_bytes,
+            payloads: self.payloads,
+            delivered_fraction: delivered as f64
+                / (f64::from(self.payloads.max(1)) * (self.nodes - 1) as f64),
+            delivery_ms: PayloadQuantiles::of(&latencies),
+            bytes_sent_per_node_over_payload: after.bytes_sent.saturating_sub(before.bytes_sent)
+                as f64
+                / self.nodes as f64
+                / total,
+            hash_mismatches,
+            providers_abandoned,
+        })
+    }
+}
+
+/// A [`Fetch`] that stamps each delivery with the time it happened.
+struct TimedFetch {
+    inner: Fetch,
+    arrivals: Arc<Mutex<HashMap<MessageId, Instant>>>,
+}
+
+impl TimedFetch {
+    fn new(inner: Fetch) -> Self {
+        Self {
+            inner,
+            arrivals: Arc::default(),
+        }
+    }
+
+    fn stamp(&mut self) {
+        while let Some(event) = self.inner.poll_event() {
+            if let FetchEvent::Delivered { offer, .. } = event {
+                self.arrivals
+                    .lock()
+                    .expect("lock")
+                    .insert(offer.id, Instant::now());
+            }
+        }
+    }
+}
+
+impl Application for TimedFetch {
+    fn handle_event(&mut self, now: std::time::Instant, event: &Event, cluster: &mut dyn Cluster) {
+        self.inner.handle_event(now, event, cluster);
+        self.stamp();
+    }
+
+    fn handle_timeout(&mut self, now: std::time::Instant, cluster: &mut dyn Cluster) {
+        self.inner.handle_timeout(now, cluster);
+        self.stamp();
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_bulk(
+        &mut self,
+        now: std::time::Instant,
+        from: NodeId,
+        body: &[u8],
+        cluster: &mut dyn Cluster,
+    ) {
+        self.inner.handle_bulk(now, from, body, cluster);
+        self.stamp();
     }
 }
 
@@ -672,15 +847,17 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
     if let Some(p) = &r.payloads {
         writeln!(
             out,
-            "  bulk payloads        {} of {} B: {:.4} delivered, p50 {} ms  p95 {} ms  max {} ms, {:.3}x the payload sent per node, {} hash mismatches",
+            "  bulk payloads        {} of {} B ({:?}): {:.4} delivered, p50 {} ms  p95 {} ms  max {} ms, {:.3}x the payload sent per node, {} hash mismatches, {} providers abandoned",
             p.payloads,
             p.payload_bytes,
+            p.mode,
             p.delivered_fraction,
             opt(p.delivery_ms.p50, 1),
             opt(p.delivery_ms.p95, 1),
             opt(p.delivery_ms.max, 1),
             p.bytes_sent_per_node_over_payload,
-            p.hash_mismatches
+            p.hash_mismatches,
+            p.providers_abandoned
         )?;
     }
     if let Some(t) = &r.transactions {

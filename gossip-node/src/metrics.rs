@@ -389,6 +389,14 @@ impl<T: Transport> Transport for Metered<T> {
         self.inner.unfragmented_frame_len()
     }
 
+    fn max_bulk_len(&self) -> usize {
+        self.inner.max_bulk_len()
+    }
+
+    async fn send_bulk(&self, to: SocketAddr, body: Vec<u8>) -> Result<(), TransportError> {
+        self.inner.send_bulk(to, body).await
+    }
+
     fn stats(&self) -> TransportStats {
         self.inner.stats()
     }

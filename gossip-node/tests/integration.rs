@@ -8,6 +8,7 @@ mod agent_cli;
 mod cli;
 mod common;
 mod demo_cli;
+mod fetch_loopback;
 mod forged_udp;
 mod kv_agents;
 mod leader_cli;

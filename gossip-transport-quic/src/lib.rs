@@ -33,11 +33,25 @@
 //!   [`Incoming::Frame`]'s `from` is thus the address the peer's
 //!   certificate names (its IP; the port is not certified), and stays so:
 //!   connection migration is off.
+//! - **Bulk bodies** ([`Transport::send_bulk`]): a body far larger than a
+//!   frame (a block of a megabyte, up to [`QuicConfig::max_bulk_len`]) goes
+//!   whole on a unidirectional stream of its own, beside the frames, sent
+//!   by a task of its own so that it never holds frames back. Every stream
+//!   starts with one byte naming its kind (a frame or a bulk body), so the
+//!   receiver applies each kind's limits: at most
+//!   [`QuicConfig::max_bulk_streams`] bodies read or waiting for the driver
+//!   at once (a further one is stopped), each finished within
+//!   [`QuicConfig::bulk_timeout`], and at most
+//!   [`QuicConfig::max_bulk_sends`] bodies being sent at once (a further
+//!   one is dropped). Bodies are delivered as [`Incoming::Bulk`] from the
+//!   certified address, like frames.
 //! - **Limits sized for gossip**: at most
 //!   [`QuicConfig::max_connections_per_ip`] incoming connections from one
 //!   IP address, no bidirectional streams, at most
 //!   [`QuicConfig::max_uni_streams`] unidirectional ones at a time, each
-//!   with a receive window of one frame. Above
+//!   with a receive window of one frame (or of
+//!   [`QuicConfig::bulk_stream_window`], if larger, so that a bulk body
+//!   does not crawl; the connection's window stays bounded, see there). Above
 //!   [`QuicConfig::retry_above_handshakes`] handshakes under way, a new
 //!   peer must first prove it receives at its source address (QUIC Retry).
 //!
@@ -74,11 +88,21 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint};
 use recheck::{peer_chain, ChainCheck, PeerRole};
 use rustls::pki_types::ServerName;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 /// ALPN protocol name: peers speaking anything else are refused.
-pub const ALPN: &[u8] = b"gossip/1";
+///
+/// Version 2: every stream starts with a byte naming its kind
+/// ([`Transport::send_bulk`] bodies beside frames).
+pub const ALPN: &[u8] = b"gossip/2";
+
+/// First byte of a stream that carries one frame.
+const STREAM_FRAME: u8 = 0;
+/// First byte of a stream that carries one bulk body.
+const STREAM_BULK: u8 = 1;
+/// Application error code with which a bulk stream beyond the limits is stopped.
+const STOP_BULK_REFUSED: u32 = 1;
 
 /// The UDP payload every connection starts with, set explicitly rather than
 /// left to quinn's default so that [`DATAGRAM_BUDGET`] holds by
@@ -158,6 +182,30 @@ pub struct QuicConfig {
     /// how long a certificate keeps working after it expires. Default
     /// 60 s; must be positive.
     pub certificate_recheck: Duration,
+    /// Largest bulk body ([`Transport::send_bulk`]) sent or received; a
+    /// longer incoming one is dropped. Default 4 MiB plus 4 KiB, room for a
+    /// 4 MiB payload and the application's header. 0 turns the bulk path
+    /// off ([`Transport::max_bulk_len`] reports 0).
+    pub max_bulk_len: usize,
+    /// Incoming bulk bodies being read, or read and waiting for the
+    /// driver, at once, over all connections; a stream beyond it is
+    /// stopped at once. With [`max_bulk_len`](Self::max_bulk_len) it
+    /// bounds the memory bulk bodies take: default 8, so 32 MiB.
+    pub max_bulk_streams: usize,
+    /// Bulk bodies being sent at once; a further one is dropped (the
+    /// application fetches again). Default 16.
+    pub max_bulk_sends: usize,
+    /// A bulk body must be sent, or received, within this long from its
+    /// stream's start; a slower one is given up. Default 20 s: a 4 MiB
+    /// body at 200 kB/s.
+    pub bulk_timeout: Duration,
+    /// Receive window of each stream, if larger than
+    /// [`max_frame_len`](Self::max_frame_len): how many bytes of a bulk
+    /// body may be in flight before the reader takes them. A window of one
+    /// frame caps a body's rate at a frame per round trip. The connection's
+    /// window is `max_frame_len * max_uni_streams` plus this, so it still
+    /// bounds what one peer makes this node buffer. Default 512 KiB.
+    pub bulk_stream_window: usize,
 }
 
 impl Default for QuicConfig {
@@ -174,6 +222,11 @@ impl Default for QuicConfig {
             max_uni_streams: 16,
             retry_above_handshakes: 64,
             certificate_recheck: Duration::from_secs(60),
+            max_bulk_len: (4 << 20) + 4096,
+            max_bulk_streams: 8,
+            max_bulk_sends: 16,
+            bulk_timeout: Duration::from_secs(20),
+            bulk_stream_window: 512 << 10,
         }
     }
 }
@@ -204,6 +257,11 @@ struct Shared {
     counters: Counters,
     per_ip: IpSlots,
     chain_check: ChainCheck,
+    /// One permit per incoming bulk body being read or waiting for the
+    /// driver ([`QuicConfig::max_bulk_streams`]).
+    bulk_in: Arc<Semaphore>,
+    /// One permit per bulk body being sent ([`QuicConfig::max_bulk_sends`]).
+    bulk_out: Arc<Semaphore>,
 }
 
 /// Incoming connections per peer IP address (open ones, and handshakes
@@ -334,11 +392,12 @@ impl QuicTransport {
             // Frames travel on uni streams only, one frame per stream.
             .max_concurrent_bidi_streams(0u32.into())
             .max_concurrent_uni_streams(config.max_uni_streams.into())
-            .stream_receive_window(varint(config.max_frame_len)?)
+            .stream_receive_window(varint(stream_window(&config))?)
             .receive_window(varint(
                 config
                     .max_frame_len
-                    .saturating_mul(config.max_uni_streams as usize),
+                    .saturating_mul(config.max_uni_streams as usize)
+                    .saturating_add(bulk_window(&config)),
             )?);
         let transport = Arc::new(transport);
 
@@ -366,6 +425,8 @@ impl QuicTransport {
         endpoint.set_default_client_config(client);
         let local = endpoint.local_addr()?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_len.max(1));
+        let config_bulk_streams = config.max_bulk_streams;
+        let config_bulk_sends = config.max_bulk_sends;
         let shared = Arc::new(Shared {
             endpoint,
             config,
@@ -376,6 +437,8 @@ impl QuicTransport {
             counters: Counters::default(),
             per_ip: IpSlots::default(),
             chain_check,
+            bulk_in: Arc::new(Semaphore::new(config_bulk_streams)),
+            bulk_out: Arc::new(Semaphore::new(config_bulk_sends)),
         });
         tokio::spawn(accept_loop(Arc::clone(&shared)));
         Ok(Self {
@@ -415,7 +478,32 @@ fn check(config: &QuicConfig) -> Result<(), TransportError> {
              and certificate_recheck must be positive",
         ));
     }
+    if config.max_bulk_len > 0
+        && (config.max_bulk_streams == 0
+            || config.max_bulk_sends == 0
+            || config.bulk_timeout.is_zero())
+    {
+        return Err(other(
+            "with a bulk path (max_bulk_len > 0), max_bulk_streams, max_bulk_sends \
+             and bulk_timeout must be positive",
+        ));
+    }
     Ok(())
+}
+
+/// The bulk path's share of a connection's receive window: nothing if it
+/// is off.
+fn bulk_window(config: &QuicConfig) -> usize {
+    if config.max_bulk_len == 0 {
+        0
+    } else {
+        config.bulk_stream_window.min(config.max_bulk_len)
+    }
+}
+
+/// Each stream's receive window: a frame, or the bulk window if larger.
+fn stream_window(config: &QuicConfig) -> usize {
+    config.max_frame_len.max(bulk_window(config))
 }
 
 /// A QUIC variable-length integer (at most 2^62 - 1).
@@ -481,7 +569,12 @@ impl Transport for QuicTransport {
     async fn recv(&self) -> Result<Incoming, TransportError> {
         // Only the driver receives; `mpsc::Receiver::recv` is cancellation safe.
         let mut inbound = self.inbound.lock().await;
-        inbound.recv().await.ok_or(TransportError::Closed)
+        let incoming = inbound.recv().await.ok_or(TransportError::Closed)?;
+        if matches!(incoming, Incoming::Bulk { .. }) {
+            // The body has left the queue: its place may take another.
+            self.shared.bulk_in.add_permits(1);
+        }
+        Ok(incoming)
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -494,6 +587,43 @@ impl Transport for QuicTransport {
 
     fn unfragmented_frame_len(&self) -> usize {
         DATAGRAM_BUDGET.min(self.shared.config.max_frame_len)
+    }
+
+    fn max_bulk_len(&self) -> usize {
+        self.shared.config.max_bulk_len
+    }
+
+    async fn send_bulk(&self, to: SocketAddr, body: Vec<u8>) -> Result<(), TransportError> {
+        let max = self.shared.config.max_bulk_len;
+        if body.len() > max {
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(TransportError::TooLarge {
+                len: body.len(),
+                max,
+            });
+        }
+        let Ok(permit) = Arc::clone(&self.shared.bulk_out).try_acquire_owned() else {
+            // As many bodies are on their way as allowed: like a full
+            // frame queue, this one is dropped, not waited for.
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let limit = shared.config.bulk_timeout;
+            let sent = tokio::time::timeout(limit, send_bulk_body(&shared, to, &body)).await;
+            let reason = match sent {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(_) => Some("timed out".to_string()),
+            };
+            if let Some(reason) = reason {
+                tracing::debug!(%to, %reason, "bulk send failed");
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        Ok(())
     }
 
     fn stats(&self) -> TransportStats {
@@ -717,15 +847,8 @@ async fn read_loop(shared: Arc<Shared>, connection: Connection, origin: Origin) 
                 Err(error) => break error,
             },
             stream = connection.accept_uni() => match stream {
-                Ok(mut stream) => {
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        // read_to_end refuses (and we drop) anything longer than a frame.
-                        match stream.read_to_end(max).await {
-                            Ok(bytes) => deliver(&shared, Incoming::Frame { from, bytes }),
-                            Err(_) => { shared.counters.dropped.fetch_add(1, Ordering::Relaxed); }
-                        }
-                    });
+                Ok(stream) => {
+                    tokio::spawn(read_stream(Arc::clone(&shared), from, stream));
                 }
                 Err(error) => break error,
             },
@@ -762,6 +885,80 @@ async fn read_loop(shared: Arc<Shared>, connection: Connection, origin: Origin) 
         tracing::debug!(%from, %error, "connection lost");
         deliver(&shared, Incoming::Unreachable(from));
     }
+}
+
+/// Reads one incoming stream: its kind byte, then a frame or a bulk body,
+/// each within its own limits.
+async fn read_stream(shared: Arc<Shared>, from: SocketAddr, mut stream: quinn::RecvStream) {
+    let dropped = || {
+        shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    };
+    let mut kind = [0u8; 1];
+    let limit = shared.config.bulk_timeout;
+    match tokio::time::timeout(limit, stream.read_exact(&mut kind)).await {
+        Ok(Ok(())) => {}
+        _ => return dropped(),
+    }
+    match kind[0] {
+        STREAM_FRAME => {
+            // read_to_end refuses (and we drop) anything longer than a frame.
+            match stream.read_to_end(shared.config.max_frame_len).await {
+                Ok(bytes) => deliver(&shared, Incoming::Frame { from, bytes }),
+                Err(_) => dropped(),
+            }
+        }
+        STREAM_BULK if shared.config.max_bulk_len > 0 => {
+            let Ok(permit) = Arc::clone(&shared.bulk_in).try_acquire_owned() else {
+                // Enough bodies are being read or wait for the driver.
+                let _ = stream.stop(STOP_BULK_REFUSED.into());
+                return dropped();
+            };
+            let read = stream.read_to_end(shared.config.max_bulk_len);
+            match tokio::time::timeout(limit, read).await {
+                Ok(Ok(bytes)) => {
+                    if shared
+                        .inbound
+                        .try_send(Incoming::Bulk { from, bytes })
+                        .is_ok()
+                    {
+                        // Held until the driver takes the body (`recv`
+                        // gives it back), so that queued bodies count too.
+                        permit.forget();
+                    } else {
+                        dropped();
+                    }
+                }
+                _ => {
+                    let _ = stream.stop(STOP_BULK_REFUSED.into());
+                    dropped();
+                }
+            }
+        }
+        _ => {
+            let _ = stream.stop(STOP_BULK_REFUSED.into());
+            dropped();
+        }
+    }
+}
+
+/// Sends one bulk body on a stream of its own, connecting if needed.
+async fn send_bulk_body(shared: &Arc<Shared>, peer: SocketAddr, body: &[u8]) -> Result<(), String> {
+    let cached = shared
+        .connections
+        .lock()
+        .expect("connections lock")
+        .get(&peer)
+        .filter(|c| is_open(c))
+        .cloned();
+    let connection = match cached {
+        Some(c) => c,
+        None => {
+            let c = connect(shared, peer).await?;
+            adopt(shared, c.clone(), Origin::Dialled);
+            c
+        }
+    };
+    send_on_stream(&connection, STREAM_BULK, body).await
 }
 
 async fn connect(shared: &Arc<Shared>, peer: SocketAddr) -> Result<Connection, String> {
@@ -838,7 +1035,7 @@ async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::R
         let sent = if fits {
             current.send_datagram(frame).map_err(|e| e.to_string())
         } else {
-            send_on_stream(&current, &frame).await
+            send_on_stream(&current, STREAM_FRAME, &frame).await
         };
         if let Err(reason) = sent {
             tracing::debug!(%peer, %reason, "send failed");
@@ -847,9 +1044,10 @@ async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::R
     }
 }
 
-async fn send_on_stream(connection: &Connection, frame: &[u8]) -> Result<(), String> {
+async fn send_on_stream(connection: &Connection, kind: u8, bytes: &[u8]) -> Result<(), String> {
     let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
-    stream.write_all(frame).await.map_err(|e| e.to_string())?;
+    stream.write_all(&[kind]).await.map_err(|e| e.to_string())?;
+    stream.write_all(bytes).await.map_err(|e| e.to_string())?;
     stream.finish().map_err(|e| e.to_string())
 }
 
@@ -927,6 +1125,57 @@ mod tests {
             .await
             .expect_err("an expired certificate is refused");
         assert!(error.contains("expired"), "unclear error: {error}");
+    }
+
+    /// A bulk body far larger than a frame arrives whole as
+    /// `Incoming::Bulk`; one above `max_bulk_len` is refused by the
+    /// sender, and one above the receiver's limit is dropped unread.
+    #[tokio::test]
+    async fn bulk_bodies_arrive_whole_within_their_limits() {
+        let ca = ClusterCa::generate().unwrap();
+        let bind = |max_bulk_len| {
+            let identity = ca.issue(&["127.0.0.1".parse().unwrap()], &[]).unwrap();
+            QuicTransport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                QuicConfig {
+                    max_bulk_len,
+                    ..QuicConfig::default()
+                },
+            )
+        };
+        let a = bind(1 << 20).await.unwrap();
+        let b = bind(200_000).await.unwrap();
+        let body: Vec<u8> = (0..150_000u32).map(|i| i as u8).collect();
+        a.send_bulk(b.local_addr(), body.clone()).await.unwrap();
+        let received = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .expect("a body within 5 s")
+            .unwrap();
+        assert_eq!(
+            received,
+            Incoming::Bulk {
+                from: a.local_addr(),
+                bytes: body
+            }
+        );
+        assert!(matches!(
+            b.send_bulk(a.local_addr(), vec![0; 200_001]).await,
+            Err(TransportError::TooLarge { max: 200_000, .. })
+        ));
+        // Above the receiver's limit: dropped, and a frame after it still
+        // arrives.
+        a.send_bulk(b.local_addr(), vec![1; 300_000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.send(b.local_addr(), b"after").await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .expect("the frame within 5 s")
+            .unwrap();
+        assert!(matches!(next, Incoming::Frame { bytes, .. } if bytes == b"after"));
+        // A transport with the bulk path off says so.
+        let off = bind(0).await.unwrap();
+        assert_eq!(off.max_bulk_len(), 0);
     }
 
     /// A peer gets no bidirectional streams and at most `max_uni_streams`

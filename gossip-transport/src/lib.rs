@@ -44,6 +44,16 @@ pub enum Incoming {
     /// Connectionless transports never report this. Hand it to the node's
     /// `peer_unreachable`.
     Unreachable(SocketAddr),
+    /// A bulk body from `from`, received whole on the transport's bulk path
+    /// ([`Transport::send_bulk`]). The driver hands it to the applications
+    /// beside the node (if `from` is a live member); the node never sees it.
+    Bulk {
+        /// The sender's address, as the transport saw it (for QUIC, the
+        /// address its certificate names).
+        from: SocketAddr,
+        /// The body's bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why a transport could not send or receive.
@@ -132,6 +142,34 @@ pub trait Transport: Send + Sync {
         self.max_frame_len()
     }
 
+    /// The largest body [`send_bulk`](Self::send_bulk) carries; 0 (the
+    /// default) when this transport has no bulk path.
+    ///
+    /// The bulk path is an optional capability for bodies far larger than a
+    /// frame (a block of a megabyte): sent reliably and in order, on a
+    /// stream of its own, without the datagram budget of
+    /// [`send`](Self::send). A driver without it falls back to what fits in
+    /// frames (an application chunks its bodies).
+    fn max_bulk_len(&self) -> usize {
+        0
+    }
+
+    /// Sends `body` to `to` on the bulk path, whole: the receiver gets one
+    /// [`Incoming::Bulk`] with exactly these bytes, or nothing. Returns
+    /// once the transfer is under way, not once it is done; like
+    /// [`send`](Self::send) it may drop the body (a limit on transfers at
+    /// once, a lost connection), and the application retries.
+    ///
+    /// The default refuses every body with [`TransportError::TooLarge`]
+    /// (`max` 0): this transport has no bulk path.
+    async fn send_bulk(&self, to: SocketAddr, body: Vec<u8>) -> Result<(), TransportError> {
+        let _ = to;
+        Err(TransportError::TooLarge {
+            len: body.len(),
+            max: 0,
+        })
+    }
+
     /// What this transport has put on and taken off the wire so far.
     fn stats(&self) -> TransportStats {
         TransportStats::default()
@@ -168,6 +206,14 @@ macro_rules! forward_transport {
 
             fn unfragmented_frame_len(&self) -> usize {
                 (**self).unfragmented_frame_len()
+            }
+
+            fn max_bulk_len(&self) -> usize {
+                (**self).max_bulk_len()
+            }
+
+            async fn send_bulk(&self, to: SocketAddr, body: Vec<u8>) -> Result<(), TransportError> {
+                (**self).send_bulk(to, body).await
             }
 
             fn stats(&self) -> TransportStats {

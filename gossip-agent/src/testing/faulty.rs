@@ -116,6 +116,15 @@ impl<T: Transport + 'static> Transport for Faulty<T> {
         self.inner.unfragmented_frame_len()
     }
 
+    // The bulk path is reliable by contract: faults apply to frames only.
+    fn max_bulk_len(&self) -> usize {
+        self.inner.max_bulk_len()
+    }
+
+    async fn send_bulk(&self, to: SocketAddr, body: Vec<u8>) -> Result<(), TransportError> {
+        self.inner.send_bulk(to, body).await
+    }
+
     fn stats(&self) -> TransportStats {
         let mut stats = self.inner.stats();
         stats.frames_dropped += *self.dropped.lock().expect("counter lock");

@@ -42,12 +42,12 @@ pub struct PartialConfig {
     /// How long a request to become a neighbour waits for its answer
     /// before the next passive address is tried. Default 1 s.
     pub neighbour_timeout: Duration,
-    /// A node refused this many times in a row while asking to become a
-    /// neighbour asks urgently (which a full active view makes room for),
-    /// as does a node with fewer than half its active view: otherwise a
-    /// few nodes left only with each other after a mass crash could stay
-    /// a separate island while every node they know has a full view.
-    /// Default 3.
+    /// A node with two or more free active slots that was refused this
+    /// many times in a row while asking to become a neighbour asks
+    /// urgently (which a full active view makes room for), as does a node
+    /// with fewer than half its active view: otherwise a few nodes left
+    /// only with each other after a mass crash could stay a separate
+    /// island while every node they know has a full view. Default 3.
     pub urgent_after_refusals: u32,
     /// How often a joining node with no neighbour yet asks its contacts
     /// again. Default 1 s.

@@ -533,8 +533,13 @@ impl PartialNode {
         let Some(&peer) = candidates.choose(&mut self.rng) else {
             return;
         };
+        // Urgent with fewer than half the view, or refused repeatedly with
+        // two or more slots free. A node one short of full never is: the
+        // neighbour an urgent request evicts is left one short, and must
+        // not evict in turn, or the overlay would churn for ever.
+        let free = self.config.active_size - self.active.len();
         let urgent = self.active.len() * 2 < self.config.active_size
-            || self.refusals >= self.config.urgent_after_refusals;
+            || (free >= 2 && self.refusals >= self.config.urgent_after_refusals);
         self.send(peer, &PartialMessage::Neighbour { urgent });
         self.asking = Some((peer, now + self.config.neighbour_timeout));
     }
