@@ -96,11 +96,12 @@ pub fn write_table(out: &mut impl Write, r: &PartialReport) -> anyhow::Result<()
     writeln!(
         out,
         "  {:.3} payload copies and {:.1} announce B per node per broadcast \
-         ({:.2} B per announced id); {:.1} B/node/s",
+         ({:.2} B per announced id); {:.1} B/node/s; {:.4} links made per node per s",
         r.payload_copies_per_node_per_broadcast,
         r.announce_bytes_per_node_per_broadcast,
         r.announce_bytes_per_id,
-        r.bytes_per_node_per_s
+        r.bytes_per_node_per_s,
+        r.links_made_per_node_per_s
     )?;
     writeln!(
         out,

@@ -99,6 +99,9 @@ pub struct PartialReport {
     /// Frame bytes per node per second over the ten seconds before the
     /// crash, everything included.
     pub bytes_per_node_per_s: f64,
+    /// Active links made per node per second over the same ten seconds:
+    /// churn of the views in a quiet cluster (near 0 once they settle).
+    pub links_made_per_node_per_s: f64,
     /// Seconds after the crash until no survivor held a crashed node in
     /// its active view and none was without neighbours (`None`: not
     /// within the run).
@@ -155,8 +158,6 @@ struct Broadcast {
     /// How many are counted.
     of: usize,
     last: f64,
-    /// Which nodes have it (kept only with PARTIAL_DEBUG set).
-    who: Vec<bool>,
 }
 
 struct World {
@@ -171,6 +172,8 @@ struct World {
     broadcasts: Vec<Broadcast>,
     by_id: HashMap<BroadcastId, usize>,
     frames: u64,
+    /// Active links made so far (`NeighbourUp` events).
+    links_made: u64,
 }
 
 const LATENCY_MIN_NS: u64 = 200_000;
@@ -205,8 +208,10 @@ impl World {
         }
         let mut delivered = Vec::new();
         while let Some(event) = node.poll_event() {
-            if let PartialEvent::Delivered { id, .. } = event {
-                delivered.push(id);
+            match event {
+                PartialEvent::Delivered { id, .. } => delivered.push(id),
+                PartialEvent::NeighbourUp(_) => self.links_made += 1,
+                PartialEvent::NeighbourDown(_) => {}
             }
         }
         let due = node
@@ -234,9 +239,6 @@ impl World {
                 if self.counted[i] {
                     let b = &mut self.broadcasts[b];
                     b.reached += 1;
-                    if !b.who.is_empty() {
-                        b.who[i] = true;
-                    }
                     b.last = now as f64 / 1e9;
                 }
             }
@@ -280,6 +282,7 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
         broadcasts: Vec::new(),
         by_id: HashMap::new(),
         frames: 0,
+        links_made: 0,
     };
     for i in 0..n {
         let at = ns(scenario.join_window_s * i as f64 / n as f64);
@@ -297,6 +300,7 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
     let mut isolated_before_crash = 0;
     // Byte counters at the start and end of the pre-crash windows.
     let mut window_bytes = (0u64, 0u64);
+    let mut window_links = (0u64, 0u64);
     let mut pre_crash_gossip = (0u64, 0u64, 0u64, 0u64);
     let mut pre_broadcast_marks: Option<(u64, u64, u64, u64)> = None;
     let total = |w: &World| -> (u64, u64, u64, u64) {
@@ -337,11 +341,13 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
         if !window_started && now == window_start {
             window_started = true;
             window_bytes.0 = total(&w).0;
+            window_links.0 = w.links_made;
             continue;
         }
         if !crashed_yet && now == crash_at {
             crashed_yet = true;
             window_bytes.1 = total(&w).0;
+            window_links.1 = w.links_made;
             pre_crash_gossip = total(&w);
             let mut sizes = 0usize;
             for node in w.nodes.iter().flatten() {
@@ -385,13 +391,6 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
                 sent_at: now as f64 / 1e9,
                 after_crash,
                 reached: 1,
-                who: if std::env::var_os("PARTIAL_DEBUG").is_some() {
-                    let mut v = vec![false; n];
-                    v[origin] = true;
-                    v
-                } else {
-                    Vec::new()
-                },
                 of,
                 last: now as f64 / 1e9,
             });
@@ -453,36 +452,10 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
         }
     }
 
-    if std::env::var_os("PARTIAL_DEBUG").is_some() {
-        for b in &w.broadcasts {
-            eprintln!(
-                "b at {:.1} reach {}/{} last {:.3}",
-                b.sent_at, b.reached, b.of, b.last
-            );
-            if b.after_crash && b.reached < b.of {
-                for i in (0..n).filter(|&i| !b.who[i] && w.nodes[i].is_some()) {
-                    let p = w.nodes[i].as_ref().expect("live");
-                    eprintln!(
-                        "  missed by {i}: active {:?} passive {:?} eager {} missing {} stats {:?}",
-                        p.active()
-                            .filter_map(|a| node_index(a.addr()))
-                            .collect::<Vec<_>>(),
-                        p.passive()
-                            .iter()
-                            .filter_map(|a| node_index(a.addr()))
-                            .collect::<Vec<_>>(),
-                        p.eager().count(),
-                        p.missing(),
-                        p.stats()
-                    );
-                }
-            }
-        }
-    }
     let pre: Vec<&Broadcast> = w.broadcasts.iter().filter(|b| !b.after_crash).collect();
     let post: Vec<&Broadcast> = w.broadcasts.iter().filter(|b| b.after_crash).collect();
     let reach = |b: &Broadcast| b.reached as f64 / b.of.max(1) as f64;
-    let full = |b: &Broadcast| (b.reached >= b.of).then(|| b.last - b.sent_at);
+    let full = |b: &Broadcast| (b.reached >= b.of).then_some(b.last - b.sent_at);
     let marks = pre_broadcast_marks.unwrap_or_default();
     let pre_n = pre.len().max(1) as f64 * n as f64;
     let repaired_at = views_repaired_s.map(|s| scenario.crash_at_s + s);
@@ -504,6 +477,7 @@ pub fn run_partial(scenario: &PartialScenario, mut progress: impl FnMut(f64)) ->
         announce_bytes_per_id: (pre_crash_gossip.2 - marks.2) as f64
             / (pre_crash_gossip.3 - marks.3).max(1) as f64,
         bytes_per_node_per_s: (window_bytes.1 - window_bytes.0) as f64 / n as f64 / 10.0,
+        links_made_per_node_per_s: (window_links.1 - window_links.0) as f64 / n as f64 / 10.0,
         views_repaired_s,
         broadcasts_after_crash: post.len(),
         survivor_reach: post.iter().map(|b| reach(b)).sum::<f64>() / post.len().max(1) as f64,
