@@ -61,6 +61,12 @@ impl Storage for NodeStorage {
             NodeStorage::Redb(s) => s.load()?,
         })
     }
+    fn load_guards(&mut self) -> Result<Vec<(u64, Version)>, NodeStorageError> {
+        Ok(match self {
+            NodeStorage::Memory(s) => s.load_guards()?,
+            NodeStorage::Redb(s) => s.load_guards()?,
+        })
+    }
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), NodeStorageError> {
         match self {
             NodeStorage::Memory(s) => s.apply(ops)?,
