@@ -82,7 +82,7 @@ pub struct KvConfig {
     /// gets per batch at most (the rest waits for the next). Default 4.
     pub ack_frames: usize,
     /// A deleter asks the members that have not acknowledged a deletion
-    /// again this often (acknowledgements get lost). Default 2 s.
+    /// again this often (acknowledgements get lost). Default 1 s.
     pub ack_retry: Duration,
 }
 
@@ -109,7 +109,7 @@ impl Default for KvConfig {
             max_pending_acks: 65_536,
             ack_interval: Duration::from_millis(200),
             ack_frames: 4,
-            ack_retry: Duration::from_secs(2),
+            ack_retry: Duration::from_secs(1),
         }
     }
 }
