@@ -502,9 +502,14 @@ fn early_collection<S: Strategy + Clone>(
     rng: &mut ChaCha8Rng,
 ) -> EarlyCollection {
     let n = scenario.nodes;
-    let mut c = cluster(n, scenario.seed ^ 0x6c, scenario.loss, prototype, config, |_| {
-        MemoryStorage::new()
-    });
+    let mut c = cluster(
+        n,
+        scenario.seed ^ 0x6c,
+        scenario.loss,
+        prototype,
+        config,
+        |_| MemoryStorage::new(),
+    );
     let mut t = Duration::from_secs(10);
     c.run_until(t, &mut ());
     let crashed: Vec<usize> = sample(rng, n - 1, scenario.crash.min(n - 2))

@@ -273,4 +273,9 @@ pub struct KvStats {
     pub events_dropped: u64,
     /// Broadcasts the node refused.
     pub broadcast_errors: u64,
+    /// Store payload bytes this node sent: its own broadcasts (once, not
+    /// their relays) and direct messages.
+    pub bytes_sent: u64,
+    /// Store payload bytes received: deliveries and direct messages.
+    pub bytes_received: u64,
 }

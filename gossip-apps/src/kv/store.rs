@@ -289,6 +289,11 @@ impl<St: Storage> Kv<St> {
         self.index.tombstones()
     }
 
+    /// Key and value bytes held (tombstones' keys included).
+    pub fn stored_bytes(&self) -> usize {
+        self.index.data_bytes()
+    }
+
     /// The root digest: equal on two nodes that hold the same entries.
     pub fn root(&self) -> u64 {
         self.index.root()
@@ -403,6 +408,8 @@ impl<St: Storage> Kv<St> {
         if cluster.broadcast(now, &payload).is_err() {
             // Anti-entropy spreads it instead.
             self.stats.broadcast_errors += 1;
+        } else {
+            self.stats.bytes_sent += payload.len() as u64;
         }
         Ok(version)
     }
@@ -997,6 +1004,7 @@ impl<St: Storage> Kv<St> {
 
     fn send(&mut self, now: Instant, to: NodeId, message: &KvMessage, cluster: &mut dyn Cluster) {
         let payload = Channel::Kv.wrap(&message.encode());
+        self.stats.bytes_sent += payload.len() as u64;
         // A peer that left meanwhile: the exchange times out.
         let _ = cluster.send_direct(now, to, &payload);
     }
@@ -1484,6 +1492,7 @@ impl<St: Storage> Kv<St> {
     // ----- dispatch -------------------------------------------------------
 
     fn on_direct(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
+        self.stats.bytes_received += body.len() as u64 + 1;
         let message = match KvMessage::decode(body, self.config.max_message_len) {
             Ok(m) => m,
             Err(_) => {
@@ -1587,6 +1596,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
                 let Some(body) = Channel::Kv.open(payload) else {
                     return;
                 };
+                self.stats.bytes_received += payload.len() as u64;
                 match KvMessage::decode(body, self.config.max_message_len) {
                     Ok(KvMessage::Write(entry)) => {
                         self.apply_all(now, vec![entry], Source::Rumor, cluster)
