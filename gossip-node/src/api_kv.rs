@@ -136,6 +136,14 @@ impl KvSnapshot {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A labelled counter family, its label's name, and each label value with
+/// the figure its counter mirrors.
+type Mirrored<'a> = (
+    &'a Family<Labels, Counter>,
+    &'static str,
+    &'a [(&'a str, u64)],
+);
+
 /// The store's Prometheus metrics (prefix `gossip_kv_`), brought up to
 /// date from a [`KvSnapshot`] at each scrape.
 #[derive(Debug, Default)]
@@ -232,7 +240,7 @@ impl KvMetrics {
         self.stored_bytes.set(s.stored_bytes as i64);
         self.catching_up.set(i64::from(s.catching_up));
         let c = &s.counters;
-        let families: [(&Family<Labels, Counter>, &'static str, &[(&str, u64)]); 7] = [
+        let families: [Mirrored; 7] = [
             (
                 &self.writes,
                 "origin",
