@@ -149,8 +149,8 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  randomized runs              {} runs, {} deletes, {} resurrections",
-        r.resurrection_runs, r.deletes, r.resurrections
+        "  randomized runs              {} runs, {} deletes, {} resurrections, {} tombstones collected early",
+        r.resurrection_runs, r.deletes, r.resurrections, r.collected_early
     )?;
     writeln!(
         out,

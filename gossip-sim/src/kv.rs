@@ -121,6 +121,9 @@ pub struct KvReport {
     pub resurrections: u64,
     /// Deletions made over the runs.
     pub deletes: u64,
+    /// Tombstones collected early (on their deleter's notice) over the
+    /// runs, summed over nodes (counters of restarted nodes start again).
+    pub collected_early: u64,
     /// Tombstones held per node at the end of the runs, after the grace
     /// (mean over nodes and runs).
     pub tombstones_after_gc: f64,
@@ -479,6 +482,7 @@ pub fn run_kv<S: Strategy + Clone>(
         resurrection_runs: scenario.runs,
         resurrections: res.resurrections,
         deletes: res.deletes,
+        collected_early: res.collected_early,
         tombstones_after_gc: res.tombstones / runs,
         live_keys_after_gc: res.live / runs,
         deletes_within_grace: res.deletes_within_grace as f64 / runs,
@@ -535,6 +539,21 @@ fn early_collection<S: Strategy + Clone>(
     t += Duration::from_secs(20);
     c.run_until(t, &mut ());
     let mut deleted_at = Vec::with_capacity(keys.len());
+    let mut collected: Vec<Option<f64>> = vec![None; keys.len()];
+    // Marks the deleted keys no live node holds any more (checked every
+    // 20 ms while deleting, every 100 ms after).
+    let check =
+        |c: &Cluster<S>, t: Duration, deleted_at: &[Duration], collected: &mut [Option<f64>]| {
+            for (k, at) in deleted_at.iter().enumerate() {
+                if collected[k].is_some() {
+                    continue;
+                }
+                let key = keys[k].as_bytes();
+                if !live.iter().any(|&i| c.app(i).entry(key).is_some()) {
+                    collected[k] = Some(secs(t - *at));
+                }
+            }
+        };
     for key in &keys {
         let origin = live[rng.random_range(0..live.len())];
         let key = key.clone();
@@ -546,26 +565,17 @@ fn early_collection<S: Strategy + Clone>(
         deleted_at.push(t);
         t += Duration::from_millis(20);
         c.run_until(t, &mut ());
+        drain(&mut c, |_, _| {});
+        check(&c, t, &deleted_at, &mut collected);
     }
     let last_delete = t;
-    let mut collected: Vec<Option<f64>> = vec![None; keys.len()];
     let step = Duration::from_millis(100);
     let mut snapshot = None;
     while t < last_delete + Duration::from_secs(60) {
         t += step;
         c.run_until(t, &mut ());
         drain(&mut c, |_, _| {});
-        for (k, key) in keys.iter().enumerate() {
-            if collected[k].is_some() {
-                continue;
-            }
-            let held = live
-                .iter()
-                .any(|&i| c.app(i).entry(key.as_bytes()).is_some());
-            if !held {
-                collected[k] = Some(secs(t - deleted_at[k]));
-            }
-        }
+        check(&c, t, &deleted_at, &mut collected);
         if snapshot.is_none() && t >= last_delete + Duration::from_secs(10) {
             let per_node = |f: &dyn Fn(&Kv<MemoryStorage>) -> usize| {
                 live.iter().map(|&i| f(c.app(i)) as f64).sum::<f64>() / live.len() as f64
@@ -610,6 +620,8 @@ pub struct Resurrections {
     pub resurrections: u64,
     /// Deletions made.
     pub deletes: u64,
+    /// Tombstones collected early, summed over nodes.
+    pub collected_early: u64,
     /// Deletions within the last grace period at the end of each run.
     pub deletes_within_grace: u64,
     /// Tombstones per node at the end, summed over runs.
@@ -740,6 +752,7 @@ fn resurrection_run<S: Strategy + Clone>(seed: u64, prototype: &S, out: &mut Res
     let grace_start = t.saturating_sub(config.tombstone_grace);
     out.deletes_within_grace += delete_times.iter().filter(|d| **d >= grace_start).count() as u64;
     for i in 0..n {
+        out.collected_early += c.app(i).stats().collected_early;
         out.tombstones += c.app(i).tombstones() as f64 / n as f64;
         out.live += c.app(i).live() as f64 / n as f64;
     }
