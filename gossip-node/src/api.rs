@@ -476,6 +476,13 @@ async fn metrics<A: Aggregate + Send + 'static>(State(s): State<Arc<Shared<A>>>)
         (Ok(stats), Ok(members)) => (stats, members),
         (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into_response(),
     };
+    let kv = s
+        .agent
+        .with_app(|kv: &mut crate::api_kv::NodeKv, _, _| crate::api_kv::KvSnapshot::of(kv))
+        .await;
+    if let Ok(Some(kv)) = kv {
+        s.metrics.kv(&kv);
+    }
     (
         [(
             header::CONTENT_TYPE,

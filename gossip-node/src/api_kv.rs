@@ -8,7 +8,7 @@
 //! | `PUT /v1/kv/{key}` | body: the raw value; answers `{"key","version"}` |
 //! | `DELETE /v1/kv/{key}` | answers `{"key","version"}` (the tombstone's) |
 //! | `GET /v1/kv?prefix=P&limit=N` | `[{"key","value","value_hex","version"}]` in key order |
-//! | `GET /v1/kv-stats` | the store's counters, live keys and tombstones |
+//! | `GET /v1/kv-stats` | the store's counters, live keys, tombstones, guards of tombstones collected early, deletions awaiting acknowledgements, stored bytes, catch-up state |
 //!
 //! Every applied change, local or replicated, is also an event
 //! `{"event":"kv_changed","key","value","deleted","version","local"}` on
@@ -24,11 +24,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use gossip_apps::kv::{
-    Entry, Infallible, Kv, KvConfig, KvEvent, MemoryStorage, RedbError, RedbStorage, Storage,
-    StoreOp, Version, WallClock,
+    Entry, Infallible, Kv, KvConfig, KvEvent, KvStats, MemoryStorage, RedbError, RedbStorage,
+    Storage, StoreOp, Version, WallClock,
 };
 use gossip_core::{Aggregate, Event, NodeId};
-use serde::Deserialize;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -61,6 +65,12 @@ impl Storage for NodeStorage {
             NodeStorage::Redb(s) => s.load()?,
         })
     }
+    fn load_guards(&mut self) -> Result<Vec<(u64, Version)>, NodeStorageError> {
+        Ok(match self {
+            NodeStorage::Memory(s) => s.load_guards()?,
+            NodeStorage::Redb(s) => s.load_guards()?,
+        })
+    }
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), NodeStorageError> {
         match self {
             NodeStorage::Memory(s) => s.apply(ops)?,
@@ -85,6 +95,212 @@ impl Storage for NodeStorage {
 
 /// The store the agent hosts.
 pub type NodeKv = Kv<NodeStorage>;
+
+/// The store's state at one instant, as `/v1/kv-stats` and the metrics
+/// show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct KvSnapshot {
+    /// Live keys.
+    pub live: usize,
+    /// Tombstones held.
+    pub tombstones: usize,
+    /// Guards of tombstones collected early, held until the grace.
+    pub guards: usize,
+    /// This node's deletions awaiting acknowledgements.
+    pub tracked: usize,
+    /// Acknowledgements, requests and collect notices waiting to be sent.
+    pub outbox: usize,
+    /// Key and value bytes held.
+    pub stored_bytes: usize,
+    /// Whether a catch-up is under way.
+    pub catching_up: bool,
+    /// The counters.
+    pub counters: KvStats,
+}
+
+impl KvSnapshot {
+    /// Reads `kv`.
+    pub fn of(kv: &NodeKv) -> Self {
+        Self {
+            live: kv.live(),
+            tombstones: kv.tombstones(),
+            guards: kv.guards(),
+            tracked: kv.tracked(),
+            outbox: kv.outbox(),
+            stored_bytes: kv.stored_bytes(),
+            catching_up: kv.catching_up(),
+            counters: kv.stats().clone(),
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A labelled counter family, its label's name, and each label value with
+/// the figure its counter mirrors.
+type Mirrored<'a> = (
+    &'a Family<Labels, Counter>,
+    &'static str,
+    &'a [(&'a str, u64)],
+);
+
+/// The store's Prometheus metrics (prefix `gossip_kv_`), brought up to
+/// date from a [`KvSnapshot`] at each scrape.
+#[derive(Debug, Default)]
+pub struct KvMetrics {
+    keys: Gauge,
+    tombstones: Gauge,
+    guards: Gauge,
+    tracked: Gauge,
+    stored_bytes: Gauge,
+    catching_up: Gauge,
+    writes: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
+    exchanges: Family<Labels, Counter>,
+    catch_up: Family<Labels, Counter>,
+    bytes: Family<Labels, Counter>,
+    collected: Family<Labels, Counter>,
+    acks: Family<Labels, Counter>,
+}
+
+impl KvMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("kv_keys", "Live keys in the store", m.keys.clone());
+        registry.register(
+            "kv_tombstones",
+            "Tombstones held (deletions not collected yet)",
+            m.tombstones.clone(),
+        );
+        registry.register(
+            "kv_guards",
+            "Guards (key hash and version) of tombstones collected early, held until the grace",
+            m.guards.clone(),
+        );
+        registry.register(
+            "kv_tracked_deletions",
+            "This node's deletions awaiting acknowledgements from the members alive at the deletion",
+            m.tracked.clone(),
+        );
+        registry.register(
+            "kv_stored_bytes",
+            "Key and value bytes held by the store",
+            m.stored_bytes.clone(),
+        );
+        registry.register(
+            "kv_catching_up",
+            "1 while the store catches up after a start or a long absence",
+            m.catching_up.clone(),
+        );
+        registry.register(
+            "kv_writes",
+            "Writes and deletions: made here (origin=local) or replicated and applied (origin=remote)",
+            m.writes.clone(),
+        );
+        registry.register(
+            "kv_entries_refused",
+            "Replicated entries not applied, by reason (stale, invalid, older_than_grace, horizon, collected)",
+            m.refused.clone(),
+        );
+        registry.register(
+            "kv_sync_exchanges",
+            "Anti-entropy exchanges, by outcome (started, equal, repaired, timeout)",
+            m.exchanges.clone(),
+        );
+        registry.register(
+            "kv_catch_up",
+            "Catch-up progress: pages received (what=pages), catch-ups completed (what=completed)",
+            m.catch_up.clone(),
+        );
+        registry.register(
+            "kv_bytes",
+            "Store payload bytes sent (direction=out) and received (direction=in)",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "kv_tombstones_collected",
+            "Tombstones collected: by acknowledgement (how=early) or after the grace (how=grace)",
+            m.collected.clone(),
+        );
+        registry.register(
+            "kv_tombstone_acks",
+            "Tombstone acknowledgements sent and received, ignored ones, refused collect notices",
+            m.acks.clone(),
+        );
+        m
+    }
+
+    /// Brings every metric up to `s`.
+    pub fn update(&self, s: &KvSnapshot) {
+        self.keys.set(s.live as i64);
+        self.tombstones.set(s.tombstones as i64);
+        self.guards.set(s.guards as i64);
+        self.tracked.set(s.tracked as i64);
+        self.stored_bytes.set(s.stored_bytes as i64);
+        self.catching_up.set(i64::from(s.catching_up));
+        let c = &s.counters;
+        let families: [Mirrored; 7] = [
+            (
+                &self.writes,
+                "origin",
+                &[("local", c.local_writes), ("remote", c.applied)],
+            ),
+            (
+                &self.refused,
+                "reason",
+                &[
+                    ("stale", c.stale),
+                    ("invalid", c.refused_invalid),
+                    ("older_than_grace", c.refused_old),
+                    ("horizon", c.refused_horizon),
+                    ("collected", c.refused_collected),
+                ],
+            ),
+            (
+                &self.exchanges,
+                "outcome",
+                &[
+                    ("started", c.exchanges),
+                    ("equal", c.equal),
+                    ("repaired", c.repaired),
+                    ("timeout", c.timeouts),
+                ],
+            ),
+            (
+                &self.catch_up,
+                "what",
+                &[("pages", c.pages), ("completed", c.catch_ups)],
+            ),
+            (
+                &self.bytes,
+                "direction",
+                &[("out", c.bytes_sent), ("in", c.bytes_received)],
+            ),
+            (
+                &self.collected,
+                "how",
+                &[("early", c.collected_early), ("grace", c.collected)],
+            ),
+            (
+                &self.acks,
+                "what",
+                &[
+                    ("sent", c.acks_sent),
+                    ("received", c.acks_received),
+                    ("ignored", c.acks_ignored),
+                    ("collect_refused", c.collect_refused),
+                ],
+            ),
+        ];
+        for (family, label, values) in families {
+            for &(name, value) in values {
+                let counter = family.get_or_create(&vec![(label, name.to_string())]);
+                counter.inc_by(value.saturating_sub(counter.get()));
+            }
+        }
+    }
+}
 
 /// Builds the agent's store for node `id`.
 pub fn build(id: NodeId, data_dir: Option<&Path>, seed: u64) -> anyhow::Result<NodeKv> {
@@ -261,22 +477,11 @@ async fn list<A: Aggregate + Send + 'static>(
 async fn stats<A: Aggregate + Send + 'static>(
     State(s): State<Arc<Shared<A>>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (stats, live, tombstones, catching_up) = s
+    let snapshot = s
         .agent
-        .with_app(|kv: &mut NodeKv, _, _| {
-            (
-                kv.stats().clone(),
-                kv.live(),
-                kv.tombstones(),
-                kv.catching_up(),
-            )
-        })
+        .with_app(|kv: &mut NodeKv, _, _| KvSnapshot::of(kv))
         .await?
         .ok_or_else(no_store)?;
-    Ok(Json(json!({
-        "live": live,
-        "tombstones": tombstones,
-        "catching_up": catching_up,
-        "counters": stats,
-    })))
+    s.metrics.kv(&snapshot);
+    Ok(Json(serde_json::to_value(&snapshot).unwrap_or(Value::Null)))
 }

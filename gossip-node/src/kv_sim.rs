@@ -46,6 +46,10 @@ pub struct KvSimArgs {
     /// Randomized partition-and-delete runs counting resurrections.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// Keys deleted (after being written) in the early-collection phase,
+    /// 20 ms apart, with the default grace of 24 h.
+    #[arg(long, default_value_t = 200)]
+    pub gc_deletes: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -76,6 +80,7 @@ impl KvSimArgs {
         s.catch_up_changes = self.catch_up_changes.max(1);
         s.value_len = self.value_len;
         s.runs = self.runs;
+        s.gc_deletes = self.gc_deletes.max(1);
         Ok(s)
     }
 
@@ -134,8 +139,18 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  randomized runs              {} runs, {} deletes, {} resurrections",
-        r.resurrection_runs, r.deletes, r.resurrections
+        "  collection, grace 24 h       p50 {} s  p99 {} s  max {} s after a delete; 10 s after {} deletes: {:.2} tombstones, {:.2} guards per node",
+        opt(r.tombstone_collect_s.p50),
+        opt(r.tombstone_collect_s.p99),
+        opt(r.tombstone_collect_s.max),
+        s.gc_deletes,
+        r.tombstones_10s_after_deletes,
+        r.guards_10s_after_deletes
+    )?;
+    writeln!(
+        out,
+        "  randomized runs              {} runs, {} deletes, {} resurrections, {} tombstones collected early",
+        r.resurrection_runs, r.deletes, r.resurrections, r.collected_early
     )?;
     writeln!(
         out,

@@ -13,6 +13,8 @@
 //! | `gossip_pending_updates`, `gossip_stored_rumors` | the core's `Stats`: membership updates waiting to be piggybacked, rumors held for relaying |
 //! | `gossip_broadcast_propagation_seconds` | the agent's broadcast envelope: receive time minus the origin's send time |
 //! | `gossip_transport_*` | the transport's own counters |
+//! | `gossip_leader_*`, `gossip_partition*` | leader election and partition awareness, after each of their events and every second |
+//! | `gossip_kv_*` | the key-value store ([`crate::api_kv::KvMetrics`]): its state and counters, read at scrape time |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +53,7 @@ pub struct Metrics {
     send_errors: Counter,
     /// Leader election and partition metrics.
     pub leader: crate::api_leader::LeaderMetrics,
+    kv: crate::api_kv::KvMetrics,
     /// Serialises scrapes, which bring the counters up to date.
     scrape: Mutex<()>,
 }
@@ -161,8 +164,10 @@ impl Metrics {
             send_errors.clone(),
         );
         let leader = crate::api_leader::LeaderMetrics::register(&mut registry);
+        let kv = crate::api_kv::KvMetrics::register(&mut registry);
         Self {
             leader,
+            kv,
             registry,
             members,
             frames,
@@ -181,6 +186,13 @@ impl Metrics {
             send_errors,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// Brings the key-value store's metrics up to `snapshot` (serialised
+    /// with scrapes: the counters mirror the store's by catching up).
+    pub fn kv(&self, snapshot: &crate::api_kv::KvSnapshot) {
+        let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.kv.update(snapshot);
     }
 
     /// Counts one frame of `kind` and `len` bytes going `direction`.

@@ -139,7 +139,7 @@ impl Drop for Events {
 }
 
 /// `GET path` on `api` over a plain TCP connection: status line and body.
-fn http_get(api: &str, path: &str) -> (String, String) {
+pub(crate) fn http_get(api: &str, path: &str) -> (String, String) {
     http(api, "GET", path, "", "")
 }
 
@@ -167,7 +167,7 @@ fn http(api: &str, method: &str, path: &str, headers: &str, body: &str) -> (Stri
 /// `# HELP`, `# TYPE` (with a known type) or `# EOF` (last); samples are
 /// `name{label="value",...} number` whose name belongs to a declared
 /// family. Returns the samples as (name with labels, value).
-fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+pub(crate) fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.chars()
@@ -366,6 +366,11 @@ fn three_agents_join_broadcast_leave_restart_and_export_metrics() {
         // announcements) are deliveries too; the propagation histogram
         // above counts only the user's broadcast.
         assert!(value("gossip_deliveries_total").is_some_and(|v| v >= 1.0));
+        // The hosted store: empty, not catching up once joined.
+        assert_eq!(value("gossip_kv_keys"), Some(0.0));
+        assert_eq!(value("gossip_kv_tombstones"), Some(0.0));
+        assert!(value("gossip_kv_catching_up").is_some());
+        assert!(value("gossip_kv_sync_exchanges_total{outcome=\"started\"}").is_some());
         let seen = value("gossip_frames_total{direction=\"in\",kind=\"ping\"}")
             .is_some_and(|v| v > 0.0)
             && value("gossip_frames_total{direction=\"out\",kind=\"ack\"}")

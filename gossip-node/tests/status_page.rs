@@ -22,12 +22,13 @@ use serde_json::json;
 const PAGE: &str = include_str!("../assets/status.html");
 
 /// The routes the page may call, relative to its origin.
-const ROUTES: [&str; 5] = [
+const ROUTES: [&str; 6] = [
     "/v1/members",
     "/v1/events",
     "/v1/stats",
     "/v1/aggregate",
     "/v1/leader",
+    "/v1/kv-stats",
 ];
 
 #[test]
@@ -49,7 +50,7 @@ fn page_is_small_self_contained_and_uses_the_api_routes() {
     for (at, _) in PAGE.match_indices("/v1/") {
         let path: String = PAGE[at..]
             .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '-')
             .collect();
         assert!(ROUTES.contains(&path.as_str()), "unknown route {path}");
     }
@@ -127,6 +128,17 @@ async fn serve_fake_api(connections: Arc<AtomicUsize>) -> SocketAddr {
                     json!({"leader": "127.0.0.1:7946", "is_leader": true, "term": 3,
                             "has_quorum": true,
                             "partition": {"suspected": false, "lost": 0}}),
+                )
+            }),
+        )
+        .route(
+            "/v1/kv-stats",
+            get(|| async {
+                Json(
+                    json!({"live": 1234, "tombstones": 3, "guards": 17, "tracked": 1,
+                            "outbox": 0, "stored_bytes": 56789, "catching_up": true,
+                            "counters": {"local_writes": 40, "applied": 900, "exchanges": 77,
+                                         "collected_early": 21, "collected": 2}}),
                 )
             }),
         )
@@ -295,6 +307,23 @@ async fn chromium_renders_members_events_and_propagation() {
     assert!(
         dom.contains("node.rumors_sent") && dom.contains("1234"),
         "no stats"
+    );
+    // The store's box.
+    assert!(
+        dom.contains(r#"<span id="kv-keys" class="big">1234</span>"#),
+        "no KV keys in\n{dom}"
+    );
+    assert!(
+        dom.contains(r#"<span id="kv-bytes">56789</span>"#),
+        "no KV bytes"
+    );
+    assert!(
+        dom.contains("3 tombstones, 17 guards, 21 collected early, 2 after grace"),
+        "no KV collection line"
+    );
+    assert!(
+        dom.contains("40 written here, 900 applied, 77 exchanges, CATCHING UP"),
+        "no KV sync line"
     );
     // Refused once, then ended after each batch: the page came back.
     assert!(

@@ -47,6 +47,9 @@ pub struct KvScenario {
     pub value_len: usize,
     /// Randomized partition-and-delete runs counting resurrections.
     pub runs: usize,
+    /// Keys written then deleted in the early-collection phase (default
+    /// grace of 24 h: whatever is collected is collected early).
+    pub gc_deletes: usize,
 }
 
 impl KvScenario {
@@ -63,6 +66,7 @@ impl KvScenario {
             catch_up_changes: 10_000,
             value_len: 100,
             runs: 10,
+            gc_deletes: 200,
         }
     }
 }
@@ -97,6 +101,16 @@ pub struct KvReport {
     pub partition_divergent_keys: usize,
     /// Time from the heal until every node held the same entries.
     pub converge_after_heal_s: Option<f64>,
+    /// Time from a deletion until no live node held its tombstone any
+    /// more, with the default grace of 24 h (collected early, by
+    /// acknowledgement), with crashes and loss as in the write phase.
+    pub tombstone_collect_s: Quantiles,
+    /// Tombstones held per live node 10 s after the last deletion of
+    /// that phase (mean; grace 24 h).
+    pub tombstones_10s_after_deletes: f64,
+    /// Guards (key hash and version of a tombstone collected early) held
+    /// per live node at the same time.
+    pub guards_10s_after_deletes: f64,
     /// Randomized partition-and-delete runs.
     pub resurrection_runs: usize,
     /// Resurrections: a node applied a live value whose version is older
@@ -107,6 +121,9 @@ pub struct KvReport {
     pub resurrections: u64,
     /// Deletions made over the runs.
     pub deletes: u64,
+    /// Tombstones collected early (on their deleter's notice) over the
+    /// runs, summed over nodes (counters of restarted nodes start again).
+    pub collected_early: u64,
     /// Tombstones held per node at the end of the runs, after the grace
     /// (mean over nodes and runs).
     pub tombstones_after_gc: f64,
@@ -437,6 +454,10 @@ pub fn run_kv<S: Strategy + Clone>(
     }
     drop(c);
 
+    // --- deletions collected early ------------------------------------------
+    progress("collection");
+    let gc = early_collection(scenario, prototype, &config, &mut rng);
+
     // --- randomized partitions and deletions ---------------------------
     progress("resurrections");
     let res = resurrection_runs(scenario.seed, scenario.runs, prototype);
@@ -455,12 +476,121 @@ pub fn run_kv<S: Strategy + Clone>(
         partition_writes,
         partition_divergent_keys: divergent,
         converge_after_heal_s,
+        tombstone_collect_s: gc.collect_s,
+        tombstones_10s_after_deletes: gc.tombstones,
+        guards_10s_after_deletes: gc.guards,
         resurrection_runs: scenario.runs,
         resurrections: res.resurrections,
         deletes: res.deletes,
+        collected_early: res.collected_early,
         tombstones_after_gc: res.tombstones / runs,
         live_keys_after_gc: res.live / runs,
         deletes_within_grace: res.deletes_within_grace as f64 / runs,
+    }
+}
+
+/// What the early-collection phase measured.
+struct EarlyCollection {
+    collect_s: Quantiles,
+    tombstones: f64,
+    guards: f64,
+}
+
+/// Writes `gc_deletes` keys, deletes them from random live nodes 20 ms
+/// apart with the default grace (24 h), and times each until no live node
+/// holds its tombstone.
+fn early_collection<S: Strategy + Clone>(
+    scenario: &KvScenario,
+    prototype: &S,
+    config: &KvConfig,
+    rng: &mut ChaCha8Rng,
+) -> EarlyCollection {
+    let n = scenario.nodes;
+    let mut c = cluster(
+        n,
+        scenario.seed ^ 0x6c,
+        scenario.loss,
+        prototype,
+        config,
+        |_| MemoryStorage::new(),
+    );
+    let mut t = Duration::from_secs(10);
+    c.run_until(t, &mut ());
+    let crashed: Vec<usize> = sample(rng, n - 1, scenario.crash.min(n - 2))
+        .into_iter()
+        .map(|i| i + 1)
+        .collect();
+    for &i in &crashed {
+        c.crash(i);
+    }
+    let live: Vec<usize> = (0..n).filter(|i| !crashed.contains(i)).collect();
+    let keys: Vec<String> = (0..scenario.gc_deletes).map(|k| format!("g/{k}")).collect();
+    for key in &keys {
+        let origin = live[rng.random_range(0..live.len())];
+        let key = key.clone();
+        c.command(
+            origin,
+            move |kv, node, now| kv.put(now, key.as_bytes(), b"v", node).ok(),
+            &mut (),
+        );
+    }
+    // Failure detection takes the crashed nodes out of the views first:
+    // members that died before a deletion are not waited for.
+    t += Duration::from_secs(20);
+    c.run_until(t, &mut ());
+    let mut deleted_at = Vec::with_capacity(keys.len());
+    let mut collected: Vec<Option<f64>> = vec![None; keys.len()];
+    // Marks the deleted keys no live node holds any more (checked every
+    // 20 ms while deleting, every 100 ms after).
+    let check =
+        |c: &Cluster<S>, t: Duration, deleted_at: &[Duration], collected: &mut [Option<f64>]| {
+            for (k, at) in deleted_at.iter().enumerate() {
+                if collected[k].is_some() {
+                    continue;
+                }
+                let key = keys[k].as_bytes();
+                if !live.iter().any(|&i| c.app(i).entry(key).is_some()) {
+                    collected[k] = Some(secs(t - *at));
+                }
+            }
+        };
+    for key in &keys {
+        let origin = live[rng.random_range(0..live.len())];
+        let key = key.clone();
+        c.command(
+            origin,
+            move |kv, node, now| kv.delete(now, key.as_bytes(), node).ok(),
+            &mut (),
+        );
+        deleted_at.push(t);
+        t += Duration::from_millis(20);
+        c.run_until(t, &mut ());
+        drain(&mut c, |_, _| {});
+        check(&c, t, &deleted_at, &mut collected);
+    }
+    let last_delete = t;
+    let step = Duration::from_millis(100);
+    let mut snapshot = None;
+    while t < last_delete + Duration::from_secs(60) {
+        t += step;
+        c.run_until(t, &mut ());
+        drain(&mut c, |_, _| {});
+        check(&c, t, &deleted_at, &mut collected);
+        if snapshot.is_none() && t >= last_delete + Duration::from_secs(10) {
+            let per_node = |f: &dyn Fn(&Kv<MemoryStorage>) -> usize| {
+                live.iter().map(|&i| f(c.app(i)) as f64).sum::<f64>() / live.len() as f64
+            };
+            snapshot = Some((per_node(&|kv| kv.tombstones()), per_node(&|kv| kv.guards())));
+        }
+        if snapshot.is_some() && collected.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let (tombstones, guards) = snapshot.unwrap_or((f64::NAN, f64::NAN));
+    EarlyCollection {
+        collect_s: Quantiles::of(&collected),
+        tombstones,
+        guards,
     }
 }
 
@@ -490,6 +620,8 @@ pub struct Resurrections {
     pub resurrections: u64,
     /// Deletions made.
     pub deletes: u64,
+    /// Tombstones collected early, summed over nodes.
+    pub collected_early: u64,
     /// Deletions within the last grace period at the end of each run.
     pub deletes_within_grace: u64,
     /// Tombstones per node at the end, summed over runs.
@@ -620,6 +752,7 @@ fn resurrection_run<S: Strategy + Clone>(seed: u64, prototype: &S, out: &mut Res
     let grace_start = t.saturating_sub(config.tombstone_grace);
     out.deletes_within_grace += delete_times.iter().filter(|d| **d >= grace_start).count() as u64;
     for i in 0..n {
+        out.collected_early += c.app(i).stats().collected_early;
         out.tombstones += c.app(i).tombstones() as f64 / n as f64;
         out.live += c.app(i).live() as f64 / n as f64;
     }

@@ -71,6 +71,26 @@ pub struct KvConfig {
     /// Most change events kept unpolled; older ones are dropped and
     /// counted. Default 65,536.
     pub max_events: usize,
+    /// Most of this node's own deletions whose acknowledgements it tracks
+    /// at once, for early collection; a deletion beyond it waits for the
+    /// grace. Each costs about 16 bytes per member alive at the deletion
+    /// (16 KiB per tombstone at 1,000 members). 0 turns early collection
+    /// off. Default 1024.
+    pub max_tracked_tombstones: usize,
+    /// Most acknowledgements, requests for them and collect notices
+    /// queued to send, all destinations together; more are dropped and
+    /// counted (a dropped acknowledgement delays a collection until the
+    /// deleter asks again, or the grace). Default 65,536.
+    pub max_pending_acks: usize,
+    /// Acknowledgements and collect notices are sent in batches this
+    /// often. Default 200 ms.
+    pub ack_interval: Duration,
+    /// Frames of acknowledgements, requests or notices one destination
+    /// gets per batch at most (the rest waits for the next). Default 4.
+    pub ack_frames: usize,
+    /// A deleter asks the members that have not acknowledged a deletion
+    /// again this often (acknowledgements get lost). Default 1 s.
+    pub ack_retry: Duration,
 }
 
 impl Default for KvConfig {
@@ -93,6 +113,11 @@ impl Default for KvConfig {
             catch_up_peers: 4,
             horizon_buckets: 1024,
             max_events: 65_536,
+            max_tracked_tombstones: 1024,
+            max_pending_acks: 65_536,
+            ack_interval: Duration::from_millis(200),
+            ack_frames: 4,
+            ack_retry: Duration::from_secs(1),
         }
     }
 }
@@ -124,6 +149,15 @@ impl KvConfig {
         }
         if self.catch_up_peers == 0 {
             return bad("catch_up_peers", "must be positive");
+        }
+        if self.ack_interval.is_zero() {
+            return bad("ack_interval", "must be positive");
+        }
+        if self.ack_retry.is_zero() {
+            return bad("ack_retry", "must be positive");
+        }
+        if self.ack_frames == 0 {
+            return bad("ack_frames", "must be positive");
         }
         if self.reply_bytes_per_s < 4096 {
             return bad("reply_bytes_per_s", "must be at least 4096");
@@ -214,8 +248,31 @@ pub struct KvStats {
     pub pages: u64,
     /// Catch-ups completed.
     pub catch_ups: u64,
-    /// Tombstones collected.
+    /// Tombstones collected after the grace.
     pub collected: u64,
+    /// Tombstones collected early, on the deleter's notice once every
+    /// member alive at the deletion had acknowledged it.
+    pub collected_early: u64,
+    /// Guards of tombstones collected early that expired with the grace.
+    pub guards_expired: u64,
+    /// Entries refused as not newer than the guard of a tombstone
+    /// collected early (answered with that tombstone).
+    pub refused_collected: u64,
+    /// Tombstone acknowledgements sent (one per tombstone).
+    pub acks_sent: u64,
+    /// Tombstone acknowledgements received.
+    pub acks_received: u64,
+    /// Acknowledgements, requests and notices naming a tombstone this
+    /// node did not delete, does not track or does not hold.
+    pub acks_ignored: u64,
+    /// Collect notices from a member that is not the tombstone's deleter.
+    pub collect_refused: u64,
+    /// Acknowledgements, requests or notices dropped: the outbox was full
+    /// ([`KvConfig::max_pending_acks`]).
+    pub outbox_dropped: u64,
+    /// Deletions left to the grace: a member alive at the deletion died
+    /// before acknowledging, or the tracking limit was reached.
+    pub tracking_given_up: u64,
     /// Entries refused for keys not held as no newer than a tombstone
     /// this node collected in the key's bucket (a possible resurrection).
     pub refused_horizon: u64,
@@ -227,4 +284,9 @@ pub struct KvStats {
     pub events_dropped: u64,
     /// Broadcasts the node refused.
     pub broadcast_errors: u64,
+    /// Store payload bytes this node sent: its own broadcasts (once, not
+    /// their relays) and direct messages.
+    pub bytes_sent: u64,
+    /// Store payload bytes received: deliveries and direct messages.
+    pub bytes_received: u64,
 }

@@ -42,6 +42,8 @@ pub struct Index {
     root: u64,
     /// Tombstones by `(stamp, hash, key)`, oldest first.
     tombstones: BTreeSet<(u64, u64, Vec<u8>)>,
+    /// Key and value bytes of every entry.
+    data_bytes: usize,
 }
 
 impl Index {
@@ -58,6 +60,11 @@ impl Index {
     /// Tombstones held.
     pub fn tombstones(&self) -> usize {
         self.tombstones.len()
+    }
+
+    /// Key and value bytes held, tombstones' keys included.
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
     }
 
     /// The root digest: the wrapping sum of every entry's digest.
@@ -78,6 +85,7 @@ impl Index {
         let digest = entry.digest();
         let old = self.remove_inner(hash, &entry.key);
         self.root = self.root.wrapping_add(digest);
+        self.data_bytes += entry.data_len();
         if entry.is_tombstone() {
             self.tombstones
                 .insert((entry.version.stamp, hash, entry.key.clone()));
@@ -95,6 +103,7 @@ impl Index {
     fn remove_inner(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
         let slot = self.slots.remove(&(hash, key.to_vec()))?;
         self.root = self.root.wrapping_sub(slot.digest);
+        self.data_bytes -= slot.entry.data_len();
         if slot.entry.is_tombstone() {
             self.tombstones
                 .remove(&(slot.entry.version.stamp, hash, key.to_vec()));

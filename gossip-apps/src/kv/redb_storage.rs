@@ -6,9 +6,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 use super::entry::Entry;
 use super::storage::{Storage, StoreOp};
+use super::version::Version;
 
 /// Key bytes to the postcard encoding of the whole [`Entry`].
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_entries");
+/// Guards of tombstones collected early: key hash to `(stamp, origin)`.
+const GUARDS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("kv_guards");
 /// Bookkeeping values.
 const META: TableDefinition<&str, u64> = TableDefinition::new("kv_meta");
 
@@ -47,6 +50,7 @@ impl RedbStorage {
         let txn = database.begin_write().map_err(db)?;
         txn.open_table(ENTRIES).map_err(db)?;
         txn.open_table(META).map_err(db)?;
+        txn.open_table(GUARDS).map_err(db)?;
         txn.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -68,10 +72,23 @@ impl Storage for RedbStorage {
         Ok(out)
     }
 
+    fn load_guards(&mut self) -> Result<Vec<(u64, Version)>, RedbError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(GUARDS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db)? {
+            let (hash, value) = row.map_err(db)?;
+            let (stamp, origin) = value.value();
+            out.push((hash.value(), Version { stamp, origin }));
+        }
+        Ok(out)
+    }
+
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), RedbError> {
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut table = txn.open_table(ENTRIES).map_err(db)?;
+            let mut guards = txn.open_table(GUARDS).map_err(db)?;
             for op in ops {
                 match op {
                     StoreOp::Put(entry) => {
@@ -82,6 +99,14 @@ impl Storage for RedbStorage {
                     }
                     StoreOp::Remove(key) => {
                         table.remove(key.as_slice()).map_err(db)?;
+                    }
+                    StoreOp::Guard { hash, version } => {
+                        guards
+                            .insert(*hash, (version.stamp, version.origin))
+                            .map_err(db)?;
+                    }
+                    StoreOp::Unguard(hash) => {
+                        guards.remove(*hash).map_err(db)?;
                     }
                 }
             }
@@ -129,6 +154,21 @@ mod tests {
                 StoreOp::Put(entry("b", None)),
                 StoreOp::Put(entry("c", Some("3"))),
                 StoreOp::Remove(b"c".to_vec()),
+                StoreOp::Guard {
+                    hash: 7,
+                    version: Version {
+                        stamp: 3,
+                        origin: 4,
+                    },
+                },
+                StoreOp::Guard {
+                    hash: 8,
+                    version: Version {
+                        stamp: 5,
+                        origin: 6,
+                    },
+                },
+                StoreOp::Unguard(8),
             ])
             .unwrap();
             s.set_meta("m", 42).unwrap();
@@ -138,6 +178,16 @@ mod tests {
         loaded.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(loaded, vec![entry("a", Some("1")), entry("b", None)]);
         assert_eq!(s.meta("m").unwrap(), Some(42));
+        assert_eq!(
+            s.load_guards().unwrap(),
+            vec![(
+                7,
+                Version {
+                    stamp: 3,
+                    origin: 4
+                }
+            )]
+        );
         assert_eq!(s.meta("none").unwrap(), None);
         drop(s);
         let _ = std::fs::remove_file(&dir);

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::entry::Entry;
+use super::version::Version;
 
 /// One change to the stored entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,16 @@ pub enum StoreOp {
     Put(Entry),
     /// Forgets the key (a collected tombstone).
     Remove(Vec<u8>),
+    /// Keeps the guard of a tombstone collected early: its key hash and
+    /// version, replacing the hash's guard.
+    Guard {
+        /// The key's hash.
+        hash: u64,
+        /// The collected tombstone's version.
+        version: Version,
+    },
+    /// Forgets the guard of a key hash (expired, or a newer write came).
+    Unguard(u64),
 }
 
 /// Persistent storage of a store's entries and its few bookkeeping values.
@@ -26,6 +37,10 @@ pub trait Storage {
 
     /// Every stored entry, in any order (called once, at start).
     fn load(&mut self) -> Result<Vec<Entry>, Self::Error>;
+
+    /// Every stored guard of a tombstone collected early, as
+    /// `(key hash, version)`, in any order (called once, at start).
+    fn load_guards(&mut self) -> Result<Vec<(u64, Version)>, Self::Error>;
 
     /// Applies `ops` in order, all or nothing.
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Self::Error>;
@@ -42,6 +57,7 @@ pub trait Storage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStorage {
     entries: BTreeMap<Vec<u8>, Entry>,
+    guards: BTreeMap<u64, Version>,
     meta: BTreeMap<String, u64>,
 }
 
@@ -74,6 +90,10 @@ impl Storage for MemoryStorage {
         Ok(self.entries.values().cloned().collect())
     }
 
+    fn load_guards(&mut self) -> Result<Vec<(u64, Version)>, Infallible> {
+        Ok(self.guards.iter().map(|(h, v)| (*h, *v)).collect())
+    }
+
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Infallible> {
         for op in ops {
             match op {
@@ -82,6 +102,12 @@ impl Storage for MemoryStorage {
                 }
                 StoreOp::Remove(key) => {
                     self.entries.remove(key);
+                }
+                StoreOp::Guard { hash, version } => {
+                    self.guards.insert(*hash, *version);
+                }
+                StoreOp::Unguard(hash) => {
+                    self.guards.remove(hash);
                 }
             }
         }

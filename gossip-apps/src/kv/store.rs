@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{KvConfig, KvConfigError, KvError, KvEvent, KvStats};
 use super::entry::Entry;
+use super::gc::{Guards, Outbox, TombstoneId, Tracked, Tracker};
 use super::hash::node_tag;
 use super::index::{node_range, to_wire, valid_node, Index, MAX_DEPTH};
 use super::storage::{Storage, StoreOp};
@@ -28,6 +29,29 @@ const MESSAGE_OVERHEAD: usize = 32;
 /// Most tree nodes in one `Children` or `Expand` (16 digests of 8 bytes
 /// each fit a frame eight times).
 const NODES_PER_MESSAGE: usize = 8;
+/// Largest encoding of one [`TombstoneId`] (three varint `u64`s).
+const TOMBSTONE_ID_LEN: usize = 30;
+
+/// What a guard makes of an entry for a key not held.
+enum Guarded {
+    /// Refused silently.
+    Refuse,
+    /// Refused, and the sender gets the collected tombstone.
+    Answer,
+    /// Newer than the guard (or the deleter is gone): the guard goes.
+    Superseded,
+}
+
+/// Which outbox a tombstone id goes to.
+#[derive(Clone, Copy, Debug)]
+enum Queue {
+    /// An acknowledgement to the deleter of this tag.
+    Ack(u64),
+    /// A request to acknowledge, to this peer.
+    Request(NodeId),
+    /// A collect notice, to this peer.
+    Collect(NodeId),
+}
 
 /// Where a replicated entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +67,10 @@ enum Source {
 ///
 /// Semantics: last writer wins by [`Version`] (hybrid logical clock stamp,
 /// then writer tag), so concurrent writes converge on the same winner
-/// everywhere. A deletion is a tombstone with a version, collected after
-/// [`KvConfig::tombstone_grace`]. A write is applied locally at once (the
+/// everywhere. A deletion is a tombstone with a version, collected once
+/// every member alive at the deletion has acknowledged it (a guard of key
+/// hash and version stays until the grace), or after
+/// [`KvConfig::tombstone_grace`] (see the [module](super) documentation). A write is applied locally at once (the
 /// writer reads its own writes), spread by rumor, and repaired by
 /// anti-entropy over a digest tree; a node that starts with an empty or old
 /// store first catches up on what changed in bounded pages from up to
@@ -80,7 +106,59 @@ pub struct Kv<St: Storage> {
     /// Per key-hash bucket, the newest tombstone stamp collected there
     /// ([`KvConfig::horizon_buckets`]).
     horizon: Vec<u64>,
+    /// Early collection: guards of tombstones collected on their
+    /// deleter's notice, this node's deletions awaiting acknowledgements,
+    /// and what waits for the next batch.
+    guards: Guards,
+    tracker: Tracker,
+    acks: Outbox<u64>,
+    requests: Outbox<NodeId>,
+    collects: Outbox<NodeId>,
+    next_flush: Option<Instant>,
+    /// Members as of the last refresh: tag to id for live ones, tag to
+    /// liveness for all, and a memo of tags.
+    roster: Roster,
     stats: KvStats,
+}
+
+/// The member table as the early collection needs it, refreshed at most
+/// once per batch interval (tags are hashes of ids' text: memoised).
+#[derive(Default)]
+struct Roster {
+    at: Option<Instant>,
+    live: BTreeMap<u64, NodeId>,
+    state: BTreeMap<u64, Liveness>,
+    tags: BTreeMap<NodeId, u64>,
+}
+
+impl Roster {
+    fn tag(&mut self, id: NodeId) -> u64 {
+        *self.tags.entry(id).or_insert_with(|| node_tag(&id))
+    }
+
+    fn refresh(&mut self, me: NodeId, cluster: &dyn Cluster) {
+        let members = cluster.members();
+        let mut tags = BTreeMap::new();
+        self.live.clear();
+        self.state.clear();
+        for m in members {
+            let tag = self
+                .tags
+                .get(&m.id)
+                .copied()
+                .unwrap_or_else(|| node_tag(&m.id));
+            tags.insert(m.id, tag);
+            if m.id == me {
+                continue;
+            }
+            self.state.insert(tag, m.liveness);
+            if m.liveness == Liveness::Alive {
+                self.live.insert(tag, m.id);
+            }
+        }
+        tags.insert(me, node_tag(&me));
+        self.tags = tags;
+    }
 }
 
 impl<St: Storage> Kv<St> {
@@ -121,9 +199,20 @@ impl<St: Storage> Kv<St> {
             persisted_contact_ms: last_contact_ms,
             trust_old: false,
             horizon: Vec::new(),
+            guards: Guards::default(),
+            tracker: Tracker::default(),
+            acks: Outbox::default(),
+            requests: Outbox::default(),
+            collects: Outbox::default(),
+            next_flush: None,
+            roster: Roster::default(),
             stats: KvStats::default(),
             config,
         };
+        for (hash, version) in this.storage.load_guards().map_err(KvSetupError::Storage)? {
+            this.hlc.observe(version.stamp);
+            this.guards.insert(hash, version);
+        }
         for b in 0..this.config.horizon_buckets {
             let stamp = this
                 .storage
@@ -200,9 +289,29 @@ impl<St: Storage> Kv<St> {
         self.index.tombstones()
     }
 
+    /// Key and value bytes held (tombstones' keys included).
+    pub fn stored_bytes(&self) -> usize {
+        self.index.data_bytes()
+    }
+
     /// The root digest: equal on two nodes that hold the same entries.
     pub fn root(&self) -> u64 {
         self.index.root()
+    }
+
+    /// Guards of tombstones collected early, held until the grace.
+    pub fn guards(&self) -> usize {
+        self.guards.len()
+    }
+
+    /// This node's deletions awaiting acknowledgements.
+    pub fn tracked(&self) -> usize {
+        self.tracker.tracked.len()
+    }
+
+    /// Acknowledgements, requests and collect notices waiting to be sent.
+    pub fn outbox(&self) -> usize {
+        self.acks.len() + self.requests.len() + self.collects.len()
     }
 
     /// Whether a catch-up is under way.
@@ -291,10 +400,16 @@ impl<St: Storage> Kv<St> {
             });
         }
         self.stats.local_writes += 1;
+        let deletion = entry.is_tombstone().then(|| entry.key.clone());
         self.apply_all(now, vec![entry], Source::Local, cluster);
+        if let Some(key) = deletion {
+            self.track(now, key, version, cluster);
+        }
         if cluster.broadcast(now, &payload).is_err() {
             // Anti-entropy spreads it instead.
             self.stats.broadcast_errors += 1;
+        } else {
+            self.stats.bytes_sent += payload.len() as u64;
         }
         Ok(version)
     }
@@ -345,6 +460,35 @@ impl<St: Storage> Kv<St> {
                 self.stats.refused_invalid += 1;
                 continue;
             }
+            let peer = match source {
+                Source::Peer(p) | Source::Page(p) => Some(p),
+                Source::Rumor | Source::Local => None,
+            };
+            let hash = entry.hash();
+            if let (None, Some(guard)) = (self.index.get(&entry.key), self.guards.get(hash)) {
+                self.refresh_roster(now, cluster, false);
+                match self.guarded(hash, entry.version, entry.is_tombstone(), guard, peer) {
+                    Guarded::Refuse => {
+                        self.stats.refused_collected += 1;
+                        continue;
+                    }
+                    Guarded::Answer => {
+                        // An older value, or an older deletion: the peer
+                        // gets the collected tombstone back.
+                        self.stats.refused_collected += 1;
+                        answer.push(Entry {
+                            key: entry.key,
+                            version: guard,
+                            value: None,
+                        });
+                        continue;
+                    }
+                    Guarded::Superseded => {
+                        self.guards.remove(hash);
+                        ops.push(StoreOp::Unguard(hash));
+                    }
+                }
+            }
             let held = self.index.get(&entry.key);
             if held.is_none() && entry.version.stamp <= self.horizon[self.bucket(entry.hash())] {
                 // This node collected a tombstone at least as new in the
@@ -393,6 +537,14 @@ impl<St: Storage> Kv<St> {
                 at: now,
                 local: source == Source::Local,
             });
+            if entry.is_tombstone() && source != Source::Local && entry.version.origin != self.tag {
+                // Acknowledged to the deleter with the next batch.
+                let id = TombstoneId {
+                    hash,
+                    version: entry.version,
+                };
+                self.queue(Queue::Ack(entry.version.origin), id);
+            }
             ops.push(StoreOp::Put(entry.clone()));
             self.index.insert(entry);
         }
@@ -400,6 +552,44 @@ impl<St: Storage> Kv<St> {
         if let (Source::Peer(peer) | Source::Page(peer), false) = (source, answer.is_empty()) {
             self.send_entries(now, peer, 0, answer, usize::MAX, cluster);
         }
+    }
+
+    /// What to do with an entry for a key not held whose hash has a guard.
+    fn guarded(
+        &mut self,
+        hash: u64,
+        version: Version,
+        tombstone: bool,
+        guard: Version,
+        peer: Option<NodeId>,
+    ) -> Guarded {
+        if version > guard {
+            return Guarded::Superseded;
+        }
+        let Some(peer) = peer else {
+            return Guarded::Refuse;
+        };
+        if !(tombstone && version == guard) {
+            return Guarded::Answer;
+        }
+        // The peer still holds the very tombstone collected here.
+        let id = TombstoneId {
+            hash,
+            version: guard,
+        };
+        if guard.origin == self.tag {
+            // This node deleted it: the peer may collect it too.
+            self.queue(Queue::Collect(peer), id);
+            return Guarded::Refuse;
+        }
+        if self.roster.live.contains_key(&guard.origin) {
+            // It acknowledges to the deleter, who answers with a notice.
+            self.queue(Queue::Request(peer), id);
+            return Guarded::Refuse;
+        }
+        // The deleter is gone: no notice will come for the peer. Hold
+        // the tombstone again until the grace, so both agree.
+        Guarded::Superseded
     }
 
     fn persist(&mut self, ops: &[StoreOp]) {
@@ -431,11 +621,23 @@ impl<St: Storage> Kv<St> {
         }
         let horizon = self.wall.millis(now).saturating_sub(self.grace_ms());
         let keys = self.index.tombstones_before(Version::stamp_of(horizon));
-        if keys.is_empty() {
+        let expired = self.guards.before(Version::stamp_of(horizon));
+        if keys.is_empty() && expired.is_empty() {
             return;
         }
-        let mut ops = Vec::with_capacity(keys.len());
+        let mut ops = Vec::with_capacity(keys.len() + expired.len());
         let mut raised = BTreeSet::new();
+        for (hash, version) in expired {
+            // The guard's end is its tombstone's collection by the grace.
+            let b = self.bucket(hash);
+            if version.stamp > self.horizon[b] {
+                self.horizon[b] = version.stamp;
+                raised.insert(b);
+            }
+            self.guards.remove(hash);
+            self.stats.guards_expired += 1;
+            ops.push(StoreOp::Unguard(hash));
+        }
         for key in keys {
             if let Some(entry) = self.index.get(&key) {
                 let b = self.bucket(entry.hash());
@@ -518,10 +720,291 @@ impl<St: Storage> Kv<St> {
         }
     }
 
+    // ----- early collection ------------------------------------------------
+
+    /// Queues `id` for the next batch, counting it if the outbox is full.
+    fn queue(&mut self, to: Queue, id: TombstoneId) {
+        let max = self.config.max_pending_acks;
+        let queued = match to {
+            Queue::Ack(tag) => self.acks.push(tag, id, max),
+            Queue::Request(peer) => self.requests.push(peer, id, max),
+            Queue::Collect(peer) => self.collects.push(peer, id, max),
+        };
+        if !queued {
+            self.stats.outbox_dropped += 1;
+        }
+    }
+
+    /// Arms the batch timer if anything waits for it.
+    fn arm_flush(&mut self, now: Instant) {
+        let pending = !(self.tracker.tracked.is_empty()
+            && self.acks.is_empty()
+            && self.requests.is_empty()
+            && self.collects.is_empty());
+        if pending && self.next_flush.is_none() {
+            self.next_flush = Some(now + self.config.ack_interval);
+        }
+    }
+
+    /// Starts awaiting the acknowledgements of this node's deletion of
+    /// `key` from every member alive now.
+    fn track(&mut self, now: Instant, key: Vec<u8>, version: Version, cluster: &dyn Cluster) {
+        if self.config.max_tracked_tombstones == 0 {
+            return;
+        }
+        if self.tracker.tracked.len() >= self.config.max_tracked_tombstones {
+            self.stats.tracking_given_up += 1;
+            return;
+        }
+        self.refresh_roster(now, cluster, true);
+        let members: Vec<(u64, bool)> = self.roster.live.keys().map(|&t| (t, false)).collect();
+        let id = TombstoneId {
+            hash: super::hash::key_hash(&key),
+            version,
+        };
+        self.tracker.tracked.insert(
+            id,
+            Tracked {
+                key,
+                members,
+                next_ask: now + self.config.ack_retry,
+            },
+        );
+        self.arm_flush(now);
+    }
+
+    /// Re-reads the member table if it is older than a batch interval
+    /// (or `force`).
+    fn refresh_roster(&mut self, now: Instant, cluster: &dyn Cluster, force: bool) {
+        let fresh = self
+            .roster
+            .at
+            .is_some_and(|at| now < at + self.config.ack_interval);
+        if force || !fresh {
+            self.roster.refresh(self.me, cluster);
+            self.roster.at = Some(now);
+        }
+    }
+
+    /// Replaces whatever this node holds for `id`'s key hash at or below
+    /// its version by the guard: the tombstone is collected.
+    fn collect_early(&mut self, now: Instant, id: TombstoneId) -> bool {
+        let victims: Vec<Entry> = self
+            .index
+            .range(id.hash, id.hash)
+            .map(|(e, _)| e)
+            .filter(|e| e.version <= id.version)
+            .cloned()
+            .collect();
+        if victims.is_empty() {
+            return false;
+        }
+        let mut ops = Vec::with_capacity(victims.len() + 1);
+        for entry in victims {
+            if !entry.is_tombstone() {
+                // A value older than the deletion, never replaced here by
+                // its tombstone: it is deleted now.
+                self.push_event(KvEvent {
+                    key: entry.key.clone(),
+                    value: None,
+                    version: id.version,
+                    at: now,
+                    local: false,
+                });
+            }
+            self.index.remove(&entry.key);
+            ops.push(StoreOp::Remove(entry.key));
+        }
+        let version = self.guards.insert(id.hash, id.version);
+        ops.push(StoreOp::Guard {
+            hash: id.hash,
+            version,
+        });
+        self.stats.collected_early += 1;
+        self.persist(&ops);
+        true
+    }
+
+    /// Tombstone ids of a message, at most what one message may carry.
+    fn bounded(&self, ids: Vec<TombstoneId>) -> impl Iterator<Item = TombstoneId> {
+        ids.into_iter().take(self.config.max_message_len / 3)
+    }
+
+    fn on_ack(&mut self, now: Instant, from: NodeId, ids: Vec<TombstoneId>, cluster: &dyn Cluster) {
+        self.refresh_roster(now, cluster, false);
+        let tag = self.roster.tag(from);
+        let member = self.roster.live.contains_key(&tag);
+        for id in self.bounded(ids) {
+            self.stats.acks_received += 1;
+            if id.version.origin != self.tag || !member {
+                self.stats.acks_ignored += 1;
+                continue;
+            }
+            if let Some(tracked) = self.tracker.tracked.get_mut(&id) {
+                if !tracked.ack(tag) {
+                    self.stats.acks_ignored += 1;
+                }
+                continue;
+            }
+            if self.guards.get(id.hash) == Some(id.version) {
+                // Collected already: the peer is a straggler.
+                self.queue(Queue::Collect(from), id);
+            } else {
+                self.stats.acks_ignored += 1;
+            }
+        }
+    }
+
+    fn on_ack_request(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ids: Vec<TombstoneId>,
+        cluster: &dyn Cluster,
+    ) {
+        self.refresh_roster(now, cluster, false);
+        let tag = self.roster.tag(from);
+        if !self.roster.live.contains_key(&tag) {
+            self.stats.acks_ignored += 1;
+            return;
+        }
+        for id in self.bounded(ids) {
+            let holds = self.index.range(id.hash, id.hash).any(|(e, _)| {
+                e.version > id.version || (e.version == id.version && e.is_tombstone())
+            });
+            if holds && id.version.origin != self.tag {
+                self.queue(Queue::Ack(id.version.origin), id);
+            } else {
+                self.stats.acks_ignored += 1;
+            }
+        }
+    }
+
+    fn on_collect(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ids: Vec<TombstoneId>,
+        cluster: &dyn Cluster,
+    ) {
+        self.refresh_roster(now, cluster, false);
+        let tag = self.roster.tag(from);
+        let limit = self
+            .wall
+            .millis(now)
+            .saturating_add(self.config.max_clock_skew.as_millis() as u64);
+        for id in self.bounded(ids) {
+            // Only the deleter's own word counts.
+            if id.version.origin != tag || id.version.millis() > limit {
+                self.stats.collect_refused += 1;
+                continue;
+            }
+            if !self.collect_early(now, id) {
+                self.stats.acks_ignored += 1;
+            }
+        }
+    }
+
+    /// Sends what waits in the outboxes, at most
+    /// [`KvConfig::ack_frames`] frames per destination, and moves this
+    /// node's tracked deletions on: collected when every member alive at
+    /// the deletion has acknowledged, asked again, or left to the grace.
+    fn flush(&mut self, now: Instant, cluster: &mut dyn Cluster) {
+        self.refresh_roster(now, cluster, true);
+        let cut = Version::stamp_of(self.wall.millis(now).saturating_sub(self.grace_ms()));
+        let mut done = Vec::new();
+        let mut ask = Vec::new();
+        for (id, tracked) in self.tracker.tracked.iter_mut() {
+            let held = self
+                .index
+                .get(&tracked.key)
+                .is_some_and(|e| e.is_tombstone() && e.version == id.version);
+            if !held || id.version.stamp < cut {
+                // Overwritten, or the grace collects it.
+                done.push((*id, false));
+                continue;
+            }
+            let waiting: Vec<u64> = tracked.waiting().collect();
+            let mut died = false;
+            for tag in waiting {
+                match self.roster.state.get(&tag) {
+                    None | Some(Liveness::Left) => tracked.forget(tag),
+                    Some(Liveness::Dead) => died = true,
+                    Some(_) => {}
+                }
+            }
+            if died {
+                // It may come back with an older value: the grace decides.
+                self.stats.tracking_given_up += 1;
+                done.push((*id, false));
+            } else if tracked.waiting().next().is_none() {
+                done.push((*id, true));
+            } else if tracked.next_ask <= now {
+                tracked.next_ask = now + self.config.ack_retry;
+                for tag in tracked.waiting() {
+                    if let Some(&peer) = self.roster.live.get(&tag) {
+                        ask.push((peer, *id));
+                    }
+                }
+            }
+        }
+        for (peer, id) in ask {
+            self.queue(Queue::Request(peer), id);
+        }
+        for (id, complete) in done {
+            let Some(tracked) = self.tracker.tracked.remove(&id) else {
+                continue;
+            };
+            if !complete || !self.collect_early(now, id) {
+                continue;
+            }
+            let peers: Vec<NodeId> = tracked
+                .acked()
+                .filter_map(|tag| self.roster.live.get(&tag).copied())
+                .collect();
+            for peer in peers {
+                self.queue(Queue::Collect(peer), id);
+            }
+        }
+        let per_frame = (Self::frame_room(cluster) / TOMBSTONE_ID_LEN).max(1);
+        let per_flush = per_frame.saturating_mul(self.config.ack_frames);
+        for (tag, ids) in self.acks.take(per_flush) {
+            // A deleter no longer alive collects nothing early.
+            if let Some(&deleter) = self.roster.live.get(&tag) {
+                self.stats.acks_sent += ids.len() as u64;
+                for chunk in ids.chunks(per_frame) {
+                    let message = KvMessage::Ack {
+                        tombstones: chunk.to_vec(),
+                    };
+                    self.send(now, deleter, &message, cluster);
+                }
+            }
+        }
+        for (peer, ids) in self.requests.take(per_flush) {
+            for chunk in ids.chunks(per_frame) {
+                let message = KvMessage::AckRequest {
+                    tombstones: chunk.to_vec(),
+                };
+                self.send(now, peer, &message, cluster);
+            }
+        }
+        for (peer, ids) in self.collects.take(per_flush) {
+            for chunk in ids.chunks(per_frame) {
+                let message = KvMessage::Collect {
+                    tombstones: chunk.to_vec(),
+                };
+                self.send(now, peer, &message, cluster);
+            }
+        }
+        self.next_flush = None;
+        self.arm_flush(now);
+    }
+
     // ----- sending -------------------------------------------------------
 
     fn send(&mut self, now: Instant, to: NodeId, message: &KvMessage, cluster: &mut dyn Cluster) {
         let payload = Channel::Kv.wrap(&message.encode());
+        self.stats.bytes_sent += payload.len() as u64;
         // A peer that left meanwhile: the exchange times out.
         let _ = cluster.send_direct(now, to, &payload);
     }
@@ -1016,6 +1499,7 @@ impl<St: Storage> Kv<St> {
     // ----- dispatch -------------------------------------------------------
 
     fn on_direct(&mut self, now: Instant, from: NodeId, body: &[u8], cluster: &mut dyn Cluster) {
+        self.stats.bytes_received += body.len() as u64 + 1;
         let message = match KvMessage::decode(body, self.config.max_message_len) {
             Ok(m) => m,
             Err(_) => {
@@ -1091,6 +1575,11 @@ impl<St: Storage> Kv<St> {
                 entries,
                 more,
             } => self.on_page(now, from, session, entries, more, cluster),
+            KvMessage::Ack { tombstones } => self.on_ack(now, from, tombstones, cluster),
+            KvMessage::AckRequest { tombstones } => {
+                self.on_ack_request(now, from, tombstones, cluster)
+            }
+            KvMessage::Collect { tombstones } => self.on_collect(now, from, tombstones, cluster),
         }
     }
 }
@@ -1114,6 +1603,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
                 let Some(body) = Channel::Kv.open(payload) else {
                     return;
                 };
+                self.stats.bytes_received += payload.len() as u64;
                 match KvMessage::decode(body, self.config.max_message_len) {
                     Ok(KvMessage::Write(entry)) => {
                         self.apply_all(now, vec![entry], Source::Rumor, cluster)
@@ -1135,6 +1625,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
             let jitter = self.config.sync_interval.mul_f64(self.rng.random::<f64>());
             self.next_sync = Some(now + jitter);
         }
+        self.arm_flush(now);
     }
 
     fn handle_timeout(&mut self, now: Instant, cluster: &mut dyn Cluster) {
@@ -1150,6 +1641,9 @@ impl<St: Storage + 'static> Application for Kv<St> {
         }
         if self.catch_up.is_some() {
             self.drive_catch_up(now, cluster);
+        }
+        if self.next_flush.is_some_and(|t| t <= now) {
+            self.flush(now, cluster);
         }
         if self.next_sync.is_some_and(|t| t <= now) {
             self.next_sync = Some(now + self.config.sync_interval);
@@ -1169,6 +1663,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
                 self.start_exchange(now, cluster);
             }
         }
+        self.arm_flush(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1180,7 +1675,7 @@ impl<St: Storage + 'static> Application for Kv<St> {
                 .filter_map(|s| s.asked.map(|(_, _, d)| d))
                 .min()
         });
-        [self.next_sync, exchanges, streams]
+        [self.next_sync, exchanges, streams, self.next_flush]
             .into_iter()
             .flatten()
             .min()

@@ -81,6 +81,9 @@ struct Net {
     kvs: Vec<Option<Kv<MemoryStorage>>>,
     alive: Vec<bool>,
     drop_broadcasts: bool,
+    /// Collect notices to this node are lost.
+    drop_collects_to: Option<usize>,
+    config: KvConfig,
     /// Bytes of direct messages delivered.
     direct_bytes: usize,
     trace: Vec<(usize, Option<usize>, Vec<u8>)>,
@@ -88,6 +91,10 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Self {
+        Self::with_config(n, config())
+    }
+
+    fn with_config(n: usize, config: KvConfig) -> Self {
         let t0 = Instant::now();
         let mut net = Net {
             t0,
@@ -95,6 +102,8 @@ impl Net {
             kvs: Vec::new(),
             alive: vec![true; n],
             drop_broadcasts: false,
+            drop_collects_to: None,
+            config,
             direct_bytes: 0,
             trace: Vec::new(),
         };
@@ -110,7 +119,15 @@ impl Net {
             at: self.t0,
             unix_ms: UNIX_MS,
         };
-        Kv::new(id(i), config(), storage, wall, 7 + i as u64, self.now).unwrap()
+        Kv::new(
+            id(i),
+            self.config.clone(),
+            storage,
+            wall,
+            7 + i as u64,
+            self.now,
+        )
+        .unwrap()
     }
 
     fn fake(&self, i: usize) -> Fake {
@@ -149,6 +166,13 @@ impl Net {
             };
             for t in targets {
                 if !self.alive[t] || !self.alive[from] || self.kvs[t].is_none() {
+                    continue;
+                }
+                let collect = Channel::Kv
+                    .open(&payload)
+                    .and_then(|b| KvMessage::decode(b, 65_536).ok())
+                    .is_some_and(|m| matches!(m, KvMessage::Collect { .. }));
+                if collect && self.drop_collects_to == Some(t) {
                     continue;
                 }
                 let event = match to {
@@ -318,7 +342,14 @@ fn a_restarted_node_keeps_its_entries_and_catches_up_on_the_rest() {
 
 #[test]
 fn tombstones_are_collected_after_the_grace_and_a_stale_value_never_resurrects() {
-    let mut net = Net::new(3);
+    // Early collection off: the grace alone.
+    let mut net = Net::with_config(
+        3,
+        KvConfig {
+            max_tracked_tombstones: 0,
+            ..config()
+        },
+    );
     net.with(0, |kv, c, now| kv.put(now, b"gone", b"old", c))
         .unwrap();
     net.run(Duration::from_secs(2));
@@ -497,4 +528,250 @@ fn oversized_writes_are_refused() {
     let e = net.with(0, |kv, c, now| kv.put(now, &[1; 300], b"v", c));
     assert!(matches!(e, Err(KvError::BadKey { .. })));
     assert!(net.kv(0).is_empty());
+}
+
+fn tombstone_id(key: &[u8], version: Version) -> TombstoneId {
+    TombstoneId {
+        hash: key_hash(key),
+        version,
+    }
+}
+
+fn total_tombstones(net: &mut Net) -> usize {
+    net.kvs.iter().flatten().map(|kv| kv.tombstones()).sum()
+}
+
+#[test]
+fn tombstones_are_collected_early_once_every_live_member_acknowledged() {
+    let mut net = Net::new(4);
+    net.with(0, |kv, c, now| kv.put(now, b"gone", b"old", c))
+        .unwrap();
+    net.run(Duration::from_secs(1));
+    let v = net
+        .with(1, |kv, c, now| kv.delete(now, b"gone", c))
+        .unwrap();
+    assert_eq!(net.kv(1).tracked(), 1);
+    // Acks travel in the next batch, the notice in the one after.
+    net.run(Duration::from_secs(2));
+    assert_eq!(
+        total_tombstones(&mut net),
+        0,
+        "collected long before the grace"
+    );
+    for i in 0..4 {
+        assert_eq!(net.kv(i).get(b"gone"), None);
+        assert_eq!(net.kv(i).guards(), 1);
+    }
+    assert_eq!(net.kv(1).tracked(), 0);
+    assert_eq!(net.kv(1).stats().acks_received, 3);
+    assert!(net.converged());
+    // A stale value offered by a peer is refused and answered with the
+    // deletion; the digests stay equal.
+    let old = Entry {
+        key: b"gone".to_vec(),
+        version: Version {
+            stamp: v.stamp - 1,
+            origin: 77,
+        },
+        value: Some(b"old".to_vec()),
+    };
+    let msg = Channel::Kv.wrap(
+        &KvMessage::Entries {
+            session: 0,
+            entries: vec![old],
+        }
+        .encode(),
+    );
+    net.route(3, vec![(Some(2), msg)]);
+    assert_eq!(net.kv(2).get(b"gone"), None);
+    assert_eq!(net.kv(2).stats().refused_collected, 1);
+    assert!(net.converged());
+    // After the grace the guards go too, raising the horizon.
+    net.run(Duration::from_secs(305));
+    for i in 0..4 {
+        assert_eq!(net.kv(i).guards(), 0);
+    }
+    assert!(net.converged());
+}
+
+#[test]
+fn a_member_away_at_the_deletion_returns_with_the_old_value_and_converges_to_deleted() {
+    let mut net = Net::new(3);
+    net.with(0, |kv, c, now| kv.put(now, b"gone", b"old", c))
+        .unwrap();
+    net.run(Duration::from_secs(2));
+    // Node 2 is down (dead in everyone's view) while the key is deleted
+    // and collected early by the others.
+    let disk = net.kv(2).storage().clone();
+    net.alive[2] = false;
+    net.kvs[2] = None;
+    net.with(0, |kv, c, now| kv.delete(now, b"gone", c))
+        .unwrap();
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.kv(0).tombstones() + net.kv(1).tombstones(), 0);
+    assert_eq!(net.kv(1).guards(), 1);
+    // It restarts with the old value: anti-entropy meets the guards, which
+    // answer with the deletion; node 2 then collects it on the deleter's
+    // notice. No resurrection, no lasting digest difference.
+    net.alive[2] = true;
+    let kv = net.make(2, disk);
+    assert!(kv.get(b"gone").is_some());
+    net.kvs[2] = Some(kv);
+    net.run(Duration::from_secs(8));
+    for i in 0..3 {
+        assert_eq!(net.kv(i).get(b"gone"), None, "node {i}");
+        assert_eq!(net.kv(i).tombstones(), 0, "node {i}");
+    }
+    assert!(net.converged());
+    assert!(net.kv(2).stats().collected_early >= 1);
+}
+
+#[test]
+fn a_node_that_missed_the_notice_collects_after_meeting_a_collected_node() {
+    let mut net = Net::new(3);
+    net.drop_collects_to = Some(2);
+    net.with(0, |kv, c, now| kv.delete(now, b"k", c)).unwrap();
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.kv(1).tombstones(), 0);
+    assert_eq!(net.kv(2).tombstones(), 1, "the notice was lost");
+    assert!(!net.converged());
+    // Anti-entropy: node 0 or 1 asks node 2 to acknowledge again, the
+    // deleter answers with a notice (delivered now).
+    net.drop_collects_to = None;
+    net.run(Duration::from_secs(8));
+    assert_eq!(net.kv(2).tombstones(), 0);
+    assert!(net.converged());
+}
+
+#[test]
+fn a_member_dying_before_acknowledging_leaves_the_tombstone_to_the_grace() {
+    let mut net = Net::new(3);
+    net.drop_broadcasts = true;
+    net.with(0, |kv, c, now| kv.delete(now, b"k", c)).unwrap();
+    // Node 2 dies before any exchange brings it the deletion.
+    net.alive[2] = false;
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.kv(0).tracked(), 0);
+    assert_eq!(net.kv(0).stats().tracking_given_up, 1);
+    assert_eq!(net.kv(0).tombstones(), 1);
+    assert_eq!(net.kv(1).tombstones(), 1);
+}
+
+#[test]
+fn only_the_deleter_makes_others_collect_and_lying_acks_are_bounded() {
+    let mut net = Net::with_config(
+        3,
+        KvConfig {
+            max_pending_acks: 100,
+            ..config()
+        },
+    );
+    net.drop_broadcasts = true;
+    net.run(Duration::from_secs(1));
+    // Node 2 is gone: node 0's deletion is tracked for node 1 only.
+    net.alive[2] = false;
+    let v = net.with(0, |kv, c, now| kv.delete(now, b"k", c)).unwrap();
+    let deleted = tombstone_id(b"k", v);
+    let tomb = Entry {
+        key: b"k".to_vec(),
+        version: v,
+        value: None,
+    };
+    net.with(1, |kv, c, now| kv.apply_all_for_test(now, tomb, c));
+    let send = |net: &mut Net, from: usize, to: usize, m: KvMessage| {
+        net.route(from, vec![(Some(to), Channel::Kv.wrap(&m.encode()))]);
+    };
+    // Node 2 (a member, not the deleter) orders node 1 to collect it.
+    net.alive[2] = true;
+    send(
+        &mut net,
+        2,
+        1,
+        KvMessage::Collect {
+            tombstones: vec![deleted],
+        },
+    );
+    assert_eq!(
+        net.kv(1).tombstones(),
+        1,
+        "a forged notice collects nothing"
+    );
+    assert_eq!(net.kv(1).stats().collect_refused, 1);
+    // Node 2 acknowledges for itself (not awaited) and floods the deleter
+    // with acks for tombstones that do not exist.
+    let flood: Vec<TombstoneId> = (0..2000u64)
+        .map(|h| TombstoneId {
+            hash: h,
+            version: Version {
+                stamp: h,
+                origin: node_tag(&id(0)),
+            },
+        })
+        .collect();
+    send(
+        &mut net,
+        2,
+        0,
+        KvMessage::Ack {
+            tombstones: vec![deleted],
+        },
+    );
+    send(
+        &mut net,
+        2,
+        0,
+        KvMessage::Ack {
+            tombstones: flood.clone(),
+        },
+    );
+    assert_eq!(net.kv(0).tracked(), 1, "still waiting for node 1");
+    assert_eq!(net.kv(0).tombstones(), 1);
+    assert!(net.kv(0).outbox() <= 100);
+    // Requests to acknowledge what a node does not hold queue nothing.
+    send(
+        &mut net,
+        2,
+        1,
+        KvMessage::AckRequest {
+            tombstones: flood.clone(),
+        },
+    );
+    send(&mut net, 2, 1, KvMessage::Collect { tombstones: flood });
+    assert!(net.kv(1).outbox() <= 100);
+    assert_eq!(net.kv(1).guards(), 0);
+    assert!(net.kv(1).stats().acks_ignored >= 2000);
+    assert_eq!(net.kv(1).stats().collect_refused, 2001);
+    assert_eq!(net.kv(0).stats().acks_received, 2001);
+    // Node 1's own acknowledgement completes it: collected on both.
+    net.alive[2] = false;
+    net.run(Duration::from_secs(4));
+    assert_eq!(net.kv(0).tombstones(), 0);
+    assert_eq!(net.kv(1).tombstones(), 0);
+    assert_eq!(net.kv(1).guards(), 1);
+}
+
+#[test]
+fn a_restarted_node_keeps_its_guards() {
+    let mut net = Net::new(2);
+    net.with(0, |kv, c, now| kv.put(now, b"k", b"v", c))
+        .unwrap();
+    net.run(Duration::from_secs(1));
+    let v = net.with(0, |kv, c, now| kv.delete(now, b"k", c)).unwrap();
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.kv(1).guards(), 1);
+    let disk = net.kv(1).storage().clone();
+    let mut kv = net.make(1, disk);
+    assert_eq!(kv.guards(), 1);
+    // An older value from a peer is still refused after the restart.
+    let old = Entry {
+        key: b"k".to_vec(),
+        version: Version {
+            stamp: v.stamp - 1,
+            origin: 3,
+        },
+        value: Some(b"v".to_vec()),
+    };
+    let mut fake = net.fake(1);
+    kv.apply_all_for_test(net.now, old, &mut fake);
+    assert_eq!(kv.get(b"k"), None);
 }

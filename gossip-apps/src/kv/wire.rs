@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::entry::Entry;
+use super::gc::TombstoneId;
 use super::version::Version;
 
 /// Children of one tree node: 16 digests, fixed width.
@@ -103,6 +104,26 @@ pub enum KvMessage {
         entries: Vec<Entry>,
         /// Whether entries remain after the last one.
         more: bool,
+    },
+    /// To a tombstone's deleter: this node holds these tombstones (or
+    /// newer entries for their keys).
+    Ack {
+        /// The tombstones.
+        tombstones: Vec<TombstoneId>,
+    },
+    /// Asks the receiver to acknowledge these tombstones to their
+    /// deleters if it holds them: sent by a deleter to members that have
+    /// not acknowledged, and by a node that collected a tombstone to a
+    /// peer that still holds it.
+    AckRequest {
+        /// The tombstones.
+        tombstones: Vec<TombstoneId>,
+    },
+    /// From a tombstone's deleter only: every member alive at the deletion
+    /// holds it, collect it (keep only its guard until the grace).
+    Collect {
+        /// The tombstones.
+        tombstones: Vec<TombstoneId>,
     },
 }
 
