@@ -586,9 +586,7 @@ impl BenchNetArgs {
         let limit = timeout.min(Duration::from_secs(30));
         for p in 0..self.payloads {
             let origin = rng.random_range(0..self.nodes);
-            let payload: Vec<u8> = (0..self.payload_bytes)
-                .map(|i| (i as u32 ^ p).wrapping_mul(0x9e37_79b9).to_le_bytes()[3])
-                .collect();
+            let payload = test_payload(self.payload_bytes, p);
             let sent = Instant::now();
             let id = cluster.agents[origin]
                 .with_app::<Bulk, _, _>(move |app, node, now| app.send(now, payload, node))
@@ -684,9 +682,7 @@ impl BenchNetArgs {
         let limit = timeout.min(Duration::from_secs(30));
         for p in 0..self.payloads {
             let origin = rng.random_range(0..self.nodes);
-            let payload: Vec<u8> = (0..self.payload_bytes)
-                .map(|i| (i as u32 ^ p).wrapping_mul(0x9e37_79b9).to_le_bytes()[3])
-                .collect();
+            let payload = test_payload(self.payload_bytes, p);
             let sent = Instant::now();
             let id = cluster.agents[origin]
                 .with_app::<TimedFetch, _, _>(move |app, node, now| {
@@ -808,6 +804,14 @@ async fn rumor_copies(cluster: &LocalCluster) -> (u64, u64) {
         }
     }
     (copies, announce_bytes)
+}
+
+/// Payload `p` of a run: `len` bytes that differ from payload to payload
+/// (so no two hash alike) without costing a random generator.
+fn test_payload(len: usize, p: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32 ^ p).wrapping_mul(0x9e37_79b9).to_le_bytes()[3])
+        .collect()
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {

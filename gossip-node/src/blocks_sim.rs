@@ -91,10 +91,6 @@ impl BlocksSimArgs {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or("never".into(), |v| format!("{v:.3}"))
-}
-
 /// The report as aligned text.
 pub fn write_table(out: &mut impl Write, r: &BlocksReport) -> anyhow::Result<()> {
     let s = &r.scenario;
@@ -111,9 +107,9 @@ pub fn write_table(out: &mut impl Write, r: &BlocksReport) -> anyhow::Result<()>
     writeln!(
         out,
         "  delivery             p50 {} s  p99 {} s  max {} s",
-        opt(r.delivery_s.p50),
-        opt(r.delivery_s.p99),
-        opt(r.delivery_s.max)
+        crate::cli::secs_or_never(r.delivery_s.p50),
+        crate::cli::secs_or_never(r.delivery_s.p99),
+        crate::cli::secs_or_never(r.delivery_s.max)
     )?;
     writeln!(
         out,

@@ -257,6 +257,11 @@ pub fn run_membership_scenario(
 }
 
 /// Parses a `--name` flag's seconds, refusing negative and non-finite values.
+/// A figure of seconds for a table (three decimals), or "never".
+pub(crate) fn secs_or_never(v: Option<f64>) -> String {
+    v.map_or_else(|| "never".to_string(), |v| format!("{v:.3}"))
+}
+
 pub(crate) fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value >= 0.0) {
         bail!("--{name} must be a non-negative number of seconds, got {value}");

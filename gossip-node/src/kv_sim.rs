@@ -91,10 +91,6 @@ impl KvSimArgs {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or("never".into(), |v| format!("{v:.3}"))
-}
-
 /// The report as aligned text.
 pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
     let s = &r.scenario;
@@ -106,9 +102,9 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
     writeln!(
         out,
         "  visible on every live node   p50 {} s  p99 {} s  max {} s  ({} never)",
-        opt(r.visible_s.p50),
-        opt(r.visible_s.p99),
-        opt(r.visible_s.max),
+        crate::cli::secs_or_never(r.visible_s.p50),
+        crate::cli::secs_or_never(r.visible_s.p99),
+        crate::cli::secs_or_never(r.visible_s.max),
         r.not_visible
     )?;
     writeln!(
@@ -125,7 +121,7 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
         out,
         "  catch-up after {} changes   {} s, {} B for {} B changed ({:.2}x)",
         s.catch_up_changes,
-        opt(r.catch_up_s),
+        crate::cli::secs_or_never(r.catch_up_s),
         r.catch_up_bytes,
         r.changed_bytes,
         r.catch_up_ratio
@@ -135,14 +131,14 @@ pub fn write_table(out: &mut impl Write, r: &KvReport) -> anyhow::Result<()> {
         "  partition (10 s, halves)     {} of {} keys divergent at the heal; converged {} s after",
         r.partition_divergent_keys,
         r.partition_writes,
-        opt(r.converge_after_heal_s)
+        crate::cli::secs_or_never(r.converge_after_heal_s)
     )?;
     writeln!(
         out,
         "  collection, grace 24 h       p50 {} s  p99 {} s  max {} s after a delete; 10 s after {} deletes: {:.2} tombstones, {:.2} guards per node",
-        opt(r.tombstone_collect_s.p50),
-        opt(r.tombstone_collect_s.p99),
-        opt(r.tombstone_collect_s.max),
+        crate::cli::secs_or_never(r.tombstone_collect_s.p50),
+        crate::cli::secs_or_never(r.tombstone_collect_s.p99),
+        crate::cli::secs_or_never(r.tombstone_collect_s.max),
         s.gc_deletes,
         r.tombstones_10s_after_deletes,
         r.guards_10s_after_deletes

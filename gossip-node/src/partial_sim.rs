@@ -69,10 +69,6 @@ pub fn scenario(args: &MembershipArgs) -> anyhow::Result<PartialScenario> {
     Ok(s)
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "never".to_string(), |v| format!("{v:.2}"))
-}
-
 /// The report as a table.
 pub fn write_table(out: &mut impl Write, r: &PartialReport) -> anyhow::Result<()> {
     let s = &r.scenario;
@@ -89,9 +85,9 @@ pub fn write_table(out: &mut impl Write, r: &PartialReport) -> anyhow::Result<()
         r.isolated_before_crash,
         r.broadcasts_before_crash,
         r.reach_before_crash_min,
-        opt(r.delivery_before_crash_s.p50),
-        opt(r.delivery_before_crash_s.p99),
-        opt(r.delivery_before_crash_s.max)
+        crate::cli::secs_or_never(r.delivery_before_crash_s.p50),
+        crate::cli::secs_or_never(r.delivery_before_crash_s.p99),
+        crate::cli::secs_or_never(r.delivery_before_crash_s.max)
     )?;
     writeln!(
         out,
@@ -107,15 +103,15 @@ pub fn write_table(out: &mut impl Write, r: &PartialReport) -> anyhow::Result<()
         out,
         "after the crash: views repaired after {} s; {} broadcasts, survivor reach mean {:.4}, \
          min {:.4}; after the repair min {}, to every survivor p50 {} p99 {} max {} s",
-        opt(r.views_repaired_s),
+        crate::cli::secs_or_never(r.views_repaired_s),
         r.broadcasts_after_crash,
         r.survivor_reach,
         r.survivor_reach_min,
         r.survivor_reach_after_repair_min
             .map_or_else(|| "-".to_string(), |v| format!("{v:.4}")),
-        opt(r.delivery_after_repair_s.p50),
-        opt(r.delivery_after_repair_s.p99),
-        opt(r.delivery_after_repair_s.max)
+        crate::cli::secs_or_never(r.delivery_after_repair_s.p50),
+        crate::cli::secs_or_never(r.delivery_after_repair_s.p99),
+        crate::cli::secs_or_never(r.delivery_after_repair_s.max)
     )?;
     writeln!(
         out,
