@@ -59,6 +59,10 @@ pub struct PartialConfig {
     /// An id announced but not received this long is grafted from its
     /// announcer. Default 100 ms.
     pub graft_after: Duration,
+    /// A new neighbour is told the ids that arrived this recently (at
+    /// most `max_ids`), so that a broadcast under way while links failed
+    /// still reaches the other side. Zero turns it off. Default 10 s.
+    pub reannounce_window: Duration,
     /// Announcements are batched and sent this often. Default 20 ms.
     pub announce_interval: Duration,
     /// Most ids in one announcement or graft. Default 128.
@@ -100,6 +104,7 @@ impl Default for PartialConfig {
             join_retry: Duration::from_secs(1),
             joins_per_s: 20.0,
             graft_after: Duration::from_millis(100),
+            reannounce_window: Duration::from_secs(10),
             announce_interval: Duration::from_millis(20),
             max_ids: 128,
             max_announcers: 4,

@@ -155,7 +155,8 @@ pub struct PartialNode {
     seen: BTreeSet<BroadcastId>,
     seen_order: VecDeque<BroadcastId>,
     held: BTreeMap<BroadcastId, (u16, Vec<u8>)>,
-    held_order: VecDeque<BroadcastId>,
+    /// Held ids in arrival order, with when they arrived.
+    held_order: VecDeque<(BroadcastId, Instant)>,
     missing: BTreeMap<BroadcastId, Missing>,
     next_graft_check: Option<Instant>,
     lazy: Vec<(NodeId, BroadcastId)>,
@@ -262,7 +263,7 @@ impl PartialNode {
             });
         }
         let id: BroadcastId = self.rng.random();
-        self.remember(id, 0, payload.to_vec());
+        self.remember(now, id, 0, payload.to_vec());
         self.spread(now, None, id, 0, payload);
         Ok(id)
     }
@@ -689,6 +690,33 @@ impl PartialNode {
         });
         self.next_join = None;
         self.events.push_back(PartialEvent::NeighbourUp(id));
+        self.announce_recent(now, id);
+    }
+
+    /// Announces to a new neighbour what arrived within
+    /// `reannounce_window`, newest first, at most `max_ids`: a broadcast
+    /// under way while links were failing (its origin lost every
+    /// neighbour, say) still crosses the new link, which grafts it.
+    fn announce_recent(&mut self, now: Instant, peer: NodeId) {
+        let window = self.config.reannounce_window;
+        if window.is_zero() {
+            return;
+        }
+        let recent: Vec<BroadcastId> = self
+            .held_order
+            .iter()
+            .rev()
+            .take_while(|(_, at)| now.saturating_duration_since(*at) <= window)
+            .take(self.config.max_ids)
+            .map(|(id, _)| *id)
+            .collect();
+        if recent.is_empty() {
+            return;
+        }
+        self.lazy.extend(recent.into_iter().map(|id| (peer, id)));
+        if self.next_announce.is_none() {
+            self.next_announce = Some(now + self.config.announce_interval);
+        }
     }
 
     fn remove_active(&mut self, id: NodeId) {
@@ -726,7 +754,7 @@ impl PartialNode {
 
     // ----- broadcast tree -------------------------------------------------
 
-    fn remember(&mut self, id: BroadcastId, hops: u16, payload: Vec<u8>) {
+    fn remember(&mut self, now: Instant, id: BroadcastId, hops: u16, payload: Vec<u8>) {
         if self.seen.insert(id) {
             self.seen_order.push_back(id);
             while self.seen_order.len() > self.config.max_seen {
@@ -736,9 +764,9 @@ impl PartialNode {
             }
         }
         if self.held.insert(id, (hops, payload)).is_none() {
-            self.held_order.push_back(id);
+            self.held_order.push_back((id, now));
             while self.held_order.len() > self.config.max_held {
-                if let Some(old) = self.held_order.pop_front() {
+                if let Some((old, _)) = self.held_order.pop_front() {
                     self.held.remove(&old);
                 }
             }
@@ -799,7 +827,7 @@ impl PartialNode {
         // The link that brought the first copy is a tree link.
         self.set_eager(from, true);
         let hops = hops.saturating_add(1);
-        self.remember(id, hops, payload.clone());
+        self.remember(now, id, hops, payload.clone());
         self.spread(now, Some(from), id, hops, &payload);
         self.events
             .push_back(PartialEvent::Delivered { id, hops, payload });
