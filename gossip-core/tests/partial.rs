@@ -379,3 +379,25 @@ proptest! {
         node.handle_timeout(now + Duration::from_secs(1));
     }
 }
+
+#[test]
+fn a_new_neighbour_is_told_recent_ids_and_old_ones_are_not_repeated() {
+    let config = PartialConfig::default();
+    let (mut node, now) = node_with_two_neighbours();
+    let old = node.broadcast(now, b"old").unwrap();
+    let later = now + config.reannounce_window + Duration::from_secs(1);
+    let recent = node.broadcast(later, b"recent").unwrap();
+    while node.poll_transmit().is_some() {}
+    node.handle_frame(later, addr(3), &PartialMessage::Join.encode())
+        .unwrap();
+    node.handle_timeout(later + config.announce_interval);
+    let announced: Vec<[u8; 8]> = std::iter::from_fn(|| node.poll_transmit())
+        .filter(|(to, _)| *to == addr(3))
+        .filter_map(|(_, frame)| match PartialMessage::decode(&frame, &config) {
+            Ok(PartialMessage::IHave { ids }) => Some(ids),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(announced, vec![recent], "old id {old:?} left out");
+}
