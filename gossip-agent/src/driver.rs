@@ -291,20 +291,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     Ok(Incoming::Unreachable(peer)) => {
                         self.node.peer_unreachable(now(), peer.into());
                     }
-                    Ok(Incoming::Bulk { from, bytes }) => {
-                        // Only members' bodies reach the applications, as
-                        // only members' direct messages do.
-                        let from = NodeId::from(from);
-                        if is_live_member(&self.node, from) {
-                            let now = now();
-                            let mut host = Host { node: &mut self.node, bulk: &mut self.bulk };
-                            for app in &mut self.apps {
-                                app.handle_bulk(now, from, &bytes, &mut host);
-                            }
-                        } else {
-                            *self.refused.entry("bulk_from_stranger").or_default() += 1;
-                        }
-                    }
+                    Ok(Incoming::Bulk { from, bytes }) => self.handle_bulk(from, &bytes),
                     Ok(other) => tracing::debug!(?other, "unknown kind of input ignored"),
                     Err(TransportError::Closed) => break,
                     Err(error) => {
@@ -377,6 +364,24 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
         }
     }
 
+    /// Hands a bulk body to the applications. Only members' bodies reach
+    /// them, as only members' direct messages do.
+    fn handle_bulk(&mut self, from: std::net::SocketAddr, bytes: &[u8]) {
+        let from = NodeId::from(from);
+        if is_live_member(&self.node, from) {
+            let now = now();
+            let mut host = Host {
+                node: &mut self.node,
+                bulk: &mut self.bulk,
+            };
+            for app in &mut self.apps {
+                app.handle_bulk(now, from, bytes, &mut host);
+            }
+        } else {
+            *self.refused.entry("bulk_from_stranger").or_default() += 1;
+        }
+    }
+
     /// Hands the node frames that are already waiting, up to
     /// `max_frames_per_flush` in all, without waiting for more: `recv` is
     /// cancellation-safe, so a receive that is not ready is dropped.
@@ -390,6 +395,9 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
             match waiting {
                 Ok(Incoming::Frame { from, bytes }) => self.handle_frame(from, &bytes),
                 Ok(Incoming::Unreachable(peer)) => self.node.peer_unreachable(now(), peer.into()),
+                // A body taken here must be handled here: it is not
+                // received twice.
+                Ok(Incoming::Bulk { from, bytes }) => self.handle_bulk(from, &bytes),
                 // Errors and closing are left to the main loop's next receive.
                 _ => return,
             }
