@@ -249,6 +249,53 @@ pub struct PayloadReport {
     pub providers_abandoned: u64,
 }
 
+/// Deliveries of the payload phases as they are followed, one payload at a
+/// time; both ways of moving payloads report through it.
+#[derive(Default)]
+struct PayloadTally {
+    delivered: usize,
+    latencies: Vec<Option<f64>>,
+}
+
+impl PayloadTally {
+    /// One payload sent by `origin` at `sent`: `at[i]` is when node `i`
+    /// had it (`None`: never within the wait).
+    fn record(&mut self, origin: usize, sent: Instant, at: &[Option<Instant>]) {
+        for (i, when) in at.iter().enumerate() {
+            if i == origin {
+                continue;
+            }
+            self.delivered += usize::from(when.is_some());
+            self.latencies
+                .push(when.map(|w| (w - sent).as_secs_f64() * 1000.0));
+        }
+    }
+
+    /// The phase's report; `bytes_sent` is what all transports sent
+    /// during it.
+    fn report(
+        &self,
+        args: &BenchNetArgs,
+        mode: BulkMode,
+        bytes_sent: u64,
+        hash_mismatches: u64,
+        providers_abandoned: u64,
+    ) -> PayloadReport {
+        let total = (args.payload_bytes as f64 * f64::from(args.payloads)).max(1.0);
+        PayloadReport {
+            mode,
+            payload_bytes: args.payload_bytes,
+            payloads: args.payloads,
+            delivered_fraction: self.delivered as f64
+                / (f64::from(args.payloads.max(1)) * (args.nodes - 1) as f64),
+            delivery_ms: PayloadQuantiles::of(&self.latencies),
+            bytes_sent_per_node_over_payload: bytes_sent as f64 / args.nodes as f64 / total,
+            hash_mismatches,
+            providers_abandoned,
+        }
+    }
+}
+
 /// Quantiles of delivery latency, ms; `None` when some delivery never came.
 #[derive(Clone, Debug, Serialize)]
 pub struct PayloadQuantiles {
@@ -581,8 +628,7 @@ impl BenchNetArgs {
             agent.add_app(Bulk::new(config.clone())).await?;
         }
         let before = cluster.transport_totals().await;
-        let mut latencies = Vec::new();
-        let mut delivered = 0usize;
+        let mut tally = PayloadTally::default();
         let limit = timeout.min(Duration::from_secs(30));
         for p in 0..self.payloads {
             let origin = rng.random_range(0..self.nodes);
@@ -617,13 +663,7 @@ impl BenchNetArgs {
                     }
                 }
             }
-            for (i, when) in at.iter().enumerate() {
-                if i == origin {
-                    continue;
-                }
-                delivered += usize::from(when.is_some());
-                latencies.push(when.map(|w| (w - sent).as_secs_f64() * 1000.0));
-            }
+            tally.record(origin, sent, &at);
             // Let repairs and announcements die down between payloads.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -635,21 +675,13 @@ impl BenchNetArgs {
                 .await?
                 .unwrap_or(0);
         }
-        let total = (self.payload_bytes as f64 * f64::from(self.payloads)).max(1.0);
-        Ok(PayloadReport {
-            mode: BulkMode::Chunks,
-            providers_abandoned: 0,
-            payload_bytes: self.payload_bytes,
-            payloads: self.payloads,
-            delivered_fraction: delivered as f64
-                / (f64::from(self.payloads.max(1)) * (self.nodes - 1) as f64),
-            delivery_ms: PayloadQuantiles::of(&latencies),
-            bytes_sent_per_node_over_payload: after.bytes_sent.saturating_sub(before.bytes_sent)
-                as f64
-                / self.nodes as f64
-                / total,
+        Ok(tally.report(
+            self,
+            BulkMode::Chunks,
+            after.bytes_sent.saturating_sub(before.bytes_sent),
             hash_mismatches,
-        })
+            0,
+        ))
     }
 }
 
@@ -677,8 +709,7 @@ impl BenchNetArgs {
             agent.add_app(app).await?;
         }
         let before = cluster.transport_totals().await;
-        let mut latencies = Vec::new();
-        let mut delivered = 0usize;
+        let mut tally = PayloadTally::default();
         let limit = timeout.min(Duration::from_secs(30));
         for p in 0..self.payloads {
             let origin = rng.random_range(0..self.nodes);
@@ -703,13 +734,7 @@ impl BenchNetArgs {
                     }
                 }
             }
-            for (i, when) in at.iter().enumerate() {
-                if i == origin {
-                    continue;
-                }
-                delivered += usize::from(when.is_some());
-                latencies.push(when.map(|w| (w - sent).as_secs_f64() * 1000.0));
-            }
+            tally.record(origin, sent, &at);
             // Let the last transfers and "done"s settle between payloads.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -723,21 +748,13 @@ impl BenchNetArgs {
             hash_mismatches += stats.hash_mismatches;
             providers_abandoned += stats.providers_abandoned;
         }
-        let total = (self.payload_bytes as f64 * f64::from(self.payloads)).max(1.0);
-        Ok(PayloadReport {
-            mode: BulkMode::Fetch,
-            payload_bytes: self.payload_bytes,
-            payloads: self.payloads,
-            delivered_fraction: delivered as f64
-                / (f64::from(self.payloads.max(1)) * (self.nodes - 1) as f64),
-            delivery_ms: PayloadQuantiles::of(&latencies),
-            bytes_sent_per_node_over_payload: after.bytes_sent.saturating_sub(before.bytes_sent)
-                as f64
-                / self.nodes as f64
-                / total,
+        Ok(tally.report(
+            self,
+            BulkMode::Fetch,
+            after.bytes_sent.saturating_sub(before.bytes_sent),
             hash_mismatches,
             providers_abandoned,
-        })
+        ))
     }
 }
 

@@ -673,6 +673,18 @@ fn is_open(connection: &Connection) -> bool {
     connection.close_reason().is_none()
 }
 
+/// The open connection to `peer` this transport holds, if any: frames and
+/// bulk bodies both look it up before dialling.
+fn open_connection(shared: &Shared, peer: SocketAddr) -> Option<Connection> {
+    shared
+        .connections
+        .lock()
+        .expect("connections lock")
+        .get(&peer)
+        .filter(|c| is_open(c))
+        .cloned()
+}
+
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
         let Some((incoming, slot)) = admit(&shared, incoming) else {
@@ -943,13 +955,7 @@ async fn read_stream(shared: Arc<Shared>, from: SocketAddr, mut stream: quinn::R
 
 /// Sends one bulk body on a stream of its own, connecting if needed.
 async fn send_bulk_body(shared: &Arc<Shared>, peer: SocketAddr, body: &[u8]) -> Result<(), String> {
-    let cached = shared
-        .connections
-        .lock()
-        .expect("connections lock")
-        .get(&peer)
-        .filter(|c| is_open(c))
-        .cloned();
+    let cached = open_connection(shared, peer);
     let connection = match cached {
         Some(c) => c,
         None => {
@@ -1005,13 +1011,7 @@ async fn send_frames(shared: &Arc<Shared>, peer: SocketAddr, mut frames: mpsc::R
         }
         // Looked up for every frame: a newer connection (the peer's, after
         // it restarted) replaces the one we used before.
-        let cached = shared
-            .connections
-            .lock()
-            .expect("connections lock")
-            .get(&peer)
-            .filter(|c| is_open(c))
-            .cloned();
+        let cached = open_connection(shared, peer);
         let current = match cached {
             Some(c) => c,
             None => match connect(shared, peer).await {
