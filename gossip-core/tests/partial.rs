@@ -401,3 +401,29 @@ fn a_new_neighbour_is_told_recent_ids_and_old_ones_are_not_repeated() {
         .collect();
     assert_eq!(announced, vec![recent], "old id {old:?} left out");
 }
+
+#[test]
+fn urgent_requests_from_strangers_are_rate_limited_and_pings_do_not_amplify() {
+    let config = PartialConfig::default();
+    let (mut node, now) = node_with_two_neighbours();
+    let urgent = PartialMessage::Neighbour { urgent: true }.encode();
+    let mut ups = 0;
+    for i in 100..1100 {
+        node.handle_frame(now, addr(i), &urgent).unwrap();
+        while let Some(e) = node.poll_event() {
+            ups += usize::from(matches!(e, PartialEvent::NeighbourUp(_)));
+        }
+    }
+    assert!(
+        ups as f64 <= config.joins_per_s,
+        "{ups} urgent requests taken in one instant"
+    );
+    assert_eq!(node.active().count(), config.active_size);
+    while node.poll_transmit().is_some() {}
+    // A stranger's ping gets one answer no larger than itself.
+    let ping = PartialMessage::Ping.encode();
+    node.handle_frame(now, addr(2000), &ping).unwrap();
+    let answers: Vec<(NodeId, Vec<u8>)> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(answers.len(), 1);
+    assert!(answers[0].1.len() <= ping.len());
+}
