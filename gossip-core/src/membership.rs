@@ -298,6 +298,17 @@ impl<V> IdMap<V> {
         self.v4.clear();
         self.wide.clear();
     }
+
+    /// Entries the map holds room for.
+    pub fn capacity(&self) -> usize {
+        self.v4.capacity() + self.wide.capacity()
+    }
+
+    /// Gives back the room of entries removed since the map was largest.
+    pub fn shrink_to_fit(&mut self) {
+        self.v4.shrink_to_fit();
+        self.wide.shrink_to_fit();
+    }
 }
 
 /// Hash of a member id for the table's index.

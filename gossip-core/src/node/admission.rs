@@ -102,7 +102,18 @@ impl Candidates {
         if self.waiting.get(&id)?.seq != seq {
             return None;
         }
-        self.waiting.remove(&id)
+        let proven = self.waiting.remove(&id);
+        self.give_back_room();
+        proven
+    }
+
+    /// A cold start challenges every member at once; once the answers are
+    /// in, the map gives back the room of that peak instead of keeping it
+    /// for the node's life.
+    fn give_back_room(&mut self) {
+        if self.waiting.capacity() > 64 && self.waiting.len() * 4 < self.waiting.capacity() {
+            self.waiting.shrink_to_fit();
+        }
     }
 
     /// The candidate's wait for an answer is up at `now`.
@@ -112,6 +123,7 @@ impl Candidates {
         };
         if candidate.expires <= now {
             self.waiting.remove(id);
+            self.give_back_room();
             return Timeout::Expired;
         }
         if candidate.sent >= MAX_CHALLENGES {
