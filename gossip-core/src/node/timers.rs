@@ -225,6 +225,7 @@ impl TimerTable {
         } else if let Some(packed) = Packed::new(timer) {
             if let Some(old) = self.unique.remove(&packed) {
                 self.keyed.remove(&(old, packed));
+                self.give_back_room();
             } else if timer.stacks() {
                 self.keyed.retain(|&(_, t)| t != packed);
             }
@@ -275,6 +276,7 @@ impl TimerTable {
                 self.keyed.remove(&(at, packed));
                 if !timer.stacks() {
                     self.unique.remove(&packed);
+                    self.give_back_room();
                 }
             }
             None => {
@@ -285,6 +287,15 @@ impl TimerTable {
             }
         }
         Some(timer)
+    }
+
+    /// A cold start arms a challenge timer for every member at once; once
+    /// they are disarmed, the index gives back the room of that peak
+    /// instead of keeping it for the node's life.
+    fn give_back_room(&mut self) {
+        if self.unique.capacity() > 64 && self.unique.len() * 4 < self.unique.capacity() {
+            self.unique.shrink_to_fit();
+        }
     }
 
     /// The earliest keyed timer, packed or not.
