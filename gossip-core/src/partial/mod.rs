@@ -46,5 +46,7 @@ mod node;
 mod wire;
 
 pub use config::{PartialConfig, PartialConfigError};
-pub use node::{PartialBroadcastError, PartialEvent, PartialNode, PartialStats};
+pub use node::{
+    NeighbourDownReason, PartialBroadcastError, PartialEvent, PartialNode, PartialStats,
+};
 pub use wire::{BroadcastId, PartialDecodeError, PartialMessage, PARTIAL_VERSION};
