@@ -16,11 +16,11 @@ use gossip_transport_udp::UdpTransport;
 use tokio::sync::broadcast::Receiver;
 
 /// Timers a few times faster than the defaults, so crashes are found
-/// within a second.
+/// within about a second.
 fn quick() -> PartialConfig {
     PartialConfig {
-        ping_interval: Duration::from_millis(150),
-        dead_after: Duration::from_millis(600),
+        ping_interval: Duration::from_millis(200),
+        dead_after: Duration::from_secs(1),
         neighbour_timeout: Duration::from_millis(300),
         join_retry: Duration::from_millis(200),
         shuffle_interval: Duration::from_millis(500),
@@ -87,7 +87,11 @@ async fn await_delivery(events: &mut Receiver<PartialEvent>, id: BroadcastId, pa
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match events.recv().await.expect("event stream open") {
-                PartialEvent::Delivered { id: got, payload: p, .. } if got == id => {
+                PartialEvent::Delivered {
+                    id: got,
+                    payload: p,
+                    ..
+                } if got == id => {
                     assert_eq!(p, payload);
                     return;
                 }
@@ -149,7 +153,11 @@ async fn partial_agents_on_udp_broadcast_and_drop_crashed_neighbours() {
         .filter(|i| !crashed.contains(i) && *i != 8)
         .collect();
     let alive: Vec<PartialAgentHandle> = survivors.iter().map(|i| agents[*i].clone()).collect();
-    await_connected(&alive, "the survivors' views did not drop the departed and reconnect").await;
+    await_connected(
+        &alive,
+        "the survivors' views did not drop the departed and reconnect",
+    )
+    .await;
 
     // Each survivor saw every departed neighbour go: a crashed one as
     // silent (the pings' verdict), the one that left as disconnected (or,

@@ -592,9 +592,10 @@ mod tests {
             partial_fields
         );
         // Its keys in the example file are fields too.
-        let example_partial: toml::Table =
-            toml::from_str(&example[example.find("[partial]").unwrap() + 9..].replace("# ", ""))
-                .unwrap();
+        let example_partial: toml::Table = toml::from_str(
+            &example[example.find("\n[partial]\n").unwrap() + 11..].replace("# ", ""),
+        )
+        .unwrap();
         apply_settings(&PartialConfig::default(), &example_partial, "partial")
             .unwrap()
             .validate()
@@ -616,7 +617,9 @@ mod tests {
         assert_eq!(config.dead_after, Duration::from_secs(2));
         assert_eq!(config.passive_size, PartialConfig::default().passive_size);
         assert_eq!(
-            AgentFile::parse("membership = \"full\"").unwrap().membership,
+            AgentFile::parse("membership = \"full\"")
+                .unwrap()
+                .membership,
             Some(Membership::Full)
         );
         let error = AgentFile::parse("membership = \"partail\"").unwrap_err().0;

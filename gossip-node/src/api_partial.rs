@@ -269,7 +269,8 @@ async fn members(State(s): State<Arc<PartialShared>>) -> ApiResult {
 }
 
 async fn view(State(s): State<Arc<PartialShared>>) -> ApiResult {
-    let names = |ids: Vec<SocketAddr>| -> Vec<String> { ids.iter().map(|a| a.to_string()).collect() };
+    let names =
+        |ids: Vec<SocketAddr>| -> Vec<String> { ids.iter().map(|a| a.to_string()).collect() };
     let (active, eager, passive) = s
         .agent
         .with_node(|node, _| {
@@ -492,13 +493,14 @@ impl PartialMetrics {
         }
         let n = &stats.node;
         let t = &stats.transport;
-        let mirror = |family: &Family<Labels, Counter>, label: &'static str, pairs: &[(&str, u64)]| {
-            for (name, value) in pairs {
-                let counter: &Counter<u64, AtomicU64> =
-                    &family.get_or_create(&vec![(label, name.to_string())]);
-                catch_up(counter, *value);
-            }
-        };
+        let mirror =
+            |family: &Family<Labels, Counter>, label: &'static str, pairs: &[(&str, u64)]| {
+                for (name, value) in pairs {
+                    let counter: &Counter<u64, AtomicU64> =
+                        &family.get_or_create(&vec![(label, name.to_string())]);
+                    catch_up(counter, *value);
+                }
+            };
         mirror(
             &self.node,
             "counter",

@@ -260,7 +260,11 @@ fn ring_change(old: &Keyring, new: &Keyring) -> serde_json::Value {
 }
 
 /// Reloads the key file into `handle`; a bad file keeps the current ring.
-pub(crate) fn reload_keyring(path: &Path, handle: &KeyringHandle, print: impl Fn(serde_json::Value)) {
+pub(crate) fn reload_keyring(
+    path: &Path,
+    handle: &KeyringHandle,
+    print: impl Fn(serde_json::Value),
+) {
     match load_keyring(path) {
         Ok(ring) => {
             let old = handle.replace(ring.clone());
@@ -534,9 +538,8 @@ impl AgentArgs {
                 let mut config: PartialConfig =
                     self.app_settings_from(base, &file.partial, &self.partial, "partial")?;
                 if keyring.is_some() {
-                    config.max_frame_len = config
-                        .max_frame_len
-                        .saturating_sub(gossip_seal::OVERHEAD);
+                    config.max_frame_len =
+                        config.max_frame_len.saturating_sub(gossip_seal::OVERHEAD);
                 }
                 config.validate().map_err(|e| {
                     BadConfig(format!(
@@ -587,7 +590,10 @@ impl AgentArgs {
         signing: bool,
     ) -> Result<(), BadConfig> {
         let refused = [
-            ("[core] (--core)", !file.core.is_empty() || !self.core.is_empty()),
+            (
+                "[core] (--core)",
+                !file.core.is_empty() || !self.core.is_empty(),
+            ),
             (
                 "strategy (--strategy)",
                 file.strategy.is_some() || self.strategy.is_some(),
@@ -718,11 +724,12 @@ pub(crate) async fn transport(
             let udp = bind(
                 settings.transport,
                 at,
-                frame_len + if keyring.is_some() {
-                    gossip_seal::OVERHEAD
-                } else {
-                    0
-                },
+                frame_len
+                    + if keyring.is_some() {
+                        gossip_seal::OVERHEAD
+                    } else {
+                        0
+                    },
                 None,
             )
             .await?;

@@ -121,7 +121,11 @@ fn partial_agents_join_and_broadcast_through_the_api_and_stdin() {
     assert!(!view["active"].as_array().unwrap().is_empty(), "{view}");
     let (_, members) = get(api, "/v1/members");
     assert_eq!(members[0]["state"], "self");
-    assert!(members.as_array().unwrap().iter().any(|m| m["state"] == "active"));
+    assert!(members
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["state"] == "active"));
     let (_, stats) = get(api, "/v1/stats");
     assert_eq!(stats["membership"], "partial");
     assert!(stats["node"]["frames_sent"].as_u64().unwrap() > 0);
@@ -158,12 +162,21 @@ fn partial_views_with_full_view_options_or_an_unknown_membership_exit_2() {
         err
     };
     let err = run("membership = \"partail\"\n", &[]);
-    assert!(err.contains("membership") && err.contains("partail"), "{err}");
-    let err = run("membership = \"partial\"\n[leader]\nquorum_mode = true\n", &[]);
+    assert!(
+        err.contains("membership") && err.contains("partail"),
+        "{err}"
+    );
+    let err = run(
+        "membership = \"partial\"\n[leader]\nquorum_mode = true\n",
+        &[],
+    );
     assert!(err.contains("[leader]") && err.contains("full"), "{err}");
     let err = run("", &["--membership", "partial", "--strategy", "flood"]);
     assert!(err.contains("strategy"), "{err}");
-    let err = run("membership = \"partial\"\n[partial]\ndead_after = \"100ms\"\n", &[]);
+    let err = run(
+        "membership = \"partial\"\n[partial]\ndead_after = \"100ms\"\n",
+        &[],
+    );
     assert!(err.contains("dead_after"), "{err}");
     let err = run("[partial]\nactive_size = 3\n", &[]);
     assert!(err.contains("membership"), "{err}");
