@@ -20,6 +20,7 @@ pub mod api_kv;
 pub mod api_leader;
 pub mod api_partial;
 pub mod bench_net;
+pub mod bench_partial;
 pub mod bench_tx;
 pub mod blocks_sim;
 pub mod cli;

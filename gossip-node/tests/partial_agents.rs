@@ -181,3 +181,43 @@ fn partial_views_with_full_view_options_or_an_unknown_membership_exit_2() {
     let err = run("[partial]\nactive_size = 3\n", &[]);
     assert!(err.contains("membership"), "{err}");
 }
+
+/// `bench-net --membership partial` on a handful of agents: every
+/// broadcast reaches every node, before and after a kill.
+#[test]
+fn bench_net_measures_partial_views() {
+    let out = Command::new(BIN)
+        .args([
+            "bench-net",
+            "--membership",
+            "partial",
+            "--nodes",
+            "6",
+            "--broadcasts",
+            "3",
+            "--kills",
+            "1",
+            "--idle-secs",
+            "0.2",
+            "--settle-secs",
+            "0",
+            "--timeout-secs",
+            "20",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["reach_min"], 1.0, "{report}");
+    assert_eq!(report["survivor_reach_min"], 1.0, "{report}");
+    assert!(report["repaired_s"].is_number(), "{report}");
+    let refused = Command::new(BIN)
+        .args(["bench-net", "--membership", "partial", "--sealed"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
