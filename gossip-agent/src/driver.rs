@@ -153,20 +153,8 @@ impl Agent {
         A: Aggregate + Send + 'static,
         T: Transport + 'static,
     {
-        check_frame_sizes(node.config().max_message_size.get(), &transport)?;
-        let local = transport.local_addr();
         let id = node.id().addr();
-        let same_address = if local.ip().is_unspecified() {
-            local.port() == id.port()
-        } else {
-            local == id
-        };
-        if !same_address {
-            return Err(AgentError::AddressMismatch {
-                node: id,
-                transport: local,
-            });
-        }
+        check_transport(id, node.config().max_message_size.get(), &transport)?;
         let max_bulk_len = transport.max_bulk_len();
         let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
@@ -192,6 +180,31 @@ impl Agent {
         .abort_handle();
         Ok(AgentHandle::new(id, commands, events, task, stopped))
     }
+}
+
+/// Checks that `transport` can carry a node at `id` whose frames are at
+/// most `max_message` bytes: the frames fit unfragmented, and the node's
+/// identity is the transport's address (a transport bound to an
+/// unspecified address such as `0.0.0.0` only needs the same port).
+pub(crate) fn check_transport(
+    id: SocketAddr,
+    max_message: usize,
+    transport: &impl Transport,
+) -> Result<(), AgentError> {
+    check_frame_sizes(max_message, transport)?;
+    let local = transport.local_addr();
+    let same_address = if local.ip().is_unspecified() {
+        local.port() == id.port()
+    } else {
+        local == id
+    };
+    if !same_address {
+        return Err(AgentError::AddressMismatch {
+            node: id,
+            transport: local,
+        });
+    }
+    Ok(())
 }
 
 fn check_frame_sizes(max_message: usize, transport: &impl Transport) -> Result<(), AgentError> {
@@ -250,7 +263,7 @@ pub fn recv_error_kind(error: &RecvError) -> &'static str {
     }
 }
 
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     // tokio's clock, so that tests may pause and advance it.
     Instant::now().into_std()
 }
@@ -263,7 +276,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
     async fn run(mut self, mut commands: mpsc::Receiver<Message<S, A>>) {
         // Set when a leave was asked for: run until the farewell is sent.
         let mut linger_until: Option<Lingering> = None;
-        let mut consecutive_recv_errors = 0u32;
+        let mut recv_failures = RecvFailures::default();
         loop {
             let node_deadline = self.node.poll_timeout();
             let app_deadline = self.apps.iter().filter_map(|app| app.poll_timeout()).min();
@@ -284,7 +297,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
             tokio::select! {
                 received = self.transport.recv() => match received {
                     Ok(Incoming::Frame { from, bytes }) => {
-                        consecutive_recv_errors = 0;
+                        recv_failures.reset();
                         self.handle_frame(from, &bytes);
                         self.handle_waiting_frames().await;
                     }
@@ -294,14 +307,7 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
                     Ok(Incoming::Bulk { from, bytes }) => self.handle_bulk(from, &bytes),
                     Ok(other) => tracing::debug!(?other, "unknown kind of input ignored"),
                     Err(TransportError::Closed) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "receive failed");
-                        consecutive_recv_errors += 1;
-                        // A socket that fails every time must not spin a core.
-                        if consecutive_recv_errors > 3 {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
+                    Err(error) => recv_failures.failed(&error).await,
                 },
                 () = sleep_until(wake) => {
                     let now = now();
@@ -387,10 +393,8 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
     /// cancellation-safe, so a receive that is not ready is dropped.
     async fn handle_waiting_frames(&mut self) {
         for _ in 1..self.max_frames_per_flush {
-            let waiting = tokio::select! {
-                biased;
-                received = self.transport.recv() => received,
-                () = std::future::ready(()) => return,
+            let Some(waiting) = recv_ready(&self.transport).await else {
+                return;
             };
             match waiting {
                 Ok(Incoming::Frame { from, bytes }) => self.handle_frame(from, &bytes),
@@ -439,7 +443,41 @@ impl<S: Strategy, A: Aggregate, T: Transport + 'static> Driver<S, A, T> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// A frame (or other input) already waiting on `transport`, without
+/// waiting for one: `recv` is cancellation-safe, so a receive that is not
+/// ready is dropped. `None` when nothing waits.
+pub(crate) async fn recv_ready(
+    transport: &impl Transport,
+) -> Option<Result<Incoming, TransportError>> {
+    tokio::select! {
+        biased;
+        received = transport.recv() => Some(received),
+        () = std::future::ready(()) => None,
+    }
+}
+
+/// Receive failures in a row: a socket that fails every time must not
+/// spin a core, so after a few the loop pauses before the next receive.
+#[derive(Default)]
+pub(crate) struct RecvFailures(u32);
+
+impl RecvFailures {
+    /// A receive succeeded.
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
+    }
+
+    /// A receive failed with `error`: logged, and paused on after three.
+    pub(crate) async fn failed(&mut self, error: &TransportError) {
+        tracing::warn!(%error, "receive failed");
+        self.0 += 1;
+        if self.0 > 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use gossip_core::partial::PartialBroadcastError;
 use gossip_core::CommandError;
 use thiserror::Error;
 
@@ -45,6 +46,9 @@ pub enum AgentError {
     /// The node refused the command.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// A partial-view node refused the broadcast.
+    #[error(transparent)]
+    PartialBroadcast(#[from] PartialBroadcastError),
     /// The agent has stopped (shut down, crashed, aborted, or a command
     /// panicked on its task).
     #[error("the agent has stopped")]

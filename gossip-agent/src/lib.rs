@@ -34,6 +34,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`PartialAgent`] drives the partial-view overlay
+//! ([`gossip_core::partial::PartialNode`]: HyParView views with a Plumtree
+//! broadcast tree) the same way, for clusters beyond what full views
+//! serve; its [`PartialAgentHandle`] joins, broadcasts, shows the views and
+//! shuts down.
+//!
 //! Time comes from tokio's clock, so tests may pause and advance it. The
 //! crate needs tokio's `rt`, `time`, `sync` and `macros` features and no
 //! others; sockets, TLS and the command line live in the transport crates
@@ -48,6 +54,8 @@ mod config;
 mod driver;
 mod error;
 mod handle;
+mod partial_driver;
+mod partial_handle;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -58,3 +66,5 @@ pub use error::AgentError;
 /// and a transport crate to run a node.
 pub use gossip_transport::{async_trait, Incoming, Transport, TransportError, TransportStats};
 pub use handle::{AgentHandle, AgentStats};
+pub use partial_driver::{partial_error_kind, PartialAgent};
+pub use partial_handle::{PartialAgentHandle, PartialAgentStats};

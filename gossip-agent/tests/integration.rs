@@ -9,3 +9,4 @@ mod examples;
 mod forged_quic;
 mod frame_budget;
 mod handle;
+mod partial;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gossip_core::partial::{
-    PartialConfig, PartialDecodeError, PartialEvent, PartialMessage, PartialNode,
+    NeighbourDownReason, PartialConfig, PartialDecodeError, PartialEvent, PartialMessage,
+    PartialNode,
 };
 use gossip_core::NodeId;
 use proptest::prelude::*;
@@ -204,6 +205,87 @@ fn node_with_two_neighbours() -> (PartialNode, Instant) {
     while node.poll_event().is_some() {}
     assert_eq!(node.active().count(), 2);
     (node, now)
+}
+
+/// The events a node queued, drained.
+fn events(node: &mut PartialNode) -> Vec<PartialEvent> {
+    std::iter::from_fn(|| node.poll_event()).collect()
+}
+
+/// A neighbour that stops answering is dropped as `Silent` (the overlay's
+/// failure detection) after `dead_after`, not before; one that says it
+/// disconnects is dropped as `Disconnected`.
+#[test]
+fn a_silent_neighbour_is_reported_dead_and_a_disconnect_is_not() {
+    let (mut node, now) = node_with_two_neighbours();
+    let config = PartialConfig::default();
+    // Neighbour 2 keeps talking; neighbour 1 says nothing.
+    let mut t = now;
+    while t < now + config.dead_after - Duration::from_millis(300) {
+        t += Duration::from_millis(250);
+        node.handle_frame(t, addr(2), &PartialMessage::Pong.encode())
+            .unwrap();
+        node.handle_timeout(t);
+    }
+    assert!(!events(&mut node)
+        .iter()
+        .any(|e| matches!(e, PartialEvent::NeighbourDown { .. })));
+    // It was pinged meanwhile.
+    let pings: Vec<NodeId> = std::iter::from_fn(|| node.poll_transmit())
+        .filter(|(_, f)| *f == PartialMessage::Ping.encode())
+        .map(|(to, _)| to)
+        .collect();
+    assert!(pings.contains(&addr(1)) && !pings.contains(&addr(2)));
+    t = now + config.dead_after;
+    node.handle_frame(t, addr(2), &PartialMessage::Pong.encode())
+        .unwrap();
+    node.handle_timeout(t);
+    assert_eq!(
+        events(&mut node),
+        vec![PartialEvent::NeighbourDown {
+            id: addr(1),
+            reason: NeighbourDownReason::Silent
+        }]
+    );
+    assert!(!node.passive().contains(&addr(1)));
+    node.handle_frame(t, addr(2), &PartialMessage::Disconnect.encode())
+        .unwrap();
+    assert!(events(&mut node).contains(&PartialEvent::NeighbourDown {
+        id: addr(2),
+        reason: NeighbourDownReason::Disconnected
+    }));
+    assert_eq!(node.active().count(), 0);
+}
+
+/// A leaving node tells each neighbour, empties its views and is silent
+/// from then on, whatever reaches it.
+#[test]
+fn a_leaving_node_disconnects_its_neighbours_and_falls_silent() {
+    let (mut node, now) = node_with_two_neighbours();
+    node.leave();
+    let sent: Vec<(NodeId, Vec<u8>)> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    let disconnect = PartialMessage::Disconnect.encode();
+    assert_eq!(
+        sent,
+        vec![(addr(1), disconnect.clone()), (addr(2), disconnect)]
+    );
+    let downs = events(&mut node);
+    assert_eq!(downs.len(), 2);
+    assert!(downs.iter().all(|e| matches!(
+        e,
+        PartialEvent::NeighbourDown {
+            reason: NeighbourDownReason::Left,
+            ..
+        }
+    )));
+    assert!(node.has_left() && node.poll_timeout().is_none());
+    // A join, a rejoin attempt and timers change nothing.
+    node.handle_frame(now, addr(3), &PartialMessage::Join.encode())
+        .unwrap();
+    node.join(now, &[addr(4)]);
+    node.handle_timeout(now + Duration::from_secs(60));
+    assert_eq!(node.active().count(), 0);
+    assert!(node.poll_transmit().is_none() && node.poll_event().is_none());
 }
 
 #[test]

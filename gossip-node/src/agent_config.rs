@@ -82,6 +82,27 @@ pub struct AgentFile {
     /// Fields of `gossip_apps::partition::PartitionConfig` (window,
     /// thresholds).
     pub partition: toml::Table,
+    /// `"full"` (SWIM, every member known; the default) or `"partial"`
+    /// (HyParView views with a Plumtree tree).
+    pub membership: Option<Membership>,
+    /// Fields of `gossip_core::partial::PartialConfig`, for
+    /// `membership = "partial"`.
+    pub partial: toml::Table,
+}
+
+/// Which membership the agent runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    /// Full views: every node knows every member (SWIM failure detection,
+    /// the strategies of `gossip-strategies`, the KV store and leader
+    /// election).
+    #[default]
+    Full,
+    /// Partial views (`gossip_core::partial`): a few neighbours per node
+    /// watched by pings, a reserve refilled by shuffles, broadcasts along
+    /// a Plumtree tree; for clusters beyond what full views serve.
+    Partial,
 }
 
 /// The `[tls]` table: QUIC certificate files from `gossip-node keygen`.
@@ -352,6 +373,7 @@ pub fn core_flag(flag: &str) -> Result<(String, toml::Value), BadConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gossip_core::partial::PartialConfig;
 
     #[test]
     fn durations_need_a_unit() {
@@ -558,5 +580,62 @@ mod tests {
             table_keys("### The `[core]` table: protocol configuration"),
             fields
         );
+        let partial_fields = toml::Value::try_from(PartialConfig::default())
+            .unwrap()
+            .as_table()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            table_keys("### The `[partial]` table: partial views"),
+            partial_fields
+        );
+        // Its keys in the example file are fields too.
+        let example_partial: toml::Table = toml::from_str(
+            &example[example.find("\n[partial]\n").unwrap() + 11..].replace("# ", ""),
+        )
+        .unwrap();
+        apply_settings(&PartialConfig::default(), &example_partial, "partial")
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
+    /// `membership` takes "full" or "partial" and nothing else, and
+    /// `[partial]` sets the fields of `PartialConfig`, naming bad ones.
+    #[test]
+    fn membership_and_the_partial_table_parse_and_refuse_mistakes() {
+        let file = AgentFile::parse(
+            "membership = \"partial\"\n[partial]\nactive_size = 4\ndead_after = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.membership, Some(Membership::Partial));
+        let config: PartialConfig =
+            apply_settings(&PartialConfig::default(), &file.partial, "partial").unwrap();
+        assert_eq!(config.active_size, 4);
+        assert_eq!(config.dead_after, Duration::from_secs(2));
+        assert_eq!(config.passive_size, PartialConfig::default().passive_size);
+        assert_eq!(
+            AgentFile::parse("membership = \"full\"")
+                .unwrap()
+                .membership,
+            Some(Membership::Full)
+        );
+        let error = AgentFile::parse("membership = \"partail\"").unwrap_err().0;
+        assert!(
+            error.contains("membership") && error.contains("`full`, `partial`")
+                || error.contains("full") && error.contains("partial"),
+            "{error}"
+        );
+        let refused = |text: &str| {
+            let file = AgentFile::parse(text).unwrap();
+            apply_settings(&PartialConfig::default(), &file.partial, "partial")
+                .unwrap_err()
+                .0
+        };
+        assert!(refused("[partial]\nactive_sise = 3\n").contains("active_sise"));
+        assert!(refused("[partial]\ndead_after = 3\n").contains("partial.dead_after"));
+        assert!(refused("[partial]\nactive_size = \"x\"\n").contains("partial"));
     }
 }

@@ -342,26 +342,37 @@ async fn auth<A: Aggregate + Send + 'static>(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &shared.token {
-        let from_header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let from_query = request
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-        let offered = from_header.or(from_query).unwrap_or("");
-        if !same(offered.as_bytes(), token.as_bytes()) {
-            return ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token".into(),
-            )
-            .into_response();
-        }
+    match refused_token(shared.token.as_deref(), &request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
-    next.run(request).await
+}
+
+/// The 401 answer to `request` when the API demands `token` and the
+/// request does not carry it (`Authorization: Bearer TOKEN`, or
+/// `?token=TOKEN`); `None` when it may pass.
+pub fn refused_token(token: Option<&str>, request: &Request) -> Option<Response> {
+    let token = token?;
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+    let offered = from_header.or(from_query).unwrap_or("");
+    if same(offered.as_bytes(), token.as_bytes()) {
+        return None;
+    }
+    Some(
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        )
+        .into_response(),
+    )
 }
 
 async fn page() -> impl IntoResponse {
@@ -386,11 +397,20 @@ async fn broadcast<A: Aggregate + Send + 'static>(
 async fn events<A: Aggregate + Send + 'static>(
     State(s): State<Arc<Shared<A>>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    event_stream(&s.events, s.agent.id())
+}
+
+/// `GET /v1/events`: the JSON events of `hub` as server-sent events, the
+/// first `{"event":"subscribed","node":node}`.
+pub fn event_stream(
+    hub: &broadcast::Sender<Arc<Value>>,
+    node: SocketAddr,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     use futures_util::StreamExt;
-    let receiver = s.events.subscribe();
+    let receiver = hub.subscribe();
     // A first event tells the client the stream is live: whatever happens
     // from now on reaches it.
-    let hello = json!({"event": "subscribed", "node": s.agent.id().to_string()}).to_string();
+    let hello = json!({"event": "subscribed", "node": node.to_string()}).to_string();
     let first = futures_util::stream::once(async move { Ok(SseEvent::default().data(hello)) });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let line = match receiver.recv().await {

@@ -146,6 +146,12 @@ pub struct BenchNetArgs {
     /// Seconds the transaction stream (`--rate`) lasts.
     #[arg(long, default_value_t = 60.0)]
     pub stream_secs: f64,
+    /// Membership: full views (the node and `--strategy`) or partial
+    /// views (HyParView with its own Plumtree tree; joins, idle traffic,
+    /// broadcasts and `--kills` at once are measured, see
+    /// `crate::bench_partial`).
+    #[arg(long, value_enum, default_value_t = crate::agent_config::Membership::Full)]
+    pub membership: crate::agent_config::Membership,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

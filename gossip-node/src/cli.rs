@@ -423,6 +423,12 @@ impl Cli {
                 println!("{}", args.run()?);
                 Ok(())
             }
+            Command::BenchNet(args)
+                if args.membership == crate::agent_config::Membership::Partial =>
+            {
+                let report = with_phases(|phase| crate::bench_partial::run(&args, phase))?;
+                print_report(&report, args.format, crate::bench_partial::write_table)
+            }
             Command::BenchNet(args) => {
                 let report = with_phases(|phase| args.run(phase))?;
                 if let Some(path) = &args.plot {

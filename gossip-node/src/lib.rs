@@ -18,7 +18,9 @@ pub mod aggregation;
 pub mod api;
 pub mod api_kv;
 pub mod api_leader;
+pub mod api_partial;
 pub mod bench_net;
+pub mod bench_partial;
 pub mod bench_tx;
 pub mod blocks_sim;
 pub mod cli;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod partial_sim;
 pub mod plot;
 pub mod run_agent;
+pub mod run_partial;
 
 /// `docs/library-guide.md`, whose snippets run as doctests of this crate
 /// (it depends on every crate they use).

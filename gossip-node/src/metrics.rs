@@ -284,7 +284,7 @@ impl Metrics {
 }
 
 /// Raises a counter that mirrors a monotonic figure to that figure.
-fn catch_up(counter: &Counter<u64, AtomicU64>, value: u64) {
+pub(crate) fn catch_up(counter: &Counter<u64, AtomicU64>, value: u64) {
     counter.inc_by(value.saturating_sub(counter.get()));
 }
 

@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use gossip_agent::{Agent, AgentConfig, Transport};
 use gossip_aggregate::Function;
+use gossip_core::partial::PartialConfig;
 use gossip_core::{Aggregate, Config, Generation, NoAggregate, Node, NodeId};
 use gossip_seal::{Keyring, KeyringHandle, Sealed};
 use gossip_strategies::AnyStrategy;
@@ -47,7 +48,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::agent_config::{
     apply_core, apply_settings, bad, core_flag, strategy_from, AgentFile, AggregateAlgorithm,
-    AggregateSpec, BadConfig, DEFAULT_API,
+    AggregateSpec, BadConfig, Membership, DEFAULT_API,
 };
 use crate::api::{self, Shared};
 use crate::bench_net::NetStrategy;
@@ -147,6 +148,16 @@ pub struct AgentArgs {
     /// 0..=2500 [default: 1500].
     #[arg(long)]
     pub leave_linger_ms: Option<u64>,
+    /// Membership: full views (SWIM; the default) or partial views
+    /// (HyParView neighbours with a Plumtree broadcast tree, for clusters
+    /// beyond what full views serve).
+    #[arg(long, value_enum)]
+    pub membership: Option<Membership>,
+    /// Sets one field of the partial views (repeatable; with
+    /// --membership partial), as in the file's `[partial]` table:
+    /// `--partial active_size=6`, `--partial dead_after=2s`.
+    #[arg(long = "partial", value_name = "FIELD=VALUE")]
+    pub partial: Vec<String>,
     /// Read commands from stdin and print events as JSON lines on stdout
     /// (the default when stdin is not a terminal).
     #[arg(long)]
@@ -249,7 +260,11 @@ fn ring_change(old: &Keyring, new: &Keyring) -> serde_json::Value {
 }
 
 /// Reloads the key file into `handle`; a bad file keeps the current ring.
-fn reload_keyring(path: &Path, handle: &KeyringHandle, print: impl Fn(serde_json::Value)) {
+pub(crate) fn reload_keyring(
+    path: &Path,
+    handle: &KeyringHandle,
+    print: impl Fn(serde_json::Value),
+) {
     match load_keyring(path) {
         Ok(ring) => {
             let old = handle.replace(ring.clone());
@@ -306,6 +321,9 @@ pub struct Settings {
     pub leader: gossip_apps::LeaderConfig,
     /// The partition watch's settings.
     pub partition: gossip_apps::PartitionConfig,
+    /// The partial views' settings, validated, when the agent runs partial
+    /// views (`membership = "partial"`) instead of the full-view node.
+    pub partial: Option<PartialConfig>,
 }
 
 fn unix_now() -> Duration {
@@ -501,7 +519,43 @@ impl AgentArgs {
         }
         let leader = self.app_settings(&file.leader, &self.leader, "leader")?;
         let partition = self.app_settings(&file.partition, &self.partition, "partition")?;
+        let partial = match self.membership.or(file.membership).unwrap_or_default() {
+            Membership::Full => {
+                if !file.partial.is_empty() || !self.partial.is_empty() {
+                    bad(
+                        "[partial] (--partial) sets partial views, but membership is \"full\"; \
+                         set membership = \"partial\" (--membership partial) or remove them",
+                    )?;
+                }
+                None
+            }
+            Membership::Partial => {
+                self.refuse_full_view_options(&file, aggregate.is_some(), signing.is_some())?;
+                let mut base = PartialConfig::default();
+                if transport == TransportKind::Quic {
+                    base.max_frame_len = gossip_transport_quic::DATAGRAM_BUDGET;
+                }
+                let mut config: PartialConfig =
+                    self.app_settings_from(base, &file.partial, &self.partial, "partial")?;
+                if keyring.is_some() {
+                    config.max_frame_len =
+                        config.max_frame_len.saturating_sub(gossip_seal::OVERHEAD);
+                }
+                config.validate().map_err(|e| {
+                    BadConfig(format!(
+                        "[partial] (--partial): {e}{}",
+                        if keyring.is_some() {
+                            " (max_frame_len is what remains after the keyring's seal)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+                Some(config)
+            }
+        };
         Ok(Settings {
+            partial,
             leader,
             partition,
             identity,
@@ -525,6 +579,61 @@ impl AgentArgs {
         })
     }
 
+    /// With partial views, refuses what only the full-view node has, so a
+    /// setting is never silently ignored: the node's protocol config
+    /// (`[core]`, presets), dissemination strategies, aggregates, signed
+    /// rumors and leader election (whose quorums need every member known).
+    fn refuse_full_view_options(
+        &self,
+        file: &AgentFile,
+        aggregate: bool,
+        signing: bool,
+    ) -> Result<(), BadConfig> {
+        let refused = [
+            (
+                "[core] (--core)",
+                !file.core.is_empty() || !self.core.is_empty(),
+            ),
+            (
+                "strategy (--strategy)",
+                file.strategy.is_some() || self.strategy.is_some(),
+            ),
+            ("[aggregate] (--aggregate)", aggregate),
+            ("signing_key and trusted_keys", signing),
+            (
+                "[leader] (--leader)",
+                !file.leader.is_empty() || !self.leader.is_empty(),
+            ),
+            (
+                "[partition] (--partition)",
+                !file.partition.is_empty() || !self.partition.is_empty(),
+            ),
+            (
+                "cluster_size (--cluster-size)",
+                file.cluster_size.is_some() || self.cluster_size.is_some(),
+            ),
+            (
+                "probe_interval_ms (--probe-interval-ms)",
+                file.probe_interval_ms.is_some() || self.probe_interval_ms.is_some(),
+            ),
+        ];
+        let set: Vec<&str> = refused
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+        if !set.is_empty() {
+            bad(format!(
+                "membership = \"partial\" runs partial views (HyParView with a Plumtree tree), \
+                 which have their own settings ([partial]); {} configure(s) the full-view node \
+                 and need(s) membership = \"full\" (leader election and aggregates need every \
+                 member known); remove them or choose full membership",
+                set.join(", ")
+            ))?;
+        }
+        Ok(())
+    }
+
     /// An application's settings: its defaults, then the file's table
     /// `[name]`, then the `--name FIELD=VALUE` flags.
     fn app_settings<T>(
@@ -536,7 +645,22 @@ impl AgentArgs {
     where
         T: Default + serde::Serialize + serde::de::DeserializeOwned,
     {
-        let from_file = apply_settings(&T::default(), file, name)?;
+        self.app_settings_from(T::default(), file, flags, name)
+    }
+
+    /// Settings from `base`, then the file's table `[name]`, then the
+    /// `--name FIELD=VALUE` flags.
+    fn app_settings_from<T>(
+        &self,
+        base: T,
+        file: &toml::Table,
+        flags: &[String],
+        name: &str,
+    ) -> Result<T, BadConfig>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let from_file = apply_settings(&base, file, name)?;
         let mut table = toml::Table::new();
         for flag in flags {
             let (key, value) = core_flag(flag)?;
@@ -558,6 +682,9 @@ impl AgentArgs {
             .enable_all()
             .build()?;
         let result = runtime.block_on(async move {
+            if let Some(partial) = settings.partial.clone() {
+                return crate::run_partial::serve(settings, partial).await;
+            }
             match settings.aggregate.clone() {
                 Some(spec) => {
                     let aggregate = spec.build()?;
@@ -574,16 +701,18 @@ impl AgentArgs {
 }
 
 /// Writes one JSON line on stdout; a closed stdout is not an error.
-fn print_line(line: &Value) {
+pub(crate) fn print_line(line: &Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-/// Binds the transport `settings` asks for, sealed if a keyring is given,
-/// and the keyring's handle.
-async fn transport(
+/// Binds the transport `settings` asks for, for frames of up to
+/// `frame_len` bytes, sealed if a keyring is given (the datagram budget
+/// then has room for the seal), and the keyring's handle.
+pub(crate) async fn transport(
     settings: &Settings,
+    frame_len: usize,
 ) -> anyhow::Result<(Box<dyn Transport>, Option<KeyringHandle>)> {
     let keyring = match &settings.keyring {
         Some(path) => Some(KeyringHandle::new(load_keyring(path)?)),
@@ -595,7 +724,12 @@ async fn transport(
             let udp = bind(
                 settings.transport,
                 at,
-                datagram_len(&settings.config, keyring.is_some()),
+                frame_len
+                    + if keyring.is_some() {
+                        gossip_seal::OVERHEAD
+                    } else {
+                        0
+                    },
                 None,
             )
             .await?;
@@ -625,7 +759,7 @@ async fn serve<A>(settings: Settings, aggregate: A, input: Option<f64>) -> anyho
 where
     A: Aggregate + Send + 'static,
 {
-    let (inner, keyring) = transport(&settings).await?;
+    let (inner, keyring) = transport(&settings, settings.config.max_message_size.get()).await?;
     let metrics = Arc::new(Metrics::new());
     let transport = Metered::new(inner, settings.config.clone(), Arc::clone(&metrics));
     let listener = match settings.api {
@@ -863,7 +997,7 @@ async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, nam
 /// Reads stdin on a thread of its own, one line at a time. A blocked read
 /// never holds up the process's exit (tokio's stdin would: its reads run on
 /// the runtime's blocking pool, which shutdown waits for).
-fn read_stdin() -> mpsc::UnboundedReceiver<String> {
+pub(crate) fn read_stdin() -> mpsc::UnboundedReceiver<String> {
     let (lines, receiver) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {

@@ -14,6 +14,7 @@ mod kv_agents;
 mod leader_cli;
 mod loopback;
 mod netns;
+mod partial_agents;
 mod plot_cli;
 mod seal_cli;
 mod signing_cli;

@@ -211,7 +211,7 @@ impl World {
             match event {
                 PartialEvent::Delivered { id, .. } => delivered.push(id),
                 PartialEvent::NeighbourUp(_) => self.links_made += 1,
-                PartialEvent::NeighbourDown(_) => {}
+                _ => {}
             }
         }
         let due = node

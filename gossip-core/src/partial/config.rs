@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Why a [`PartialConfig`] was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("partial view config: {field} {why}")]
@@ -14,7 +16,12 @@ pub struct PartialConfigError {
 
 /// Settings of a [`PartialNode`](super::PartialNode). Every limit bounds
 /// what a lying peer can make a node hold or send.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// With serde (a config file's `[partial]` table), every field is
+/// optional and takes its default when absent; unknown fields are
+/// refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PartialConfig {
     /// Neighbours kept in the active view (the links that carry payloads
     /// and are watched for failure). Default 5; the paper uses log10(N) + 1.

@@ -37,14 +37,24 @@
 //! shuffles (they fall out when they do not answer pings) and withhold
 //! payloads (its neighbours graft from other announcers).
 //!
-//! Not yet: this overlay is a separate state machine driven by the
-//! simulator (`gossip-node sim membership --membership partial`); the
-//! agent and its transports run the full-view [`Node`](crate::Node) only.
+//! **Where it runs.** The simulator (`gossip-node sim membership
+//! --membership partial`) and, on real sockets, `gossip_agent::PartialAgent`
+//! over any transport; `gossip-node agent` runs it with
+//! `membership = "partial"` in its config file. A neighbour found dead by
+//! the pings is reported as [`PartialEvent::NeighbourDown`] with
+//! [`NeighbourDownReason::Silent`]; [`PartialNode::leave`] tells the
+//! neighbours at once. It is a separate state machine from the full-view
+//! [`Node`](crate::Node): SWIM's detection, the strategies of
+//! `gossip-strategies`, aggregates and the applications that need every
+//! member known do not run over it, and its frames carry no cluster label
+//! (a sealing keyring keeps two overlays on one network apart).
 
 mod config;
 mod node;
 mod wire;
 
 pub use config::{PartialConfig, PartialConfigError};
-pub use node::{PartialBroadcastError, PartialEvent, PartialNode, PartialStats};
+pub use node::{
+    NeighbourDownReason, PartialBroadcastError, PartialEvent, PartialNode, PartialStats,
+};
 pub use wire::{BroadcastId, PartialDecodeError, PartialMessage, PARTIAL_VERSION};

@@ -16,12 +16,20 @@ use crate::NodeId;
 
 /// What a [`PartialNode`] tells its host.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PartialEvent {
     /// A node entered the active view.
     NeighbourUp(NodeId),
-    /// A node left the active view (it disconnected, fell silent, or made
-    /// room for another).
-    NeighbourDown(NodeId),
+    /// A node left the active view; `reason` says why. A
+    /// [`Silent`](NeighbourDownReason::Silent) neighbour is this overlay's
+    /// failure detection: nothing came from it for
+    /// [`dead_after`](super::PartialConfig::dead_after), pings included.
+    NeighbourDown {
+        /// The former neighbour.
+        id: NodeId,
+        /// Why it left the active view.
+        reason: NeighbourDownReason,
+    },
     /// A broadcast arrived for the first time.
     Delivered {
         /// Its id.
@@ -31,6 +39,23 @@ pub enum PartialEvent {
         /// The payload.
         payload: Vec<u8>,
     },
+}
+
+/// Why a neighbour left the active view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NeighbourDownReason {
+    /// Nothing came from it for `dead_after`, pings unanswered: taken for
+    /// crashed or cut off, and dropped from the passive view too.
+    Silent,
+    /// It said it dropped this node (it left, or made room for another);
+    /// kept in the passive view.
+    Disconnected,
+    /// This node dropped it to make room for another; kept in the passive
+    /// view.
+    Replaced,
+    /// This node left the overlay ([`PartialNode::leave`]).
+    Left,
 }
 
 /// Why a broadcast was refused.
@@ -164,6 +189,8 @@ pub struct PartialNode {
     out: VecDeque<(NodeId, Vec<u8>)>,
     events: VecDeque<PartialEvent>,
     stats: PartialStats,
+    /// Set by [`leave`](Self::leave).
+    left: bool,
 }
 
 impl PartialNode {
@@ -203,6 +230,7 @@ impl PartialNode {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: PartialStats::default(),
+            left: false,
             config,
         })
     }
@@ -210,6 +238,11 @@ impl PartialNode {
     /// This node's address.
     pub fn id(&self) -> NodeId {
         self.me
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &PartialConfig {
+        &self.config
     }
 
     /// The active view: the neighbours payloads travel to.
@@ -245,9 +278,40 @@ impl PartialNode {
     /// Joins the overlay through `contacts` (tried in turn until a
     /// neighbour answers).
     pub fn join(&mut self, now: Instant, contacts: &[NodeId]) {
+        if self.left {
+            return;
+        }
         self.contacts = contacts.iter().copied().filter(|c| *c != self.me).collect();
         self.next_join = Some(now);
         self.retry_join(now);
+    }
+
+    /// Leaves the overlay: tells every active neighbour
+    /// ([`Disconnect`](PartialMessage::Disconnect)), so they refill their
+    /// views at once instead of after `dead_after`, and forgets its views
+    /// and contacts. From then on the node sends nothing, ignores frames
+    /// and has no timeout; a leave is final.
+    pub fn leave(&mut self) {
+        let neighbours: Vec<NodeId> = self.active().collect();
+        for id in neighbours {
+            self.send(id, &PartialMessage::Disconnect);
+            self.remove_active(id, NeighbourDownReason::Left);
+        }
+        self.passive.clear();
+        self.contacts.clear();
+        self.next_join = None;
+        self.asking = None;
+        self.shuffle = None;
+        self.missing.clear();
+        self.next_graft_check = None;
+        self.lazy.clear();
+        self.next_announce = None;
+        self.left = true;
+    }
+
+    /// Whether [`leave`](Self::leave) was called.
+    pub fn has_left(&self) -> bool {
+        self.left
     }
 
     /// Broadcasts `payload` to every node of the overlay.
@@ -280,6 +344,9 @@ impl PartialNode {
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
         [
             Some(self.next_shuffle),
             Some(self.next_ping_check),
@@ -309,7 +376,7 @@ impl PartialNode {
                 return Err(e);
             }
         };
-        if from == self.me {
+        if from == self.me || self.left {
             self.stats.refused += 1;
             return Ok(());
         }
@@ -330,7 +397,7 @@ impl PartialNode {
                 self.on_neighbour_reply(now, from, accepted)
             }
             PartialMessage::Disconnect if is_neighbour => {
-                self.remove_active(from);
+                self.remove_active(from, NeighbourDownReason::Disconnected);
                 self.add_passive(from);
             }
             PartialMessage::Shuffle {
@@ -357,6 +424,9 @@ impl PartialNode {
     /// Runs what is due at `now`: joins, failure checks, refills,
     /// shuffles, grafts and announcements.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
         if self.next_join.is_some_and(|t| t <= now) {
             self.retry_join(now);
         }
@@ -561,7 +631,7 @@ impl PartialNode {
             }
         }
         for id in dead {
-            self.remove_active(id);
+            self.remove_active(id, NeighbourDownReason::Silent);
             // A silent node is not kept in reserve either.
             self.passive.retain(|p| *p != id);
         }
@@ -677,7 +747,7 @@ impl PartialNode {
         if self.active.len() >= self.config.active_size {
             let victim = self.active[self.rng.random_range(0..self.active.len())].id;
             self.send(victim, &PartialMessage::Disconnect);
-            self.remove_active(victim);
+            self.remove_active(victim, NeighbourDownReason::Replaced);
             self.add_passive(victim);
         }
         self.passive.retain(|p| *p != id);
@@ -719,12 +789,13 @@ impl PartialNode {
         }
     }
 
-    fn remove_active(&mut self, id: NodeId) {
+    fn remove_active(&mut self, id: NodeId, reason: NeighbourDownReason) {
         let before = self.active.len();
         self.active.retain(|n| n.id != id);
         if self.active.len() < before {
             self.lazy.retain(|(p, _)| *p != id);
-            self.events.push_back(PartialEvent::NeighbourDown(id));
+            self.events
+                .push_back(PartialEvent::NeighbourDown { id, reason });
             if self.active.is_empty() && !self.contacts.is_empty() && self.passive.is_empty() {
                 // Alone with no reserve: start over through the contacts.
                 self.next_join = Some(self.next_ping_check);
