@@ -100,11 +100,20 @@ impl Metadata {
 
 /// What an entry keeps beyond its version and liveness; a suspect has a
 /// suspicion, a dead or departed member the time it went down, the others
-/// neither (so most entries allocate nothing).
+/// neither.
 #[derive(Clone, Debug)]
 enum Aux {
     Suspicion(Suspicion),
     DownSince(Instant),
+}
+
+/// The rare parts of an entry, boxed together behind one pointer: a live
+/// member without metadata (most of them) allocates nothing and pays eight
+/// bytes, not sixteen.
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    aux: Option<Aux>,
+    metadata: Box<[u8]>,
 }
 
 /// Which index set of the view holds an entry.
@@ -141,15 +150,15 @@ fn pack(id: &NodeId) -> u64 {
 }
 
 /// What one node knows about one other member: one slot of the
-/// [`MemberTable`], 48 bytes with the identity packed in and nothing on the
+/// [`MemberTable`], 40 bytes with the identity packed in and nothing on the
 /// heap for a live member without metadata.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The member's address packed by [`pack`].
     addr: u64,
     pub generation: Generation,
-    aux: Option<Box<Aux>>,
-    pub metadata: Metadata,
+    /// Suspicion or time down, and metadata: `None` when neither.
+    extra: Option<Box<Extra>>,
     pub incarnation: Incarnation,
     /// Position in the index set named by `set`.
     pos: u32,
@@ -165,15 +174,19 @@ impl Entry {
         (self.generation, self.incarnation)
     }
 
+    fn aux(&self) -> Option<&Aux> {
+        self.extra.as_deref().and_then(|e| e.aux.as_ref())
+    }
+
     pub fn suspicion(&self) -> Option<&Suspicion> {
-        match self.aux.as_deref() {
+        match self.aux() {
             Some(Aux::Suspicion(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn suspicion_mut(&mut self) -> Option<&mut Suspicion> {
-        match self.aux.as_deref_mut() {
+        match self.extra.as_deref_mut().and_then(|e| e.aux.as_mut()) {
             Some(Aux::Suspicion(s)) => Some(s),
             _ => None,
         }
@@ -181,23 +194,52 @@ impl Entry {
 
     /// When the entry last became dead or left (drives forgetting).
     pub fn down_since(&self) -> Option<Instant> {
-        match self.aux.as_deref() {
+        match self.aux() {
             Some(Aux::DownSince(at)) => Some(*at),
             _ => None,
         }
     }
 
+    /// The member's metadata (empty if it has none).
+    pub fn metadata(&self) -> &[u8] {
+        self.extra.as_deref().map_or(&[], |e| &e.metadata)
+    }
+
+    /// Replaces the member's metadata.
+    pub fn set_metadata(&mut self, metadata: &[u8]) {
+        self.extra_mut().metadata = Box::from(metadata);
+        self.drop_empty_extra();
+    }
+
     /// Neither suspected nor down.
     pub fn clear_aux(&mut self) {
-        self.aux = None;
+        if let Some(extra) = self.extra.as_deref_mut() {
+            extra.aux = None;
+        }
+        self.drop_empty_extra();
     }
 
     pub fn set_suspicion(&mut self, suspicion: Suspicion) {
-        self.aux = Some(Box::new(Aux::Suspicion(suspicion)));
+        self.extra_mut().aux = Some(Aux::Suspicion(suspicion));
     }
 
     pub fn set_down_since(&mut self, at: Instant) {
-        self.aux = Some(Box::new(Aux::DownSince(at)));
+        self.extra_mut().aux = Some(Aux::DownSince(at));
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the box once it holds nothing.
+    fn drop_empty_extra(&mut self) {
+        if self
+            .extra
+            .as_deref()
+            .is_some_and(|e| e.aux.is_none() && e.metadata.is_empty())
+        {
+            self.extra = None;
+        }
     }
 }
 
@@ -396,8 +438,12 @@ impl MemberTable {
         let entry = Entry {
             addr: pack(&id),
             generation: version.0,
-            aux: None,
-            metadata: Metadata::new(metadata),
+            extra: (!metadata.is_empty()).then(|| {
+                Box::new(Extra {
+                    aux: None,
+                    metadata: Box::from(metadata),
+                })
+            }),
             incarnation: version.1,
             pos: 0,
             liveness: Liveness::Alive,
@@ -438,8 +484,7 @@ impl MemberTable {
             let entry = &mut self.slots[slot as usize];
             debug_assert_eq!(entry.set, SetKind::None);
             entry.state = SlotState::Vacant;
-            entry.metadata = Metadata::default();
-            entry.aux = None;
+            entry.extra = None;
             self.len -= 1;
             self.vacant.push(slot);
         }
@@ -733,7 +778,7 @@ mod tests {
         let a = table.insert(id(1), v0(), b"meta");
         let b = table.insert(v6, v0(), &[]);
         assert_eq!((table.id(a), table.id(b)), (id(1), v6));
-        assert_eq!(table.get(&id(1)).unwrap().metadata.as_slice(), b"meta");
+        assert_eq!(table.get(&id(1)).unwrap().metadata(), b"meta");
         assert_eq!(table.sorted(), vec![(id(1), a), (v6, b)]);
         table.remove(&v6);
         assert!(!table.contains_key(&v6));
@@ -745,7 +790,7 @@ mod tests {
         assert_eq!(c, b, "a recycled slot is reused");
         assert_eq!(table.id(c), id(3));
         assert!(table.get(&v6).is_none());
-        assert!(core::mem::size_of::<Entry>() <= 48);
+        assert!(core::mem::size_of::<Entry>() <= 40);
     }
 
     #[test]

@@ -119,6 +119,11 @@ pub struct MembershipArgs {
     /// Simulated seconds to run.
     #[arg(long, default_value_t = 120.0)]
     pub duration: f64,
+    /// Full views only: one field of every node's core `Config` (the agent
+    /// config's `[core]` table), as `KEY=VALUE`; repeat the flag for more:
+    /// `--core max_candidates=512 --core probe_timeout=300ms`.
+    #[arg(long = "core", value_name = "KEY=VALUE")]
+    pub core: Vec<String>,
     /// Probability that any frame is lost, in [0, 1).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
@@ -306,6 +311,14 @@ impl MembershipArgs {
         }
         scenario.slow = self.slow;
         scenario.slow_delay = seconds("slow-delay", self.slow_delay)?;
+        if !self.core.is_empty() {
+            let mut flags = toml::Table::new();
+            for flag in &self.core {
+                let (key, value) = crate::agent_config::core_flag(flag)?;
+                flags.insert(key, value);
+            }
+            scenario.config = crate::agent_config::apply_core(&scenario.config, &flags, "--core")?;
+        }
         if let Some(kind) = self.adversary {
             let start = seconds(
                 "adversary-start",

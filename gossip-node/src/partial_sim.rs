@@ -22,10 +22,11 @@ pub fn scenario(args: &MembershipArgs) -> anyhow::Result<PartialScenario> {
         || args.partition_at.is_some()
         || args.slow > 0
         || args.plot.is_some()
+        || !args.core.is_empty()
     {
         bail!(
             "--membership partial runs joins, broadcasts and a mass crash only: \
-             --adversary, --partition-at, --slow and --plot need --membership full"
+             --adversary, --partition-at, --slow, --plot and --core need --membership full"
         );
     }
     if args.nodes < 2 {

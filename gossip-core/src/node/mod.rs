@@ -807,7 +807,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             // also brings its own record.
             let held = self.view.get(&sender).expect("known");
             if source.version > held.version() {
-                let metadata = held.metadata.to_vec();
+                let metadata = held.metadata().to_vec();
                 self.challenge(now, sender, source.version, metadata, false, true);
             }
         }

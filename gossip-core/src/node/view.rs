@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::id::NodeId;
 use crate::member::{Liveness, Member};
 use crate::membership::{
-    is_live, member_hash, rank, Entry, MemberTable, Metadata, Peers, SetKind, Slot, SlotSet,
+    is_live, member_hash, rank, Entry, MemberTable, Peers, SetKind, Slot, SlotSet,
     Suspicion, Version,
 };
 use crate::wire::{MemberRecord, Status, SyncEntry};
@@ -232,7 +232,7 @@ impl View {
         let e = &self.table[&id];
         let status = match e.liveness {
             Liveness::Alive => Status::Alive {
-                metadata: e.metadata.to_vec(),
+                metadata: e.metadata().to_vec(),
             },
             Liveness::Suspect => Status::Suspect {
                 by: e.suspicion().map_or(me, |s| s.confirmers[0]),
@@ -313,9 +313,9 @@ impl View {
         let mut metadata_changed = false;
         match claim {
             Status::Alive { metadata } => {
-                metadata_changed = entry.metadata.as_slice() != metadata.as_slice();
+                metadata_changed = entry.metadata() != metadata.as_slice();
                 if metadata_changed {
-                    entry.metadata = Metadata::new(metadata);
+                    entry.set_metadata(metadata);
                 }
                 entry.clear_aux();
             }
@@ -432,7 +432,7 @@ fn member_of(id: NodeId, e: &Entry) -> Member {
         e.generation,
         e.incarnation,
         e.liveness,
-        e.metadata.to_vec(),
+        e.metadata().to_vec(),
     )
 }
 
