@@ -27,7 +27,7 @@
 //!
 //! [`gossip_strategies::Plumtree`]: https://docs.rs/gossip-strategies
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use gossip_core::{CommandError, Event, MessageId, NodeId};
@@ -162,10 +162,13 @@ pub struct TxStats {
     pub events_dropped: u64,
 }
 
-/// The hashes seen, bounded, oldest forgotten first.
+/// The hashes seen, bounded, oldest forgotten first. Hashed sets: every
+/// delivery and every copy looks one up, nothing iterates them (the order
+/// of forgetting is `order`'s), and their keyed hasher leaves a flood of
+/// chosen transactions no way to pile them into one bucket.
 #[derive(Clone, Debug, Default)]
 struct Seen {
-    set: BTreeSet<TxHash>,
+    set: HashSet<TxHash>,
     order: VecDeque<TxHash>,
 }
 
@@ -193,7 +196,7 @@ impl Seen {
 /// count and bytes, oldest out first.
 #[derive(Clone, Debug, Default)]
 struct Mempool {
-    txs: BTreeMap<TxHash, Vec<u8>>,
+    txs: HashMap<TxHash, Vec<u8>>,
     order: VecDeque<TxHash>,
     bytes: usize,
 }

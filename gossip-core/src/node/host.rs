@@ -99,6 +99,10 @@ pub(crate) struct Hosted<'a, 'b> {
     share_type: u32,
     /// Bytes of frames this callback queued.
     sent: usize,
+    /// The last announcement this callback encoded (its ids in canonical
+    /// order) and its frames: a strategy announces the same ids to every
+    /// lazy link, and the frames do not depend on the receiver.
+    announced: Option<(Vec<MessageId>, Vec<Vec<u8>>)>,
 }
 
 impl<'a, 'b> Hosted<'a, 'b> {
@@ -108,6 +112,7 @@ impl<'a, 'b> Hosted<'a, 'b> {
             store,
             share_type,
             sent: 0,
+            announced: None,
         }
     }
 
@@ -189,7 +194,20 @@ impl<'a, 'b> Hosted<'a, 'b> {
                 let before = self.sent;
                 wire::canonical_ids(&mut ids);
                 self.lent.outbox.stats.announcements_sent += ids.len() as u64;
-                self.push_ids(to.addr(), ids, |ids| Message::Announce { ids });
+                match self.announced.take() {
+                    Some((same, frames)) if same == ids => {
+                        for bytes in &frames {
+                            self.sent += self.lent.outbox.push_encoded(to.addr(), bytes.clone());
+                        }
+                        self.announced = Some((same, frames));
+                    }
+                    _ => {
+                        let first = self.lent.outbox.queued();
+                        self.push_ids(to.addr(), ids.clone(), |ids| Message::Announce { ids });
+                        let frames = self.lent.outbox.copy_queued_from(first);
+                        self.announced = Some((ids, frames));
+                    }
+                }
                 self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
             }
             GossipMessage::Graft { mut ids } => {

@@ -49,13 +49,33 @@ impl Outbox {
         to: SocketAddr,
         message: &Message,
     ) -> usize {
+        self.push_encoded(to, wire::encode(header, message))
+    }
+
+    /// Queues a frame already encoded (the same announcement for several
+    /// members); returns its length. Like [`push_frame`](Self::push_frame),
+    /// it closes the rumor frame open for `to`.
+    pub(crate) fn push_encoded(&mut self, to: SocketAddr, bytes: Vec<u8>) -> usize {
         self.open.remove(&to);
-        let bytes = wire::encode(header, message);
         let len = bytes.len();
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += len as u64;
         self.transmits.push_back(Transmit { to, bytes });
         len
+    }
+
+    /// Frames queued and not yet polled.
+    pub(crate) fn queued(&self) -> usize {
+        self.transmits.len()
+    }
+
+    /// Copies of the frames queued after the first `from` still waiting.
+    pub(crate) fn copy_queued_from(&self, from: usize) -> Vec<Vec<u8>> {
+        self.transmits
+            .iter()
+            .skip(from)
+            .map(|t| t.bytes.clone())
+            .collect()
     }
 
     /// Lets later rumors for `to` join the frame just queued for it: a
@@ -109,7 +129,10 @@ impl Outbox {
             return None;
         }
         transmit.bytes[open.count_at] = count + 1;
-        let bytes = core::mem::take(&mut transmit.bytes);
+        let mut bytes = core::mem::take(&mut transmit.bytes);
+        // Room for the whole frame at the first join, so that the rumors
+        // joining after it do not move the frame again and again.
+        bytes.reserve(max.saturating_sub(bytes.len()));
         transmit.bytes = postcard::to_extend(item, bytes).expect("encoding into a Vec cannot fail");
         self.stats.bytes_sent += len as u64;
         Some(len)
