@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::id::NodeId;
 use crate::member::{Liveness, Member};
 use crate::membership::{
-    is_live, member_hash, rank, Entry, MemberTable, Peers, SetKind, Slot, SlotSet,
-    Suspicion, Version,
+    is_live, member_hash, rank, Entry, MemberTable, Peers, SetKind, Slot, SlotSet, Suspicion,
+    Version,
 };
 use crate::wire::{MemberRecord, Status, SyncEntry};
 
