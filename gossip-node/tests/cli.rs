@@ -350,3 +350,47 @@ fn aggregation_full_mode_counts_the_shares_in_flight_as_mass() {
     let drift = report["mass_drift"].as_f64().unwrap();
     assert!(drift <= 1e-12, "mass drift {drift}");
 }
+
+#[test]
+fn core_flags_reach_every_simulated_node_and_bad_ones_are_refused() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sim",
+            "membership",
+            "--nodes",
+            "30",
+            "--duration",
+            "5",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        json_report(&args)
+    };
+    let dropped = |report: &serde_json::Value| report["protocol"]["candidates_dropped"].as_u64();
+    assert_eq!(
+        dropped(&run(&[])),
+        Some(0),
+        "the default bound holds 30 nodes"
+    );
+    let bounded = run(&["--core", "max_candidates=1"]);
+    assert!(
+        dropped(&bounded).is_some_and(|d| d > 0),
+        "one candidate at a time: claims beyond it are dropped"
+    );
+    assert_refused(
+        &["sim", "membership", "--nodes", "10", "--duration", "5"],
+        &[
+            (
+                &["--core", "no_such_field=1"],
+                "no_such_field: unknown field",
+            ),
+            (&["--core", "max_candidates"], "expected KEY=VALUE"),
+            (&["--core", "max_candidates=0"], "max_candidates"),
+            (
+                &["--membership", "partial", "--core", "max_candidates=1"],
+                "--core need --membership full",
+            ),
+        ],
+    );
+}
