@@ -881,56 +881,12 @@ where
         "api": api_addr.map(|a| a.to_string()),
     })));
 
-    let mut commands = if stdin_commands {
-        Some(read_stdin())
-    } else {
-        None
-    };
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // Made once, so a Ctrl-C during a command is not lost.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    // SIGHUP reloads the keyring; without one it keeps its default
-    // (ending the process), as before keyrings existed.
-    let mut hangup = match keyring {
-        Some(_) => Some(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?),
-        None => None,
-    };
-    let why = loop {
-        tokio::select! {
-            line = async {
-                match commands.as_mut() {
-                    Some(lines) => lines.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => match line {
-                Some(line) => {
-                    if !command(&shared, line.trim()).await? {
-                        break "leave command";
-                    }
-                }
-                // End of input: the node keeps running.
-                None => commands = None,
-            },
-            _ = interrupt.recv() => break "SIGINT",
-            _ = terminate.recv() => break "SIGTERM",
-            _ = stopping.recv() => break "leave requested through the API",
-            _ = async {
-                match hangup.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let (Some(path), Some(handle)) = (&settings.keyring, &keyring) {
-                    let hub = events.clone();
-                    reload_keyring(path, handle, move |line| {
-                        let _ = hub.send(Arc::new(line));
-                    });
-                }
-            }
-        }
-    };
+    let keys = settings.keyring.as_deref().zip(keyring.as_ref());
+    let why = wait_for_leave(stdin_commands, &mut stopping, keys, &events, |line| {
+        let shared = Arc::clone(&shared);
+        async move { command(&shared, line.trim()).await }
+    })
+    .await?;
     tracing::info!("{why}: leaving the cluster");
     // The leave lingers at most `leave_linger` (2.5 s at most); the bound
     // here only guards against a stuck agent.
@@ -992,6 +948,69 @@ async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, nam
         }
         wait = (wait * 2).min(Duration::from_secs(30));
     }
+}
+
+/// Runs the agent's foreground until something asks it to leave, and says
+/// what: stdin commands (when `stdin_commands`; `command` answers `false`
+/// for a leave), SIGINT, SIGTERM, a leave through the API (`stopping`),
+/// and SIGHUP, which reloads the keyring when there is one (without one
+/// SIGHUP keeps its default, ending the process, as before keyrings
+/// existed). Shared by full and partial membership.
+pub(crate) async fn wait_for_leave<F, Fut>(
+    stdin_commands: bool,
+    stopping: &mut mpsc::Receiver<()>,
+    keyring: Option<(&Path, &KeyringHandle)>,
+    events: &broadcast::Sender<Arc<Value>>,
+    mut command: F,
+) -> anyhow::Result<&'static str>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let mut commands = stdin_commands.then(read_stdin);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Made once, so a Ctrl-C during a command is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hangup = match keyring {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
+    Ok(loop {
+        tokio::select! {
+            line = async {
+                match commands.as_mut() {
+                    Some(lines) => lines.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match line {
+                Some(line) => {
+                    if !command(line).await? {
+                        break "leave command";
+                    }
+                }
+                // End of input: the node keeps running.
+                None => commands = None,
+            },
+            _ = interrupt.recv() => break "SIGINT",
+            _ = terminate.recv() => break "SIGTERM",
+            _ = stopping.recv() => break "leave requested through the API",
+            _ = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((path, handle)) = keyring {
+                    let hub = events.clone();
+                    reload_keyring(path, handle, move |line| {
+                        let _ = hub.send(Arc::new(line));
+                    });
+                }
+            }
+        }
+    })
 }
 
 /// Reads stdin on a thread of its own, one line at a time. A blocked read

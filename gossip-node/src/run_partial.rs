@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::api_partial::{self, PartialMetrics, PartialShared};
 use crate::data_dir::{self, Identity};
-use crate::run_agent::{print_line, read_stdin, reload_keyring, transport, Settings};
+use crate::run_agent::{print_line, transport, wait_for_leave, Settings};
 
 /// Runs a partial-view node as `settings` and `config` say until it is
 /// told to leave.
@@ -122,48 +122,12 @@ pub async fn serve(settings: Settings, config: PartialConfig) -> anyhow::Result<
         "api": api_addr.map(|a| a.to_string()),
     })));
 
-    let mut commands = stdin_commands.then(read_stdin);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut hangup = match keyring {
-        Some(_) => Some(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?),
-        None => None,
-    };
-    let why = loop {
-        tokio::select! {
-            line = async {
-                match commands.as_mut() {
-                    Some(lines) => lines.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => match line {
-                Some(line) => {
-                    if !command(&shared, line.trim()).await? {
-                        break "leave command";
-                    }
-                }
-                None => commands = None,
-            },
-            _ = interrupt.recv() => break "SIGINT",
-            _ = terminate.recv() => break "SIGTERM",
-            _ = stopping.recv() => break "leave requested through the API",
-            _ = async {
-                match hangup.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let (Some(path), Some(handle)) = (&settings.keyring, &keyring) {
-                    let hub = events.clone();
-                    reload_keyring(path, handle, move |line| {
-                        let _ = hub.send(Arc::new(line));
-                    });
-                }
-            }
-        }
-    };
+    let keys = settings.keyring.as_deref().zip(keyring.as_ref());
+    let why = wait_for_leave(stdin_commands, &mut stopping, keys, &events, |line| {
+        let shared = Arc::clone(&shared);
+        async move { command(&shared, line.trim()).await }
+    })
+    .await?;
     tracing::info!("{why}: leaving the overlay");
     // A leave is one frame to each neighbour; the bound only guards
     // against a stuck agent.
