@@ -762,23 +762,8 @@ where
     let (inner, keyring) = transport(&settings, settings.config.max_message_size.get()).await?;
     let metrics = Arc::new(Metrics::new());
     let transport = Metered::new(inner, settings.config.clone(), Arc::clone(&metrics));
-    let listener = match settings.api {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "binding the control API at {addr} (choose another with --api ADDR, or run \
-                 without one with --api none)"
-            )
-        })?),
-        None => None,
-    };
-    let identity = Identity {
-        // Port 0 (no data dir): the port the system picked.
-        id: transport.local_addr(),
-        ..settings.identity.clone()
-    };
-    if let Some(dir) = &settings.data_dir {
-        data_dir::write(dir, &identity)?;
-    }
+    let listener = bind_api(&settings).await?;
+    let identity = record_identity(&settings, transport.local_addr())?;
     let mut node = Node::with_parts(
         settings.config.clone(),
         NodeId::new(identity.id),
@@ -948,6 +933,36 @@ async fn keep_joining<A: Aggregate + Send + 'static>(shared: Arc<Shared<A>>, nam
         }
         wait = (wait * 2).min(Duration::from_secs(30));
     }
+}
+
+/// Binds the control API's listener, if `settings` ask for one.
+pub(crate) async fn bind_api(
+    settings: &Settings,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = settings.api else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the control API at {addr} (choose another with --api ADDR, or run \
+             without one with --api none)"
+        )
+    })?;
+    Ok(Some(listener))
+}
+
+/// This run's identity at the address the transport bound (with port 0
+/// and no data dir, the port the system picked), written to the data dir
+/// when there is one.
+pub(crate) fn record_identity(settings: &Settings, bound: SocketAddr) -> anyhow::Result<Identity> {
+    let identity = Identity {
+        id: bound,
+        ..settings.identity.clone()
+    };
+    if let Some(dir) = &settings.data_dir {
+        data_dir::write(dir, &identity)?;
+    }
+    Ok(identity)
 }
 
 /// Runs the agent's foreground until something asks it to leave, and says

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use gossip_agent::{AgentConfig, PartialAgent};
 use gossip_core::partial::{PartialConfig, PartialNode};
 use gossip_core::NodeId;
@@ -24,30 +23,16 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api_partial::{self, PartialMetrics, PartialShared};
-use crate::data_dir::{self, Identity};
-use crate::run_agent::{print_line, transport, wait_for_leave, Settings};
+use crate::run_agent::{
+    bind_api, print_line, record_identity, transport, wait_for_leave, Settings,
+};
 
 /// Runs a partial-view node as `settings` and `config` say until it is
 /// told to leave.
 pub async fn serve(settings: Settings, config: PartialConfig) -> anyhow::Result<()> {
     let (transport, keyring) = transport(&settings, config.max_frame_len).await?;
-    let listener = match settings.api {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "binding the control API at {addr} (choose another with --api ADDR, or run \
-                 without one with --api none)"
-            )
-        })?),
-        None => None,
-    };
-    let identity = Identity {
-        // Port 0 (no data dir): the port the system picked.
-        id: transport.local_addr(),
-        ..settings.identity.clone()
-    };
-    if let Some(dir) = &settings.data_dir {
-        data_dir::write(dir, &identity)?;
-    }
+    let listener = bind_api(&settings).await?;
+    let identity = record_identity(&settings, transport.local_addr())?;
     let node = PartialNode::new(
         NodeId::new(identity.id),
         config,
