@@ -118,19 +118,24 @@ pub fn member_json(member: &Member, me: NodeId) -> Value {
     })
 }
 
+/// A transport's counters as the API shows them, for either membership.
+pub(crate) fn transport_json(t: &gossip_agent::TransportStats) -> Value {
+    json!({
+        "packets_sent": t.packets_sent,
+        "bytes_sent": t.bytes_sent,
+        "packets_received": t.packets_received,
+        "bytes_received": t.bytes_received,
+        "frames_dropped": t.frames_dropped,
+        "frames_refused": t.frames_refused,
+    })
+}
+
 /// The node's and transport's counters as the API shows them.
 pub fn stats_json(stats: &AgentStats) -> Value {
     let t = &stats.transport;
     json!({
         "node": stats.node,
-        "transport": {
-            "packets_sent": t.packets_sent,
-            "bytes_sent": t.bytes_sent,
-            "packets_received": t.packets_received,
-            "bytes_received": t.bytes_received,
-            "frames_dropped": t.frames_dropped,
-            "frames_refused": t.frames_refused,
-        },
+        "transport": crate::api::transport_json(t),
         "send_errors": stats.send_errors,
         "refused": stats.refused,
     })

@@ -159,14 +159,7 @@ pub fn stats_json(stats: &PartialAgentStats, active: usize, passive: usize) -> V
             "refused": n.refused,
             "grafts_sent": n.grafts_sent,
         },
-        "transport": {
-            "packets_sent": t.packets_sent,
-            "bytes_sent": t.bytes_sent,
-            "packets_received": t.packets_received,
-            "bytes_received": t.bytes_received,
-            "frames_dropped": t.frames_dropped,
-            "frames_refused": t.frames_refused,
-        },
+        "transport": crate::api::transport_json(t),
         "send_errors": stats.send_errors,
         "refused": stats.refused,
     })
