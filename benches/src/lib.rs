@@ -79,6 +79,7 @@ pub fn node_in_cluster(strategy: AnyStrategy, cluster: usize, now: Instant) -> N
             &header(1),
             &Message::Sync {
                 reply: false,
+                nonce: 0,
                 after: None,
                 through: None,
                 entries: chunk.to_vec(),

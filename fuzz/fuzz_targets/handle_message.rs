@@ -116,6 +116,7 @@ fn taught_node() -> (Simulator, Invariants) {
             &config,
             peer,
             &Message::Join {
+                nonce: 0,
                 metadata: vec![peer as u8; 4],
             },
         );

@@ -472,6 +472,7 @@ fn message(cx: Ctx, m: FuzzMessage) -> Message {
             updates: records(cx, updates),
         },
         FuzzMessage::Join { metadata } => Message::Join {
+            nonce: 0,
             metadata: metadata.bytes(cx.max_metadata_len),
         },
         FuzzMessage::Sync {

@@ -102,9 +102,18 @@ async fn a_certified_member_cannot_speak_for_another_over_quic() {
     // The same endpoint speaking for itself is heard: its join draws a
     // challenge from A.
     let evil_id = NodeId::new(evil.local_addr());
-    evil.send(a.id(), &frame(evil_id, &Message::Join { metadata: vec![] }))
-        .await
-        .unwrap();
+    evil.send(
+        a.id(),
+        &frame(
+            evil_id,
+            &Message::Join {
+                nonce: 0,
+                metadata: vec![],
+            },
+        ),
+    )
+    .await
+    .unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Ok(Incoming::Frame { from, bytes }) = evil.recv().await {

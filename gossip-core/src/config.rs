@@ -99,8 +99,22 @@ pub struct Config {
     /// How long dead and departed members are remembered (and dead ones
     /// re-probed) before they are forgotten. Default 1 hour.
     pub dead_retention: Duration,
-    /// Time between join attempts while no seed has answered. Default 1 s.
+    /// Time between the first join attempts while no seed has answered;
+    /// each later wait doubles, up to eight times this. Default 1 s.
     pub join_retry_interval: Duration,
+    /// How long a seed holds a join before answering it with its member
+    /// list. Members that start together (a cold start) then get one list
+    /// naming each other, instead of the early ones learning each later
+    /// one as news and challenging it: that costs a challenge per pair of
+    /// members. Answers then leave as fast as the state reply budget
+    /// allows, oldest first, and one that finds the budget spent is tried
+    /// again after this long. Default 250 ms.
+    pub join_answer_delay: Duration,
+    /// How long a joining node waits for a seed's answer before it learns
+    /// members from anyone (challenging each). Until the answer, it takes
+    /// no claim about a third member and challenges no stranger: the answer
+    /// names them all on the seed's word. Default 60 s.
+    pub seed_answer_wait: Duration,
     /// Most members (alive, suspect, dead or departed) kept in the view;
     /// updates about further members are dropped and counted. Default 65 536.
     pub max_members: NonZeroUsize,
@@ -200,6 +214,8 @@ impl Config {
             dead_probe_interval: Duration::from_secs(5),
             dead_retention: Duration::from_secs(3600),
             join_retry_interval: Duration::from_secs(1),
+            join_answer_delay: Duration::from_millis(250),
+            seed_answer_wait: Duration::from_secs(60),
             max_members: NonZeroUsize::new(max_members).expect("non-zero"),
             max_metadata_len: 128,
             max_pending_updates: NonZeroUsize::new(8192).expect("non-zero"),

@@ -55,6 +55,9 @@ pub struct Stats {
     /// Claims dropped: the member did not answer its challenge in time,
     /// or `max_candidates` claims were already waiting.
     pub candidates_dropped: u64,
+    /// Members admitted on a seed's word: named in its answer to our own
+    /// join or sync request (see `Config::join_answer_delay`).
+    pub members_vouched: u64,
     /// Join or sync requests left unanswered because the state-reply byte
     /// budget was spent.
     pub state_replies_throttled: u64,
@@ -134,6 +137,7 @@ impl Stats {
         self.verifications_sent += other.verifications_sent;
         self.candidates_proven += other.candidates_proven;
         self.candidates_dropped += other.candidates_dropped;
+        self.members_vouched += other.members_vouched;
         self.state_replies_throttled += other.state_replies_throttled;
         self.updates_dropped += other.updates_dropped;
         self.members_dropped += other.members_dropped;

@@ -28,8 +28,9 @@ use crate::strategy::Digest;
 /// random and travel as four fixed bytes, and `Verify` asks an address to
 /// prove it is the member it is said to be; 4: announced and grafted rumor
 /// ids travel grouped by origin life with delta-encoded sequence numbers,
-/// see [`IdGroupsLen`].)
-pub const PROTOCOL_VERSION: u8 = 4;
+/// see [`IdGroupsLen`]; 5: `Join` and `Sync` carry a nonce that state
+/// answers echo, so that a seed's answer can be told from a forgery.)
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 2;
@@ -57,10 +58,11 @@ pub const fn signature_overhead(len: usize) -> usize {
 }
 
 /// Bytes a sync frame adds besides its header and its entries, at most:
-/// message tag, reply flag, both id bounds and a three-byte element count.
+/// message tag, reply flag, nonce, both id bounds and a three-byte element
+/// count.
 /// No other message that carries member records has more fixed fields, so a
 /// frame of header budget, this and one [`max_record_len`] holds any of them.
-pub(crate) const SYNC_OVERHEAD: usize = 1 + 1 + 2 * (1 + MAX_NODE_ID_LEN) + MAX_VARINT_U16;
+pub(crate) const SYNC_OVERHEAD: usize = 1 + 1 + 4 + 2 * (1 + MAX_NODE_ID_LEN) + MAX_VARINT_U16;
 
 /// Bytes the header can take at most under `config`: payload budgets subtract it.
 pub fn header_budget(config: &Config) -> usize {
@@ -251,8 +253,14 @@ pub enum Message {
         #[serde(deserialize_with = "bounded_vec")]
         updates: Vec<MemberRecord>,
     },
-    /// A new member asks to join; the header names it. Answered by `Sync`.
+    /// A new member asks to join; the header names it. Answered by `Sync`
+    /// frames echoing `nonce`.
     Join {
+        /// Drawn at random by the joiner and echoed by the seed's answer:
+        /// only a node that received the request can answer it, so the
+        /// joiner may take the members the answer lists on the seed's word.
+        #[serde(with = "fixed_u32")]
+        nonce: u32,
         /// The joiner's metadata.
         #[serde(deserialize_with = "bounded_vec")]
         metadata: Vec<u8>,
@@ -264,6 +272,10 @@ pub enum Message {
     Sync {
         /// Whether the receiver should answer with what the sender lacks.
         reply: bool,
+        /// With `reply`, drawn at random by the sender; in an answer, the
+        /// nonce of the request (or `Join`) it answers.
+        #[serde(with = "fixed_u32")]
+        nonce: u32,
         /// Exclusive lower bound of the ids this frame covers.
         after: Option<NodeId>,
         /// Inclusive upper bound of the ids this frame covers.
@@ -449,7 +461,7 @@ fn check_metadata(config: &Config, message: &Message) -> Result<(), RecvError> {
                 _ => Ok(()),
             })
         }
-        Message::Join { metadata } => too_long(metadata.len()),
+        Message::Join { metadata, .. } => too_long(metadata.len()),
         Message::Sync { entries, .. } => entries
             .iter()
             .try_for_each(|entry| too_long(entry.metadata.len())),

@@ -243,6 +243,7 @@ fn frames_claiming_to_come_from_the_receiver_are_refused() {
             incarnation: Incarnation(99),
         },
         &Message::Join {
+            nonce: 0,
             metadata: Vec::new(),
         },
     );
@@ -262,6 +263,7 @@ fn oversized_metadata_is_refused() {
             incarnation: Incarnation(0),
         },
         &Message::Join {
+            nonce: 0,
             metadata: vec![b'x'; max + 1],
         },
     );
@@ -401,7 +403,10 @@ fn a_death_claim_at_the_last_incarnation_is_survived_as_a_new_generation() {
             message,
         )
     };
-    let join = from_member(&Message::Join { metadata: vec![] });
+    let join = from_member(&Message::Join {
+        nonce: 0,
+        metadata: vec![],
+    });
     node.handle_message(now, addr(1), &join).unwrap();
     common::answer_challenge(&mut node, now, addr(1), from_member);
     // Incarnations saturate: Alive(MAX) could never outrank Dead(MAX), so

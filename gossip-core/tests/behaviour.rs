@@ -762,6 +762,7 @@ fn sync_answer_carries_only_what_the_asker_lacks() {
             &header,
             &Message::Sync {
                 reply: true,
+                nonce: 0,
                 after: None,
                 through: None,
                 entries: entries.into_iter().map(wire::SyncEntry::from).collect(),

@@ -36,7 +36,13 @@ fn frame(i: u8, message: &Message) -> Vec<u8> {
 }
 
 fn join_frame(i: u8) -> Vec<u8> {
-    frame(i, &Message::Join { metadata: vec![] })
+    frame(
+        i,
+        &Message::Join {
+            nonce: 0,
+            metadata: vec![],
+        },
+    )
 }
 
 fn drain(node: &mut Node) -> Vec<Transmit> {
@@ -195,6 +201,7 @@ fn only_a_seed_or_a_member_completes_a_join() {
             i,
             &Message::Sync {
                 reply: false,
+                nonce: 0,
                 after: None,
                 through: None,
                 entries: vec![SyncEntry {
@@ -237,10 +244,23 @@ fn a_strangers_probes_do_not_end_a_join_but_a_proven_members_do() {
     node.handle_message(now, addr(9), &ping(9)).unwrap();
     node.handle_message(now, addr(9), &gossip).unwrap();
     assert!(!node.is_joined(), "a stranger's ping or gossip does not");
-    // The stranger's ping drew a challenge; once it has answered it is a
-    // member, and a member probing us holds us as one.
-    common::answer_challenge(&mut node, now, addr(9), |m| frame(9, m));
-    node.handle_message(now, addr(9), &ping(9)).unwrap();
+    let sent = drain(&mut node);
+    assert!(
+        sent.iter().all(|t| !matches!(
+            wire::decode(node.config(), &t.bytes),
+            Ok((_, Message::Verify { .. }))
+        )),
+        "while its seed's answer is awaited, a stranger draws no challenge"
+    );
+    // Once the node stops waiting for its seed, a stranger's ping draws a
+    // challenge; once it has answered it is a member, and a member probing
+    // us holds us as one.
+    let later = now + node.config().seed_answer_wait;
+    node.handle_timeout(later);
+    drain(&mut node);
+    node.handle_message(later, addr(9), &ping(9)).unwrap();
+    common::answer_challenge(&mut node, later, addr(9), |m| frame(9, m));
+    node.handle_message(later, addr(9), &ping(9)).unwrap();
     assert!(node.is_joined(), "a proven member's ping does");
 }
 
@@ -492,7 +512,10 @@ fn a_join_flood_admits_nobody_who_does_not_answer_and_reflects_little() {
                 generation: Generation(1),
                 incarnation: Incarnation(0),
             },
-            &Message::Join { metadata: vec![] },
+            &Message::Join {
+                nonce: 0,
+                metadata: vec![],
+            },
         );
         received += join.len();
         node.handle_message(now, fake.addr(), &join).unwrap();
@@ -549,6 +572,7 @@ fn a_stranger_draws_only_small_bare_answers() {
         9,
         &Message::Sync {
             reply: true,
+            nonce: 0,
             after: None,
             through: None,
             entries: vec![],
@@ -599,6 +623,7 @@ fn a_member_asking_for_state_again_and_again_is_held_to_its_budget() {
         2,
         &Message::Sync {
             reply: true,
+            nonce: 0,
             after: Some(id(200)),
             through: Some(id(201)),
             entries: vec![],
@@ -617,6 +642,7 @@ fn a_member_asking_for_state_again_and_again_is_held_to_its_budget() {
         3,
         &Message::Sync {
             reply: true,
+            nonce: 0,
             after: None,
             through: None,
             entries: vec![],

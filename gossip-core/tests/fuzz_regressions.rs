@@ -95,6 +95,7 @@ fn join_answer_fits_smallest_valid_frame_with_ipv6_members() {
     for (i, port) in [7001, 7002].into_iter().enumerate() {
         let joiner = v6(port);
         let join = Message::Join {
+            nonce: 0,
             metadata: vec![2; config.max_metadata_len],
         };
         let at = now + Duration::from_millis(1 + i as u64);
@@ -107,6 +108,9 @@ fn join_answer_fits_smallest_valid_frame_with_ipv6_members() {
         common::answer_challenge(&mut seed, at, joiner.addr(), |m| {
             frame(&config, joiner, generation, m)
         });
+        // The seed answers joins after `join_answer_delay`.
+        drain_checked(&mut seed);
+        seed.handle_timeout(at + config.join_answer_delay);
         // At this frame size each sync frame holds one member, so the answer
         // to the second join has a middle frame bounded on both sides.
         let syncs = drain_checked(&mut seed);
@@ -131,7 +135,10 @@ fn bounded_sync_answer_fits_smallest_valid_frame() {
         .unwrap();
     drain_checked(&mut node);
     // Only a member is answered: the peer joins and proves its address.
-    let join = Message::Join { metadata: vec![] };
+    let join = Message::Join {
+        nonce: 0,
+        metadata: vec![],
+    };
     node.handle_message(now, peer.addr(), &frame(&config, peer, u64::MAX, &join))
         .unwrap();
     common::answer_challenge(&mut node, now, peer.addr(), |m| {
@@ -140,6 +147,7 @@ fn bounded_sync_answer_fits_smallest_valid_frame() {
     drain_checked(&mut node);
     let ask = Message::Sync {
         reply: true,
+        nonce: 0,
         after: Some(v6(1)),
         through: Some(me),
         entries: Vec::new(),

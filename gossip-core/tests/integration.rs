@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod behaviour;
+mod cold_start;
 mod common;
 mod contact;
 mod forged;

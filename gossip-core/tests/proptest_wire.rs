@@ -201,15 +201,18 @@ fn message(max: usize) -> impl Strategy<Value = Message> {
         }),
         (any::<u32>(), updates(max)).prop_map(|(seq, updates)| Message::Nack { seq, updates }),
         updates(max).prop_map(|updates| Message::Gossip { updates }),
-        metadata(max).prop_map(|metadata| Message::Join { metadata }),
+        (any::<u32>(), metadata(max))
+            .prop_map(|(nonce, metadata)| Message::Join { nonce, metadata }),
         (
             any::<bool>(),
+            any::<u32>(),
             prop::option::of(node_id()),
             prop::option::of(node_id()),
             prop::collection::vec(member(max), 0..=MAX_LIST)
         )
-            .prop_map(|(reply, after, through, entries)| Message::Sync {
+            .prop_map(|(reply, nonce, after, through, entries)| Message::Sync {
                 reply,
+                nonce,
                 after,
                 through,
                 entries
@@ -346,7 +349,7 @@ proptest! {
                 }],
             }
         } else {
-            Message::Join { metadata }
+            Message::Join { nonce: 0, metadata }
         };
         let bytes = wire::encode(&header("", parts), &message);
         prop_assert_eq!(
@@ -385,6 +388,7 @@ fn victim(config: &Config) -> (Node, std::time::Instant) {
             incarnation: Incarnation(0),
         },
         &Message::Join {
+            nonce: 0,
             metadata: b"peer".to_vec(),
         },
     );

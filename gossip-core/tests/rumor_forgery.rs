@@ -235,7 +235,13 @@ fn a_late_joiner_takes_an_origins_rumors_at_any_sequence_then_holds_it_to_the_ga
         node.handle_message(
             now,
             addr(i),
-            &lone_frame(i, &Message::Join { metadata: vec![] }),
+            &lone_frame(
+                i,
+                &Message::Join {
+                    nonce: 0,
+                    metadata: vec![],
+                },
+            ),
         )
         .unwrap();
         common::answer_challenge(&mut node, now, addr(i), |m| lone_frame(i, m));

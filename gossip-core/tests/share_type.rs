@@ -73,8 +73,15 @@ fn a_share_of_another_type_is_refused_and_changes_nothing() {
     .unwrap();
     node.join(now, &[]).unwrap();
     // Shares count only from members: the sender joins first.
-    node.handle_message(now, addr(2), &frame(&Message::Join { metadata: vec![] }))
-        .unwrap();
+    node.handle_message(
+        now,
+        addr(2),
+        &frame(&Message::Join {
+            nonce: 0,
+            metadata: vec![],
+        }),
+    )
+    .unwrap();
     common::answer_challenge(&mut node, now, addr(2), frame);
     while node.poll_transmit().is_some() {}
 

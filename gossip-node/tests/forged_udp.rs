@@ -100,7 +100,10 @@ fn an_outsider_can_neither_evict_a_member_nor_admit_a_fake() {
     for i in 0..20_000u32 {
         let fake = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7946));
         let to = &addrs[i as usize % addrs.len()];
-        let join = Message::Join { metadata: vec![] };
+        let join = Message::Join {
+            nonce: 0,
+            metadata: vec![],
+        };
         outsider.send_to(&frame(fake, &join), to).unwrap();
         outsider.send_to(&frame(me, &join), to).unwrap();
     }

@@ -320,6 +320,7 @@ impl Adversary {
                         header_id,
                         Default::default(),
                         Message::Join {
+                            nonce: 0,
                             metadata: Vec::new(),
                         },
                     ),
@@ -371,11 +372,13 @@ impl Adversary {
             AdversaryKind::Reflect => {
                 let message = if self.rng.random_bool(0.5) {
                     Message::Join {
+                        nonce: 0,
                         metadata: Vec::new(),
                     }
                 } else {
                     Message::Sync {
                         reply: true,
+                        nonce: 0,
                         after: None,
                         through: None,
                         entries: Vec::new(),

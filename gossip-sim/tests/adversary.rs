@@ -33,6 +33,7 @@ fn an_outsider_reaches_nodes_and_reads_their_answers_without_touching_net_stats(
     let join = wire::encode(
         &header,
         &Message::Join {
+            nonce: 0,
             metadata: Vec::new(),
         },
     );
@@ -184,6 +185,7 @@ fn flood_and_reflection_frames_name_fakes_and_the_victim() {
             Message::Join { .. } => {}
             Message::Sync {
                 reply: true,
+                nonce: 0,
                 after: None,
                 through: None,
                 entries,

@@ -118,7 +118,13 @@ fn forged_frames_naming_a_low_sorting_phantom_do_not_take_leadership() {
             // The phantom joins from its own (unreachable) address.
             (
                 phantom,
-                wire::encode(&header(phantom), &Message::Join { metadata: vec![] }),
+                wire::encode(
+                    &header(phantom),
+                    &Message::Join {
+                        nonce: 0,
+                        metadata: vec![],
+                    },
+                ),
             ),
             // A spoofed member vouches for the phantom and relays its claim.
             (

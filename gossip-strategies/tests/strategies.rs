@@ -343,7 +343,13 @@ mod hostile_input {
         node.handle_message(now, addr(9), &pull).unwrap();
         assert!(node.poll_transmit().is_none());
         // Once :9 joined and proved its address, it is answered.
-        let join = frame(9, &Message::Join { metadata: vec![] });
+        let join = frame(
+            9,
+            &Message::Join {
+                nonce: 0,
+                metadata: vec![],
+            },
+        );
         node.handle_message(now, addr(9), &join).unwrap();
         let config = node.config().clone();
         let seq = core::iter::from_fn(|| node.poll_transmit())

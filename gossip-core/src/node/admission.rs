@@ -20,9 +20,9 @@ pub(crate) struct Candidate {
     pub version: Version,
     /// The metadata the claim states.
     pub metadata: Metadata,
-    /// The claim was the member's own join: answer it with our state once
-    /// it is proven.
-    pub answer_join: bool,
+    /// The claim was the member's own join, carrying this nonce: answer it
+    /// with our state once it is proven.
+    pub answer_join: Option<u32>,
     /// The claim came as news (a join, a gossiped record) rather than as
     /// bulk state or a challenge: once proven it is passed on, as news is.
     pub news: bool,
@@ -82,7 +82,9 @@ impl Candidates {
                 waiting.version = claim.version;
                 waiting.metadata = claim.metadata;
             }
-            waiting.answer_join |= claim.answer_join;
+            if claim.answer_join.is_some() {
+                waiting.answer_join = claim.answer_join;
+            }
             waiting.news |= claim.news;
             return Proposal::Waiting(waiting.seq);
         }
@@ -174,7 +176,7 @@ mod tests {
             seq: 0,
             version,
             metadata: Metadata::new(&metadata),
-            answer_join: flag,
+            answer_join: flag.then_some(5),
             news: flag,
             expires,
             sent: 0,
@@ -214,7 +216,7 @@ mod tests {
         let proven = candidates.prove(id(1), 7).expect("its own challenge");
         assert_eq!(
             (proven.version, proven.metadata.to_vec(), proven.answer_join),
-            (v(1, 3), vec![2], true)
+            (v(1, 3), vec![2], Some(5))
         );
         assert!(candidates.prove(id(1), 7).is_none(), "a proof counts once");
         assert_eq!(

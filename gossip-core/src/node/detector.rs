@@ -11,7 +11,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
-use crate::id::NodeId;
+use crate::id::{Generation, NodeId};
 use crate::membership::{FastMap, Peers, Slot};
 
 use super::view::View;
@@ -20,6 +20,9 @@ use super::view::View;
 #[derive(Debug)]
 pub(crate) struct Probe {
     pub target: NodeId,
+    /// The life of the target probed: a failure says nothing of a later
+    /// one (the member may have restarted while the probe ran).
+    pub generation: Generation,
     pub seq: u32,
     /// Helpers asked to probe indirectly; each nack counts once, and only
     /// from one of them.
@@ -134,10 +137,16 @@ impl FailureDetector {
     }
 
     /// Starts probing `target`; returns the ping's sequence number.
-    pub(crate) fn start(&mut self, target: NodeId, rng: &mut ChaCha8Rng) -> u32 {
+    pub(crate) fn start(
+        &mut self,
+        target: NodeId,
+        generation: Generation,
+        rng: &mut ChaCha8Rng,
+    ) -> u32 {
         let seq = self.next_seq(rng);
         self.probe = Some(Probe {
             target,
+            generation,
             seq,
             helpers: Vec::new(),
             nacked: Vec::new(),
@@ -286,7 +295,7 @@ fn shuffle(rng: &mut ChaCha8Rng, items: &mut [Slot]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{Generation, Incarnation};
+    use crate::id::Incarnation;
     use crate::node::view::Weighing;
     use crate::wire::Status;
     use rand::SeedableRng;
@@ -357,7 +366,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let view = live(4);
         let mut detector = FailureDetector::default();
-        let seq = detector.start(id(1), &mut rng);
+        let seq = detector.start(id(1), Generation(1), &mut rng);
         let (target, _, helpers) = detector.ask_helpers(view.live(), 2, &mut rng).unwrap();
         assert_eq!(target, id(1));
         assert!(!helpers.contains(&id(1)));
@@ -369,7 +378,7 @@ mod tests {
         assert_eq!(missed, 1);
 
         detector.adjust_health(3, 8);
-        let seq = detector.start(id(2), &mut rng);
+        let seq = detector.start(id(2), Generation(1), &mut rng);
         assert!(
             matches!(detector.ack(seq, id(3), 8), Acked::Unknown),
             "an ack from neither the target nor a helper does not count"

@@ -33,12 +33,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 }
             }
             Timer::Join => {
-                if !self.local.joined {
+                if self.local.seed_wait_until.is_some_and(|t| t <= now) {
+                    // No seed answered in time: learn members from anyone.
+                    self.local.seeded = true;
+                }
+                if !self.local.seeded {
                     self.send_join();
-                    self.timers
-                        .arm(Timer::Join, now + self.config.join_retry_interval);
+                    self.timers.arm(Timer::Join, now + self.join_retry_wait());
                 }
             }
+            Timer::JoinAnswers => self.send_join_answers(now),
             Timer::Suspicion(id) => {
                 if self.view.suspicion_deadline(&id).is_some_and(|t| t <= now) {
                     self.declare_dead(now, id);
@@ -84,7 +88,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.timers.disarm(Timer::ProbeEnd);
             return;
         };
-        let seq = self.detector.start(target, &mut self.rng);
+        let generation = self
+            .view
+            .get(&target)
+            .map_or(self.local.generation, |e| e.version().0);
+        let seq = self.detector.start(target, generation, &mut self.rng);
         self.timers
             .arm(Timer::ProbeDirect, schedule.direct_deadline);
         self.timers.arm(Timer::ProbeEnd, schedule.end);
@@ -121,6 +129,14 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         // so back off before accusing others.
         self.detector
             .adjust_health(i64::from(missed), self.config.max_local_health);
+        let same_life = self
+            .view
+            .get(&probe.target)
+            .is_some_and(|e| e.version().0 == probe.generation);
+        if !same_life {
+            // The member restarted while we probed its former life.
+            return;
+        }
         self.suspect(now, probe.target);
         // A helper's nack says its own ping to the target went unanswered:
         // an independent failed probe, so it confirms the suspicion at once
@@ -228,11 +244,59 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn maybe_start_sync(&mut self, now: Instant, peer: SocketAddr) {
-        if !self.sync.may_start(now, &self.config) || !self.allow_state_reply(now, peer) {
+        // Until its seed answers, a joining node's view is its seed's answer
+        // on the way: a sync now would bring the same members again, from
+        // a member whose word on them is not taken yet.
+        if !self.local.seeded
+            || !self.sync.may_start(now, &self.config)
+            || !self.allow_state_reply(now, peer)
+        {
             return;
         }
         self.sync.started(now, &self.config);
         self.outbox.stats.syncs_started += 1;
-        self.send_state(peer, true);
+        // A seed's answer to our own nonce names members on the seed's
+        // word; anyone else's answer is checked claim by claim, so its
+        // nonce only has to be fresh.
+        let nonce = if self.local.seeds.contains(&peer) {
+            self.local.seed_nonce
+        } else {
+            self.rng.random()
+        };
+        self.send_state(peer, true, nonce);
+    }
+
+    /// How long to wait before asking the seeds again after the join just
+    /// sent (see `Local::join_attempts`).
+    pub(super) fn join_retry_wait(&self) -> Duration {
+        let doublings = self.local.join_attempts.saturating_sub(1).min(3);
+        self.config.join_retry_interval * (1 << doublings)
+    }
+
+    /// Queues the answer to `id`'s join, which carried `nonce` (see
+    /// [`JoinAnswers`]).
+    pub(super) fn queue_join_answer(&mut self, now: Instant, id: NodeId, nonce: u32) {
+        self.join_answers.push(id, nonce);
+        self.timers
+            .arm_no_later_than(Timer::JoinAnswers, now + self.config.join_answer_delay);
+    }
+
+    /// Sends the waiting join answers, oldest first, while the reply budget
+    /// allows; the rest wait another `join_answer_delay`.
+    pub(super) fn send_join_answers(&mut self, now: Instant) {
+        while let Some((id, nonce)) = self.join_answers.front() {
+            if !self.view.is_live(&id) {
+                self.join_answers.pop();
+                continue;
+            }
+            if !self.allow_state_reply(now, id.addr()) {
+                self.timers
+                    .arm(Timer::JoinAnswers, now + self.config.join_answer_delay);
+                return;
+            }
+            self.join_answers.pop();
+            self.outbox.stats.joins_answered += 1;
+            self.send_state(id.addr(), false, nonce);
+        }
     }
 }

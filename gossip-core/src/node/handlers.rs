@@ -165,27 +165,19 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     /// A member asks to join. A live member (restarted, or asking again)
-    /// gets our state at once; anyone else first proves its address, and is
-    /// answered once it has.
-    pub(super) fn on_join(&mut self, now: Instant, source: &Source, metadata: Vec<u8>) {
+    /// has its answer queued at once; anyone else first proves its address,
+    /// and is queued once it has. The answer echoes `nonce`.
+    pub(super) fn on_join(&mut self, now: Instant, source: &Source, nonce: u32, metadata: Vec<u8>) {
         let id = source.sender;
         if !self.view.knows(&id) {
-            self.challenge(now, id, source.version, metadata, true, true);
+            self.challenge(now, id, source.version, metadata, Some(nonce), true);
             return;
         }
         // Its own word, from its own address: a member we knew may come
         // back, in this life or a new one.
         self.merge(now, id, source.version, Status::Alive { metadata }, true);
         if self.view.is_live(&id) {
-            self.answer_join(now, id.addr());
-        }
-    }
-
-    /// Sends our state to a member that joined.
-    pub(super) fn answer_join(&mut self, now: Instant, to: SocketAddr) {
-        if self.allow_state_reply(now, to) {
-            self.outbox.stats.joins_answered += 1;
-            self.send_state(to, false);
+            self.queue_join_answer(now, id, nonce);
         }
     }
 
@@ -336,11 +328,21 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         OwnRumor::Forged(real)
     }
 
+    /// A slice of `source`'s view.
+    ///
+    /// An answer from a seed that echoes the nonce of our own join or sync
+    /// request names members on the seed's word: those we do not know are
+    /// admitted without a challenge each. Only the seed (the operator named
+    /// it) or a node that saw our request can produce such an answer, so an
+    /// address forger cannot add anyone this way. Everything else is
+    /// weighed claim by claim, as gossip is: a new member still proves its
+    /// own address.
     pub(super) fn on_sync(
         &mut self,
         now: Instant,
         source: &Source,
         reply: bool,
+        nonce: u32,
         range: sync::Range,
         entries: Vec<SyncEntry>,
     ) {
@@ -353,6 +355,10 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         // hold live, completes a join: a stranger's view must not stop the
         // join retries.
         self.local.joined = true;
+        let seed_answer = !reply && source.seed && nonce == self.local.seed_nonce;
+        if seed_answer {
+            self.local.seeded = true;
+        }
         // What the sender listed, to answer with only what it lacks.
         let listed = if reply {
             sync::listed(&entries)
@@ -369,7 +375,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 Liveness::Dead => Status::Dead { by: source.sender },
                 Liveness::Left => Status::Left,
             };
-            self.apply_record(now, source, entry.id, version, claim, false);
+            let vouched = seed_answer
+                && matches!(claim, Status::Alive { .. })
+                && entry.id != self.local.id
+                && !self.view.knows(&entry.id);
+            if vouched {
+                self.outbox.stats.members_vouched += 1;
+                self.merge(now, entry.id, version, claim, false);
+            } else {
+                self.apply_record(now, source, entry.id, version, claim, false);
+            }
         }
         let to = source.sender.addr();
         if reply && source.member && self.allow_state_reply(now, to) {
@@ -383,7 +398,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
                 &listed,
             );
             if !missing.is_empty() {
-                self.pack_state(to, false, missing, range);
+                self.pack_state(to, false, nonce, missing, range);
             }
             // Finding what the asker lacks walks the whole table, however
             // little it lacks: charge that work as if it were bytes, so a

@@ -48,7 +48,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         } else if id == source.sender {
             match claim {
                 Status::Alive { metadata } if !self.view.knows(&id) => {
-                    self.challenge(now, id, version, metadata, false, first_hand);
+                    self.challenge(now, id, version, metadata, None, first_hand);
                 }
                 claim => self.merge(now, id, version, claim, first_hand),
             }
@@ -83,14 +83,19 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         let held = self.view.get(&id).map(|e| (e.version(), e.liveness));
         match claim {
             Status::Alive { metadata } => match held {
-                None => self.challenge(now, id, version, metadata, false, first_hand),
+                // Until a seed's answer came, that answer is how a joining
+                // node learns the members: challenging each one named
+                // meanwhile would cost one challenge per pair of members
+                // in a cold start.
+                None if !self.local.seeded => self.outbox.stats.claims_ignored += 1,
+                None => self.challenge(now, id, version, metadata, None, first_hand),
                 Some((known, liveness))
                     if crate::membership::is_live(liveness) && version.0 == known.0 =>
                 {
                     self.merge(now, id, version, Status::Alive { metadata }, first_hand);
                 }
                 Some((known, _)) if version > known => {
-                    self.challenge(now, id, version, metadata, false, first_hand);
+                    self.challenge(now, id, version, metadata, None, first_hand);
                 }
                 Some(_) => {}
             },
@@ -151,15 +156,15 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
 
     /// Challenges the address of `id` to prove a claim that it is a member
     /// at `version` with `metadata` (and, with `answer_join`, to be
-    /// answered with our state once it has; with `news`, to be passed on
-    /// once proven).
+    /// answered with our state echoing that nonce once it has; with `news`,
+    /// to be passed on once proven).
     pub(super) fn challenge(
         &mut self,
         now: Instant,
         id: NodeId,
         version: Version,
         metadata: Vec<u8>,
-        answer_join: bool,
+        answer_join: Option<u32>,
         news: bool,
     ) {
         let max = self.config.max_candidates.get();
@@ -183,7 +188,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             // The member asks to join again: its challenge may have been
             // lost. Asking once per join it sends keeps the answer as small
             // as the request.
-            Proposal::Waiting(seq) if answer_join => self.send_challenge(now, id, seq),
+            Proposal::Waiting(seq) if answer_join.is_some() => self.send_challenge(now, id, seq),
             Proposal::Waiting(_) => {}
             Proposal::Full => self.outbox.stats.candidates_dropped += 1,
         }
@@ -229,8 +234,10 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         self.outbox.stats.candidates_proven += 1;
         let news = candidate.news;
         self.merge(now, id, source.version, Status::Alive { metadata }, news);
-        if candidate.answer_join && self.view.is_live(&id) {
-            self.answer_join(now, id.addr());
+        if let Some(nonce) = candidate.answer_join {
+            if self.view.is_live(&id) {
+                self.queue_join_answer(now, id, nonce);
+            }
         }
     }
 

@@ -53,7 +53,7 @@ use detector::{Acked, FailureDetector, ProbeSchedule};
 use host::{Hosted, Lent, Plugins};
 use outbox::Outbox;
 use send::short_hash;
-use sync::StateSync;
+use sync::{JoinAnswers, StateSync};
 use timers::{Timer, TimerTable};
 use updates::{retransmit_limit, UpdateQueue};
 use view::{suspicion_bounds, View, ViewChange, Weighing};
@@ -132,6 +132,22 @@ struct Local {
     phase: Phase,
     joined: bool,
     seeds: Vec<SocketAddr>,
+    /// The nonce our joins and our sync requests to seeds carry: a state
+    /// answer echoing it comes from a seed we asked (see
+    /// [`Node::on_sync`]).
+    seed_nonce: u32,
+    /// A seed's answer came (or this node founded the cluster, or gave up
+    /// waiting at `seed_wait_until`): from now on the node learns members
+    /// from anyone, challenging each new one. Before, it takes no claim
+    /// about third members and challenges no stranger, as the seed's
+    /// answer will name them all.
+    seeded: bool,
+    /// When a node still waiting for its seed's answer stops waiting.
+    seed_wait_until: Option<Instant>,
+    /// Join requests sent so far: each retry waits twice as long as the
+    /// last, up to eight `join_retry_interval`s, since a seed holds the
+    /// answer in its queue and a retry only helps when a frame was lost.
+    join_attempts: u32,
 }
 
 impl Local {
@@ -231,6 +247,7 @@ pub struct Node<S = NoStrategy, A = NoAggregate> {
     pending: UpdateQueue,
     timers: TimerTable,
     candidates: Candidates,
+    join_answers: JoinAnswers,
     plugins: Plugins<S, A>,
     outbox: Outbox,
 }
@@ -261,6 +278,15 @@ impl Source {
     /// Whether the sender's claims about others count.
     fn vouches(&self) -> bool {
         self.member || self.seed
+    }
+}
+
+impl<S: Strategy, A: Aggregate> Node<S, A> {
+    /// Whether a claim from `source` that a member exists which we do not
+    /// know should be challenged: always once a seed's answer came, and
+    /// before only for a seed's own word about itself.
+    fn learns_from(&self, source: &Source) -> bool {
+        self.local.seeded || source.seed
     }
 }
 
@@ -319,6 +345,10 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             phase: Phase::Idle,
             joined: false,
             seeds: Vec::new(),
+            seed_nonce: 0,
+            seeded: false,
+            seed_wait_until: None,
+            join_attempts: 0,
         };
         Ok(Self {
             view: View::new(id, local.version()),
@@ -330,6 +360,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             pending: UpdateQueue::default(),
             timers: TimerTable::default(),
             candidates: Candidates::default(),
+            join_answers: JoinAnswers::default(),
             plugins: Plugins::new(strategy, aggregate, store),
             outbox: Outbox::default(),
         })
@@ -472,12 +503,14 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.timers
                 .arm(Timer::DeadProbe, now + self.config.dead_probe_interval);
         }
+        self.local.seed_nonce = self.rng.random();
         if self.local.seeds.is_empty() {
             self.local.joined = true;
+            self.local.seeded = true;
         } else {
+            self.local.seed_wait_until = Some(now + self.config.seed_answer_wait);
             self.send_join();
-            self.timers
-                .arm(Timer::Join, now + self.config.join_retry_interval);
+            self.timers.arm(Timer::Join, now + self.join_retry_wait());
         }
         Ok(())
     }
@@ -494,6 +527,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         // probes run for others, so only the farewell gossip remains.
         self.detector.stop();
         self.candidates.clear();
+        self.join_answers.clear();
         self.timers.retain(Timer::survives_leave);
         let farewell = self.local.record(Status::Left);
         // Only a member's own word says that it left (others take a
@@ -522,6 +556,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Phase::Departed => return Err(CommandError::Departed),
         }
         let message = Message::Join {
+            nonce: self.local.seed_nonce,
             metadata: self.local.metadata.clone(),
         };
         // The addresses asked become seeds: only a seed's (or a member's)
@@ -808,7 +843,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             let held = self.view.get(&sender).expect("known");
             if source.version > held.version() {
                 let metadata = held.metadata().to_vec();
-                self.challenge(now, sender, source.version, metadata, false, true);
+                self.challenge(now, sender, source.version, metadata, None, true);
             }
         }
         if source.member
@@ -823,6 +858,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             self.local.joined = true;
         }
         if !source.known
+            && self.learns_from(&source)
             && matches!(
                 message,
                 Message::Ping { .. } | Message::Gossip { .. } | Message::PingReq { .. }
@@ -832,7 +868,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             // perhaps it is, and we missed its join. Ask it to prove it
             // (once: the claim then waits), so that membership becomes
             // mutual without waiting for a state sync.
-            self.challenge(now, sender, source.version, Vec::new(), false, false);
+            self.challenge(now, sender, source.version, Vec::new(), None, false);
         }
         match message {
             Message::Ping {
@@ -856,21 +892,22 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Message::Gossip { updates } => self.apply_records(now, &source, updates),
             Message::Verify { seq } => {
                 self.on_verify(&source, seq, bytes.len());
-                if !source.known {
+                if !source.known && self.learns_from(&source) {
                     // Whoever challenges us claims to be a member: challenge
                     // it back, so that each side admits the other at about
                     // the same time.
                     let version = source.version;
-                    self.challenge(now, sender, version, Vec::new(), false, false);
+                    self.challenge(now, sender, version, Vec::new(), None, false);
                 }
             }
-            Message::Join { metadata } => self.on_join(now, &source, metadata),
+            Message::Join { nonce, metadata } => self.on_join(now, &source, nonce, metadata),
             Message::Sync {
                 reply,
+                nonce,
                 after,
                 through,
                 entries,
-            } => self.on_sync(now, &source, reply, (after, through), entries),
+            } => self.on_sync(now, &source, reply, nonce, (after, through), entries),
             // Only members take part in dissemination and aggregation: a
             // stranger's rumors, pulls, feedback and shares are ignored.
             // Shares are also taken from an address whose challenge is out

@@ -64,7 +64,9 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
     }
 
     pub(super) fn send_join(&mut self) {
+        self.local.join_attempts = self.local.join_attempts.saturating_add(1);
         let message = Message::Join {
+            nonce: self.local.seed_nonce,
             metadata: self.local.metadata.clone(),
         };
         let header = self.local.header(&self.config);
@@ -75,13 +77,14 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
 
     /// Sends this node's whole view, split into as many frames as needed.
     /// With `reply`, every frame asks the receiver for what it knows better
-    /// in that frame's id range.
-    pub(super) fn send_state(&mut self, to: SocketAddr, reply: bool) {
+    /// in that frame's id range. Every frame carries `nonce` (see
+    /// [`Message::Sync`]).
+    pub(super) fn send_state(&mut self, to: SocketAddr, reply: bool, nonce: u32) {
         let mut view: Vec<SyncEntry> = core::iter::once(self.local.sync_entry())
             .chain(self.view.sync_entries())
             .collect();
         view.sort_unstable_by_key(|m| m.id);
-        self.pack_state(to, reply, view, (None, None));
+        self.pack_state(to, reply, nonce, view, (None, None));
     }
 
     /// Packs `view` (sorted by id) into sync frames and charges the bytes
@@ -90,12 +93,22 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         &mut self,
         to: SocketAddr,
         reply: bool,
+        nonce: u32,
         view: Vec<SyncEntry>,
         range: sync::Range,
     ) {
         let header = self.local.header(&self.config);
         let max = self.config.max_message_size.get();
-        let sent = sync::pack(&mut self.outbox, &header, max, to, reply, view, range);
+        let sent = sync::pack(
+            &mut self.outbox,
+            &header,
+            max,
+            to,
+            reply,
+            nonce,
+            view,
+            range,
+        );
         self.sync.charge(to, sent);
     }
 

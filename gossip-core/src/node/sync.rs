@@ -133,6 +133,60 @@ impl StateSync {
     }
 }
 
+/// Join answers waiting to be sent, oldest first, each with the nonce its
+/// request carried.
+///
+/// A seed does not answer a join at once: it waits `join_answer_delay`
+/// so that the members joining together (a cold start) all get one
+/// answer listing each other, instead of the early ones learning the late
+/// ones as news, one challenge per pair. Answers then leave as fast as the
+/// reply budget allows, oldest first; one that does not fit waits for the
+/// budget to refill instead of being dropped, so that a cold start is
+/// paced rather than retried. A member asking again while it waits is
+/// queued once, with its latest nonce. Every entry is a live member of the
+/// view, so the queue is bounded by `max_members`.
+#[derive(Debug, Default)]
+pub(crate) struct JoinAnswers {
+    order: std::collections::VecDeque<NodeId>,
+    nonces: FastMap<NodeId, u32>,
+}
+
+impl JoinAnswers {
+    /// Queues an answer to `id`'s join, which carried `nonce`; whether it
+    /// is new (not already waiting).
+    pub(crate) fn push(&mut self, id: NodeId, nonce: u32) -> bool {
+        let new = self.nonces.insert(id, nonce).is_none();
+        if new {
+            self.order.push_back(id);
+        }
+        new
+    }
+
+    /// The oldest waiting answer, without taking it.
+    pub(crate) fn front(&self) -> Option<(NodeId, u32)> {
+        let id = *self.order.front()?;
+        Some((id, self.nonces[&id]))
+    }
+
+    /// Takes the oldest waiting answer.
+    pub(crate) fn pop(&mut self) -> Option<(NodeId, u32)> {
+        let id = self.order.pop_front()?;
+        let nonce = self.nonces.remove(&id).expect("queued ids have a nonce");
+        if self.order.is_empty() {
+            // A cold start queues every member at once: give that room back.
+            self.order.shrink_to_fit();
+            self.nonces.shrink_to_fit();
+        }
+        Some((id, nonce))
+    }
+
+    /// A departed node answers nobody.
+    pub(crate) fn clear(&mut self) {
+        self.order.clear();
+        self.nonces.clear();
+    }
+}
+
 /// What a sync frame listed, sorted by id, to answer with only what its
 /// sender lacks: `(id, version, rank of liveness)`.
 pub(crate) fn listed(entries: &[SyncEntry]) -> Vec<(NodeId, Version, u8)> {
@@ -171,13 +225,16 @@ pub(crate) fn missing(
 /// returns the bytes queued. Each frame covers the ids after the previous
 /// frame's last one through its own last one; the first and last frames
 /// extend to the ends of `range`. With `reply`, every frame asks the
-/// receiver for what it knows better in that frame's range.
+/// receiver for what it knows better in that frame's range. Every frame
+/// carries `nonce`: a request's own, or the one of the request answered.
+#[allow(clippy::too_many_arguments)] // one frame's fields, each needed
 pub(crate) fn pack(
     outbox: &mut Outbox,
     header: &Header<'_>,
     max: usize,
     to: SocketAddr,
     reply: bool,
+    nonce: u32,
     view: Vec<SyncEntry>,
     range: Range,
 ) -> usize {
@@ -187,6 +244,7 @@ pub(crate) fn pack(
         header,
         Message::Sync {
             reply,
+            nonce,
             after: None,
             through: None,
             entries: Vec::new(),
@@ -208,6 +266,7 @@ pub(crate) fn pack(
         };
         let message = Message::Sync {
             reply,
+            nonce,
             after,
             through,
             entries: core::mem::take(&mut entries),
@@ -349,7 +408,7 @@ mod tests {
         let view: Vec<SyncEntry> = (1..=200).map(|p| entry(p, 0, Liveness::Alive)).collect();
         let mut outbox = Outbox::default();
         let to = "127.0.0.1:9".parse().unwrap();
-        let sent = pack(&mut outbox, &header, 300, to, true, view, (None, None));
+        let sent = pack(&mut outbox, &header, 300, to, true, 77, view, (None, None));
         let mut frames = Vec::new();
         while let Some(t) = outbox.poll_transmit() {
             assert!(t.bytes.len() <= 300);
@@ -365,11 +424,13 @@ mod tests {
                 through,
                 entries,
                 reply,
+                nonce,
             } = frame
             else {
                 panic!("only sync frames");
             };
             assert!(reply);
+            assert_eq!(*nonce, 77, "every frame carries the nonce");
             assert_eq!(*after, previous_through, "ranges are contiguous");
             previous_through = *through;
             covered += entries.len();

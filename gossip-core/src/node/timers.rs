@@ -33,6 +33,8 @@ pub(crate) enum Timer {
     DeadProbe,
     /// Ask the seeds again until one answers the join.
     Join,
+    /// Send the join answers waiting, as the reply budget allows.
+    JoinAnswers,
     /// A suspicion of this member times out.
     Suspicion(NodeId),
     /// Ping a member we suspect once more, carrying the suspicion, in case
@@ -52,8 +54,9 @@ pub(crate) enum Timer {
 impl Timer {
     /// The node's periodic duties, in the order one protocol period runs
     /// them when several are due: finish the probe in flight, start the
-    /// next, gossip, run a round, probe the dead, retry the join.
-    pub(crate) const DUTIES: [Timer; 7] = [
+    /// next, gossip, run a round, probe the dead, retry the join, answer
+    /// joins.
+    pub(crate) const DUTIES: [Timer; 8] = [
         Timer::ProbeDirect,
         Timer::ProbeEnd,
         Timer::Probe,
@@ -61,6 +64,7 @@ impl Timer {
         Timer::Round,
         Timer::DeadProbe,
         Timer::Join,
+        Timer::JoinAnswers,
     ];
 
     /// Whether each arming adds a deadline instead of replacing the last.
@@ -164,7 +168,8 @@ impl Timer {
             Timer::Round => 4,
             Timer::DeadProbe => 5,
             Timer::Join => 6,
-            Timer::Forget => 7,
+            Timer::JoinAnswers => 7,
+            Timer::Forget => 8,
             Timer::Suspicion(_)
             | Timer::Remind(_)
             | Timer::Nack(_)
