@@ -13,6 +13,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,9 @@ use crate::strategy::Digest;
 /// prove it is the member it is said to be; 4: announced and grafted rumor
 /// ids travel grouped by origin life with delta-encoded sequence numbers,
 /// see [`IdGroupsLen`]; 5: `Join` and `Sync` carry a nonce that state
-/// answers echo, so that a seed's answer can be told from a forgery.)
+/// answers echo, so that a seed's answer can be told from a forgery, and
+/// a sync frame's ids travel as steps from the one before, see
+/// [`sync_entry_len`].)
 pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
@@ -58,11 +61,11 @@ pub const fn signature_overhead(len: usize) -> usize {
 }
 
 /// Bytes a sync frame adds besides its header and its entries, at most:
-/// message tag, reply flag, nonce, both id bounds and a three-byte element
-/// count.
+/// message tag, reply flag, nonce, both id bounds, a three-byte element
+/// count and the zero step before an entry's id written in full.
 /// No other message that carries member records has more fixed fields, so a
 /// frame of header budget, this and one [`max_record_len`] holds any of them.
-pub(crate) const SYNC_OVERHEAD: usize = 1 + 1 + 4 + 2 * (1 + MAX_NODE_ID_LEN) + MAX_VARINT_U16;
+pub(crate) const SYNC_OVERHEAD: usize = 1 + 1 + 4 + 2 * (1 + MAX_NODE_ID_LEN) + MAX_VARINT_U16 + 1;
 
 /// Bytes the header can take at most under `config`: payload budgets subtract it.
 pub fn header_budget(config: &Config) -> usize {
@@ -280,8 +283,9 @@ pub enum Message {
         after: Option<NodeId>,
         /// Inclusive upper bound of the ids this frame covers.
         through: Option<NodeId>,
-        /// Member states.
-        #[serde(deserialize_with = "bounded_vec")]
+        /// Member states, each id written as a step from the one before
+        /// (see [`sync_entry_len`]).
+        #[serde(with = "sync_entries")]
         entries: Vec<SyncEntry>,
     },
     /// Application rumors, pushed or sent in answer to a pull.
@@ -552,6 +556,191 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
     }
 }
 
+/// How an entry's id follows the previous entry's id in a sync frame:
+///
+/// ```text
+/// step  varint
+///   0         the id follows in full (first entry, IPv6, or out of order)
+///   2k+1      same port, IPv4 address k above the previous one (k >= 1)
+///   2k        IPv4 (address, port) read as one 48-bit number, k above
+///             the previous one (k >= 1)
+/// ```
+///
+/// A state answer lists members sorted by id, and the members of one
+/// cluster usually share a port and a few address bytes, so most ids take
+/// one or two bytes instead of seven: the member list is most of what a
+/// cold start sends.
+fn id_step(previous: Option<NodeId>, id: NodeId) -> u64 {
+    let (Some(SocketAddr::V4(before)), SocketAddr::V4(now)) =
+        (previous.map(|p| p.addr()), id.addr())
+    else {
+        return 0;
+    };
+    let (ip_before, ip_now) = (u32::from(*before.ip()), u32::from(*now.ip()));
+    if before.port() == now.port() && ip_now > ip_before {
+        return u64::from(ip_now - ip_before) << 1 | 1;
+    }
+    let key = |ip: u32, port: u16| u64::from(ip) << 16 | u64::from(port);
+    let (k_before, k_now) = (key(ip_before, before.port()), key(ip_now, now.port()));
+    if k_now > k_before {
+        (k_now - k_before) << 1
+    } else {
+        0
+    }
+}
+
+/// The id `step` names after `previous` (see [`id_step`]); `None` if it
+/// names none (no IPv4 id before, or beyond the address space).
+fn id_after(previous: Option<NodeId>, step: u64) -> Option<NodeId> {
+    let SocketAddr::V4(before) = previous?.addr() else {
+        return None;
+    };
+    let ip_before = u64::from(u32::from(*before.ip()));
+    let (ip, port) = if step & 1 == 1 {
+        (ip_before.checked_add(step >> 1)?, before.port())
+    } else {
+        let key = (ip_before << 16 | u64::from(before.port())).checked_add(step >> 1)?;
+        (key >> 16, key as u16)
+    };
+    let ip = u32::try_from(ip).ok()?;
+    Some(NodeId::new(SocketAddr::from((Ipv4Addr::from(ip), port))))
+}
+
+/// Bytes `entry` takes in a sync frame right after an entry for
+/// `previous` (`None`: first in its frame).
+pub(crate) fn sync_entry_len(previous: Option<NodeId>, entry: &SyncEntry) -> usize {
+    encoded_len(&PackedEntry {
+        step: id_step(previous, entry.id),
+        entry,
+    })
+}
+
+/// One sync entry as it travels: its id's step, the id if the step is 0,
+/// then the rest as [`SyncEntry`] writes it. A tuple in postcard carries no
+/// length, so the two shapes need no tag of their own.
+struct PackedEntry<'a> {
+    step: u64,
+    entry: &'a SyncEntry,
+}
+
+impl Serialize for PackedEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let e = self.entry;
+        let mut t = serializer.serialize_tuple(6)?;
+        t.serialize_element(&self.step)?;
+        if self.step == 0 {
+            t.serialize_element(&e.id)?;
+        }
+        t.serialize_element(&e.generation)?;
+        t.serialize_element(&e.incarnation)?;
+        t.serialize_element(&e.liveness)?;
+        t.serialize_element(&Bytes(&e.metadata))?;
+        t.end()
+    }
+}
+
+/// Metadata bytes, written as a `Vec<u8>` field is.
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}
+
+/// Metadata bytes read as a `Vec<u8>` field is, growing only as they decode.
+struct BoundedBytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for BoundedBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        bounded_vec(deserializer).map(Self)
+    }
+}
+
+/// The [`serde(with)`] module of [`Message::Sync`]'s entries.
+mod sync_entries {
+    use super::*;
+    use serde::de::{DeserializeSeed, Error as _};
+    use serde::ser::SerializeSeq;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        entries: &[SyncEntry],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(entries.len()))?;
+        let mut previous = None;
+        for entry in entries {
+            seq.serialize_element(&PackedEntry {
+                step: id_step(previous, entry.id),
+                entry,
+            })?;
+            previous = Some(entry.id);
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<SyncEntry>, D::Error> {
+        deserializer.deserialize_seq(Entries)
+    }
+
+    /// The list, growing only as its entries decode.
+    struct Entries;
+
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<SyncEntry>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("sync entries")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<SyncEntry> = Vec::new();
+            while let Some(entry) = seq.next_element_seed(After(out.last().map(|e| e.id)))? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+
+    /// One entry, read knowing the id before it.
+    struct After(Option<NodeId>);
+
+    impl<'de> DeserializeSeed<'de> for After {
+        type Value = SyncEntry;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<SyncEntry, D::Error> {
+            deserializer.deserialize_tuple(6, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for After {
+        type Value = SyncEntry;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sync entry")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SyncEntry, A::Error> {
+            let missing = || A::Error::custom("truncated sync entry");
+            let step: u64 = seq.next_element()?.ok_or_else(missing)?;
+            let id = if step == 0 {
+                seq.next_element()?.ok_or_else(missing)?
+            } else {
+                id_after(self.0, step).ok_or_else(|| A::Error::custom("bad id step"))?
+            };
+            let generation = seq.next_element()?.ok_or_else(missing)?;
+            let incarnation = seq.next_element()?.ok_or_else(missing)?;
+            let liveness = seq.next_element()?.ok_or_else(missing)?;
+            let BoundedBytes(metadata) = seq.next_element()?.ok_or_else(missing)?;
+            Ok(SyncEntry {
+                id,
+                generation,
+                incarnation,
+                liveness,
+                metadata,
+            })
+        }
+    }
+}
+
 /// Puts rumor ids in the order they travel in on the wire (by generation,
 /// then origin, then sequence) and drops repeats: the order
 /// [`IdGroupsLen`] and the encoder of announcements and grafts expect.
@@ -732,6 +921,108 @@ mod id_groups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4(a: [u8; 4], port: u16) -> NodeId {
+        NodeId::new(SocketAddr::from((a, port)))
+    }
+
+    fn entry(id: NodeId) -> SyncEntry {
+        SyncEntry {
+            id,
+            generation: Generation(1_764_000_000_000),
+            incarnation: Incarnation(3),
+            liveness: Liveness::Alive,
+            metadata: vec![1, 2],
+        }
+    }
+
+    #[test]
+    fn sync_ids_travel_as_short_steps_and_come_back_whole() {
+        let ids = [
+            v4([10, 0, 0, 1], 7946),
+            v4([10, 0, 0, 2], 7946),   // next address, same port
+            v4([10, 0, 1, 200], 7946), // 454 addresses on
+            v4([10, 0, 1, 200], 8000), // same address, another port
+            v4([10, 0, 1, 201], 10),   // next address, lower port
+            v4([9, 0, 0, 1], 7946),    // out of order: written whole
+            NodeId::new("[::1]:7946".parse().unwrap()),
+            v4([10, 0, 0, 1], 7946), // after IPv6: whole
+        ];
+        let steps: Vec<u64> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| id_step(i.checked_sub(1).map(|j| ids[j]), *id))
+            .collect();
+        assert_eq!(steps[0], 0, "the first id is written whole");
+        assert_eq!(steps[1], 3, "one address on, same port: one byte");
+        assert_eq!(steps[2], 454 << 1 | 1);
+        assert_eq!(steps[3], (8000 - 7946) << 1);
+        assert_ne!(steps[4], 0);
+        assert_eq!(&steps[5..], [0, 0, 0]);
+        for (i, &step) in steps.iter().enumerate().skip(1).filter(|(_, s)| **s != 0) {
+            assert_eq!(id_after(Some(ids[i - 1]), step), Some(ids[i]), "step {i}");
+        }
+        let entries: Vec<SyncEntry> = ids.iter().map(|&id| entry(id)).collect();
+        let message = Message::Sync {
+            reply: false,
+            nonce: 9,
+            after: None,
+            through: None,
+            entries,
+        };
+        let encoded = postcard::to_allocvec(&message).unwrap();
+        let decoded: Message = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, message, "every shape comes back whole");
+        let one = sync_entry_len(Some(ids[0]), &entry(ids[1]));
+        let whole = sync_entry_len(None, &entry(ids[1]));
+        assert_eq!(whole - one, 7, "a step saves the 7-byte IPv4 id");
+    }
+
+    #[test]
+    fn a_step_naming_no_id_is_refused() {
+        let config = Config::default();
+        let header = Header {
+            version: PROTOCOL_VERSION,
+            label: "",
+            sender: v4([10, 0, 0, 9], 1),
+            generation: Generation(1),
+            incarnation: Incarnation(0),
+        };
+        let sync = |entries: Vec<SyncEntry>| {
+            encode(
+                &header,
+                &Message::Sync {
+                    reply: false,
+                    nonce: 0,
+                    after: None,
+                    through: None,
+                    entries,
+                },
+            )
+        };
+        // A first entry written as a step has nothing to step from.
+        let mut first = sync(vec![entry(v4([10, 0, 0, 1], 7946))]);
+        let at = first.len()
+            - encoded_len(&PackedEntry {
+                step: 0,
+                entry: &entry(v4([10, 0, 0, 1], 7946)),
+            });
+        first.splice(at..at + 1 + 8, [3u8]);
+        assert!(matches!(
+            decode(&config, &first),
+            Err(RecvError::Malformed(_))
+        ));
+        // Steps past the last IPv4 address, or from an IPv6 id.
+        let top = Some(v4([255, 255, 255, 255], 7946));
+        assert_eq!(id_after(top, 3), None);
+        assert_eq!(id_after(top, 2 * 65_536), None);
+        assert_eq!(id_after(top, 2), Some(v4([255, 255, 255, 255], 7947)));
+        assert_eq!(
+            id_after(Some(NodeId::new("[::1]:1".parse().unwrap())), 3),
+            None
+        );
+        assert_eq!(id_after(None, 3), None);
+    }
 
     /// Byte strings keep the wire format of a sequence of `u8`: frames of
     /// earlier builds of this protocol version decode unchanged.

@@ -257,10 +257,13 @@ pub(crate) fn pack(
     let mut after = range.0;
     let mut view = view.into_iter().peekable();
     while let Some(member) = view.next() {
-        used += wire::encoded_len(&member);
+        // Each id travels as a step from the one before it in its frame.
+        let previous = entries.last().map(|m: &SyncEntry| m.id);
+        used += wire::sync_entry_len(previous, &member);
+        let last = member.id;
         entries.push(member);
         let through = match view.peek() {
-            Some(next) if used + wire::encoded_len(next) <= max => continue,
+            Some(next) if used + wire::sync_entry_len(Some(last), next) <= max => continue,
             Some(_) => entries.last().map(|m| m.id),
             None => range.1,
         };
