@@ -31,8 +31,8 @@ use crate::strategy::Digest;
 /// ids travel grouped by origin life with delta-encoded sequence numbers,
 /// see [`IdGroupsLen`]; 5: `Join` and `Sync` carry a nonce that state
 /// answers echo, so that a seed's answer can be told from a forgery, and
-/// a sync frame's ids travel as steps from the one before, see
-/// [`sync_entry_len`].)
+/// a sync frame's ids travel as steps from the one before: one or two
+/// bytes for members that share a port and nearby addresses.)
 pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
@@ -284,7 +284,7 @@ pub enum Message {
         /// Inclusive upper bound of the ids this frame covers.
         through: Option<NodeId>,
         /// Member states, each id written as a step from the one before
-        /// (see [`sync_entry_len`]).
+        /// (the same port and an address a few above: one byte).
         #[serde(with = "sync_entries")]
         entries: Vec<SyncEntry>,
     },
@@ -658,7 +658,7 @@ impl<'de> Deserialize<'de> for BoundedBytes {
     }
 }
 
-/// The [`serde(with)`] module of [`Message::Sync`]'s entries.
+/// The `serde(with)` module of [`Message::Sync`]'s entries.
 mod sync_entries {
     use super::*;
     use serde::de::{DeserializeSeed, Error as _};
