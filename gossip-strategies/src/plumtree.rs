@@ -142,6 +142,10 @@ struct TreeState {
     origins: BTreeMap<NodeId, OriginTree>,
     /// Uses of origin trees so far: the clock of their recency.
     uses: u64,
+    /// (peer, origin) pairs told by a feedback this round: further
+    /// duplicates of that origin from that peer, already in flight, are
+    /// not answered again.
+    fed_back: BTreeSet<(NodeId, NodeId)>,
     /// What the tree did so far.
     stats: TreeStats,
 }
@@ -547,6 +551,14 @@ impl Strategy for Plumtree {
             self.fill(host);
         }
         let accepted = match from {
+            // A copy from a peer that is no neighbour, while this node
+            // has its neighbours, is an anti-entropy answer (a random
+            // peer), not a tree link: linking to it would grow every
+            // neighbourhood towards `max_neighbours` over a long stream,
+            // and with it the announcements.
+            Some(from) if !self.is_neighbour(from) && self.neighbours() >= self.fanout as usize => {
+                false
+            }
             Some(from) if !self.make_eager(from) => {
                 // No room for the sender: it should announce, not push.
                 self.prune(host, from);
@@ -604,8 +616,13 @@ impl Strategy for Plumtree {
         }
         self.make_lazy(from);
         // Whatever this side's state, the sender pushed this origin here:
-        // it should stop (one answer per copy received, so no
-        // amplification).
+        // it should stop. At most one answer per copy received, and one
+        // per peer and origin per round (at most `max_pending` of them).
+        let key = (from, rumor.id.origin);
+        if self.state.fed_back.len() >= self.max_pending.max(1) || !self.state.fed_back.insert(key)
+        {
+            return;
+        }
         self.state.stats.prunes_sent += 1;
         host.send(
             from,
@@ -695,6 +712,7 @@ impl Strategy for Plumtree {
 
     fn on_round<H: Host>(&mut self, host: &mut H) {
         self.state.round += 1;
+        self.state.fed_back.clear();
         self.announce(host);
         self.graft_due(host);
         let settled = self.state.round >= u64::from(self.settle_rounds)

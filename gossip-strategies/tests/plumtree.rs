@@ -112,8 +112,9 @@ fn with_neighbours() -> (Plumtree, Recording) {
 #[test]
 fn a_first_copy_is_pushed_on_to_every_other_eager_link_and_announced_to_lazy_ones() {
     let (mut tree, mut host) = with_neighbours();
-    // Node 7 pushes a rumor first: it becomes a link, and the rumor goes
-    // on to the three others at once.
+    // Node 7 links (a graft naming no rumor) and pushes a rumor first: the
+    // rumor goes on to the three others at once.
+    tree.on_graft(&mut host, node(7), &[]);
     host.held.insert(id(1));
     tree.on_rumor(&mut host, rumor(1), Some(node(7)));
     assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
@@ -368,6 +369,7 @@ fn rumor_from(origin: usize, sequence: u64) -> Rumor {
 #[test]
 fn a_duplicate_prunes_the_link_for_its_origin_only() {
     let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
     // Origins 40 and 41 both arrive first from node 7, then origin 40's
     // rumor again from node 2.
     for (origin, seq) in [(40, 1), (41, 1)] {
@@ -414,6 +416,7 @@ fn a_duplicate_prunes_the_link_for_its_origin_only() {
 #[test]
 fn a_lying_feedback_or_graft_changes_only_the_link_to_its_sender() {
     let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
     host.held.insert(id_from(40, 1));
     tree.on_rumor(&mut host, rumor_from(40, 1), Some(node(7)));
     host.take();
@@ -444,6 +447,7 @@ fn a_lying_feedback_or_graft_changes_only_the_link_to_its_sender() {
 #[test]
 fn origin_trees_are_bounded_and_the_least_recently_used_is_forgotten() {
     let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
     tree.max_origin_trees = 2;
     // Origins 40 and 41 prune node 1 for themselves; 40 is used again.
     for origin in [40, 41] {
@@ -469,4 +473,37 @@ fn origin_trees_are_bounded_and_the_least_recently_used_is_forgotten() {
     }
     let pushes = pushes_to(&host.take());
     assert_eq!(pushes, [node(2), node(3), node(1), node(2), node(3)]);
+}
+
+#[test]
+fn a_copy_from_a_peer_that_is_no_neighbour_is_relayed_but_makes_no_link() {
+    let (mut tree, mut host) = with_neighbours();
+    // Node 9 (an anti-entropy answer) brings a rumor first: it goes on
+    // along the tree, and node 9 does not become a link.
+    host.held.insert(id(1));
+    tree.on_rumor(&mut host, rumor(1), Some(node(9)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
+    assert!(tree
+        .eager_peers()
+        .chain(tree.lazy_peers())
+        .all(|p| p != node(9)));
+}
+
+#[test]
+fn duplicates_in_flight_are_answered_once_per_peer_and_origin_per_round() {
+    let (mut tree, mut host) = with_neighbours();
+    for s in 1..=5 {
+        host.held.insert(id(s));
+        tree.on_duplicate(&mut host, rumor(s), node(2));
+    }
+    let feedbacks = |sent: Vec<(NodeId, GossipMessage)>| {
+        sent.iter()
+            .filter(|(_, m)| matches!(m, GossipMessage::Feedback { .. }))
+            .count()
+    };
+    assert_eq!(feedbacks(host.take()), 1);
+    tree.on_round(&mut host);
+    host.take();
+    tree.on_duplicate(&mut host, rumor(6), node(2));
+    assert_eq!(feedbacks(host.take()), 1, "a new round answers again");
 }
