@@ -903,6 +903,24 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
             t.bytes_sent_per_node_over_tx_bytes,
             t.announce_bytes_per_item_per_link
         )?;
+        writeln!(
+            out,
+            "  transaction copies   {:.3} sent and {:.3} duplicates received per node per transaction, {} members declared dead meanwhile",
+            t.rumor_copies_per_node_per_tx, t.duplicates_per_node_per_tx, t.members_declared_dead
+        )?;
+        if let Some(tree) = &t.tree {
+            writeln!(
+                out,
+                "  tree (all nodes)     {} grafts, {} prunes, {} made eager, {} made lazy, {} graft deliveries; {} eager / {} lazy link ends at the end",
+                tree.grafts_sent,
+                tree.prunes_sent,
+                tree.links_made_eager,
+                tree.links_made_lazy,
+                tree.graft_deliveries,
+                tree.eager_links,
+                tree.lazy_links
+            )?;
+        }
     }
     writeln!(
         out,

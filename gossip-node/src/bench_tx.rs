@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use gossip_apps::tx::{Tx, TxConfig, TxEvent, TxHash};
 use gossip_sim::Quantiles;
+use gossip_strategies::TreeStats;
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -50,6 +51,16 @@ pub struct TxReport {
     pub announce_bytes_per_node_per_tx: f64,
     /// Rumor copies sent per node per transaction (1.0: a perfect tree).
     pub rumor_copies_per_node_per_tx: f64,
+    /// Rumors received where they were already held, per node per
+    /// transaction.
+    pub duplicates_per_node_per_tx: f64,
+    /// Members declared dead by some node from the stream's start to the
+    /// end of the drain (no node crashes here: all false).
+    pub members_declared_dead: u64,
+    /// A tree strategy's grafts, prunes and link changes from the
+    /// stream's start to the end of the drain, summed over the nodes (link
+    /// counts at the end); `null` for other strategies.
+    pub tree: Option<TreeStats>,
 }
 
 /// How a stream runs: its rate, length, transaction size and how long to
@@ -98,6 +109,9 @@ struct Counters {
     rumors_sent: u64,
     announce_bytes: u64,
     announced: u64,
+    duplicates: u64,
+    declared_dead: u64,
+    tree: Option<TreeStats>,
 }
 
 async fn counters(cluster: &LocalCluster) -> Counters {
@@ -108,6 +122,14 @@ async fn counters(cluster: &LocalCluster) -> Counters {
             total.rumors_sent += stats.node.rumors_sent;
             total.announce_bytes += stats.node.announce_bytes_sent;
             total.announced += stats.node.announcements_sent;
+            total.duplicates += stats.node.rumors_duplicate;
+            total.declared_dead += stats.node.members_declared_dead;
+        }
+        if let Ok(Some(tree)) = agent
+            .with_node(|node, _| node.strategy().tree_stats())
+            .await
+        {
+            total.tree.get_or_insert_with(TreeStats::default).add(&tree);
         }
     }
     total
@@ -247,6 +269,13 @@ impl TxStream {
             rumor_copies_per_node_per_tx: per_node_per_tx(
                 after.rumors_sent.saturating_sub(before.rumors_sent),
             ),
+            duplicates_per_node_per_tx: per_node_per_tx(
+                after.duplicates.saturating_sub(before.duplicates),
+            ),
+            members_declared_dead: after.declared_dead.saturating_sub(before.declared_dead),
+            tree: after
+                .tree
+                .map(|tree| tree.since(&before.tree.unwrap_or_default())),
         })
     }
 }

@@ -96,6 +96,11 @@ pub enum SimCommand {
     /// delivery, time and bytes per node over the payload.
     #[command(after_help = "Example:\n  gossip-node sim blocks --nodes 100")]
     Blocks(crate::blocks_sim::BlocksSimArgs),
+    /// A steady stream of small broadcasts from random nodes on real
+    /// nodes: delivery, latency, copies per node, and the tree's grafts
+    /// and prunes (the simulated twin of `bench-net --rate`).
+    #[command(after_help = "Example:\n  gossip-node sim stream --nodes 100 --rate 1000 --secs 10")]
+    Stream(crate::stream_sim::StreamSimArgs),
 }
 
 /// Output format of a report.
@@ -424,6 +429,10 @@ impl Cli {
             Command::Sim(SimCommand::Blocks(args)) => {
                 let report = args.run(|done| eprintln!("sim blocks: {done} blocks done"))?;
                 print_report(&report, args.format, crate::blocks_sim::write_table)
+            }
+            Command::Sim(SimCommand::Stream(args)) => {
+                let report = args.run()?;
+                print_report(&report, args.format, crate::stream_sim::write_table)
             }
             Command::Sim(SimCommand::Kv(args)) => {
                 let report = args.run(|phase| eprintln!("sim kv: {phase}"))?;

@@ -39,6 +39,7 @@ pub mod partial_sim;
 pub mod plot;
 pub mod run_agent;
 pub mod run_partial;
+pub mod stream_sim;
 
 /// `docs/library-guide.md`, whose snippets run as doctests of this crate
 /// (it depends on every crate they use).

@@ -34,6 +34,7 @@ mod net;
 mod partial;
 mod partition;
 mod scenario;
+mod stream;
 mod trace;
 
 pub use address::{node_addr, node_index, Addressing, SIM_PORT};
@@ -62,4 +63,5 @@ pub use scenario::{
     run_membership, run_membership_with, AttackReport, CrashTimeline, MembershipReport,
     MembershipScenario, Quantiles,
 };
+pub use stream::{run_stream, StreamReport, StreamScenario};
 pub use trace::{event_member, EventKind, EventRecord, Fate, FrameRecord, Origin};

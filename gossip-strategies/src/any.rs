@@ -45,6 +45,16 @@ macro_rules! each {
     };
 }
 
+impl AnyStrategy {
+    /// The tree's counters when this is [`Plumtree`], else `None`.
+    pub fn tree_stats(&self) -> Option<crate::TreeStats> {
+        match self {
+            AnyStrategy::Plumtree(tree) => Some(tree.stats()),
+            _ => None,
+        }
+    }
+}
+
 impl Strategy for AnyStrategy {
     fn on_rumor<H: Host>(&mut self, host: &mut H, rumor: Rumor, from: Option<NodeId>) {
         each!(self, s => s.on_rumor(host, rumor, from))

@@ -23,5 +23,5 @@ mod rumor;
 pub use anti_entropy::{AntiEntropy, Mode};
 pub use any::AnyStrategy;
 pub use baselines::{Central, Direct, Flood};
-pub use plumtree::Plumtree;
+pub use plumtree::{Plumtree, TreeStats};
 pub use rumor::{Interest, Relay, RumorMongering, Termination};

@@ -19,8 +19,7 @@ use crate::anti_entropy::{AntiEntropy, Mode};
 ///   an eager link and pushes the rumor to its other eager links. Receiving
 ///   a rumor it already held makes it *prune* the sender: both ends turn
 ///   that link lazy. The links over which rumors first arrived are never
-///   pruned, so what remains eager is a spanning tree, which serves every
-///   origin (its links work both ways).
+///   pruned, so what remains eager is a spanning tree.
 /// - An announced id that does not arrive within
 ///   [`graft_after`](Self::graft_after) rounds is *grafted*: the node asks
 ///   the announcer for it, and that link turns eager. This repairs the tree
@@ -28,6 +27,22 @@ use crate::anti_entropy::{AntiEntropy, Mode};
 /// - A node with fewer than [`fanout`](Self::fanout) neighbours asks random
 ///   peers to become eager links (a graft naming no rumor); a node already
 ///   holding [`max_neighbours`](Self::max_neighbours) refuses with a prune.
+///
+/// **Many origins.** One tree shared by every origin breaks when many
+/// origins send at once: a duplicate from one origin prunes one link of a
+/// cycle while a duplicate from another origin prunes another link of the
+/// same cycle, which cuts the tree; the grafts that mend it (every node of
+/// the cut part grafts at the same round) make new cycles, and the tree
+/// never settles. So a node keeps, for each of up to
+/// [`max_origin_trees`](Self::max_origin_trees) origins, that origin's own
+/// eager links, first copied from the shared ones: a duplicate prunes its
+/// link for its own origin only (told by a [`GossipMessage::Feedback`]
+/// naming the rumor), a graft adds its link for the origins of the rumors
+/// it names, and announcements go to the neighbours that are not eager
+/// for the rumor's origin. Each origin's links then converge to that
+/// origin's own spanning tree, as with one sender. The shared links are
+/// still pruned and grafted as before, and serve origins without a tree
+/// of their own.
 ///
 /// **Cost.** Once the tree has formed, each node receives about one copy
 /// of each payload (rumor mongering sends several: eager rumor mongering
@@ -48,8 +63,9 @@ use crate::anti_entropy::{AntiEntropy, Mode};
 /// at most [`max_graft_ids`](Self::max_graft_ids) per graft (the host also
 /// charges the answer to the asker's reply budget); announcements of ids
 /// that never arrive cost at most [`max_missing`](Self::max_missing)
-/// entries and one graft per announcer; a prune changes only the link to
-/// its sender.
+/// entries and one graft per announcer; a prune or a feedback changes only
+/// the link to its sender, and only for origin trees that exist (a
+/// feedback never makes one, and is never answered).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plumtree {
     /// Neighbours a node seeks by itself. Unit: peers; default 3 (with the
@@ -88,13 +104,21 @@ pub struct Plumtree {
     /// every joiner a neighbour of the seeds. Default 10.
     #[serde(default = "default_settle_rounds")]
     pub settle_rounds: u32,
+    /// Origins whose own tree a node keeps (see "Many origins" above); the
+    /// least recently used is forgotten first, and its rumors follow the
+    /// shared links until its tree is built again. Unit: origins; default
+    /// 128 (each costs a few eager peer ids).
+    #[serde(default = "default_max_origin_trees")]
+    pub max_origin_trees: usize,
     /// Optional anti-entropy behind the tree, for clusters where an
     /// announcement and its payload may both be lost. Default: push-pull
     /// with one peer every 25 rounds.
     #[serde(default = "default_backup")]
     pub backup: Option<AntiEntropy>,
+    /// Boxed: the state is larger than the settings, and `AnyStrategy`'s
+    /// variants should stay of similar sizes.
     #[serde(skip)]
-    state: TreeState,
+    state: Box<TreeState>,
 }
 
 /// What a node's tree keeps between callbacks.
@@ -114,6 +138,104 @@ struct TreeState {
     /// from one of them refuses the link, which is then dropped, not kept
     /// lazy.
     requested: BTreeSet<NodeId>,
+    /// Each busy origin's own eager links (see "Many origins").
+    origins: BTreeMap<NodeId, OriginTree>,
+    /// Uses of origin trees so far: the clock of their recency.
+    uses: u64,
+    /// (peer, origin) pairs told by a feedback this round: further
+    /// duplicates of that origin from that peer, already in flight, are
+    /// not answered again.
+    fed_back: BTreeSet<(NodeId, NodeId)>,
+    /// What the tree did so far.
+    stats: TreeStats,
+}
+
+/// One origin's eager links at this node: where its rumors are pushed.
+/// Always a subset of the node's neighbours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OriginTree {
+    /// Sorted.
+    eager: Vec<NodeId>,
+    /// When this tree was last used (see `TreeState::uses`).
+    used: u64,
+}
+
+impl OriginTree {
+    fn contains(&self, peer: NodeId) -> bool {
+        self.eager.binary_search(&peer).is_ok()
+    }
+
+    fn insert(&mut self, peer: NodeId) {
+        if let Err(i) = self.eager.binary_search(&peer) {
+            self.eager.insert(i, peer);
+        }
+    }
+
+    fn remove(&mut self, peer: NodeId) {
+        if let Ok(i) = self.eager.binary_search(&peer) {
+            self.eager.remove(i);
+        }
+    }
+}
+
+/// Counters of how a node's tree formed, repaired and reshaped itself:
+/// a settled tree sends few grafts and prunes; a tree that keeps cutting
+/// and mending itself sends them all the time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TreeStats {
+    /// Grafts naming missing rumors (repairs), one per announcer asked.
+    pub grafts_sent: u64,
+    /// Grafts naming no rumor: requests to become a neighbour.
+    pub link_requests_sent: u64,
+    /// Prunes sent (on a duplicate, or refusing a link).
+    pub prunes_sent: u64,
+    /// Times a link turned eager (a new eager neighbour or a lazy one
+    /// grafted).
+    pub links_made_eager: u64,
+    /// Times an eager link turned lazy (pruned by either end).
+    pub links_made_lazy: u64,
+    /// Rumors first received after this node had grafted them: the tree
+    /// missed this node and the graft repaired it.
+    pub graft_deliveries: u64,
+    /// Eager links now (a gauge: a tree over `n` nodes has `2(n - 1)`
+    /// eager ends in all).
+    pub eager_links: u64,
+    /// Lazy links now (a gauge).
+    pub lazy_links: u64,
+}
+
+impl TreeStats {
+    /// Adds `other`'s counters and gauges to these (cluster-wide sums).
+    pub fn add(&mut self, other: &TreeStats) {
+        self.grafts_sent += other.grafts_sent;
+        self.link_requests_sent += other.link_requests_sent;
+        self.prunes_sent += other.prunes_sent;
+        self.links_made_eager += other.links_made_eager;
+        self.links_made_lazy += other.links_made_lazy;
+        self.graft_deliveries += other.graft_deliveries;
+        self.eager_links += other.eager_links;
+        self.lazy_links += other.lazy_links;
+    }
+
+    /// The counters' growth since `earlier`, with these gauges.
+    pub fn since(&self, earlier: &TreeStats) -> TreeStats {
+        TreeStats {
+            grafts_sent: self.grafts_sent.saturating_sub(earlier.grafts_sent),
+            link_requests_sent: self
+                .link_requests_sent
+                .saturating_sub(earlier.link_requests_sent),
+            prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
+            links_made_eager: self
+                .links_made_eager
+                .saturating_sub(earlier.links_made_eager),
+            links_made_lazy: self.links_made_lazy.saturating_sub(earlier.links_made_lazy),
+            graft_deliveries: self
+                .graft_deliveries
+                .saturating_sub(earlier.graft_deliveries),
+            ..*self
+        }
+    }
 }
 
 /// An announced rumor this node waits for.
@@ -151,6 +273,9 @@ fn default_max_pending() -> usize {
 fn default_backup() -> Option<AntiEntropy> {
     Some(AntiEntropy::new(Mode::PushPull, 1).every(25))
 }
+fn default_max_origin_trees() -> usize {
+    128
+}
 fn default_settle_rounds() -> u32 {
     10
 }
@@ -170,8 +295,9 @@ impl Default for Plumtree {
             max_graft_ids: default_max_graft_ids(),
             max_pending: default_max_pending(),
             settle_rounds: default_settle_rounds(),
+            max_origin_trees: default_max_origin_trees(),
             backup: default_backup(),
-            state: TreeState::default(),
+            state: Box::default(),
         }
     }
 }
@@ -191,6 +317,13 @@ impl Plumtree {
         self
     }
 
+    /// Sets how many origins' own trees a node keeps (0: one shared tree
+    /// for every origin).
+    pub fn max_origin_trees(mut self, origins: usize) -> Self {
+        self.max_origin_trees = origins;
+        self
+    }
+
     /// Backs the tree with anti-entropy.
     pub fn backed_by(mut self, backup: AntiEntropy) -> Self {
         self.backup = Some(backup);
@@ -205,6 +338,15 @@ impl Plumtree {
     /// The lazy links: where ids are announced.
     pub fn lazy_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.state.lazy.iter().copied()
+    }
+
+    /// What the tree did so far, with its current link counts.
+    pub fn stats(&self) -> TreeStats {
+        TreeStats {
+            eager_links: self.state.eager.len() as u64,
+            lazy_links: self.state.lazy.len() as u64,
+            ..self.state.stats
+        }
     }
 
     /// Announced rumors this node is waiting for.
@@ -223,20 +365,73 @@ impl Plumtree {
     /// Makes `peer` an eager link if it is a neighbour or there is room;
     /// returns whether it is one now.
     fn make_eager(&mut self, peer: NodeId) -> bool {
-        if self.state.lazy.remove(&peer) || self.state.eager.contains(&peer) {
-            self.state.eager.insert(peer);
+        if self.state.eager.contains(&peer) {
             return true;
         }
-        if self.neighbours() >= self.max_neighbours.max(1) {
+        if !self.state.lazy.remove(&peer) && self.neighbours() >= self.max_neighbours.max(1) {
             return false;
         }
         self.state.eager.insert(peer);
+        self.state.stats.links_made_eager += 1;
         true
     }
 
     fn make_lazy(&mut self, peer: NodeId) {
         if self.state.eager.remove(&peer) {
             self.state.lazy.insert(peer);
+            self.state.stats.links_made_lazy += 1;
+        }
+    }
+
+    fn prune<H: Host>(&mut self, host: &mut H, peer: NodeId) {
+        self.state.stats.prunes_sent += 1;
+        host.send(peer, GossipMessage::Prune);
+    }
+
+    /// Whether rumors of `origin` are pushed to `peer` eagerly: along the
+    /// origin's own tree if this node keeps one, else along the shared
+    /// links.
+    fn is_eager_for(&self, origin: NodeId, peer: NodeId) -> bool {
+        match self.state.origins.get(&origin) {
+            Some(tree) => tree.contains(peer),
+            None => self.state.eager.contains(&peer),
+        }
+    }
+
+    /// The tree of `origin`, made now from the shared eager links if this
+    /// node has none (forgetting the least recently used origin's tree when
+    /// [`max_origin_trees`](Self::max_origin_trees) are kept already);
+    /// `None` when origin trees are off.
+    fn origin_tree(&mut self, origin: NodeId) -> Option<&mut OriginTree> {
+        if self.max_origin_trees == 0 {
+            return None;
+        }
+        self.state.uses += 1;
+        let used = self.state.uses;
+        let state = &mut self.state;
+        if !state.origins.contains_key(&origin) {
+            if state.origins.len() >= self.max_origin_trees {
+                let oldest = state
+                    .origins
+                    .iter()
+                    .min_by_key(|(_, tree)| tree.used)
+                    .map(|(&o, _)| o);
+                if let Some(oldest) = oldest {
+                    state.origins.remove(&oldest);
+                }
+            }
+            let eager = state.eager.iter().copied().collect();
+            state.origins.insert(origin, OriginTree { eager, used });
+        }
+        let tree = state.origins.get_mut(&origin)?;
+        tree.used = used;
+        Some(tree)
+    }
+
+    /// `peer` is no eager link for any origin any more.
+    fn drop_from_origin_trees(&mut self, peer: NodeId) {
+        for tree in self.state.origins.values_mut() {
+            tree.remove(peer);
         }
     }
 
@@ -247,14 +442,30 @@ impl Plumtree {
         self.state.pending.push_back(rumor);
     }
 
-    /// Announces what arrived since the last round to every lazy link.
+    /// Announces what arrived since the last round to every neighbour
+    /// that is not an eager link for its origin.
     fn announce<H: Host>(&mut self, host: &mut H) {
         if self.state.pending.is_empty() {
             return;
         }
-        let ids: Vec<MessageId> = self.state.pending.drain(..).map(|r| r.id).collect();
-        for &peer in &self.state.lazy {
-            host.send(peer, GossipMessage::Announce { ids: ids.clone() });
+        let pending: Vec<Rumor> = self.state.pending.drain(..).collect();
+        let neighbours: Vec<NodeId> = self
+            .state
+            .eager
+            .iter()
+            .chain(self.state.lazy.iter())
+            .copied()
+            .collect();
+        let mut per_peer: BTreeMap<NodeId, Vec<MessageId>> = BTreeMap::new();
+        for rumor in pending {
+            for &peer in &neighbours {
+                if !self.is_eager_for(rumor.id.origin, peer) {
+                    per_peer.entry(peer).or_default().push(rumor.id);
+                }
+            }
+        }
+        for (peer, ids) in per_peer {
+            host.send(peer, GossipMessage::Announce { ids });
         }
     }
 
@@ -285,7 +496,14 @@ impl Plumtree {
             true
         });
         for (peer, ids) in grafts {
-            self.make_eager(peer);
+            if self.make_eager(peer) {
+                for id in &ids {
+                    if let Some(tree) = self.state.origins.get_mut(&id.origin) {
+                        tree.insert(peer);
+                    }
+                }
+            }
+            self.state.stats.grafts_sent += 1;
             host.send(peer, GossipMessage::Graft { ids });
         }
     }
@@ -309,6 +527,7 @@ impl Plumtree {
             }
             if !self.is_neighbour(peer) && self.make_eager(peer) {
                 self.state.requested.insert(peer);
+                self.state.stats.link_requests_sent += 1;
                 host.send(peer, GossipMessage::Graft { ids: Vec::new() });
             }
         }
@@ -320,26 +539,54 @@ impl Plumtree {
 
 impl Strategy for Plumtree {
     fn on_rumor<H: Host>(&mut self, host: &mut H, rumor: Rumor, from: Option<NodeId>) {
-        self.state.missing.remove(&rumor.id);
+        if let Some(missing) = self.state.missing.remove(&rumor.id) {
+            if missing.tries > 0 {
+                self.state.stats.graft_deliveries += 1;
+            }
+        }
         if let Some(from) = from {
             self.state.requested.remove(&from);
         }
         if self.neighbours() < self.fanout as usize {
             self.fill(host);
         }
-        if let Some(from) = from {
-            if !self.make_eager(from) {
-                // No room for the sender: it should announce, not push.
-                host.send(from, GossipMessage::Prune);
+        let accepted = match from {
+            // A copy from a peer that is no neighbour, while this node
+            // has its neighbours, is an anti-entropy answer (a random
+            // peer), not a tree link: linking to it would grow every
+            // neighbourhood towards `max_neighbours` over a long stream,
+            // and with it the announcements.
+            Some(from) if !self.is_neighbour(from) && self.neighbours() >= self.fanout as usize => {
+                false
             }
-        }
-        let targets: Vec<NodeId> = self
-            .state
-            .eager
-            .iter()
-            .copied()
-            .filter(|&peer| Some(peer) != from)
-            .collect();
+            Some(from) if !self.make_eager(from) => {
+                // No room for the sender: it should announce, not push.
+                self.prune(host, from);
+                false
+            }
+            _ => true,
+        };
+        let targets: Vec<NodeId> = match self.origin_tree(rumor.id.origin) {
+            Some(tree) => {
+                // The link a first copy came over is this origin's path
+                // here: it stays eager for the origin.
+                if let Some(from) = from.filter(|_| accepted) {
+                    tree.insert(from);
+                }
+                tree.eager
+                    .iter()
+                    .copied()
+                    .filter(|&peer| Some(peer) != from)
+                    .collect()
+            }
+            None => self
+                .state
+                .eager
+                .iter()
+                .copied()
+                .filter(|&peer| Some(peer) != from)
+                .collect(),
+        };
         for peer in targets {
             host.send(
                 peer,
@@ -351,13 +598,50 @@ impl Strategy for Plumtree {
         self.queue_announcement(rumor);
     }
 
-    /// A payload that arrived twice marks a cycle: the later link turns
-    /// lazy at both ends.
-    fn on_duplicate<H: Host>(&mut self, host: &mut H, _rumor: Rumor, from: NodeId) {
-        if self.state.eager.contains(&from) {
-            self.make_lazy(from);
-            host.send(from, GossipMessage::Prune);
+    /// A payload that arrived twice marks a cycle in its origin's tree:
+    /// the later link turns lazy for that origin at both ends (and in the
+    /// shared links), told by a [`GossipMessage::Feedback`] naming the
+    /// rumor. Without origin trees, a [`GossipMessage::Prune`] turns the
+    /// shared link lazy.
+    fn on_duplicate<H: Host>(&mut self, host: &mut H, rumor: Rumor, from: NodeId) {
+        if self.max_origin_trees == 0 {
+            if self.state.eager.contains(&from) {
+                self.make_lazy(from);
+                self.prune(host, from);
+            }
+            return;
         }
+        if let Some(tree) = self.state.origins.get_mut(&rumor.id.origin) {
+            tree.remove(from);
+        }
+        self.make_lazy(from);
+        // Whatever this side's state, the sender pushed this origin here:
+        // it should stop. At most one answer per copy received, and one
+        // per peer and origin per round (at most `max_pending` of them).
+        let key = (from, rumor.id.origin);
+        if self.state.fed_back.len() >= self.max_pending.max(1) || !self.state.fed_back.insert(key)
+        {
+            return;
+        }
+        self.state.stats.prunes_sent += 1;
+        host.send(
+            from,
+            GossipMessage::Feedback {
+                known: vec![rumor.id],
+            },
+        );
+    }
+
+    /// A peer already held rumors pushed to it: it is no eager link for
+    /// their origins any more, nor a shared eager link. Only the link to
+    /// `from` changes, and only existing origin trees.
+    fn on_feedback<H: Host>(&mut self, _host: &mut H, from: NodeId, known: &[MessageId]) {
+        for id in known.iter().take(self.max_graft_ids) {
+            if let Some(tree) = self.state.origins.get_mut(&id.origin) {
+                tree.remove(from);
+            }
+        }
+        self.make_lazy(from);
     }
 
     fn on_announce<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
@@ -390,8 +674,13 @@ impl Strategy for Plumtree {
     fn on_graft<H: Host>(&mut self, host: &mut H, from: NodeId, ids: &[MessageId]) {
         self.state.requested.remove(&from);
         if !self.make_eager(from) {
-            host.send(from, GossipMessage::Prune);
+            self.prune(host, from);
             return;
+        }
+        for id in ids.iter().take(self.max_graft_ids) {
+            if let Some(tree) = self.state.origins.get_mut(&id.origin) {
+                tree.insert(from);
+            }
         }
         let rumors: Vec<Rumor> = ids
             .iter()
@@ -405,6 +694,7 @@ impl Strategy for Plumtree {
     }
 
     fn on_prune<H: Host>(&mut self, _host: &mut H, from: NodeId) {
+        self.drop_from_origin_trees(from);
         if self.state.requested.remove(&from) {
             // A refused link request: that peer is no neighbour at all.
             self.state.eager.remove(&from);
@@ -422,6 +712,7 @@ impl Strategy for Plumtree {
 
     fn on_round<H: Host>(&mut self, host: &mut H) {
         self.state.round += 1;
+        self.state.fed_back.clear();
         self.announce(host);
         self.graft_due(host);
         let settled = self.state.round >= u64::from(self.settle_rounds)
@@ -449,6 +740,7 @@ impl Strategy for Plumtree {
     fn on_peer_down(&mut self, peer: NodeId) {
         self.state.requested.remove(&peer);
         let was = self.state.eager.remove(&peer) | self.state.lazy.remove(&peer);
+        self.drop_from_origin_trees(peer);
         if was {
             self.state.short = true;
         }

@@ -112,15 +112,19 @@ fn with_neighbours() -> (Plumtree, Recording) {
 #[test]
 fn a_first_copy_is_pushed_on_to_every_other_eager_link_and_announced_to_lazy_ones() {
     let (mut tree, mut host) = with_neighbours();
-    // Node 7 pushes a rumor first: it becomes a link, and the rumor goes
-    // on to the three others at once.
+    // Node 7 links (a graft naming no rumor) and pushes a rumor first: the
+    // rumor goes on to the three others at once.
+    tree.on_graft(&mut host, node(7), &[]);
     host.held.insert(id(1));
     tree.on_rumor(&mut host, rumor(1), Some(node(7)));
     assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
-    // Node 2 sends it again: a cycle, so node 2 is pruned.
+    // Node 2 sends it again: a cycle, so node 2 is pruned for this origin
+    // (told by feedback naming the rumor).
     tree.on_duplicate(&mut host, rumor(1), node(2));
     let sent = host.take();
-    assert!(matches!(sent.as_slice(), [(to, GossipMessage::Prune)] if *to == node(2)));
+    assert!(
+        matches!(sent.as_slice(), [(to, GossipMessage::Feedback { known })] if *to == node(2) && known == &[id(1)])
+    );
     assert_eq!(tree.lazy_peers().collect::<Vec<_>>(), [node(2)]);
     // The next rumor is pushed to the eager links only, and its id is
     // announced to node 2 at the next round.
@@ -345,4 +349,161 @@ fn a_joining_node_waits_for_its_view_before_linking() {
     host.peers = 10;
     tree.on_round(&mut host);
     assert_eq!(tree.eager_peers().count(), 3);
+}
+
+fn id_from(origin: usize, sequence: u64) -> MessageId {
+    MessageId {
+        origin: node(origin),
+        generation: 0,
+        sequence,
+    }
+}
+
+fn rumor_from(origin: usize, sequence: u64) -> Rumor {
+    Rumor {
+        id: id_from(origin, sequence),
+        hops: 1,
+    }
+}
+
+#[test]
+fn a_duplicate_prunes_the_link_for_its_origin_only() {
+    let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
+    // Origins 40 and 41 both arrive first from node 7, then origin 40's
+    // rumor again from node 2.
+    for (origin, seq) in [(40, 1), (41, 1)] {
+        host.held.insert(id_from(origin, seq));
+        tree.on_rumor(&mut host, rumor_from(origin, seq), Some(node(7)));
+    }
+    host.take();
+    tree.on_duplicate(&mut host, rumor_from(40, 1), node(2));
+    host.take();
+    // Node 2 still gets origin 41's rumors eagerly, no longer origin 40's
+    // (which it is announced instead).
+    host.held.insert(id_from(41, 2));
+    tree.on_rumor(&mut host, rumor_from(41, 2), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
+    host.held.insert(id_from(40, 2));
+    tree.on_rumor(&mut host, rumor_from(40, 2), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(3)]);
+    tree.on_round(&mut host);
+    let announced: Vec<_> = host
+        .take()
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            GossipMessage::Announce { ids } => Some((to, ids)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, [(node(2), vec![id_from(40, 1), id_from(40, 2)])]);
+    // Node 2's own feedback for origin 41 prunes it for 41 too.
+    tree.on_feedback(&mut host, node(2), &[id_from(41, 2)]);
+    host.held.insert(id_from(41, 3));
+    tree.on_rumor(&mut host, rumor_from(41, 3), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(3)]);
+    // A graft for origin 40 makes the link eager for 40 again.
+    tree.on_graft(&mut host, node(2), &[id_from(40, 2)]);
+    host.take();
+    host.held.insert(id_from(40, 3));
+    tree.on_rumor(&mut host, rumor_from(40, 3), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
+    let stats = tree.stats();
+    assert_eq!(stats.prunes_sent, 1);
+    assert_eq!(stats.eager_links + stats.lazy_links, 4);
+}
+
+#[test]
+fn a_lying_feedback_or_graft_changes_only_the_link_to_its_sender() {
+    let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
+    host.held.insert(id_from(40, 1));
+    tree.on_rumor(&mut host, rumor_from(40, 1), Some(node(7)));
+    host.take();
+    // Node 3 claims to hold 10,000 rumors of 40 and of origins never seen:
+    // nothing is sent, no origin tree is made, only node 3's link changes.
+    let forged: Vec<MessageId> = [id_from(40, 1)]
+        .into_iter()
+        .chain((0..10_000).map(|k| id_from(100 + (k % 500) as usize, k)))
+        .collect();
+    tree.on_feedback(&mut host, node(3), &forged);
+    assert!(host.take().is_empty(), "feedback is never answered");
+    host.held.insert(id_from(40, 2));
+    tree.on_rumor(&mut host, rumor_from(40, 2), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2)]);
+    // A stranger's feedback changes nothing.
+    tree.on_feedback(&mut host, node(33), &[id_from(40, 2)]);
+    host.held.insert(id_from(40, 3));
+    tree.on_rumor(&mut host, rumor_from(40, 3), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2)]);
+    // A graft naming origin 40 adds only its sender to 40's links.
+    tree.on_graft(&mut host, node(9), &[id_from(40, 3)]);
+    host.take();
+    host.held.insert(id_from(40, 4));
+    tree.on_rumor(&mut host, rumor_from(40, 4), Some(node(7)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(9)]);
+}
+
+#[test]
+fn origin_trees_are_bounded_and_the_least_recently_used_is_forgotten() {
+    let (mut tree, mut host) = with_neighbours();
+    tree.on_graft(&mut host, node(7), &[]);
+    tree.max_origin_trees = 2;
+    // Origins 40 and 41 prune node 1 for themselves; 40 is used again.
+    for origin in [40, 41] {
+        host.held.insert(id_from(origin, 1));
+        tree.on_rumor(&mut host, rumor_from(origin, 1), Some(node(7)));
+        tree.on_feedback(&mut host, node(1), &[id_from(origin, 1)]);
+    }
+    host.held.insert(id_from(40, 2));
+    tree.on_rumor(&mut host, rumor_from(40, 2), Some(node(7)));
+    host.take();
+    // A third origin forgets 41's tree (used least recently), whose rumors
+    // then follow the shared links, node 1's pruned too.
+    host.held.insert(id_from(42, 1));
+    tree.on_rumor(&mut host, rumor_from(42, 1), Some(node(7)));
+    host.take();
+    tree.on_graft(&mut host, node(1), &[]);
+    host.take();
+    // 40 kept its own tree, without node 1; 41's tree is made again from
+    // the shared links, where node 1 is eager again.
+    for origin in [40, 41] {
+        host.held.insert(id_from(origin, 5));
+        tree.on_rumor(&mut host, rumor_from(origin, 5), Some(node(7)));
+    }
+    let pushes = pushes_to(&host.take());
+    assert_eq!(pushes, [node(2), node(3), node(1), node(2), node(3)]);
+}
+
+#[test]
+fn a_copy_from_a_peer_that_is_no_neighbour_is_relayed_but_makes_no_link() {
+    let (mut tree, mut host) = with_neighbours();
+    // Node 9 (an anti-entropy answer) brings a rumor first: it goes on
+    // along the tree, and node 9 does not become a link.
+    host.held.insert(id(1));
+    tree.on_rumor(&mut host, rumor(1), Some(node(9)));
+    assert_eq!(pushes_to(&host.take()), [node(1), node(2), node(3)]);
+    assert!(tree
+        .eager_peers()
+        .chain(tree.lazy_peers())
+        .all(|p| p != node(9)));
+}
+
+#[test]
+fn duplicates_in_flight_are_answered_once_per_peer_and_origin_per_round() {
+    let (mut tree, mut host) = with_neighbours();
+    for s in 1..=5 {
+        host.held.insert(id(s));
+        tree.on_duplicate(&mut host, rumor(s), node(2));
+    }
+    let feedbacks = |sent: Vec<(NodeId, GossipMessage)>| {
+        sent.iter()
+            .filter(|(_, m)| matches!(m, GossipMessage::Feedback { .. }))
+            .count()
+    };
+    assert_eq!(feedbacks(host.take()), 1);
+    tree.on_round(&mut host);
+    host.take();
+    tree.on_duplicate(&mut host, rumor(6), node(2));
+    assert_eq!(feedbacks(host.take()), 1, "a new round answers again");
 }

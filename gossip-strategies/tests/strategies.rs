@@ -499,3 +499,42 @@ fn the_eager_wave_fans_out_to_ln_n_plus_two_and_its_duplicates_are_forgiven() {
     batched.on_rumor(&mut host, Rumor { id, hops: 1 }, Some(from));
     assert!(host.pushes.is_empty());
 }
+
+/// Many origins streaming at once into one cluster: every origin's rumors
+/// travel its own tree, so each node gets about one copy of each, not the
+/// two or more a single shared tree gave while its links were pruned at
+/// two places of a cycle at once and grafted back.
+#[test]
+fn plumtree_streams_from_many_origins_with_about_one_copy_per_node() {
+    let scenario = gossip_sim::StreamScenario {
+        rate: 200.0,
+        secs: 3.0,
+        ..gossip_sim::StreamScenario::new(40)
+    };
+    let mut tree = gossip_strategies::TreeStats::default();
+    let report = gossip_sim::run_stream(
+        &scenario,
+        &AnyStrategy::Plumtree(gossip_strategies::Plumtree::default()),
+        |node| {
+            if let Some(stats) = node.strategy().tree_stats() {
+                tree.add(&stats);
+            }
+        },
+    )
+    .expect("the stream runs");
+    assert_eq!(report.delivered_fraction, 1.0, "{report:?}");
+    assert!(
+        report.copies_per_node_per_rumor < 1.1,
+        "copies per node per rumor: {report:?}"
+    );
+    assert!(
+        report.duplicates_per_node_per_rumor < 0.1,
+        "duplicates: {report:?}"
+    );
+    // Rumors seldom need a graft once the trees have formed.
+    let deliveries = report.submitted * (scenario.nodes as u64 - 1);
+    assert!(
+        tree.graft_deliveries * 20 < deliveries,
+        "{tree:?} over {deliveries} deliveries"
+    );
+}

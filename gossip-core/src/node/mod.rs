@@ -378,6 +378,11 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         &self.config
     }
 
+    /// The dissemination strategy, to read its own state and counters.
+    pub fn strategy(&self) -> &S {
+        &self.plugins.strategy
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> Stats {
         let mut stats = self.outbox.stats.clone();
