@@ -395,6 +395,18 @@ impl BenchNetArgs {
             config.max_stored_messages =
                 std::num::NonZeroUsize::new(stored).expect("at least the default");
         }
+        if self.rate > 0.0 {
+            // A stream keeps ten seconds of its broadcasts at hand, so that
+            // a graft or an anti-entropy pull for a rumor that arrived late
+            // under load still finds its payload (the default keeps 4,096:
+            // four seconds at 1,000 per second).
+            let stored = config
+                .max_stored_messages
+                .get()
+                .max((self.rate * 10.0).ceil() as usize);
+            config.max_stored_messages =
+                std::num::NonZeroUsize::new(stored).expect("at least the default");
+        }
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
