@@ -308,6 +308,7 @@ enum FuzzMessage {
     },
     Sync {
         reply: bool,
+        nonce: u32,
         after: Option<u8>,
         through: Option<u8>,
         entries: Vec<FuzzMember>,
@@ -477,11 +478,13 @@ fn message(cx: Ctx, m: FuzzMessage) -> Message {
         },
         FuzzMessage::Sync {
             reply,
+            nonce,
             after,
             through,
             entries,
         } => Message::Sync {
             reply,
+            nonce,
             after: after.map(|n| a.node_id(n)),
             through: through.map(|n| a.node_id(n)),
             entries: entries
