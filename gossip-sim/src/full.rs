@@ -107,6 +107,28 @@ impl Observer for BroadcastWatch {
 /// `prototype`, calling `progress` with the number of runs done after each.
 ///
 /// # Errors
+/// `n` real nodes running `prototype` under `config`, losing frames with
+/// probability `loss`, started together and run until membership has
+/// converged (10 simulated seconds, which is returned as the time now),
+/// before the first broadcast.
+pub(crate) fn converged<S: Strategy + Clone>(
+    n: usize,
+    seed: u64,
+    config: &Config,
+    loss: f64,
+    prototype: &S,
+) -> (Simulator<S>, Duration) {
+    let link = LinkModel {
+        loss,
+        ..LinkModel::default()
+    };
+    let mut sim = Simulator::with_strategy(n, seed, config.clone(), link, prototype.clone());
+    sim.start_all();
+    let t = Duration::from_secs(10);
+    sim.run_until(t, &mut ());
+    (sim, t)
+}
+
 /// If a node refuses a broadcast.
 pub fn run_full_dissemination<S: Strategy + Clone>(
     scenario: &FullDissemination,
@@ -116,16 +138,7 @@ pub fn run_full_dissemination<S: Strategy + Clone>(
     let n = scenario.nodes;
     let config = Config::lan(n);
     let round = config.gossip_interval;
-    let link = LinkModel {
-        loss: scenario.loss,
-        ..LinkModel::default()
-    };
-    let mut sim =
-        Simulator::with_strategy(n, scenario.seed, config.clone(), link, prototype.clone());
-    sim.start_all();
-    // Let membership converge before the first broadcast.
-    let mut t = Duration::from_secs(10);
-    sim.run_until(t, &mut ());
+    let (mut sim, mut t) = converged(n, scenario.seed, &config, scenario.loss, prototype);
     let mut watch = BroadcastWatch {
         config,
         current: None,

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::net::{LinkModel, Observer, Simulator};
+use crate::net::{Observer, Simulator};
 use crate::scenario::Quantiles;
 
 /// A stream experiment: after membership settles, `rate` broadcasts per
@@ -167,15 +167,8 @@ pub fn run_stream<S: Strategy + Clone>(
     }
     let mut config = Config::lan(n);
     config.coalesce_rumors = true;
-    let link = LinkModel {
-        loss: scenario.loss,
-        ..LinkModel::default()
-    };
-    let mut sim =
-        Simulator::with_strategy(n, scenario.seed, config.clone(), link, prototype.clone());
-    sim.start_all();
-    let mut t = Duration::from_secs(10);
-    sim.run_until(t, &mut ());
+    let (mut sim, mut t) =
+        crate::full::converged(n, scenario.seed, &config, scenario.loss, prototype);
     let mut chooser = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x57ea_3b0d);
     let payload = |k: u64, bytes: usize| -> Vec<u8> {
         let mut p = vec![0x5a; bytes.max(8)];
