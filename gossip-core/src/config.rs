@@ -111,9 +111,11 @@ pub struct Config {
     /// again after this long. Default 250 ms.
     pub join_answer_delay: Duration,
     /// How long a joining node waits for a seed's answer before it learns
-    /// members from anyone (challenging each). Until the answer, it takes
-    /// no claim about a third member and challenges no stranger: the answer
-    /// names them all on the seed's word. Default 60 s.
+    /// members from anyone (challenging each), counted from the join or
+    /// from the seed's last answer to one of our probes: a seed that is up
+    /// still holds our answer in its queue. Until the answer, the node
+    /// takes no claim about a third member and challenges no stranger: the
+    /// answer names them all on the seed's word. Default 60 s.
     pub seed_answer_wait: Duration,
     /// Most members (alive, suspect, dead or departed) kept in the view;
     /// updates about further members are dropped and counted. Default 65 536.

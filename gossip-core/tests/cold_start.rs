@@ -306,3 +306,54 @@ fn a_restarted_members_failed_probe_of_its_former_life_raises_no_suspicion() {
         "not suspected for its old life"
     );
 }
+
+#[test]
+fn a_seed_answering_our_probes_keeps_us_waiting_for_its_list() {
+    let now = base_instant();
+    let (mut node, nonce) = joiner(now);
+    // The seed proves itself (it challenges us, we challenge it back).
+    node.handle_message(now, addr(1), &frame(1, &Message::Verify { seq: 4 }))
+        .unwrap();
+    common::answer_challenge(&mut node, now, addr(1), |m| frame(1, m));
+    let wait = node.config().seed_answer_wait;
+    let period = node.config().probe_interval;
+    // For longer than `seed_answer_wait`, the seed answers every probe.
+    let mut t = now;
+    while t < now + wait * 2 {
+        t += period / 2;
+        node.handle_timeout(t);
+        for (to, m) in sent(&mut node) {
+            if let (true, Message::Ping { seq, .. }) = (to == addr(1), m) {
+                let ack = Message::Ack {
+                    seq,
+                    updates: vec![],
+                };
+                node.handle_message(t, addr(1), &frame(1, &ack)).unwrap();
+            }
+        }
+    }
+    // Still waiting: a stranger's ping draws no challenge.
+    node.handle_message(
+        t,
+        addr(9),
+        &frame(
+            9,
+            &Message::Ping {
+                seq: 1,
+                view_hash: [0; 4],
+                updates: vec![],
+            },
+        ),
+    )
+    .unwrap();
+    assert!(
+        sent(&mut node)
+            .iter()
+            .all(|(_, m)| !matches!(m, Message::Verify { .. })),
+        "the seed is up: its list is still awaited"
+    );
+    // The list comes and counts.
+    node.handle_message(t, addr(1), &seed_answer(nonce, [1, 3, 9]))
+        .unwrap();
+    assert_eq!(node.live_member_count(), 4);
+}

@@ -94,7 +94,16 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             .detector
             .ack(seq, source.sender, self.config.max_local_health)
         {
-            Acked::OwnProbe => self.timers.disarm(Timer::ProbeDirect),
+            Acked::OwnProbe => {
+                self.timers.disarm(Timer::ProbeDirect);
+                if !self.local.seeded && self.local.seeds.contains(&source.sender.addr()) {
+                    // Our seed answers our probes, so it is up and our join
+                    // answer waits in its queue (a cold start of thousands
+                    // is paced by its reply budget): keep waiting for it.
+                    // Only the seed can echo our probe's random number.
+                    self.local.seed_wait_until = Some(now + self.config.seed_answer_wait);
+                }
+            }
             Acked::Forward(request) => {
                 self.send_with_updates(request.origin, None, |updates| Message::Ack {
                     seq: request.origin_seq,
