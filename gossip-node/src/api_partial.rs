@@ -157,6 +157,7 @@ pub fn stats_json(stats: &PartialAgentStats, active: usize, passive: usize) -> V
             "ids_announced": n.ids_announced,
             "duplicates": n.duplicates,
             "refused": n.refused,
+            "wrong_cluster": n.wrong_cluster,
             "grafts_sent": n.grafts_sent,
         },
         "transport": crate::api::transport_json(t),
@@ -364,7 +365,7 @@ type Labels = Vec<(&'static str, String)>;
 /// | `gossip_partial_neighbours_down_total{reason}` | `neighbour_down` events; `reason="silent"` is a neighbour the pings found dead |
 /// | `gossip_broadcasts_total`, `gossip_deliveries_total` | broadcasts sent through the API, deliveries |
 /// | `gossip_broadcast_propagation_seconds` | the broadcast envelope: receive time minus the origin's send time |
-/// | `gossip_partial_node_total{counter}` | the node's `PartialStats` (frames and bytes sent, payload pushes, announce bytes, duplicates, grafts, refused) |
+/// | `gossip_partial_node_total{counter}` | the node's `PartialStats` (frames and bytes sent, payload pushes, announce bytes, duplicates, grafts, refused, of which `wrong_cluster`) |
 /// | `gossip_frames_refused_total{reason}` | frames that did not decode, by kind, and `seal` for the sealing layer |
 /// | `gossip_transport_total{counter}` | the transport's own counters |
 pub struct PartialMetrics {
@@ -506,6 +507,7 @@ impl PartialMetrics {
                 ("duplicates", n.duplicates),
                 ("grafts_sent", n.grafts_sent),
                 ("refused", n.refused),
+                ("wrong_cluster", n.wrong_cluster),
                 ("send_errors", stats.send_errors),
             ],
         );

@@ -25,6 +25,10 @@ const QUICK: [&str; 8] = [
 ];
 
 fn start(join: Option<&str>) -> (AgentProcess, String) {
+    start_with(join, &[])
+}
+
+fn start_with(join: Option<&str>, extra: &[&str]) -> (AgentProcess, String) {
     let mut args: Vec<String> = vec![
         "--bind".into(),
         format!("127.0.0.1:{}", free_port()),
@@ -34,6 +38,7 @@ fn start(join: Option<&str>) -> (AgentProcess, String) {
         "partial".into(),
     ];
     args.extend(QUICK.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
     if let Some(seed) = join {
         args.extend(["--join".into(), seed.into()]);
     }
@@ -141,6 +146,44 @@ fn partial_agents_join_and_broadcast_through_the_api_and_stdin() {
     // A graceful leave tells the neighbours at once.
     agents[3].0.say("leave");
     assert!(agents[3].0.exited_within(Duration::from_secs(3)).is_some());
+}
+
+/// Overlays with different cluster labels do not join each other: the
+/// contact refuses the stranger's frames as `wrong_cluster`, while a node
+/// labelled alike (through `[partial] cluster_label` rather than
+/// `--label`) joins.
+#[test]
+fn partial_agents_with_different_labels_do_not_join() {
+    let (contact, contact_api) = start_with(None, &["--label", "red"]);
+    let (blue, blue_api) = start_with(Some(&contact.addr), &["--label", "blue"]);
+    let (red, _) = start_with(Some(&contact.addr), &["--partial", "cluster_label=red"]);
+    red.saw(Duration::from_secs(10), |e| e["event"] == "neighbour_up")
+        .expect("a node with the same label joins");
+    // By now the blue node has asked (it retries every 200 ms).
+    let mut wrong = 0;
+    for _ in 0..50 {
+        let (_, stats) = get(&contact_api, "/v1/stats");
+        wrong = stats["node"]["wrong_cluster"].as_u64().unwrap();
+        if wrong > 0 {
+            assert_eq!(stats["refused"]["wrong_cluster"].as_u64(), Some(wrong));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(wrong > 0, "the contact refused the blue node's frames");
+    let (_, view) = get(&blue_api, "/v1/view");
+    assert_eq!(view["active"], Value::Array(vec![]), "{view}");
+    let (_, view) = get(&contact_api, "/v1/view");
+    let active: Vec<&str> = view["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(active, vec![red.addr.as_str()], "{view}");
+    assert!(blue
+        .saw(Duration::from_millis(200), |e| e["event"] == "neighbour_up")
+        .is_none());
 }
 
 #[test]
