@@ -66,6 +66,11 @@ fn client(args: &[&str]) -> (i32, String) {
 }
 
 fn get(api: &str, path: &str) -> (u16, Value) {
+    let (status, body) = get_text(api, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn get_text(api: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(api).unwrap();
     write!(
@@ -77,7 +82,7 @@ fn get(api: &str, path: &str) -> (u16, Value) {
     stream.read_to_string(&mut text).unwrap();
     let status = text[9..12].parse().unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, body.to_string())
 }
 
 #[test]
@@ -136,6 +141,10 @@ fn partial_agents_join_and_broadcast_through_the_api_and_stdin() {
     assert!(stats["node"]["frames_sent"].as_u64().unwrap() > 0);
     let (status, _) = get(api, "/metrics");
     assert_eq!(status, 200);
+    // The status page of partial views, which reads the view.
+    let (status, page) = get_text(api, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("Active view") && page.contains("\"/v1/view\""));
     let (status, error) = get(api, "/v1/kv/some-key");
     assert_eq!(status, 404);
     assert!(
