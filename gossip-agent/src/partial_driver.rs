@@ -125,6 +125,7 @@ pub fn partial_error_kind(error: &PartialDecodeError) -> &'static str {
         PartialDecodeError::Empty => "empty",
         PartialDecodeError::TooLong { .. } => "too_large",
         PartialDecodeError::Version(_) => "unsupported_version",
+        PartialDecodeError::WrongCluster => "wrong_cluster",
         PartialDecodeError::Malformed => "malformed",
         PartialDecodeError::TrailingBytes(_) => "trailing_bytes",
         PartialDecodeError::TooMany { .. } => "too_many",

@@ -198,7 +198,7 @@ fn node_with_two_neighbours() -> (PartialNode, Instant) {
     let now = start();
     let mut node = PartialNode::new(addr(0), PartialConfig::default(), 7, now).unwrap();
     for i in [1, 2] {
-        node.handle_frame(now, addr(i), &PartialMessage::Join.encode())
+        node.handle_frame(now, addr(i), &PartialMessage::Join.encode(""))
             .unwrap();
     }
     while node.poll_transmit().is_some() {}
@@ -223,7 +223,7 @@ fn a_silent_neighbour_is_reported_dead_and_a_disconnect_is_not() {
     let mut t = now;
     while t < now + config.dead_after - Duration::from_millis(300) {
         t += Duration::from_millis(250);
-        node.handle_frame(t, addr(2), &PartialMessage::Pong.encode())
+        node.handle_frame(t, addr(2), &PartialMessage::Pong.encode(""))
             .unwrap();
         node.handle_timeout(t);
     }
@@ -232,12 +232,12 @@ fn a_silent_neighbour_is_reported_dead_and_a_disconnect_is_not() {
         .any(|e| matches!(e, PartialEvent::NeighbourDown { .. })));
     // It was pinged meanwhile.
     let pings: Vec<NodeId> = std::iter::from_fn(|| node.poll_transmit())
-        .filter(|(_, f)| *f == PartialMessage::Ping.encode())
+        .filter(|(_, f)| *f == PartialMessage::Ping.encode(""))
         .map(|(to, _)| to)
         .collect();
     assert!(pings.contains(&addr(1)) && !pings.contains(&addr(2)));
     t = now + config.dead_after;
-    node.handle_frame(t, addr(2), &PartialMessage::Pong.encode())
+    node.handle_frame(t, addr(2), &PartialMessage::Pong.encode(""))
         .unwrap();
     node.handle_timeout(t);
     assert_eq!(
@@ -248,7 +248,7 @@ fn a_silent_neighbour_is_reported_dead_and_a_disconnect_is_not() {
         }]
     );
     assert!(!node.passive().contains(&addr(1)));
-    node.handle_frame(t, addr(2), &PartialMessage::Disconnect.encode())
+    node.handle_frame(t, addr(2), &PartialMessage::Disconnect.encode(""))
         .unwrap();
     assert!(events(&mut node).contains(&PartialEvent::NeighbourDown {
         id: addr(2),
@@ -264,7 +264,7 @@ fn a_leaving_node_disconnects_its_neighbours_and_falls_silent() {
     let (mut node, now) = node_with_two_neighbours();
     node.leave();
     let sent: Vec<(NodeId, Vec<u8>)> = std::iter::from_fn(|| node.poll_transmit()).collect();
-    let disconnect = PartialMessage::Disconnect.encode();
+    let disconnect = PartialMessage::Disconnect.encode("");
     assert_eq!(
         sent,
         vec![(addr(1), disconnect.clone()), (addr(2), disconnect)]
@@ -280,7 +280,7 @@ fn a_leaving_node_disconnects_its_neighbours_and_falls_silent() {
     )));
     assert!(node.has_left() && node.poll_timeout().is_none());
     // A join, a rejoin attempt and timers change nothing.
-    node.handle_frame(now, addr(3), &PartialMessage::Join.encode())
+    node.handle_frame(now, addr(3), &PartialMessage::Join.encode(""))
         .unwrap();
     node.join(now, &[addr(4)]);
     node.handle_timeout(now + Duration::from_secs(60));
@@ -321,7 +321,7 @@ fn a_stranger_cannot_push_payloads_walks_shuffles_or_grafts() {
         PartialMessage::Prune,
     ];
     for m in &forged {
-        node.handle_frame(now, stranger, &m.encode()).unwrap();
+        node.handle_frame(now, stranger, &m.encode("")).unwrap();
     }
     assert_eq!(refused(&node) - start, forged.len() as u64);
     assert!(
@@ -341,7 +341,7 @@ fn a_strangers_accept_fills_only_free_room_and_joins_are_rate_limited() {
     let (mut node, now) = node_with_two_neighbours();
     // Accepts from strangers fill the three free slots, never more.
     for i in 10..20 {
-        node.handle_frame(now, addr(i), &PartialMessage::JoinAccept.encode())
+        node.handle_frame(now, addr(i), &PartialMessage::JoinAccept.encode(""))
             .unwrap();
     }
     assert_eq!(node.active().count(), config.active_size);
@@ -351,7 +351,7 @@ fn a_strangers_accept_fills_only_free_room_and_joins_are_rate_limited() {
     let mut ups = 0;
     while node.poll_event().is_some() {}
     for i in 100..1100 {
-        node.handle_frame(now, addr(i), &PartialMessage::Join.encode())
+        node.handle_frame(now, addr(i), &PartialMessage::Join.encode(""))
             .unwrap();
         while let Some(e) = node.poll_event() {
             ups += usize::from(matches!(e, PartialEvent::NeighbourUp(_)));
@@ -377,7 +377,7 @@ fn grafts_from_a_neighbour_cannot_draw_more_than_its_budget() {
     };
     let now = start();
     let mut node = PartialNode::new(addr(0), config.clone(), 7, now).unwrap();
-    node.handle_frame(now, addr(1), &PartialMessage::Join.encode())
+    node.handle_frame(now, addr(1), &PartialMessage::Join.encode(""))
         .unwrap();
     let mut ids = Vec::new();
     for _ in 0..100 {
@@ -389,7 +389,7 @@ fn grafts_from_a_neighbour_cannot_draw_more_than_its_budget() {
         node.handle_frame(
             now,
             addr(1),
-            &PartialMessage::Graft { ids: ids.clone() }.encode(),
+            &PartialMessage::Graft { ids: ids.clone() }.encode(""),
         )
         .unwrap();
         while let Some((_, frame)) = node.poll_transmit() {
@@ -409,10 +409,10 @@ fn bad_frames_are_refused_with_a_reason() {
     let decode = |b: &[u8]| PartialMessage::decode(b, &config);
     assert_eq!(decode(&[]), Err(PartialDecodeError::Empty));
     assert_eq!(decode(&[0x01, 0]), Err(PartialDecodeError::Version(1)));
-    let mut trailing = PartialMessage::Ping.encode();
+    let mut trailing = PartialMessage::Ping.encode("");
     trailing.push(0);
     assert_eq!(decode(&trailing), Err(PartialDecodeError::TrailingBytes(1)));
-    let long = vec![0x50; config.max_frame_len + 1];
+    let long = vec![0x51; config.max_frame_len + 1];
     assert!(matches!(
         decode(&long),
         Err(PartialDecodeError::TooLong { .. })
@@ -420,7 +420,7 @@ fn bad_frames_are_refused_with_a_reason() {
     let many = PartialMessage::IHave {
         ids: vec![[0; 8]; config.max_ids + 1],
     }
-    .encode();
+    .encode("");
     assert!(matches!(
         PartialMessage::decode(
             &many,
@@ -435,19 +435,141 @@ fn bad_frames_are_refused_with_a_reason() {
         nonce: 0,
         sample: vec![addr(1); config.max_sample() + 1],
     }
-    .encode();
+    .encode("");
     assert!(matches!(
         decode(&sample),
         Err(PartialDecodeError::TooMany { what: "sample", .. })
     ));
     // An id costs eight bytes on the wire.
-    let one = PartialMessage::IHave { ids: vec![[7; 8]] }.encode().len();
+    let one = PartialMessage::IHave { ids: vec![[7; 8]] }.encode("").len();
     let hundred = PartialMessage::IHave {
         ids: vec![[7; 8]; 100],
     }
-    .encode()
+    .encode("")
     .len();
     assert_eq!(hundred - one, 99 * 8);
+}
+
+/// A frame of another overlay, even one from an active neighbour's
+/// address, is refused before its message is looked at: no delivery, no
+/// view change, no answer; it is counted as `wrong_cluster`.
+#[test]
+fn a_frame_with_another_cluster_label_is_refused_and_counted() {
+    let now = start();
+    let config = PartialConfig {
+        cluster_label: "blue".into(),
+        ..PartialConfig::default()
+    };
+    let mut node = PartialNode::new(addr(0), config.clone(), 7, now).unwrap();
+    node.handle_frame(now, addr(1), &PartialMessage::Join.encode("blue"))
+        .unwrap();
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    let forged = [
+        PartialMessage::Join,
+        PartialMessage::Ping,
+        PartialMessage::Disconnect,
+        PartialMessage::Gossip {
+            id: [1; 8],
+            hops: 0,
+            payload: b"from the green overlay".to_vec(),
+        },
+        PartialMessage::Neighbour { urgent: true },
+    ];
+    for (i, m) in forged.iter().enumerate() {
+        // The neighbour's own address and strangers alike; the unlabelled
+        // frame of a node started without a label too.
+        for label in ["green", "", "blu", "blue!"] {
+            let from = if i % 2 == 0 { addr(1) } else { addr(20 + i) };
+            assert_eq!(
+                node.handle_frame(now, from, &m.encode(label)),
+                Err(PartialDecodeError::WrongCluster)
+            );
+        }
+    }
+    let refused = (forged.len() * 4) as u64;
+    assert_eq!(node.stats().wrong_cluster, refused);
+    assert_eq!(node.stats().refused, refused);
+    assert!(node.poll_transmit().is_none(), "nothing answered");
+    assert!(node.poll_event().is_none(), "nothing delivered or changed");
+    assert_eq!(node.active().collect::<Vec<_>>(), vec![addr(1)]);
+    // The same frames with this overlay's label are taken.
+    node.handle_frame(now, addr(1), &PartialMessage::Ping.encode("blue"))
+        .unwrap();
+    assert_eq!(
+        node.poll_transmit(),
+        Some((addr(1), PartialMessage::Pong.encode("blue")))
+    );
+    // A label that is not UTF-8 is another label, not a panic.
+    let mut raw = vec![0x51, 4, 0xff, 0xfe, 0xfd, 0xfc];
+    raw.extend_from_slice(&PartialMessage::Ping.encode("")[2..]);
+    assert_eq!(
+        node.handle_frame(now, addr(1), &raw),
+        Err(PartialDecodeError::WrongCluster)
+    );
+    // A label length beyond the frame is malformed.
+    assert_eq!(
+        node.handle_frame(now, addr(1), &[0x51, 0x7f, b'b']),
+        Err(PartialDecodeError::Malformed)
+    );
+}
+
+/// Two overlays with different labels on one network never link: their
+/// joins and walks are refused both ways.
+#[test]
+fn two_overlays_with_different_labels_do_not_merge() {
+    let now = start();
+    let labelled = |label: &str| PartialConfig {
+        cluster_label: label.into(),
+        ..PartialConfig::default()
+    };
+    let mut a = PartialNode::new(addr(0), labelled("red"), 1, now).unwrap();
+    let mut b = PartialNode::new(addr(1), labelled("black"), 2, now).unwrap();
+    b.join(now, &[addr(0)]);
+    let mut t = now;
+    for _ in 0..50 {
+        t += Duration::from_millis(100);
+        while let Some((_, frame)) = b.poll_transmit() {
+            assert_eq!(
+                a.handle_frame(t, addr(1), &frame),
+                Err(PartialDecodeError::WrongCluster)
+            );
+        }
+        while let Some((_, frame)) = a.poll_transmit() {
+            assert_eq!(
+                b.handle_frame(t, addr(0), &frame),
+                Err(PartialDecodeError::WrongCluster)
+            );
+        }
+        a.handle_timeout(t);
+        b.handle_timeout(t);
+    }
+    assert!(a.stats().wrong_cluster > 0);
+    assert_eq!(a.active().count() + b.active().count(), 0);
+    assert!(a.passive().is_empty() && b.passive().is_empty());
+}
+
+#[test]
+fn a_cluster_label_longer_than_64_bytes_is_refused() {
+    let long = PartialConfig {
+        cluster_label: "x".repeat(65),
+        ..PartialConfig::default()
+    };
+    let error = long.validate().unwrap_err();
+    assert_eq!(error.field, "cluster_label");
+    assert!(error.to_string().contains("64 bytes"), "{error}");
+    let longest = PartialConfig {
+        cluster_label: "x".repeat(64),
+        ..PartialConfig::default()
+    };
+    longest.validate().unwrap();
+    // The label is the only thing a frame grows by: its bytes and a
+    // one-byte length.
+    assert_eq!(
+        PartialMessage::Ping.encode(&longest.cluster_label).len(),
+        PartialMessage::Ping.encode("").len() + 64
+    );
+    assert_eq!(PartialMessage::Ping.encode(""), vec![0x51, 0, 8]);
 }
 
 proptest! {
@@ -455,10 +577,45 @@ proptest! {
     fn random_bytes_never_panic_a_node(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
         let (mut node, now) = node_with_two_neighbours();
         let _ = node.handle_frame(now, addr(1), &bytes);
-        let mut tagged = vec![0x50];
+        let mut tagged = vec![0x51];
         tagged.extend_from_slice(&bytes);
         let _ = node.handle_frame(now, addr(1), &tagged);
+        // Past this node's (empty) label, into the message.
+        let mut labelled = vec![0x51, 0];
+        labelled.extend_from_slice(&bytes);
+        let _ = node.handle_frame(now, addr(1), &labelled);
         node.handle_timeout(now + Duration::from_secs(1));
+    }
+
+    /// Random labels and label lengths: a frame is taken exactly when its
+    /// label is the node's, and never panics either way.
+    #[test]
+    fn only_the_nodes_own_label_is_taken(
+        label in proptest::collection::vec(any::<u8>(), 0..80),
+        claimed_len in any::<u8>(),
+        lie in any::<bool>(),
+    ) {
+        let now = start();
+        let config = PartialConfig {
+            cluster_label: "overlay".into(),
+            ..PartialConfig::default()
+        };
+        let mut node = PartialNode::new(addr(0), config, 7, now).unwrap();
+        let mut frame = vec![0x51];
+        frame.push(if lie { claimed_len } else { label.len() as u8 });
+        frame.extend_from_slice(&label);
+        frame.extend_from_slice(&PartialMessage::Ping.encode("")[2..]);
+        let result = node.handle_frame(now, addr(1), &frame);
+        if !lie {
+            if label == b"overlay" {
+                prop_assert_eq!(result, Ok(()));
+            } else {
+                prop_assert_eq!(result, Err(PartialDecodeError::WrongCluster));
+            }
+        } else if result.is_ok() {
+            // A lying length can only be taken if it still spells the label.
+            prop_assert!(frame[1] == 7 && &frame[2..9] == b"overlay");
+        }
     }
 }
 
@@ -470,7 +627,7 @@ fn a_new_neighbour_is_told_recent_ids_and_old_ones_are_not_repeated() {
     let later = now + config.reannounce_window + Duration::from_secs(1);
     let recent = node.broadcast(later, b"recent").unwrap();
     while node.poll_transmit().is_some() {}
-    node.handle_frame(later, addr(3), &PartialMessage::Join.encode())
+    node.handle_frame(later, addr(3), &PartialMessage::Join.encode(""))
         .unwrap();
     node.handle_timeout(later + config.announce_interval);
     let announced: Vec<[u8; 8]> = std::iter::from_fn(|| node.poll_transmit())
@@ -488,7 +645,7 @@ fn a_new_neighbour_is_told_recent_ids_and_old_ones_are_not_repeated() {
 fn urgent_requests_from_strangers_are_rate_limited_and_pings_do_not_amplify() {
     let config = PartialConfig::default();
     let (mut node, now) = node_with_two_neighbours();
-    let urgent = PartialMessage::Neighbour { urgent: true }.encode();
+    let urgent = PartialMessage::Neighbour { urgent: true }.encode("");
     let mut ups = 0;
     for i in 100..1100 {
         node.handle_frame(now, addr(i), &urgent).unwrap();
@@ -503,7 +660,7 @@ fn urgent_requests_from_strangers_are_rate_limited_and_pings_do_not_amplify() {
     assert_eq!(node.active().count(), config.active_size);
     while node.poll_transmit().is_some() {}
     // A stranger's ping gets one answer no larger than itself.
-    let ping = PartialMessage::Ping.encode();
+    let ping = PartialMessage::Ping.encode("");
     node.handle_frame(now, addr(2000), &ping).unwrap();
     let answers: Vec<(NodeId, Vec<u8>)> = std::iter::from_fn(|| node.poll_transmit()).collect();
     assert_eq!(answers.len(), 1);

@@ -42,8 +42,35 @@ use tokio::sync::{broadcast, mpsc};
 use crate::envelope;
 use crate::metrics::{state_name, Metrics};
 
-/// The status page served at `/`.
-pub const STATUS_PAGE: &str = include_str!("../assets/status.html");
+/// A status page from the parts in `assets/status/`: the shared head,
+/// style and header (`top.html`), the page's own sections (`PAGE.html`),
+/// the shared propagation, counters and events (`bottom.html`), the
+/// shared script (`common.js`: those three and the live stream) and the
+/// page's own script (`PAGE.js`). One self-contained file, assembled at
+/// compile time.
+macro_rules! status_page {
+    ($page:literal) => {
+        concat!(
+            include_str!("../assets/status/top.html"),
+            include_str!(concat!("../assets/status/", $page, ".html")),
+            include_str!("../assets/status/bottom.html"),
+            "<script>\n",
+            include_str!("../assets/status/common.js"),
+            "</script>\n<script>\n",
+            include_str!(concat!("../assets/status/", $page, ".js")),
+            "</script>\n</body>\n</html>\n",
+        )
+    };
+}
+
+/// The status page of full views, served at `/`: members, leader, store,
+/// aggregate, propagation, counters and events.
+pub const STATUS_PAGE: &str = status_page!("full");
+
+/// The status page of partial views (`membership = "partial"`), served at
+/// `/`: the active view with its tree links, the passive view, neighbours
+/// lost by reason, propagation, counters and events.
+pub const PARTIAL_STATUS_PAGE: &str = status_page!("partial");
 
 /// What the API, the stdin commands and the event printer share.
 pub struct Shared<A> {
@@ -380,11 +407,13 @@ pub fn refused_token(token: Option<&str>, request: &Request) -> Option<Response>
     )
 }
 
-async fn page() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        STATUS_PAGE,
-    )
+async fn page() -> Response {
+    html(STATUS_PAGE)
+}
+
+/// A status page as an HTTP answer.
+pub(crate) fn html(page: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 async fn members<A: Aggregate + Send + 'static>(State(s): State<Arc<Shared<A>>>) -> ApiResult {

@@ -4,6 +4,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
+//! | `GET /` | the status page ([`PARTIAL_STATUS_PAGE`](crate::api::PARTIAL_STATUS_PAGE)): the views, neighbours lost, propagation, counters, events |
 //! | `GET /v1/members` | this node and its neighbours: `[{"id","addr","state","self"}]`, `state` one of `self`, `active`, `passive` (a partial view knows no more) |
 //! | `GET /v1/view` | `{"id","active":[...],"eager":[...],"passive":[...]}`: the active view, its tree links, the reserve |
 //! | `POST /v1/broadcast` | body: the payload's raw bytes; answers `{"id"}` (16 hex digits) |
@@ -13,8 +14,8 @@
 //! | `POST /v1/leave` | answers `{"leaving": true}`, then the agent leaves and exits |
 //! | `GET /metrics` | Prometheus text ([`PartialMetrics`]) |
 //!
-//! Every other route (the KV store, leader election, aggregates, the
-//! status page) needs full membership and answers 404 saying so.
+//! Every other route (the KV store, leader election, aggregates) needs
+//! full membership and answers 404 saying so.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -157,6 +158,7 @@ pub fn stats_json(stats: &PartialAgentStats, active: usize, passive: usize) -> V
             "ids_announced": n.ids_announced,
             "duplicates": n.duplicates,
             "refused": n.refused,
+            "wrong_cluster": n.wrong_cluster,
             "grafts_sent": n.grafts_sent,
         },
         "transport": crate::api::transport_json(t),
@@ -223,6 +225,10 @@ impl PartialShared {
 /// The router for `shared`.
 pub fn router(shared: Arc<PartialShared>) -> Router {
     Router::new()
+        .route(
+            "/",
+            get(|| async { crate::api::html(crate::api::PARTIAL_STATUS_PAGE) }),
+        )
         .route("/v1/members", get(members))
         .route("/v1/view", get(view))
         .route("/v1/broadcast", post(broadcast_route))
@@ -248,9 +254,9 @@ async fn not_here(uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         format!(
             "{} is not served with membership = \"partial\": partial views know only their \
-             neighbours, so the KV store, leader election, aggregates and the status page \
-             (which need every member known) run with membership = \"full\"; this agent \
-             serves /v1/members, /v1/view, /v1/broadcast, /v1/events, /v1/stats, /v1/join, \
+             neighbours, so the KV store, leader election and aggregates (which need every \
+             member known) run with membership = \"full\"; this agent serves / (the status \
+             page), /v1/members, /v1/view, /v1/broadcast, /v1/events, /v1/stats, /v1/join, \
              /v1/leave and /metrics",
             uri.path()
         ),
@@ -364,7 +370,7 @@ type Labels = Vec<(&'static str, String)>;
 /// | `gossip_partial_neighbours_down_total{reason}` | `neighbour_down` events; `reason="silent"` is a neighbour the pings found dead |
 /// | `gossip_broadcasts_total`, `gossip_deliveries_total` | broadcasts sent through the API, deliveries |
 /// | `gossip_broadcast_propagation_seconds` | the broadcast envelope: receive time minus the origin's send time |
-/// | `gossip_partial_node_total{counter}` | the node's `PartialStats` (frames and bytes sent, payload pushes, announce bytes, duplicates, grafts, refused) |
+/// | `gossip_partial_node_total{counter}` | the node's `PartialStats` (frames and bytes sent, payload pushes, announce bytes, duplicates, grafts, refused, of which `wrong_cluster`) |
 /// | `gossip_frames_refused_total{reason}` | frames that did not decode, by kind, and `seal` for the sealing layer |
 /// | `gossip_transport_total{counter}` | the transport's own counters |
 pub struct PartialMetrics {
@@ -506,6 +512,7 @@ impl PartialMetrics {
                 ("duplicates", n.duplicates),
                 ("grafts_sent", n.grafts_sent),
                 ("refused", n.refused),
+                ("wrong_cluster", n.wrong_cluster),
                 ("send_errors", stats.send_errors),
             ],
         );

@@ -397,6 +397,76 @@ impl AgentArgs {
             .validate()
             .map_err(|e| BadConfig(format!("invalid configuration: {e}")))?;
 
+        let mut aggregate = file.aggregate.clone();
+        if let Some(algorithm) = self.aggregate {
+            let spec = aggregate.get_or_insert(AggregateSpec {
+                algorithm,
+                function: Function::Average,
+                input: 0.0,
+                leader: false,
+                epoch_rounds: None,
+                degree: None,
+            });
+            spec.algorithm = algorithm;
+        }
+        if let Some(input) = self.aggregate_input {
+            match aggregate.as_mut() {
+                Some(spec) => spec.input = input,
+                None => bad("--aggregate-input needs an aggregate (--aggregate ALGORITHM)")?,
+            }
+        }
+        if let Some(spec) = &aggregate {
+            spec.build()?;
+        }
+        let partial = match self.membership.or(file.membership).unwrap_or_default() {
+            Membership::Full => {
+                if !file.partial.is_empty() || !self.partial.is_empty() {
+                    bad(
+                        "[partial] (--partial) sets partial views, but membership is \"full\"; \
+                         set membership = \"partial\" (--membership partial) or remove them",
+                    )?;
+                }
+                None
+            }
+            Membership::Partial => {
+                self.refuse_full_view_options(&file, aggregate.is_some(), signing.is_some())?;
+                // The label as for full views: the `label` key, then
+                // `[partial] cluster_label` (--partial cluster_label=...),
+                // then --label.
+                let mut base = PartialConfig {
+                    cluster_label: file.label.clone().unwrap_or_default(),
+                    ..PartialConfig::default()
+                };
+                if transport == TransportKind::Quic {
+                    base.max_frame_len = gossip_transport_quic::DATAGRAM_BUDGET;
+                }
+                let mut config: PartialConfig =
+                    self.app_settings_from(base, &file.partial, &self.partial, "partial")?;
+                if let Some(label) = &self.label {
+                    config.cluster_label = label.clone();
+                }
+                if keyring.is_some() {
+                    config.max_frame_len =
+                        config.max_frame_len.saturating_sub(gossip_seal::OVERHEAD);
+                }
+                config.validate().map_err(|e| {
+                    BadConfig(format!(
+                        "[partial] (--partial): {e}{}",
+                        if keyring.is_some() {
+                            " (max_frame_len is what remains after the keyring's seal)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+                Some(config)
+            }
+        };
+        if let Some(partial) = &partial {
+            // One label for the data directory, the seal and the frames.
+            config.cluster_label = partial.cluster_label.clone();
+        }
+
         let bind = self.bind.or(file.bind);
         if let Some(bind) = bind {
             if bind.ip().is_unspecified() {
@@ -470,27 +540,6 @@ impl AgentArgs {
             (None, Some(value)) => strategy_from(value)?,
             (None, None) => NetStrategy::Rumor.build(),
         };
-        let mut aggregate = file.aggregate.clone();
-        if let Some(algorithm) = self.aggregate {
-            let spec = aggregate.get_or_insert(AggregateSpec {
-                algorithm,
-                function: Function::Average,
-                input: 0.0,
-                leader: false,
-                epoch_rounds: None,
-                degree: None,
-            });
-            spec.algorithm = algorithm;
-        }
-        if let Some(input) = self.aggregate_input {
-            match aggregate.as_mut() {
-                Some(spec) => spec.input = input,
-                None => bad("--aggregate-input needs an aggregate (--aggregate ALGORITHM)")?,
-            }
-        }
-        if let Some(spec) = &aggregate {
-            spec.build()?;
-        }
         let leave_linger_ms = self
             .leave_linger_ms
             .or(file.leave_linger_ms)
@@ -519,41 +568,6 @@ impl AgentArgs {
         }
         let leader = self.app_settings(&file.leader, &self.leader, "leader")?;
         let partition = self.app_settings(&file.partition, &self.partition, "partition")?;
-        let partial = match self.membership.or(file.membership).unwrap_or_default() {
-            Membership::Full => {
-                if !file.partial.is_empty() || !self.partial.is_empty() {
-                    bad(
-                        "[partial] (--partial) sets partial views, but membership is \"full\"; \
-                         set membership = \"partial\" (--membership partial) or remove them",
-                    )?;
-                }
-                None
-            }
-            Membership::Partial => {
-                self.refuse_full_view_options(&file, aggregate.is_some(), signing.is_some())?;
-                let mut base = PartialConfig::default();
-                if transport == TransportKind::Quic {
-                    base.max_frame_len = gossip_transport_quic::DATAGRAM_BUDGET;
-                }
-                let mut config: PartialConfig =
-                    self.app_settings_from(base, &file.partial, &self.partial, "partial")?;
-                if keyring.is_some() {
-                    config.max_frame_len =
-                        config.max_frame_len.saturating_sub(gossip_seal::OVERHEAD);
-                }
-                config.validate().map_err(|e| {
-                    BadConfig(format!(
-                        "[partial] (--partial): {e}{}",
-                        if keyring.is_some() {
-                            " (max_frame_len is what remains after the keyring's seal)"
-                        } else {
-                            ""
-                        }
-                    ))
-                })?;
-                Some(config)
-            }
-        };
         Ok(Settings {
             partial,
             leader,

@@ -9,9 +9,9 @@
 //! `members`, `stats`, `leave`), and SIGINT or SIGTERM to leave. A leave
 //! tells each neighbour at once, so it needs no linger.
 //!
-//! Partial frames carry no cluster label: two overlays on one network are
-//! kept apart by a keyring (whose seals authenticate the label), not by
-//! the label alone.
+//! The cluster label is the full views' (`label`, `--label`, or
+//! `cluster_label` in `[partial]`): partial frames carry it and a node
+//! refuses another overlay's frames; a keyring's seals authenticate it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -25,6 +25,10 @@ const QUICK: [&str; 8] = [
 ];
 
 fn start(join: Option<&str>) -> (AgentProcess, String) {
+    start_with(join, &[])
+}
+
+fn start_with(join: Option<&str>, extra: &[&str]) -> (AgentProcess, String) {
     let mut args: Vec<String> = vec![
         "--bind".into(),
         format!("127.0.0.1:{}", free_port()),
@@ -34,6 +38,7 @@ fn start(join: Option<&str>) -> (AgentProcess, String) {
         "partial".into(),
     ];
     args.extend(QUICK.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
     if let Some(seed) = join {
         args.extend(["--join".into(), seed.into()]);
     }
@@ -61,6 +66,11 @@ fn client(args: &[&str]) -> (i32, String) {
 }
 
 fn get(api: &str, path: &str) -> (u16, Value) {
+    let (status, body) = get_text(api, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn get_text(api: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(api).unwrap();
     write!(
@@ -72,7 +82,7 @@ fn get(api: &str, path: &str) -> (u16, Value) {
     stream.read_to_string(&mut text).unwrap();
     let status = text[9..12].parse().unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, body.to_string())
 }
 
 #[test]
@@ -131,6 +141,10 @@ fn partial_agents_join_and_broadcast_through_the_api_and_stdin() {
     assert!(stats["node"]["frames_sent"].as_u64().unwrap() > 0);
     let (status, _) = get(api, "/metrics");
     assert_eq!(status, 200);
+    // The status page of partial views, which reads the view.
+    let (status, page) = get_text(api, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("Active view") && page.contains("\"/v1/view\""));
     let (status, error) = get(api, "/v1/kv/some-key");
     assert_eq!(status, 404);
     assert!(
@@ -141,6 +155,44 @@ fn partial_agents_join_and_broadcast_through_the_api_and_stdin() {
     // A graceful leave tells the neighbours at once.
     agents[3].0.say("leave");
     assert!(agents[3].0.exited_within(Duration::from_secs(3)).is_some());
+}
+
+/// Overlays with different cluster labels do not join each other: the
+/// contact refuses the stranger's frames as `wrong_cluster`, while a node
+/// labelled alike (through `[partial] cluster_label` rather than
+/// `--label`) joins.
+#[test]
+fn partial_agents_with_different_labels_do_not_join() {
+    let (contact, contact_api) = start_with(None, &["--label", "red"]);
+    let (blue, blue_api) = start_with(Some(&contact.addr), &["--label", "blue"]);
+    let (red, _) = start_with(Some(&contact.addr), &["--partial", "cluster_label=red"]);
+    red.saw(Duration::from_secs(10), |e| e["event"] == "neighbour_up")
+        .expect("a node with the same label joins");
+    // By now the blue node has asked (it retries every 200 ms).
+    let mut wrong = 0;
+    for _ in 0..50 {
+        let (_, stats) = get(&contact_api, "/v1/stats");
+        wrong = stats["node"]["wrong_cluster"].as_u64().unwrap();
+        if wrong > 0 {
+            assert_eq!(stats["refused"]["wrong_cluster"].as_u64(), Some(wrong));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(wrong > 0, "the contact refused the blue node's frames");
+    let (_, view) = get(&blue_api, "/v1/view");
+    assert_eq!(view["active"], Value::Array(vec![]), "{view}");
+    let (_, view) = get(&contact_api, "/v1/view");
+    let active: Vec<&str> = view["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(active, vec![red.addr.as_str()], "{view}");
+    assert!(blue
+        .saw(Duration::from_millis(200), |e| e["event"] == "neighbour_up")
+        .is_none());
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The status page (`gossip-node/assets/status.html`): self-contained, and
-//! rendered by headless Chromium against a fake control API.
+//! The status pages (assembled from `gossip-node/assets/status/`, one for
+//! full views and one for partial views): self-contained, and rendered by
+//! headless Chromium against a fake control API.
 //!
 //! The Chromium test is ignored by default (it may install a browser). Run it
 //! by hand with
@@ -19,7 +20,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-const PAGE: &str = include_str!("../assets/status.html");
+const PAGE: &str = gossip_node::api::STATUS_PAGE;
+const PARTIAL_PAGE: &str = gossip_node::api::PARTIAL_STATUS_PAGE;
+
+/// The routes the partial-view page may call.
+const PARTIAL_ROUTES: [&str; 3] = ["/v1/view", "/v1/events", "/v1/stats"];
 
 /// The routes the page may call, relative to its origin.
 const ROUTES: [&str; 6] = [
@@ -31,30 +36,63 @@ const ROUTES: [&str; 6] = [
     "/v1/kv-stats",
 ];
 
-#[test]
-fn page_is_small_self_contained_and_uses_the_api_routes() {
-    assert!(PAGE.len() < 15_000, "page is {} bytes", PAGE.len());
+/// `page` loads nothing from elsewhere, calls each of `routes` and no
+/// other API path, and streams events.
+fn check_self_contained(page: &str, routes: &[&str]) {
+    assert!(page.len() < 15_000, "page is {} bytes", page.len());
     for external in ["src=", "href=", "@import", "url(", "http://", "https://"] {
         assert!(
-            !PAGE.contains(external),
+            !page.contains(external),
             "page loads something from outside itself: {external}"
         );
     }
-    for route in ROUTES {
+    for route in routes {
         assert!(
-            PAGE.contains(&format!("\"{route}\"")),
+            page.contains(&format!("\"{route}\"")),
             "page never calls {route}"
         );
     }
     // Every API path the page names is one of these.
-    for (at, _) in PAGE.match_indices("/v1/") {
-        let path: String = PAGE[at..]
+    for (at, _) in page.match_indices("/v1/") {
+        let path: String = page[at..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '-')
             .collect();
-        assert!(ROUTES.contains(&path.as_str()), "unknown route {path}");
+        assert!(routes.contains(&path.as_str()), "unknown route {path}");
     }
-    assert!(PAGE.contains("new EventSource("), "no live event stream");
+    assert!(page.contains("new EventSource("), "no live event stream");
+    // The elements the shared script fills.
+    for id in [
+        "self",
+        "summary",
+        "conn",
+        "prop-summary",
+        "histogram",
+        "stats",
+        "events",
+    ] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "no #{id}");
+    }
+    assert_eq!(
+        page.matches("<script>").count(),
+        2,
+        "the shared and the page's script"
+    );
+}
+
+#[test]
+fn page_is_small_self_contained_and_uses_the_api_routes() {
+    check_self_contained(PAGE, &ROUTES);
+}
+
+#[test]
+fn partial_page_is_small_self_contained_and_uses_only_partial_routes() {
+    check_self_contained(PARTIAL_PAGE, &PARTIAL_ROUTES);
+    // It shares the full page's head and script rather than copying them.
+    let head = &PAGE[..PAGE.find("<main>").unwrap()];
+    assert!(PARTIAL_PAGE.starts_with(head));
+    let shared = PAGE.split("<script>").nth(1).unwrap();
+    assert_eq!(PARTIAL_PAGE.split("<script>").nth(1).unwrap(), shared);
 }
 
 fn members() -> serde_json::Value {
@@ -221,31 +259,71 @@ fn headless(browser: &str, url: &str, extra: &[&str]) -> std::process::Output {
         .expect("chromium runs")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Chromium (installs it as root); run with --ignored"]
-async fn chromium_renders_members_events_and_propagation() {
-    let browser = match tokio::task::spawn_blocking(chromium).await.expect("join") {
-        Ok(browser) => browser,
+/// Chromium, or None (and a message why the test `name` is skipped).
+async fn browser_or_skip(name: &str) -> Option<String> {
+    match tokio::task::spawn_blocking(chromium).await.expect("join") {
+        Ok(browser) => Some(browser),
         Err(reason) => {
-            eprintln!("skipping the status page test: {reason}");
-            return;
+            eprintln!("skipping {name}: {reason}");
+            None
         }
-    };
-    let connections = Arc::new(AtomicUsize::new(0));
-    let addr = serve_fake_api(connections.clone()).await;
-    let url = format!("http://{addr}/");
-    let dom = {
-        let (browser, url) = (browser.clone(), url.clone());
-        tokio::task::spawn_blocking(move || headless(&browser, &url, &["--dump-dom"]))
-            .await
-            .expect("join")
-    };
+    }
+}
+
+/// The DOM Chromium renders from `url`.
+async fn rendered_dom(browser: &str, url: &str) -> String {
+    let (browser, url) = (browser.to_string(), url.to_string());
+    let dom = tokio::task::spawn_blocking(move || headless(&browser, &url, &["--dump-dom"]))
+        .await
+        .expect("join");
     assert!(
         dom.status.success(),
         "chromium failed: {}",
         String::from_utf8_lossy(&dom.stderr)
     );
-    let dom = String::from_utf8(dom.stdout).expect("utf-8 DOM");
+    String::from_utf8(dom.stdout).expect("utf-8 DOM")
+}
+
+/// Each of `kinds` is in the page's event list.
+fn assert_events_listed(dom: &str, kinds: &[&str]) {
+    for kind in kinds {
+        assert!(
+            dom.contains(&format!(r#"data-event="{kind}""#)),
+            "no {kind} event in\n{dom}"
+        );
+    }
+}
+
+/// A screenshot of `url` into the file the environment variable `var`
+/// names, when it is set.
+async fn screenshot_if_asked(var: &str, browser: String, url: String) {
+    let Ok(path) = std::env::var(var) else {
+        return;
+    };
+    let shot = format!("--screenshot={path}");
+    let out = tokio::task::spawn_blocking(move || {
+        headless(
+            &browser,
+            &url,
+            &[&shot, "--window-size=1200,900", "--hide-scrollbars"],
+        )
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "screenshot failed");
+    eprintln!("screenshot written to {path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (installs it as root); run with --ignored"]
+async fn chromium_renders_members_events_and_propagation() {
+    let Some(browser) = browser_or_skip("the status page test").await else {
+        return;
+    };
+    let connections = Arc::new(AtomicUsize::new(0));
+    let addr = serve_fake_api(connections.clone()).await;
+    let url = format!("http://{addr}/");
+    let dom = rendered_dom(&browser, &url).await;
 
     // Every member is a row with its coloured state.
     for (id, state) in [
@@ -262,19 +340,17 @@ async fn chromium_renders_members_events_and_propagation() {
     }
     assert!(dom.contains("(self)"), "self not marked");
     // Events, newest first, payload text escaped rather than interpreted.
-    for kind in [
-        "member_up",
-        "member_suspect",
-        "member_down",
-        "member_left",
-        "estimate",
-        "delivered",
-    ] {
-        assert!(
-            dom.contains(&format!(r#"data-event="{kind}""#)),
-            "no {kind} event in\n{dom}"
-        );
-    }
+    assert_events_listed(
+        &dom,
+        &[
+            "member_up",
+            "member_suspect",
+            "member_down",
+            "member_left",
+            "estimate",
+            "delivered",
+        ],
+    );
     assert!(
         dom.contains("hello &lt;b&gt;4&lt;/b&gt;"),
         "payload missing or unescaped"
@@ -331,18 +407,128 @@ async fn chromium_renders_members_events_and_propagation() {
         "the page did not reconnect to /v1/events"
     );
 
-    if let Ok(path) = std::env::var("STATUS_SCREENSHOT") {
-        let shot = format!("--screenshot={path}");
-        let out = tokio::task::spawn_blocking(move || {
-            headless(
-                &browser,
-                &url,
-                &[&shot, "--window-size=1200,900", "--hide-scrollbars"],
-            )
-        })
-        .await
-        .expect("join");
-        assert!(out.status.success(), "screenshot failed");
-        eprintln!("screenshot written to {path}");
+    screenshot_if_asked("STATUS_SCREENSHOT", browser, url).await;
+}
+
+/// The partial-view page's fake API: a view of two active neighbours (one
+/// a tree link) and three passive addresses, counters, and one batch of
+/// events.
+async fn serve_fake_partial_api() -> SocketAddr {
+    let events = [
+        json!({"event": "subscribed", "node": "127.0.0.1:8000"}),
+        json!({"event": "neighbour_up", "neighbour": "127.0.0.1:8001"}),
+        json!({"event": "neighbour_down", "neighbour": "127.0.0.1:8009", "reason": "silent"}),
+        json!({"event": "neighbour_down", "neighbour": "127.0.0.1:8008", "reason": "replaced"}),
+        json!({"event": "neighbour_down", "neighbour": "127.0.0.1:8007", "reason": "silent"}),
+        json!({"event": "delivered", "id": "00112233aabbccdd", "hops": 3,
+               "payload": "over <i>partial</i> views", "delay_ms": 2.5}),
+        json!({"event": "delivered", "id": "0011223344556677", "hops": 1,
+               "payload": "second", "delay_ms": 6.0}),
+        json!({"event": "broadcast_sent", "id": "8899aabbccddeeff", "payload": "mine"}),
+    ];
+    let mut body = String::from("retry: 1000\n\n");
+    for event in events {
+        body.push_str(&format!("data: {event}\n\n"));
     }
+    let sent = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/", get(|| async { Html(PARTIAL_PAGE) }))
+        .route(
+            "/v1/view",
+            get(|| async {
+                Json(json!({
+                    "id": "127.0.0.1:8000",
+                    "active": ["127.0.0.1:8001", "127.0.0.1:8002"],
+                    "eager": ["127.0.0.1:8001"],
+                    "passive": ["127.0.0.1:8003", "127.0.0.1:8004", "127.0.0.1:8005"],
+                }))
+            }),
+        )
+        .route(
+            "/v1/stats",
+            get(|| async {
+                Json(json!({"membership": "partial", "active": 2, "passive": 3,
+                            "node": {"frames_sent": 4321, "wrong_cluster": 17},
+                            "transport": {"bytes_sent": 98765}, "send_errors": 0,
+                            "refused": {"wrong_cluster": 17}}))
+            }),
+        )
+        .route(
+            "/v1/events",
+            get(move || {
+                // The batch once; reconnections find nothing new, so that
+                // the counts on the page are the batch's.
+                let first = sent.fetch_add(1, Ordering::SeqCst) == 0;
+                let body = if first {
+                    body.clone()
+                } else {
+                    "retry: 1000\n\n".into()
+                };
+                async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (installs it as root); run with --ignored"]
+async fn chromium_renders_the_partial_views_page() {
+    let Some(browser) = browser_or_skip("the partial status page test").await else {
+        return;
+    };
+    let url = format!("http://{}/", serve_fake_partial_api().await);
+    let dom = rendered_dom(&browser, &url).await;
+
+    assert!(dom.contains(r#"<span id="self" class="mono muted">127.0.0.1:8000</span>"#));
+    for (id, view) in [
+        ("127.0.0.1:8001", "active"),
+        ("127.0.0.1:8002", "active"),
+        ("127.0.0.1:8003", "passive"),
+        ("127.0.0.1:8005", "passive"),
+    ] {
+        assert!(
+            dom.contains(&format!(r#"<tr data-id="{id}" data-view="{view}">"#)),
+            "no {view} row for {id} in\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("partial views: 2 active (1 tree links), 3 passive"),
+        "no summary in\n{dom}"
+    );
+    assert!(dom.contains("<td>tree</td>"), "tree link not marked");
+    assert!(
+        dom.contains("2 silent, 1 replaced"),
+        "no losses by reason in\n{dom}"
+    );
+    assert_events_listed(
+        &dom,
+        &[
+            "neighbour_up",
+            "neighbour_down",
+            "delivered",
+            "broadcast_sent",
+        ],
+    );
+    assert!(
+        dom.contains(r#"<span class="mono">127.0.0.1:8009</span> <span class="muted">silent"#),
+        "a neighbour lost names its reason"
+    );
+    assert!(
+        dom.contains("over &lt;i&gt;partial&lt;/i&gt; views\u{201d} in 3 hops after 2.5 ms"),
+        "delivery with hops and delay in\n{dom}"
+    );
+    assert!(dom.contains("max 6 ms"), "no propagation in\n{dom}");
+    assert!(
+        dom.contains("node.wrong_cluster") && dom.contains("4321"),
+        "no stats"
+    );
+
+    // A fresh fake API: its events come once per server.
+    let url = format!("http://{}/", serve_fake_partial_api().await);
+    screenshot_if_asked("PARTIAL_STATUS_SCREENSHOT", browser, url).await;
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::MAX_LABEL_LEN;
+
 /// Why a [`PartialConfig`] was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("partial view config: {field} {why}")]
@@ -23,6 +25,13 @@ pub struct PartialConfigError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PartialConfig {
+    /// The overlay's name, carried in every frame: frames with another
+    /// label are refused ([`PartialDecodeError::WrongCluster`]), so two
+    /// overlays sharing a network cannot merge by accident. At most
+    /// [`MAX_LABEL_LEN`] bytes; default empty.
+    ///
+    /// [`PartialDecodeError::WrongCluster`]: super::PartialDecodeError::WrongCluster
+    pub cluster_label: String,
     /// Neighbours kept in the active view (the links that carry payloads
     /// and are watched for failure). Default 5; the paper uses log10(N) + 1.
     pub active_size: usize,
@@ -97,6 +106,7 @@ pub struct PartialConfig {
 impl Default for PartialConfig {
     fn default() -> Self {
         Self {
+            cluster_label: String::new(),
             active_size: 5,
             passive_size: 30,
             active_walk: 6,
@@ -129,6 +139,9 @@ impl PartialConfig {
     /// Checks that the settings can work together.
     pub fn validate(&self) -> Result<(), PartialConfigError> {
         let bad = |field, why| Err(PartialConfigError { field, why });
+        if self.cluster_label.len() > MAX_LABEL_LEN {
+            return bad("cluster_label", "must be at most 64 bytes");
+        }
         if self.active_size == 0 {
             return bad("active_size", "must be positive");
         }
@@ -158,18 +171,23 @@ impl PartialConfig {
                 "max_ids, max_announcers and max_seen must be positive",
             );
         }
+        // Each frame starts with the version byte and the label; the
+        // slack below covers the version byte and the label's one-byte
+        // length, not the label itself.
+        let header = self.cluster_label.len();
         // An announcement of max_ids ids must fit a frame.
-        if self.max_ids * 8 + 16 > self.max_frame_len {
+        if header + self.max_ids * 8 + 16 > self.max_frame_len {
             return bad("max_ids", "eight bytes per id must fit max_frame_len");
         }
-        if self.max_payload_len + 32 > self.max_frame_len {
+        if header + self.max_payload_len + 32 > self.max_frame_len {
             return bad(
                 "max_payload_len",
                 "a payload and its header must fit max_frame_len",
             );
         }
         // A shuffle sample of IPv6 addresses must fit a frame.
-        if (1 + self.shuffle_active + self.shuffle_passive) * 19 + 32 > self.max_frame_len {
+        if header + (1 + self.shuffle_active + self.shuffle_passive) * 19 + 32 > self.max_frame_len
+        {
             return bad("shuffle_passive", "a shuffle sample must fit max_frame_len");
         }
         Ok(())

@@ -26,7 +26,9 @@
 //! member; a partial view only knows its neighbourhood.
 //!
 //! **What a lying peer can do.** Frames are decoded within
-//! [`PartialConfig::max_frame_len`] and the list limits. Walks, shuffles,
+//! [`PartialConfig::max_frame_len`] and the list limits. A label keeps
+//! overlays apart by mistake, not by design: anyone may write it (a
+//! sealing keyring authenticates it). Walks, shuffles,
 //! payloads, announcements and grafts are taken only from active
 //! neighbours; a shuffle answer only with the nonce of an open shuffle; a
 //! neighbour answer only from the node asked; a stranger's join accept
@@ -46,8 +48,10 @@
 //! neighbours at once. It is a separate state machine from the full-view
 //! [`Node`](crate::Node): SWIM's detection, the strategies of
 //! `gossip-strategies`, aggregates and the applications that need every
-//! member known do not run over it, and its frames carry no cluster label
-//! (a sealing keyring keeps two overlays on one network apart).
+//! member known do not run over it. Its frames carry
+//! [`PartialConfig::cluster_label`] as the full view's carry theirs: a
+//! frame of another overlay is refused before its message is decoded
+//! ([`PartialDecodeError::WrongCluster`]).
 
 mod config;
 mod node;

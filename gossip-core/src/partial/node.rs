@@ -86,9 +86,13 @@ pub struct PartialStats {
     pub ids_announced: u64,
     /// Copies of payloads received that were already seen.
     pub duplicates: u64,
-    /// Frames refused: undecodable, or from a node not allowed to send
-    /// them.
+    /// Frames refused: undecodable, of another cluster, or from a node
+    /// not allowed to send them.
     pub refused: u64,
+    /// Of the refused frames, those labelled for another cluster
+    /// ([`PartialDecodeError::WrongCluster`]): another overlay shares the
+    /// network, or a node was started with the wrong label.
+    pub wrong_cluster: u64,
     /// Grafts sent.
     pub grafts_sent: u64,
 }
@@ -373,6 +377,9 @@ impl PartialNode {
             Ok(m) => m,
             Err(e) => {
                 self.stats.refused += 1;
+                if e == PartialDecodeError::WrongCluster {
+                    self.stats.wrong_cluster += 1;
+                }
                 return Err(e);
             }
         };
@@ -859,7 +866,7 @@ impl PartialNode {
             hops,
             payload: payload.to_vec(),
         };
-        let frame = message.encode();
+        let frame = message.encode(&self.config.cluster_label);
         let links: Vec<(NodeId, bool)> = self
             .active
             .iter()
@@ -981,7 +988,8 @@ impl PartialNode {
             let Some((hops, payload)) = self.held.get(&id).cloned() else {
                 continue;
             };
-            let frame = PartialMessage::Gossip { id, hops, payload }.encode();
+            let frame =
+                PartialMessage::Gossip { id, hops, payload }.encode(&self.config.cluster_label);
             let Some(n) = self.active.iter_mut().find(|n| n.id == from) else {
                 return;
             };
@@ -1020,7 +1028,7 @@ impl PartialNode {
             while !ids.is_empty() {
                 let rest = ids.split_off(ids.len().min(self.config.max_ids));
                 self.stats.ids_announced += ids.len() as u64;
-                let frame = PartialMessage::IHave { ids }.encode();
+                let frame = PartialMessage::IHave { ids }.encode(&self.config.cluster_label);
                 self.stats.ihave_bytes_sent += frame.len() as u64;
                 self.push_frame(peer, frame);
                 ids = rest;
@@ -1031,7 +1039,7 @@ impl PartialNode {
     // ----- output ---------------------------------------------------------
 
     fn send(&mut self, to: NodeId, message: &PartialMessage) {
-        self.push_frame(to, message.encode());
+        self.push_frame(to, message.encode(&self.config.cluster_label));
     }
 
     fn push_frame(&mut self, to: NodeId, frame: Vec<u8>) {

@@ -1,18 +1,29 @@
 //! The partial-view protocol's frames.
 //!
-//! A frame is a version byte followed by a postcard-encoded
-//! [`PartialMessage`]. Decoding refuses frames longer than the configured
-//! limit, another version, trailing bytes, and lists longer than the
-//! configured limits, with a typed error; nothing is allocated beyond what
-//! the (bounded) frame itself holds.
+//! ```text
+//! +---------+---------------+-------------------------+
+//! | version | cluster label | message (enum)          |
+//! |  1 byte | varint + utf8 | postcard PartialMessage |
+//! +---------+---------------+-------------------------+
+//! ```
+//!
+//! The label is written as the full-view frames write theirs (postcard's
+//! string: a varint length, then the bytes), so an empty label costs one
+//! byte. Decoding refuses frames longer than the configured limit, another
+//! version, another cluster's label (before the message is decoded at
+//! all), trailing bytes, and lists longer than the configured limits, with
+//! a typed error; nothing is allocated beyond what the (bounded) frame
+//! itself holds.
 
 use serde::{Deserialize, Serialize};
 
 use super::config::PartialConfig;
 use crate::NodeId;
 
-/// The first byte of every partial-view frame.
-pub const PARTIAL_VERSION: u8 = 0x50;
+/// The first byte of every partial-view frame (0x51: the cluster label
+/// follows it; 0x50 frames had none, and a node of either refuses the
+/// other's with a version error).
+pub const PARTIAL_VERSION: u8 = 0x51;
 
 /// A broadcast's id: eight random bytes drawn by its origin. Eight bytes
 /// on the wire per announced id.
@@ -112,12 +123,13 @@ impl PartialMessage {
         }
     }
 
-    /// The frame carrying this message.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![PARTIAL_VERSION];
+    /// The frame carrying this message for the overlay labelled `label`
+    /// ([`PartialConfig::cluster_label`]).
+    pub fn encode(&self, label: &str) -> Vec<u8> {
+        let out = vec![PARTIAL_VERSION];
         // Serializing into a Vec cannot fail for these types.
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
-        out
+        let out = postcard::to_extend(label, out).unwrap_or_default();
+        postcard::to_extend(self, out).unwrap_or_default()
     }
 
     /// Reads a frame from an untrusted peer.
@@ -131,6 +143,14 @@ impl PartialMessage {
         let (&version, body) = bytes.split_first().ok_or(PartialDecodeError::Empty)?;
         if version != PARTIAL_VERSION {
             return Err(PartialDecodeError::Version(version));
+        }
+        // The label is compared as bytes, borrowed from the frame: another
+        // overlay's frame is refused before its message is looked at, and
+        // a label that is not even UTF-8 is simply another label.
+        let (label, body): (&[u8], _) =
+            postcard::take_from_bytes(body).map_err(|_| PartialDecodeError::Malformed)?;
+        if label != config.cluster_label.as_bytes() {
+            return Err(PartialDecodeError::WrongCluster);
         }
         let (message, rest): (Self, _) =
             postcard::take_from_bytes(body).map_err(|_| PartialDecodeError::Malformed)?;
@@ -173,6 +193,10 @@ pub enum PartialDecodeError {
     /// Another protocol or version.
     #[error("unknown version byte {0:#04x}")]
     Version(u8),
+    /// Another overlay's frame: its cluster label is not
+    /// [`PartialConfig::cluster_label`].
+    #[error("frame of another cluster")]
+    WrongCluster,
     /// Not a message.
     #[error("malformed frame")]
     Malformed,
