@@ -6,8 +6,9 @@
 //! queues.
 
 use crate::common;
+use crate::common::base_instant;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gossip_core::wire::{self, Header, Message, PROTOCOL_VERSION};
 use gossip_core::{Config, Generation, Incarnation, Node, NodeId, RecvError};
@@ -25,12 +26,6 @@ fn id(i: usize) -> NodeId {
 /// Everything observable about `node`.
 fn snapshot(node: &Node) -> Snapshot {
     Snapshot::of(node)
-}
-
-/// The origin of time for tests that drive a lone node by hand.
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 /// Nodes with `config`, generation 1, node `i` seeded with `node_seeds[i]`,

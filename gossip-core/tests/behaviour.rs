@@ -4,7 +4,8 @@
 //! leave, restarts, partition healing, metadata, and byte-for-byte replay
 //! determinism.
 
-use std::time::{Duration, Instant};
+use crate::common::base_instant;
+use std::time::Duration;
 
 use gossip_core::wire::{self, Message};
 use gossip_core::{CommandError, Config, Generation, Liveness, Node, NodeId, RecvError};
@@ -48,12 +49,6 @@ fn started_with(config: &Config, n: usize, base_seed: u64) -> Sim {
 /// Like [`started_with`], with the default config.
 fn started(n: usize, base_seed: u64) -> Sim {
     started_with(&Config::default(), n, base_seed)
-}
-
-/// The origin of time for tests that drive a lone node by hand.
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 /// Frames the receiver refused, with the error.

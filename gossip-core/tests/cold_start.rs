@@ -4,12 +4,13 @@
 //! nonce of its own request. A forger cannot add anyone that way.
 
 use crate::common;
+use crate::common::{base_instant, drain};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gossip_core::wire::{self, Header, Message, SyncEntry, PROTOCOL_VERSION};
-use gossip_core::{Config, Generation, Incarnation, Liveness, Node, NodeId, Transmit};
+use gossip_core::{Config, Generation, Incarnation, Liveness, Node, NodeId};
 
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 1, (i % 250) as u8], 7000 + i))
@@ -17,11 +18,6 @@ fn addr(i: u16) -> SocketAddr {
 
 fn id(i: u16) -> NodeId {
     NodeId::new(addr(i))
-}
-
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 fn frame(i: u16, message: &Message) -> Vec<u8> {
@@ -33,10 +29,6 @@ fn frame(i: u16, message: &Message) -> Vec<u8> {
         incarnation: Incarnation(0),
     };
     wire::encode(&header, message)
-}
-
-fn drain(node: &mut Node) -> Vec<Transmit> {
-    core::iter::from_fn(|| node.poll_transmit()).collect()
 }
 
 /// What `node` sent, decoded, with destinations.

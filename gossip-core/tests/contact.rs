@@ -1,8 +1,9 @@
 //! `Node::contact`: a running node asks more addresses to admit it, one
 //! join request each; refused before `join` and after `leave`.
 
+use crate::common::base_instant;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gossip_core::wire::{self, Message};
 use gossip_core::{CommandError, Config, Generation, Liveness, Node, NodeId};
@@ -23,11 +24,6 @@ fn drain(node: &mut Node) -> Vec<(SocketAddr, Message)> {
     std::iter::from_fn(|| node.poll_transmit())
         .map(|t| (t.to, wire::decode(&config, &t.bytes).unwrap().1))
         .collect()
-}
-
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //! that name other members as their senders.
 
 use crate::common;
+use crate::common::{base_instant, drain};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gossip_core::wire::{self, Header, MemberRecord, Message, Status, SyncEntry, PROTOCOL_VERSION};
-use gossip_core::{Config, Event, Generation, Incarnation, Liveness, Node, NodeId, Transmit};
+use gossip_core::{Config, Event, Generation, Incarnation, Liveness, Node, NodeId};
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, i], 7946))
@@ -16,11 +17,6 @@ fn addr(i: u8) -> SocketAddr {
 
 fn id(i: u8) -> NodeId {
     NodeId::new(addr(i))
-}
-
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 /// A frame that claims to come from member `i`.
@@ -43,10 +39,6 @@ fn join_frame(i: u8) -> Vec<u8> {
             metadata: vec![],
         },
     )
-}
-
-fn drain(node: &mut Node) -> Vec<Transmit> {
-    core::iter::from_fn(|| node.poll_transmit()).collect()
 }
 
 /// Node 1, founder of a cluster that members 2 and 3 joined (by frames

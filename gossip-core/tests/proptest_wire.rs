@@ -9,6 +9,7 @@
 //!   when refused change nothing but the error counter.
 
 use crate::common;
+use crate::common::base_instant;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroUsize;
@@ -29,12 +30,6 @@ use gossip_sim::node_addr as addr;
 /// Identity of node `i`.
 fn id(i: usize) -> NodeId {
     NodeId::new(addr(i))
-}
-
-/// The origin of time for the lone node under test.
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> std::time::Instant {
-    std::time::Instant::now()
 }
 
 const CASES: u32 = 256;

@@ -4,10 +4,11 @@
 //! mongering; the liar is a real member whose address the forged frames
 //! come from (so every node takes them as that member's word).
 
+use crate::common::base_instant;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gossip_core::wire::{self, Header, Message, SignedRumor, WireRumor, PROTOCOL_VERSION};
 use gossip_core::{
@@ -217,11 +218,6 @@ fn lone_frame(i: u8, message: &Message) -> Vec<u8> {
         incarnation: Incarnation(0),
     };
     wire::encode(&header, message)
-}
-
-#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
-fn base_instant() -> Instant {
-    Instant::now()
 }
 
 #[test]

@@ -4,7 +4,18 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use gossip_core::wire::{self, Message};
-use gossip_core::{Aggregate, Node, Strategy};
+use gossip_core::{Aggregate, Node, Strategy, Transmit};
+
+/// The origin of time for tests that drive nodes by hand.
+#[allow(clippy::disallowed_methods)] // the test host, not the core, reads the clock once
+pub fn base_instant() -> Instant {
+    Instant::now()
+}
+
+/// Every frame `node` has queued, in order.
+pub fn drain<S: Strategy, A: Aggregate>(node: &mut Node<S, A>) -> Vec<Transmit> {
+    core::iter::from_fn(|| node.poll_transmit()).collect()
+}
 
 /// Answers, as the peer at `peer` would, the challenge `node` sent it (after
 /// its join, or a claim naming it): a bare ack echoing the challenge,
