@@ -96,7 +96,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
         {
             Acked::OwnProbe => {
                 self.timers.disarm(Timer::ProbeDirect);
-                if !self.local.seeded && self.local.seeds.contains(&source.sender.addr()) {
+                if !self.local.seeded && source.seed {
                     // Our seed answers our probes, so it is up and our join
                     // answer waits in its queue (a cold start of thousands
                     // is paced by its reply budget): keep waiting for it.

@@ -201,6 +201,15 @@ impl Local {
         })
     }
 
+    /// The join request this node sends its seeds (and addresses it
+    /// contacts): its metadata, and the nonce their answers must echo.
+    fn join_request(&self) -> Message {
+        Message::Join {
+            nonce: self.seed_nonce,
+            metadata: self.metadata.clone(),
+        }
+    }
+
     fn sync_entry(&self) -> SyncEntry {
         SyncEntry {
             id: self.id,
@@ -560,10 +569,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
             Phase::Idle => return Err(CommandError::NotStarted),
             Phase::Departed => return Err(CommandError::Departed),
         }
-        let message = Message::Join {
-            nonce: self.local.seed_nonce,
-            metadata: self.local.metadata.clone(),
-        };
+        let message = self.local.join_request();
         // The addresses asked become seeds: only a seed's (or a member's)
         // answer is believed, and the answer comes from a node this one
         // does not know yet.

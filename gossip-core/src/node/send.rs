@@ -65,10 +65,7 @@ impl<S: Strategy, A: Aggregate> Node<S, A> {
 
     pub(super) fn send_join(&mut self) {
         self.local.join_attempts = self.local.join_attempts.saturating_add(1);
-        let message = Message::Join {
-            nonce: self.local.seed_nonce,
-            metadata: self.local.metadata.clone(),
-        };
+        let message = self.local.join_request();
         let header = self.local.header(&self.config);
         for &seed in &self.local.seeds {
             self.outbox.push_frame(&header, seed, &message);

@@ -152,14 +152,12 @@ pub(crate) struct JoinAnswers {
 }
 
 impl JoinAnswers {
-    /// Queues an answer to `id`'s join, which carried `nonce`; whether it
-    /// is new (not already waiting).
-    pub(crate) fn push(&mut self, id: NodeId, nonce: u32) -> bool {
-        let new = self.nonces.insert(id, nonce).is_none();
-        if new {
+    /// Queues an answer to `id`'s join, which carried `nonce` (once: a
+    /// member already waiting keeps its place and takes the new nonce).
+    pub(crate) fn push(&mut self, id: NodeId, nonce: u32) {
+        if self.nonces.insert(id, nonce).is_none() {
             self.order.push_back(id);
         }
-        new
     }
 
     /// The oldest waiting answer, without taking it.
