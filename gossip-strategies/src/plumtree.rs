@@ -428,6 +428,20 @@ impl Plumtree {
         Some(tree)
     }
 
+    /// Makes `peer` an eager link (`eager`) or not for the origins of
+    /// `ids` whose own tree this node keeps; never makes a tree.
+    fn set_origin_links(&mut self, peer: NodeId, ids: &[MessageId], eager: bool) {
+        for id in ids {
+            if let Some(tree) = self.state.origins.get_mut(&id.origin) {
+                if eager {
+                    tree.insert(peer);
+                } else {
+                    tree.remove(peer);
+                }
+            }
+        }
+    }
+
     /// `peer` is no eager link for any origin any more.
     fn drop_from_origin_trees(&mut self, peer: NodeId) {
         for tree in self.state.origins.values_mut() {
@@ -497,11 +511,7 @@ impl Plumtree {
         });
         for (peer, ids) in grafts {
             if self.make_eager(peer) {
-                for id in &ids {
-                    if let Some(tree) = self.state.origins.get_mut(&id.origin) {
-                        tree.insert(peer);
-                    }
-                }
+                self.set_origin_links(peer, &ids, true);
             }
             self.state.stats.grafts_sent += 1;
             host.send(peer, GossipMessage::Graft { ids });
@@ -566,28 +576,18 @@ impl Strategy for Plumtree {
             }
             _ => true,
         };
-        let targets: Vec<NodeId> = match self.origin_tree(rumor.id.origin) {
+        let eager: Vec<NodeId> = match self.origin_tree(rumor.id.origin) {
             Some(tree) => {
                 // The link a first copy came over is this origin's path
                 // here: it stays eager for the origin.
                 if let Some(from) = from.filter(|_| accepted) {
                     tree.insert(from);
                 }
-                tree.eager
-                    .iter()
-                    .copied()
-                    .filter(|&peer| Some(peer) != from)
-                    .collect()
+                tree.eager.clone()
             }
-            None => self
-                .state
-                .eager
-                .iter()
-                .copied()
-                .filter(|&peer| Some(peer) != from)
-                .collect(),
+            None => self.state.eager.iter().copied().collect(),
         };
-        for peer in targets {
+        for peer in eager.into_iter().filter(|&peer| Some(peer) != from) {
             host.send(
                 peer,
                 GossipMessage::Push {
@@ -611,9 +611,7 @@ impl Strategy for Plumtree {
             }
             return;
         }
-        if let Some(tree) = self.state.origins.get_mut(&rumor.id.origin) {
-            tree.remove(from);
-        }
+        self.set_origin_links(from, &[rumor.id], false);
         self.make_lazy(from);
         // Whatever this side's state, the sender pushed this origin here:
         // it should stop. At most one answer per copy received, and one
@@ -636,11 +634,8 @@ impl Strategy for Plumtree {
     /// their origins any more, nor a shared eager link. Only the link to
     /// `from` changes, and only existing origin trees.
     fn on_feedback<H: Host>(&mut self, _host: &mut H, from: NodeId, known: &[MessageId]) {
-        for id in known.iter().take(self.max_graft_ids) {
-            if let Some(tree) = self.state.origins.get_mut(&id.origin) {
-                tree.remove(from);
-            }
-        }
+        let known = &known[..known.len().min(self.max_graft_ids)];
+        self.set_origin_links(from, known, false);
         self.make_lazy(from);
     }
 
@@ -677,11 +672,7 @@ impl Strategy for Plumtree {
             self.prune(host, from);
             return;
         }
-        for id in ids.iter().take(self.max_graft_ids) {
-            if let Some(tree) = self.state.origins.get_mut(&id.origin) {
-                tree.insert(from);
-            }
-        }
+        self.set_origin_links(from, &ids[..ids.len().min(self.max_graft_ids)], true);
         let rumors: Vec<Rumor> = ids
             .iter()
             .take(self.max_graft_ids)
