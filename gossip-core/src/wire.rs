@@ -640,21 +640,22 @@ impl Serialize for PackedEntry<'_> {
     }
 }
 
-/// Metadata bytes, written as a `Vec<u8>` field is.
+/// Metadata bytes, written as a `Vec<u8>` field is (see [`byte_string`]).
 struct Bytes<'a>(&'a [u8]);
 
 impl Serialize for Bytes<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter())
+        byte_string::serialize(self.0, serializer)
     }
 }
 
-/// Metadata bytes read as a `Vec<u8>` field is, growing only as they decode.
+/// Metadata bytes read as a `Vec<u8>` field is, allocating only what the
+/// frame holds (see [`byte_string`]).
 struct BoundedBytes(Vec<u8>);
 
 impl<'de> Deserialize<'de> for BoundedBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        bounded_vec(deserializer).map(Self)
+        byte_string::deserialize(deserializer).map(Self)
     }
 }
 
