@@ -36,9 +36,10 @@
 //! body), the payload travels in *segments* of
 //! [`FetchConfig::segment_bytes`], each one bulk body. Otherwise (UDP, the
 //! simulator) it travels in *pieces*, direct messages of one frame each,
-//! requested [`FetchConfig::window_bytes`] at a time, and what is missing
-//! is asked for again after [`FetchConfig::piece_timeout`] without a
-//! piece. On both paths the requester keeps two segments or windows asked
+//! requested [`FetchConfig::window_bytes`] at a time. Requests travel as
+//! direct messages, which may be lost: what is missing is asked for again
+//! after [`FetchConfig::piece_timeout`] without a piece, or
+//! [`FetchConfig::segment_timeout`] without a segment. On both paths the requester keeps two segments or windows asked
 //! for and asks for the next as one completes; that is the flow control: a
 //! provider never sends more than it was asked for. ([`crate::bulk`], which sends every chunk as a
 //! broadcast, remains for hosts that want no request and answer.)
@@ -115,12 +116,33 @@ pub struct FetchConfig {
     /// Pieces path: without a piece for this long, what is missing of the
     /// window is asked for again. Default 250 ms.
     pub piece_timeout: Duration,
+    /// Bulk path: without a segment for this long, the segments missing
+    /// are asked for again from the same provider. A request travels as
+    /// one unreliable frame; without this, a lost one would stall the
+    /// fetch for [`fetch_timeout`](Self::fetch_timeout) and then cost a
+    /// provider. A provider still waiting for the bytes itself merges the
+    /// repeat with the request it holds; one already sending them sends
+    /// them twice, so this stays well above a segment's transfer time.
+    /// Default 1 s.
+    pub segment_timeout: Duration,
     /// Use the host's bulk path when it has one (default); `false` sends
     /// pieces as direct messages even then.
     pub use_bulk_path: bool,
     /// Delivered payloads kept until taken with [`Fetch::poll_event`]; the
     /// oldest go first. Default 64.
     pub max_events: usize,
+}
+
+impl FetchConfig {
+    /// How long a fetch on either path waits without bytes before it asks
+    /// again for what is missing.
+    fn resend_after(&self, bulk: bool) -> Duration {
+        if bulk {
+            self.segment_timeout
+        } else {
+            self.piece_timeout
+        }
+    }
 }
 
 impl Default for FetchConfig {
@@ -140,6 +162,7 @@ impl Default for FetchConfig {
             window_bytes: 64 << 10,
             segment_bytes: 128 << 10,
             piece_timeout: Duration::from_millis(250),
+            segment_timeout: Duration::from_secs(1),
             use_bulk_path: true,
             max_events: 64,
         }
@@ -383,7 +406,8 @@ struct Fetching {
     have: Coverage,
     /// End of what was asked for.
     asked_end: u64,
-    /// Pieces path: when to ask again for what is missing.
+    /// When to ask again for what is missing (see
+    /// [`FetchConfig::piece_timeout`] and [`FetchConfig::segment_timeout`]).
     resend_at: Option<Instant>,
 }
 
@@ -635,6 +659,11 @@ impl Fetch {
         while fetch.asked_end < total && fetch.asked_end < gap + 2 * u64::from(segment) {
             let part = window_from(fetch.asked_end, total, segment);
             fetch.asked_end = part.end();
+            if fetch.have.contains(part) {
+                // Arrived already (asking again after a loss starts at
+                // the first gap, and later parts may be in).
+                continue;
+            }
             let want = Msg::Want {
                 id,
                 part,
@@ -663,9 +692,7 @@ impl Fetch {
             fetch.deadline = now + self.config.fetch_timeout;
             // Ask again for everything not yet in.
             fetch.asked_end = fetch.have.first_gap();
-            if !fetch.bulk {
-                fetch.resend_at = Some(now + self.config.piece_timeout);
-            }
+            fetch.resend_at = Some(now + self.config.resend_after(fetch.bulk));
             self.top_up(now, id, cluster);
             return;
         }
@@ -735,9 +762,7 @@ impl Fetch {
         fetch.buf[offset as usize..end as usize].copy_from_slice(bytes);
         if fetch.have.add(offset, end) > 0 {
             fetch.deadline = now + self.config.fetch_timeout;
-            if !fetch.bulk {
-                fetch.resend_at = Some(now + self.config.piece_timeout);
-            }
+            fetch.resend_at = Some(now + self.config.resend_after(fetch.bulk));
         }
         if fetch.have.covered() == total {
             self.finish(now, id, cluster);
@@ -1014,7 +1039,8 @@ impl Fetch {
         for id in stalled {
             self.abandon(now, id, cluster);
         }
-        // Pieces lost on the way: ask again for what is missing.
+        // Requests or pieces lost on the way: ask again for what is
+        // missing.
         let resend: Vec<MessageId> = self
             .fetching
             .iter()
@@ -1024,7 +1050,7 @@ impl Fetch {
         for id in resend {
             if let Some(fetch) = self.fetching.get_mut(&id) {
                 fetch.asked_end = fetch.have.first_gap();
-                fetch.resend_at = Some(now + self.config.piece_timeout);
+                fetch.resend_at = Some(now + self.config.resend_after(fetch.bulk));
             }
             self.top_up(now, id, cluster);
         }
@@ -1308,6 +1334,9 @@ mod tests {
         /// Drops every n-th direct piece (0: none).
         drop_every: usize,
         pieces_seen: usize,
+        /// Drops every n-th request (`Want`) (0: none).
+        drop_wants_every: usize,
+        wants_seen: usize,
         delivered: Vec<Vec<(MessageId, Vec<u8>)>>,
     }
 
@@ -1328,6 +1357,8 @@ mod tests {
                 now: Instant::now(),
                 drop_every: 0,
                 pieces_seen: 0,
+                drop_wants_every: 0,
+                wants_seen: 0,
                 delivered: vec![Vec::new(); n as usize],
             }
         }
@@ -1393,15 +1424,21 @@ mod tests {
                             }
                         }
                         Out::Direct(to, payload) => {
-                            let is_piece = matches!(
-                                Channel::Fetch
-                                    .open(&payload)
-                                    .map(postcard::from_bytes::<Msg>),
-                                Some(Ok(Msg::Piece { .. }))
-                            );
-                            if is_piece && self.drop_every > 0 {
-                                self.pieces_seen += 1;
-                                if self.pieces_seen % self.drop_every == 0 {
+                            let msg = Channel::Fetch
+                                .open(&payload)
+                                .map(postcard::from_bytes::<Msg>);
+                            let (seen, every) = match msg {
+                                Some(Ok(Msg::Piece { .. })) => {
+                                    (&mut self.pieces_seen, self.drop_every)
+                                }
+                                Some(Ok(Msg::Want { .. })) => {
+                                    (&mut self.wants_seen, self.drop_wants_every)
+                                }
+                                _ => (&mut 0, 0),
+                            };
+                            if every > 0 {
+                                *seen += 1;
+                                if *seen % every == 0 {
                                     continue;
                                 }
                             }
@@ -1487,6 +1524,31 @@ mod tests {
                 assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
             }
         }
+    }
+
+    #[test]
+    fn lost_requests_on_the_bulk_path_are_asked_again_without_abandoning_the_provider() {
+        let mut net = TestNet::new(12, 1 << 20, small());
+        net.drop_wants_every = 5;
+        let data = payload(50_000);
+        let id = net.send(0, &data);
+        for (i, got) in net.delivered.iter().enumerate().skip(1) {
+            let once = got.len() == 1 && got[0] == (id, data.clone());
+            assert!(once, "node {i} delivered {} payloads", got.len());
+        }
+        assert!(net.wants_seen >= 5, "some requests were lost");
+        let stats = net.apps.iter().fold(FetchStats::default(), |mut all, app| {
+            let s = app.stats();
+            all.providers_abandoned += s.providers_abandoned;
+            all.served_bytes += s.served_bytes;
+            all
+        });
+        assert_eq!(
+            stats.providers_abandoned, 0,
+            "a lost request costs segment_timeout, not a provider"
+        );
+        // A lost request was never served: asking again sends nothing twice.
+        assert_eq!(stats.served_bytes, 11 * data.len() as u64);
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub enum GossipMessage {
         known: Vec<MessageId>,
     },
     /// I hold these and can send them (Plumtree's lazy `IHave`): ids only,
-    /// no payloads.
+    /// no payloads. With no ids, it acknowledges a link request (a `Graft`
+    /// with no ids): the link is kept at both ends.
     Announce {
         /// Rumors the sender holds.
         ids: Vec<MessageId>,

@@ -765,6 +765,14 @@ impl gossip_core::Strategy for TreeProbe {
         ids: &[gossip_core::MessageId],
     ) {
         self.calls.borrow_mut().push(("graft", from));
+        if ids.is_empty() {
+            // A link request: acknowledged, as Plumtree does.
+            host.send(
+                from,
+                gossip_core::GossipMessage::Announce { ids: Vec::new() },
+            );
+            return;
+        }
         let rumors = ids
             .iter()
             .filter(|&&id| host.has(id))
@@ -824,6 +832,23 @@ fn tree_messages_come_only_from_members_and_grafts_cannot_amplify() {
         *calls.borrow(),
         [("announce", id(2)), ("graft", id(2)), ("prune", id(2))]
     );
+
+    core::iter::from_fn(|| node.poll_transmit()).for_each(drop);
+
+    // A link request (a graft naming nothing): a stranger's draws nothing,
+    // a member's one bare acknowledgement no larger than the request.
+    let request = |i| frame(i, &Message::Graft { ids: Vec::new() });
+    node.handle_message(now, addr(9), &request(9)).unwrap();
+    assert!(core::iter::from_fn(|| node.poll_transmit())
+        .next()
+        .is_none());
+    node.handle_message(now, addr(3), &request(3)).unwrap();
+    let answers: Vec<_> = core::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].to, addr(3));
+    assert!(answers[0].bytes.len() <= request(3).len());
+    let (_, answer) = gossip_core::wire::decode(node.config(), &answers[0].bytes).unwrap();
+    assert_eq!(answer, Message::Announce { ids: Vec::new() });
 
     // 1,000 grafts of 40 kB of rumors each from one member, at one
     // instant: answered up to the per-source burst, then refused.

@@ -104,6 +104,14 @@ pub struct Plumtree {
     /// every joiner a neighbour of the seeds. Default 10.
     #[serde(default = "default_settle_rounds")]
     pub settle_rounds: u32,
+    /// Rounds a link request may go unanswered before the link is dropped
+    /// and another peer asked. A peer that accepts a link says so at once
+    /// (an empty announcement); one that does not know this node yet (a
+    /// node still joining, whose join news has not reached it) drops the
+    /// request unanswered, and a link kept on only one side would carry
+    /// nothing to this node. Default 10 (2 s at the LAN gossip interval).
+    #[serde(default = "default_link_timeout")]
+    pub link_timeout: u32,
     /// Origins whose own tree a node keeps (see "Many origins" above); the
     /// least recently used is forgotten first, and its rumors follow the
     /// shared links until its tree is built again. Unit: origins; default
@@ -134,10 +142,11 @@ struct TreeState {
     round: u64,
     /// Whether the neighbourhood lost a member and should be refilled.
     short: bool,
-    /// Peers asked to become links that have not answered yet: a prune
-    /// from one of them refuses the link, which is then dropped, not kept
-    /// lazy.
-    requested: BTreeSet<NodeId>,
+    /// Peers asked to become links that have not answered yet, with the
+    /// round each was asked: a prune from one of them refuses the link,
+    /// which is then dropped, not kept lazy; so is a request unanswered
+    /// for [`Plumtree::link_timeout`] rounds.
+    requested: BTreeMap<NodeId, u64>,
     /// Each busy origin's own eager links (see "Many origins").
     origins: BTreeMap<NodeId, OriginTree>,
     /// Uses of origin trees so far: the clock of their recency.
@@ -188,6 +197,10 @@ pub struct TreeStats {
     pub grafts_sent: u64,
     /// Grafts naming no rumor: requests to become a neighbour.
     pub link_requests_sent: u64,
+    /// Link requests given up unanswered after
+    /// [`Plumtree::link_timeout`] rounds (the peer did not know this node
+    /// yet, or the request or its answer was lost).
+    pub link_requests_expired: u64,
     /// Prunes sent (on a duplicate, or refusing a link).
     pub prunes_sent: u64,
     /// Times a link turned eager (a new eager neighbour or a lazy one
@@ -210,6 +223,7 @@ impl TreeStats {
     pub fn add(&mut self, other: &TreeStats) {
         self.grafts_sent += other.grafts_sent;
         self.link_requests_sent += other.link_requests_sent;
+        self.link_requests_expired += other.link_requests_expired;
         self.prunes_sent += other.prunes_sent;
         self.links_made_eager += other.links_made_eager;
         self.links_made_lazy += other.links_made_lazy;
@@ -225,6 +239,9 @@ impl TreeStats {
             link_requests_sent: self
                 .link_requests_sent
                 .saturating_sub(earlier.link_requests_sent),
+            link_requests_expired: self
+                .link_requests_expired
+                .saturating_sub(earlier.link_requests_expired),
             prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
             links_made_eager: self
                 .links_made_eager
@@ -279,6 +296,9 @@ fn default_max_origin_trees() -> usize {
 fn default_settle_rounds() -> u32 {
     10
 }
+fn default_link_timeout() -> u32 {
+    10
+}
 
 impl Default for Plumtree {
     /// Fanout 3, at most 16 neighbours, grafts after 2 rounds, backed by
@@ -295,6 +315,7 @@ impl Default for Plumtree {
             max_graft_ids: default_max_graft_ids(),
             max_pending: default_max_pending(),
             settle_rounds: default_settle_rounds(),
+            link_timeout: default_link_timeout(),
             max_origin_trees: default_max_origin_trees(),
             backup: default_backup(),
             state: Box::default(),
@@ -518,6 +539,35 @@ impl Plumtree {
         }
     }
 
+    /// Drops the links asked for [`link_timeout`](Self::link_timeout)
+    /// rounds ago and never answered, so that the next [`fill`](Self::fill)
+    /// asks other peers: the asked peer may not have known this node yet
+    /// and dropped the request, leaving a link only this side keeps.
+    fn expire_link_requests(&mut self) {
+        let Some(asked_by) = self
+            .state
+            .round
+            .checked_sub(u64::from(self.link_timeout.max(1)))
+        else {
+            return;
+        };
+        let expired: Vec<NodeId> = self
+            .state
+            .requested
+            .iter()
+            .filter(|&(_, &asked)| asked <= asked_by)
+            .map(|(&peer, _)| peer)
+            .collect();
+        for peer in expired {
+            self.state.requested.remove(&peer);
+            self.state.eager.remove(&peer);
+            self.state.lazy.remove(&peer);
+            self.drop_from_origin_trees(peer);
+            self.state.stats.link_requests_expired += 1;
+            self.state.short = true;
+        }
+    }
+
     /// Asks random peers to become links while the neighbourhood is short.
     fn fill<H: Host>(&mut self, host: &mut H) {
         let want = (self.fanout.max(1) as usize).min(self.max_neighbours.max(1));
@@ -528,7 +578,7 @@ impl Plumtree {
         let state = &mut self.state;
         state
             .requested
-            .retain(|p| state.eager.contains(p) || state.lazy.contains(p));
+            .retain(|p, _| state.eager.contains(p) || state.lazy.contains(p));
         let mut peers = Vec::new();
         host.sample_peers(want, &mut peers);
         for peer in peers {
@@ -536,7 +586,7 @@ impl Plumtree {
                 break;
             }
             if !self.is_neighbour(peer) && self.make_eager(peer) {
-                self.state.requested.insert(peer);
+                self.state.requested.insert(peer, self.state.round);
                 self.state.stats.link_requests_sent += 1;
                 host.send(peer, GossipMessage::Graft { ids: Vec::new() });
             }
@@ -672,6 +722,13 @@ impl Strategy for Plumtree {
             self.prune(host, from);
             return;
         }
+        if ids.is_empty() {
+            // A link request, accepted: say so, or the asker gives the
+            // link up after `link_timeout` rounds. No larger than the
+            // request, so it amplifies nothing.
+            host.send(from, GossipMessage::Announce { ids: Vec::new() });
+            return;
+        }
         self.set_origin_links(from, &ids[..ids.len().min(self.max_graft_ids)], true);
         let rumors: Vec<Rumor> = ids
             .iter()
@@ -686,7 +743,7 @@ impl Strategy for Plumtree {
 
     fn on_prune<H: Host>(&mut self, _host: &mut H, from: NodeId) {
         self.drop_from_origin_trees(from);
-        if self.state.requested.remove(&from) {
+        if self.state.requested.remove(&from).is_some() {
             // A refused link request: that peer is no neighbour at all.
             self.state.eager.remove(&from);
             self.state.short = true;
@@ -706,6 +763,7 @@ impl Strategy for Plumtree {
         self.state.fed_back.clear();
         self.announce(host);
         self.graft_due(host);
+        self.expire_link_requests();
         let settled = self.state.round >= u64::from(self.settle_rounds)
             || host.peer_count() >= 2 * self.fanout as usize;
         if settled && (self.state.short || self.neighbours() < self.fanout as usize) {
@@ -720,6 +778,7 @@ impl Strategy for Plumtree {
         !self.state.pending.is_empty()
             || !self.state.missing.is_empty()
             || self.state.short
+            || !self.state.requested.is_empty()
             || self.neighbours() < self.fanout as usize
             || self.backup.is_some()
     }

@@ -287,7 +287,11 @@ fn links_beyond_max_neighbours_are_refused_and_a_strangers_prune_changes_nothing
     tree.on_round(&mut host);
     host.take();
     tree.on_graft(&mut host, node(20), &[]);
-    assert!(host.take().is_empty(), "room for a fourth link");
+    let sent = host.take();
+    assert!(
+        matches!(sent.as_slice(), [(to, GossipMessage::Announce { ids })] if *to == node(20) && ids.is_empty()),
+        "room for a fourth link, acknowledged"
+    );
     // A fifth asker is refused with a prune and never becomes a link.
     tree.on_graft(&mut host, node(21), &[]);
     let sent = host.take();
@@ -506,4 +510,72 @@ fn duplicates_in_flight_are_answered_once_per_peer_and_origin_per_round() {
     host.take();
     tree.on_duplicate(&mut host, rumor(6), node(2));
     assert_eq!(feedbacks(host.take()), 1, "a new round answers again");
+}
+
+#[test]
+fn an_accepted_link_request_is_acknowledged_with_an_empty_announcement() {
+    let mut host = Recording::new(10);
+    let mut tree = Plumtree::default();
+    tree.on_graft(&mut host, node(7), &[]);
+    let sent = host.take();
+    assert!(
+        matches!(sent.as_slice(), [(to, GossipMessage::Announce { ids })] if *to == node(7) && ids.is_empty()),
+        "one bare acknowledgement, to the asker only: {sent:?}"
+    );
+    assert!(tree.eager_peers().any(|p| p == node(7)));
+    // A graft naming rumors is answered by the rumors, not acknowledged.
+    host.held.insert(id(1));
+    tree.on_graft(&mut host, node(7), &[id(1)]);
+    let sent = host.take();
+    assert_eq!(pushes_to(&sent), [node(7)]);
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn an_unanswered_link_request_is_given_up_and_another_peer_asked() {
+    let (mut tree, mut host) = with_neighbours();
+    // Node 1 acknowledges, node 3 sends a rumor (both answers); node 2,
+    // which does not know this node yet, drops the request unanswered.
+    tree.on_announce(&mut host, node(1), &[]);
+    tree.on_rumor(&mut host, rumor(1), Some(node(3)));
+    host.held.insert(id(1));
+    host.take();
+    for _ in 1..tree.link_timeout {
+        tree.on_round(&mut host);
+    }
+    assert!(
+        tree.eager_peers().any(|p| p == node(2)),
+        "kept while the answer may still come"
+    );
+    tree.on_round(&mut host);
+    let eager: Vec<NodeId> = tree.eager_peers().collect();
+    assert!(!eager.contains(&node(2)), "given up: {eager:?}");
+    assert!(eager.contains(&node(1)) && eager.contains(&node(3)));
+    assert_eq!(eager.len(), 3, "another peer asked instead");
+    let asked: Vec<NodeId> = host
+        .take()
+        .into_iter()
+        .filter(|(_, m)| matches!(m, GossipMessage::Graft { ids } if ids.is_empty()))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(tree.stats().link_requests_expired, 1);
+    // Answered links are never given up, however quiet.
+    for _ in 0..3 * tree.link_timeout {
+        tree.on_round(&mut host);
+    }
+    let still: Vec<NodeId> = tree.eager_peers().collect();
+    assert!(still.contains(&node(1)) && still.contains(&node(3)));
+}
+
+#[test]
+fn a_lying_acknowledgement_makes_no_link() {
+    let (mut tree, mut host) = with_neighbours();
+    let before: Vec<NodeId> = tree.eager_peers().collect();
+    // A member that was never asked "acknowledges": nothing changes, and
+    // nothing is sent back.
+    tree.on_announce(&mut host, node(9), &[]);
+    assert!(host.take().is_empty());
+    assert_eq!(tree.eager_peers().collect::<Vec<_>>(), before);
+    assert_eq!(tree.lazy_peers().count(), 0);
 }

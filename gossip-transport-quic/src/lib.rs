@@ -605,6 +605,7 @@ impl Transport for QuicTransport {
         let Ok(permit) = Arc::clone(&self.shared.bulk_out).try_acquire_owned() else {
             // As many bodies are on their way as allowed: like a full
             // frame queue, this one is dropped, not waited for.
+            tracing::debug!(%to, "bulk send dropped: max_bulk_sends under way");
             self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
@@ -922,6 +923,7 @@ async fn read_stream(shared: Arc<Shared>, from: SocketAddr, mut stream: quinn::R
         STREAM_BULK if shared.config.max_bulk_len > 0 => {
             let Ok(permit) = Arc::clone(&shared.bulk_in).try_acquire_owned() else {
                 // Enough bodies are being read or wait for the driver.
+                tracing::debug!(%from, "bulk body refused: max_bulk_streams under way");
                 let _ = stream.stop(STOP_BULK_REFUSED.into());
                 return dropped();
             };

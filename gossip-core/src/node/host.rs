@@ -190,6 +190,13 @@ impl<'a, 'b> Hosted<'a, 'b> {
             GossipMessage::Feedback { known } => {
                 self.push_packed(to.addr(), known, |known| Message::Feedback { known });
             }
+            // No ids: an acknowledgement (a tree strategy's answer to a
+            // link request), one bare frame.
+            GossipMessage::Announce { ids } if ids.is_empty() => {
+                let before = self.sent;
+                self.push_frame(to.addr(), &Message::Announce { ids });
+                self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
+            }
             GossipMessage::Announce { mut ids } => {
                 let before = self.sent;
                 wire::canonical_ids(&mut ids);
