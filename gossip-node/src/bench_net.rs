@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use anyhow::bail;
 use gossip_sim::Quantiles;
-use gossip_strategies::{AntiEntropy, AnyStrategy, Flood, Mode, Plumtree, Relay, RumorMongering};
+use gossip_strategies::{
+    AntiEntropy, AnyStrategy, Flood, Mode, Plumtree, Relay, RumorMongering, TreeStats,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::bench_tx::{TxReport, TxStream};
+use crate::bench_tx::{tree_totals, TxReport, TxStream};
 use crate::cli::{seconds, Format};
 use crate::cluster::{ClusterSpec, LocalCluster, TransportKind};
 use crate::run_agent::{config_for, leave_room_for_seal};
@@ -213,6 +215,9 @@ pub struct BenchNetReport {
     /// False death declarations (one per declaring node and victim), by
     /// the phase in which they happened: join, idle, broadcast, detection.
     pub false_declarations_by_phase: [usize; 4],
+    /// Plumtree's counters over the broadcast phase, summed over the
+    /// nodes (gauges as at its end); null for other strategies.
+    pub tree: Option<TreeStats>,
     /// Bulk payloads (`--payload-bytes`), if any were sent.
     pub payloads: Option<PayloadReport>,
     /// The transaction stream (`--rate`), if one ran.
@@ -225,9 +230,8 @@ pub struct BenchNetReport {
     /// node of every broadcast that reached it). Drawn by --plot.
     #[serde(skip)]
     pub delivery_ms: Vec<f64>,
-    /// Per broadcast: ms until the last other node delivered it (`None`:
-    /// not within the timeout). Drawn by --plot.
-    #[serde(skip)]
+    /// Per broadcast, in order: ms until the last other node delivered it
+    /// (null: not within the timeout). Drawn by --plot.
     pub to_all_ms: Vec<Option<f64>>,
 }
 
@@ -452,6 +456,7 @@ impl BenchNetArgs {
         progress("broadcasting");
         let broadcast_phase = Instant::now();
         let (copies_before, announce_before) = rumor_copies(&cluster).await;
+        let tree_before = tree_totals(&cluster).await;
         let mut latencies = Vec::new();
         let mut delivery_ms = Vec::new();
         let mut incomplete = 0;
@@ -491,6 +496,9 @@ impl BenchNetArgs {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let (copies_after, announce_after) = rumor_copies(&cluster).await;
+        let tree = tree_totals(&cluster)
+            .await
+            .map(|after| after.since(&tree_before.unwrap_or_default()));
         let copies = copies_after - copies_before;
         let announce_bytes = announce_after - announce_before;
         let deliveries: u64 = everyone
@@ -618,6 +626,7 @@ impl BenchNetArgs {
             detection_first_s,
             false_positives: false_positives.len(),
             false_declarations_by_phase: by_phase,
+            tree,
             payloads,
             transactions,
             events_lagged,
@@ -883,6 +892,19 @@ pub fn write_table(out: &mut impl std::io::Write, r: &BenchNetReport) -> anyhow:
         "  deliveries           {:.3} per node per broadcast, {:.2} rumor copies sent per node, {:.1} B of announcements per node",
         r.deliveries_per_node, r.rumor_copies_per_node, r.announce_bytes_per_node_per_broadcast
     )?;
+    if let Some(t) = &r.tree {
+        writeln!(
+            out,
+            "  tree                 {} grafts ({} deliveries by graft), {} prunes, {} link requests ({} given up), {} eager and {} lazy link ends",
+            t.grafts_sent,
+            t.graft_deliveries,
+            t.prunes_sent,
+            t.link_requests_sent,
+            t.link_requests_expired,
+            t.eager_links,
+            t.lazy_links
+        )?;
+    }
     if let Some(p) = &r.payloads {
         writeln!(
             out,

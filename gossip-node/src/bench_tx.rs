@@ -125,11 +125,21 @@ async fn counters(cluster: &LocalCluster) -> Counters {
             total.duplicates += stats.node.rumors_duplicate;
             total.declared_dead += stats.node.members_declared_dead;
         }
+    }
+    total.tree = tree_totals(cluster).await;
+    total
+}
+
+/// Plumtree's counters summed over the cluster; `None` for other
+/// strategies.
+pub(crate) async fn tree_totals(cluster: &LocalCluster) -> Option<TreeStats> {
+    let mut total: Option<TreeStats> = None;
+    for agent in &cluster.agents {
         if let Ok(Some(tree)) = agent
             .with_node(|node, _| node.strategy().tree_stats())
             .await
         {
-            total.tree.get_or_insert_with(TreeStats::default).add(&tree);
+            total.get_or_insert_with(TreeStats::default).add(&tree);
         }
     }
     total
