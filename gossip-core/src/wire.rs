@@ -32,8 +32,10 @@ use crate::strategy::Digest;
 /// see [`IdGroupsLen`]; 5: `Join` and `Sync` carry a nonce that state
 /// answers echo, so that a seed's answer can be told from a forgery, and
 /// a sync frame's ids travel as steps from the one before: one or two
-/// bytes for members that share a port and nearby addresses.)
-pub const PROTOCOL_VERSION: u8 = 5;
+/// bytes for members that share a port and nearby addresses; 6: the
+/// origin of each id group travels as a step from the previous group's,
+/// see [`IdGroupsLen`].)
+pub const PROTOCOL_VERSION: u8 = 6;
 
 /// Largest encoding of a [`NodeId`]: family tag, 16 address bytes, 2-byte port.
 pub(crate) const MAX_NODE_ID_LEN: usize = 1 + 16 + 2;
@@ -762,7 +764,9 @@ pub fn canonical_ids(ids: &mut Vec<MessageId>) {
 ///
 /// ```text
 /// groups: varint count, then per group
-///   origin      NodeId (7 bytes for IPv4)
+///   origin      varint step from the previous group's origin, then the
+///               NodeId (7 bytes for IPv4) if the step is 0 (see
+///               `origin_step` in this module)
 ///   generation  varint, the difference from the previous group's
 ///   first       varint, the group's first sequence number
 ///   gaps        varint count, then per further id: varint
@@ -771,7 +775,8 @@ pub fn canonical_ids(ids: &mut Vec<MessageId>) {
 ///
 /// Groups are sorted by generation and then origin, without repeats, and
 /// sequence numbers within a group strictly increase, so the encoding is
-/// canonical and consecutive sequence numbers cost one byte each. A decoder
+/// canonical and consecutive sequence numbers cost one byte each; an
+/// origin near the one before costs one to three bytes. A decoder
 /// refuses any other order, and any sum that overflows, as malformed; it
 /// produces at most one id per byte of the frame.
 #[derive(Clone, Debug, Default)]
@@ -812,8 +817,15 @@ impl IdGroupsLen {
                 let delta = id
                     .generation
                     .saturating_sub(last.map_or(0, |l| l.generation));
+                let step = origin_step(last.map(|l| l.origin), id.origin);
+                let origin = if step == 0 {
+                    encoded_len(&id.origin)
+                } else {
+                    0
+                };
                 varint_len(self.groups + 1) - varint_len(self.groups)
-                    + encoded_len(&id.origin)
+                    + varint_u64_len(step)
+                    + origin
                     + varint_u64_len(delta)
                     + varint_u64_len(id.sequence)
                     + 1
@@ -841,22 +853,103 @@ fn varint_u64_len(n: u64) -> usize {
     (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// One origin life's ids on the wire (see [`IdGroupsLen`]).
-#[derive(Serialize, Deserialize)]
-struct IdGroup {
+/// How a group's origin follows the previous group's origin in an id
+/// list (see [`IdGroupsLen`]):
+///
+/// ```text
+/// step  varint
+///   0         the origin follows in full (first group, IPv6, or the same
+///             origin as the group before)
+///   2z+1      same port, IPv4 address moved by zigzag(z)
+///   2z        IPv4 (address, port) read as one 48-bit number, moved by
+///             zigzag(z)
+/// ```
+///
+/// zigzag maps 1, 2, 3, 4, ... to -1, +1, -2, +2, ...: groups are sorted
+/// by generation first, so their origins come in no particular order, but
+/// the members of one cluster usually share a port and a few address
+/// bytes, and a move within them takes one to three bytes instead of the
+/// seven of a full IPv4 id.
+fn origin_step(previous: Option<NodeId>, origin: NodeId) -> u64 {
+    let (Some(SocketAddr::V4(before)), SocketAddr::V4(now)) =
+        (previous.map(|p| p.addr()), origin.addr())
+    else {
+        return 0;
+    };
+    let zigzag = |from: u64, to: u64| {
+        let d = to as i64 - from as i64;
+        ((d << 1) ^ (d >> 63)) as u64
+    };
+    let (ip_before, ip_now) = (u32::from(*before.ip()), u32::from(*now.ip()));
+    if before.port() == now.port() && ip_now != ip_before {
+        return zigzag(u64::from(ip_before), u64::from(ip_now)) << 1 | 1;
+    }
+    let key = |ip: u32, port: u16| u64::from(ip) << 16 | u64::from(port);
+    match zigzag(key(ip_before, before.port()), key(ip_now, now.port())) {
+        0 => 0,
+        z => z << 1,
+    }
+}
+
+/// The origin `step` names after `previous` (see [`origin_step`]); `None`
+/// if it names none (no IPv4 origin before, no move, or beyond the
+/// address space).
+fn origin_after(previous: Option<NodeId>, step: u64) -> Option<NodeId> {
+    let SocketAddr::V4(before) = previous?.addr() else {
+        return None;
+    };
+    let z = step >> 1;
+    // zigzag(z) < 2^49 in magnitude for any key move; larger is malformed.
+    if z == 0 || z >> 50 != 0 {
+        return None;
+    }
+    let d = (z >> 1) as i64 ^ -((z & 1) as i64);
+    let ip_before = i64::from(u32::from(*before.ip()));
+    let (ip, port) = if step & 1 == 1 {
+        (ip_before + d, before.port())
+    } else {
+        let key = (ip_before << 16 | i64::from(before.port())) + d;
+        if key < 0 {
+            return None;
+        }
+        (key >> 16, key as u16)
+    };
+    let ip = u32::try_from(ip).ok()?;
+    Some(NodeId::new(SocketAddr::from((Ipv4Addr::from(ip), port))))
+}
+
+/// One origin life's ids on the wire (see [`IdGroupsLen`]), with its
+/// origin's step from the previous group's.
+struct PackedGroup<'a> {
+    step: u64,
     origin: NodeId,
     generation_delta: u64,
     first: u64,
-    #[serde(deserialize_with = "bounded_vec")]
-    gaps: Vec<u64>,
+    gaps: &'a [u64],
+}
+
+impl Serialize for PackedGroup<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = serializer.serialize_tuple(5)?;
+        t.serialize_element(&self.step)?;
+        if self.step == 0 {
+            t.serialize_element(&self.origin)?;
+        }
+        t.serialize_element(&self.generation_delta)?;
+        t.serialize_element(&self.first)?;
+        t.serialize_element(self.gaps)?;
+        t.end()
+    }
 }
 
 /// Serde for id lists of announcements and grafts (see [`IdGroupsLen`]).
 mod id_groups {
-    use serde::de::Error as _;
-    use serde::{Deserializer, Serialize, Serializer};
+    use serde::de::{DeserializeSeed, Error as _};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
 
-    use super::{bounded_vec, canonical_ids, IdGroup, MessageId};
+    use super::*;
 
     pub(super) fn serialize<S: Serializer>(
         ids: &[MessageId],
@@ -864,58 +957,131 @@ mod id_groups {
     ) -> Result<S::Ok, S::Error> {
         let mut ids = ids.to_vec();
         canonical_ids(&mut ids);
-        let mut groups: Vec<IdGroup> = Vec::new();
+        // (origin, generation delta, first, gaps) per origin life.
+        let mut groups: Vec<(NodeId, u64, u64, Vec<u64>)> = Vec::new();
         let mut last: Option<MessageId> = None;
         for id in ids {
             match (last, groups.last_mut()) {
                 (Some(l), Some(group))
                     if l.origin == id.origin && l.generation == id.generation =>
                 {
-                    group.gaps.push(id.sequence - l.sequence - 1);
+                    group.3.push(id.sequence - l.sequence - 1);
                 }
-                _ => groups.push(IdGroup {
-                    origin: id.origin,
-                    generation_delta: id.generation - last.map_or(0, |l| l.generation),
-                    first: id.sequence,
-                    gaps: Vec::new(),
-                }),
+                _ => groups.push((
+                    id.origin,
+                    id.generation - last.map_or(0, |l| l.generation),
+                    id.sequence,
+                    Vec::new(),
+                )),
             }
             last = Some(id);
         }
-        groups.serialize(serializer)
+        let mut seq = serializer.serialize_seq(Some(groups.len()))?;
+        let mut previous = None;
+        for (origin, generation_delta, first, gaps) in &groups {
+            seq.serialize_element(&PackedGroup {
+                step: origin_step(previous, *origin),
+                origin: *origin,
+                generation_delta: *generation_delta,
+                first: *first,
+                gaps,
+            })?;
+            previous = Some(*origin);
+        }
+        seq.end()
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<MessageId>, D::Error> {
-        let groups: Vec<IdGroup> = bounded_vec(deserializer)?;
-        let mut ids = Vec::new();
-        let mut last: Option<MessageId> = None;
-        for group in groups {
-            let previous = last.map_or(0, |l| l.generation);
-            let generation = previous
-                .checked_add(group.generation_delta)
-                .ok_or_else(|| D::Error::custom("generation overflows"))?;
-            if last.is_some_and(|l| (l.generation, l.origin) >= (generation, group.origin)) {
-                return Err(D::Error::custom("id groups out of order"));
-            }
-            let mut id = MessageId {
-                origin: group.origin,
-                generation,
-                sequence: group.first,
-            };
-            ids.push(id);
-            for gap in group.gaps {
-                id.sequence = id
-                    .sequence
-                    .checked_add(gap)
-                    .and_then(|s| s.checked_add(1))
-                    .ok_or_else(|| D::Error::custom("sequence overflows"))?;
-                ids.push(id);
-            }
-            last = Some(id);
+        deserializer.deserialize_seq(Groups)
+    }
+
+    /// The ids, growing only as their groups decode.
+    struct Groups;
+
+    impl<'de> Visitor<'de> for Groups {
+        type Value = Vec<MessageId>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("id groups")
         }
-        Ok(ids)
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut ids: Vec<MessageId> = Vec::new();
+            while let Some((origin, generation_delta, first, gaps)) =
+                seq.next_element_seed(GroupAfter(ids.last().map(|id| id.origin)))?
+            {
+                let last = ids.last().copied();
+                let previous = last.map_or(0, |l| l.generation);
+                let generation = previous
+                    .checked_add(generation_delta)
+                    .ok_or_else(|| A::Error::custom("generation overflows"))?;
+                if last.is_some_and(|l| (l.generation, l.origin) >= (generation, origin)) {
+                    return Err(A::Error::custom("id groups out of order"));
+                }
+                let mut id = MessageId {
+                    origin,
+                    generation,
+                    sequence: first,
+                };
+                ids.push(id);
+                for gap in gaps {
+                    id.sequence = id
+                        .sequence
+                        .checked_add(gap)
+                        .and_then(|s| s.checked_add(1))
+                        .ok_or_else(|| A::Error::custom("sequence overflows"))?;
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        }
+    }
+
+    /// One group, read knowing the origin of the group before it.
+    struct GroupAfter(Option<NodeId>);
+
+    impl<'de> DeserializeSeed<'de> for GroupAfter {
+        type Value = (NodeId, u64, u64, Vec<u64>);
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_tuple(5, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for GroupAfter {
+        type Value = (NodeId, u64, u64, Vec<u64>);
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an id group")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let missing = || A::Error::custom("truncated id group");
+            let step: u64 = seq.next_element()?.ok_or_else(missing)?;
+            let origin = if step == 0 {
+                seq.next_element()?.ok_or_else(missing)?
+            } else {
+                origin_after(self.0, step).ok_or_else(|| A::Error::custom("bad origin step"))?
+            };
+            // One encoding per list: a step where the encoder writes the
+            // origin in full, or the reverse, is refused.
+            if origin_step(self.0, origin) != step {
+                return Err(A::Error::custom("origin step not canonical"));
+            }
+            let generation_delta = seq.next_element()?.ok_or_else(missing)?;
+            let first = seq.next_element()?.ok_or_else(missing)?;
+            let BoundedU64s(gaps) = seq.next_element()?.ok_or_else(missing)?;
+            Ok((origin, generation_delta, first, gaps))
+        }
+    }
+
+    /// A list of varints, allocating only what the frame holds.
+    struct BoundedU64s(Vec<u64>);
+
+    impl<'de> Deserialize<'de> for BoundedU64s {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            bounded_vec(deserializer).map(Self)
+        }
     }
 }
 
@@ -977,6 +1143,70 @@ mod tests {
         let one = sync_entry_len(Some(ids[0]), &entry(ids[1]));
         let whole = sync_entry_len(None, &entry(ids[1]));
         assert_eq!(whole - one, 7, "a step saves the 7-byte IPv4 id");
+    }
+
+    #[test]
+    fn group_origins_travel_as_signed_steps_and_come_back_whole() {
+        let ids = [
+            v4([10, 0, 0, 5], 7946),
+            v4([10, 0, 0, 2], 7946),   // three addresses back, same port
+            v4([10, 0, 0, 2], 40_000), // same address, a port far on
+            v4([10, 0, 0, 2], 39_000), // a port back
+            v4([10, 0, 0, 2], 39_000), // the same origin: written whole
+            v4([0, 0, 0, 0], 0),       // far back
+            NodeId::new("[::1]:7946".parse().unwrap()),
+            v4([10, 0, 0, 1], 7946), // after IPv6: whole
+        ];
+        let steps: Vec<u64> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| origin_step(i.checked_sub(1).map(|j| ids[j]), *id))
+            .collect();
+        assert_eq!(steps[0], 0, "the first origin is written whole");
+        assert_eq!(steps[1], 5 << 1 | 1, "-3 is zigzag 5: one byte");
+        assert_eq!(steps[2], (32_054 << 1) << 1);
+        assert_eq!(steps[3], (1000 * 2 - 1) << 1);
+        assert_eq!(steps[4], 0);
+        assert_ne!(steps[5], 0);
+        assert_eq!(&steps[6..], [0, 0]);
+        for (i, &step) in steps.iter().enumerate().skip(1).filter(|(_, s)| **s != 0) {
+            assert_eq!(
+                origin_after(Some(ids[i - 1]), step),
+                Some(ids[i]),
+                "step {i}"
+            );
+        }
+        // Below the address space, above it, past any move, or with
+        // nothing to step from: no origin.
+        let low = Some(v4([0, 0, 0, 1], 0));
+        assert_eq!(origin_after(low, 3 << 1 | 1), None, "address -2");
+        assert_eq!(origin_after(low, 131_073 << 1), None, "key -65,537");
+        let top = Some(v4([255, 255, 255, 255], 65_535));
+        assert_eq!(origin_after(top, (2 << 1) << 1), None);
+        assert_eq!(origin_after(top, (2 << 1) << 1 | 1), None);
+        assert_eq!(origin_after(top, u64::MAX), None);
+        assert_eq!(origin_after(None, 3), None);
+        // An announcement of one id from each origin comes back whole and
+        // costs what IdGroupsLen says, to the byte.
+        let mut announced: Vec<MessageId> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &origin)| MessageId {
+                origin,
+                generation: 7 + i as u64,
+                sequence: 1,
+            })
+            .collect();
+        canonical_ids(&mut announced);
+        let message = Message::Announce {
+            ids: announced.clone(),
+        };
+        let encoded = postcard::to_allocvec(&message).unwrap();
+        let decoded: Message = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, message);
+        let mut len = IdGroupsLen::new();
+        announced.iter().for_each(|&id| len.add(id));
+        assert_eq!(len.len(), encoded.len() - 1, "the message tag aside");
     }
 
     #[test]

@@ -936,19 +936,33 @@ fn forged_id_groups_are_refused_and_expand_to_at_most_one_id_per_byte() {
         bytes.extend_from_slice(groups);
         bytes
     };
-    // Member 3's and 4's addresses as ids are encoded (IPv4 tag, ip, port).
-    let origin = |i: u8| {
-        let mut out = vec![0, 127, 0, 0, i];
+    // Member i's address as a group's origin: step 0 and the id in full
+    // (IPv4 tag, ip, port) where the encoder writes it so, else a step
+    // from the previous group's origin (same port, address moved by d:
+    // zigzag(d) * 2 + 1).
+    let full = |i: u8| {
+        let mut out = vec![0, 0, 127, 0, 0, i];
         out.extend_from_slice(&7946u16.to_le_bytes());
         out
     };
-    let group = |who: u8, generation_delta: u64, first: u64, gaps: &[u64]| {
-        let mut out = origin(who);
-        out.extend(varint(generation_delta));
-        out.extend(varint(first));
-        out.extend(varint(gaps.len() as u64));
-        gaps.iter().for_each(|&g| out.extend(varint(g)));
-        out
+    let origin = |i: u8, after: Option<u8>| match after {
+        Some(before) if before != i => {
+            let d = i64::from(i) - i64::from(before);
+            varint((((d << 1) ^ (d >> 63)) as u64) << 1 | 1)
+        }
+        _ => full(i),
+    };
+    let group_after =
+        |after: Option<u8>, who: u8, generation_delta: u64, first: u64, gaps: &[u64]| {
+            let mut out = origin(who, after);
+            out.extend(varint(generation_delta));
+            out.extend(varint(first));
+            out.extend(varint(gaps.len() as u64));
+            gaps.iter().for_each(|&g| out.extend(varint(g)));
+            out
+        };
+    let group = |who, generation_delta, first, gaps: &[u64]| {
+        group_after(None, who, generation_delta, first, gaps)
     };
     let list = |groups: &[Vec<u8>]| {
         let mut out = varint(groups.len() as u64);
@@ -957,11 +971,27 @@ fn forged_id_groups_are_refused_and_expand_to_at_most_one_id_per_byte() {
     };
     let forged = [
         // The same origin life twice.
-        list(&[group(3, 1, 1, &[]), group(3, 0, 5, &[])]),
+        list(&[group(3, 1, 1, &[]), group_after(Some(3), 3, 0, 5, &[])]),
         // Origins of one life out of order.
-        list(&[group(4, 1, 1, &[]), group(3, 0, 1, &[])]),
+        list(&[group(4, 1, 1, &[]), group_after(Some(4), 3, 0, 1, &[])]),
         // A generation past the largest.
-        list(&[group(3, u64::MAX, 1, &[]), group(4, 1, 1, &[])]),
+        list(&[
+            group(3, u64::MAX, 1, &[]),
+            group_after(Some(3), 4, 1, 1, &[]),
+        ]),
+        // An origin in full where a step names it: one encoding only.
+        list(&[group(3, 1, 1, &[]), group(4, 0, 1, &[])]),
+        // A step with no origin before it, and a step below 0.0.0.0.
+        list(&[group_after(Some(2), 3, 1, 1, &[])]),
+        [
+            varint(2),
+            group(3, 1, 1, &[]),
+            varint(((1u64 << 49) - 1) << 1),
+            varint(0),
+            varint(1),
+            varint(0),
+        ]
+        .concat(),
         // A sequence past the largest.
         list(&[group(3, 1, u64::MAX, &[0])]),
         list(&[group(3, 1, u64::MAX - 3, &[1, 1])]),
