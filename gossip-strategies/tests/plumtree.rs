@@ -90,19 +90,21 @@ fn pushes_to(sent: &[(NodeId, GossipMessage)]) -> Vec<NodeId> {
         .collect()
 }
 
+/// The peers asked to become links (grafts naming no rumor) in `sent`.
+fn link_requests(sent: Vec<(NodeId, GossipMessage)>) -> Vec<NodeId> {
+    sent.into_iter()
+        .filter(|(_, m)| matches!(m, GossipMessage::Graft { ids } if ids.is_empty()))
+        .map(|(to, _)| to)
+        .collect()
+}
+
 /// A node that has sought its three neighbours (nodes 1, 2, 3).
 fn with_neighbours() -> (Plumtree, Recording) {
     let mut host = Recording::new(10);
     let mut tree = Plumtree::default();
     tree.on_round(&mut host);
-    let grafts: Vec<NodeId> = host
-        .take()
-        .into_iter()
-        .filter(|(_, m)| matches!(m, GossipMessage::Graft { ids } if ids.is_empty()))
-        .map(|(to, _)| to)
-        .collect();
     assert_eq!(
-        grafts,
+        link_requests(host.take()),
         [node(1), node(2), node(3)],
         "asks three peers to link"
     );
@@ -552,13 +554,7 @@ fn an_unanswered_link_request_is_given_up_and_another_peer_asked() {
     assert!(!eager.contains(&node(2)), "given up: {eager:?}");
     assert!(eager.contains(&node(1)) && eager.contains(&node(3)));
     assert_eq!(eager.len(), 3, "another peer asked instead");
-    let asked: Vec<NodeId> = host
-        .take()
-        .into_iter()
-        .filter(|(_, m)| matches!(m, GossipMessage::Graft { ids } if ids.is_empty()))
-        .map(|(to, _)| to)
-        .collect();
-    assert_eq!(asked.len(), 1);
+    assert_eq!(link_requests(host.take()).len(), 1);
     assert_eq!(tree.stats().link_requests_expired, 1);
     // Answered links are never given up, however quiet.
     for _ in 0..3 * tree.link_timeout {
