@@ -142,7 +142,8 @@ pub struct MembershipArgs {
     #[arg(long, default_value_t = 0)]
     pub crash: usize,
     /// Fraction of the nodes that crash at once at --crash-at, in [0, 1)
-    /// (instead of --crash).
+    /// (instead of --crash). With full views a random survivor then
+    /// broadcasts once a second, and the report adds survivor_reach.
     #[arg(long, conflicts_with = "crash")]
     pub crash_fraction: Option<f64>,
     /// Partial views only: seconds over which the nodes start, each
@@ -243,9 +244,10 @@ impl From<AdversaryArg> for AdversaryKind {
 pub const DEFAULT_ADVERSARY_START_S: f64 = 10.0;
 
 /// Runs a membership scenario as `sim membership` does: membership-only
-/// nodes, except under a `rumor-forge` adversary, where nodes run the
-/// default rumor mongering ([`RumorMongering::default`]) so that real
-/// broadcasts can be followed.
+/// nodes, except under a `rumor-forge` adversary or with survivor
+/// broadcasts (`--crash-fraction`), where nodes run the default rumor
+/// mongering ([`RumorMongering::default`]) so that real broadcasts can be
+/// followed.
 ///
 /// # Errors
 /// If the scenario does not validate.
@@ -253,10 +255,11 @@ pub fn run_membership_scenario(
     scenario: &MembershipScenario,
     progress: impl FnMut(Duration),
 ) -> anyhow::Result<MembershipReport> {
-    let rumors = scenario
-        .adversary
-        .as_ref()
-        .is_some_and(|a| a.kind == AdversaryKind::RumorForge);
+    let rumors = scenario.survivor_broadcasts
+        || scenario
+            .adversary
+            .as_ref()
+            .is_some_and(|a| a.kind == AdversaryKind::RumorForge);
     let report = if rumors {
         let prototype = AnyStrategy::Rumor(RumorMongering::default());
         run_membership_with(scenario, prototype, progress)
@@ -289,6 +292,8 @@ impl MembershipArgs {
         scenario.crash = match self.crash_fraction {
             Some(f) => {
                 crate::partial_sim::check_fraction(f)?;
+                // A fraction asks how broadcasts fare after the crash.
+                scenario.survivor_broadcasts = true;
                 ((self.nodes as f64) * f).round() as usize
             }
             None => self.crash,
@@ -583,6 +588,16 @@ fn write_table(out: &mut impl Write, r: &MembershipReport) -> anyhow::Result<()>
         None => writeln!(out, "  failure detection    no crashes")?,
     }
     writeln!(out, "  false positives      {}", r.false_positives)?;
+    if let (Some(mean), Some(min), Some(count)) = (
+        r.survivor_reach,
+        r.survivor_reach_min,
+        r.survivor_broadcasts,
+    ) {
+        writeln!(
+            out,
+            "  survivor reach       mean {mean:.4}, min {min:.4} over {count} broadcasts from survivors after the crash"
+        )?;
+    }
     match r.partition_healed {
         Some(true) => writeln!(
             out,

@@ -43,6 +43,13 @@ pub struct MembershipScenario {
     /// those of a scenario without the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversarySpec>,
+    /// With crashes, a random survivor broadcasts once a second from the
+    /// crash on (until 10 s before the end), and the report gives the
+    /// fraction of survivors each broadcast reached
+    /// ([`MembershipReport::survivor_reach`]). Needs a strategy (see
+    /// [`run_membership_with`]).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub survivor_broadcasts: bool,
 }
 
 impl MembershipScenario {
@@ -60,6 +67,7 @@ impl MembershipScenario {
             config: Config::lan(nodes),
             link: LinkModel::default(),
             adversary: None,
+            survivor_broadcasts: false,
         }
     }
 
@@ -195,6 +203,18 @@ pub struct MembershipReport {
     /// The same over the steady window only (whole simulated seconds inside
     /// it); `None` if the window is shorter than 5 s.
     pub steady_node_periods_per_cpu_s: Option<f64>,
+    /// With [`MembershipScenario::survivor_broadcasts`]: over the
+    /// broadcasts made by survivors from the crash on, the mean fraction of
+    /// the other survivors that delivered each by the end of the run
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_reach: Option<f64>,
+    /// The same, the broadcast that reached the fewest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_reach_min: Option<f64>,
+    /// How many broadcasts those figures cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_broadcasts: Option<usize>,
     /// What the attack did, when the scenario had an adversary (its keys
     /// sit at the top level of the JSON report; absent otherwise).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
@@ -299,6 +319,40 @@ struct Metrics {
     after_minute_bytes: u64,
     after_minute_end: f64,
     attack: Option<AttackMetrics>,
+    reach: Option<ReachMetrics>,
+}
+
+/// The broadcasts survivors make after the crash, each with who delivered
+/// it.
+#[derive(Default)]
+struct ReachMetrics {
+    delivered: Vec<Vec<bool>>,
+    /// Index in `delivered` by message id.
+    ids: BTreeMap<MessageId, usize>,
+}
+
+impl ReachMetrics {
+    /// Per broadcast, the fraction of the survivors other than its origin
+    /// that delivered it.
+    fn reach(&self, crashed: &[bool]) -> Vec<f64> {
+        self.delivered
+            .iter()
+            .map(|got| {
+                let others = crashed.iter().filter(|&&c| !c).count().saturating_sub(1);
+                let reached = got
+                    .iter()
+                    .zip(crashed)
+                    .filter(|&(&g, &c)| g && !c)
+                    .count()
+                    .saturating_sub(1);
+                if others == 0 {
+                    1.0
+                } else {
+                    reached as f64 / others as f64
+                }
+            })
+            .collect()
+    }
 }
 
 /// One real broadcast followed through the attack.
@@ -439,6 +493,7 @@ impl Metrics {
             after_minute_bytes: 0,
             after_minute_end: f64::INFINITY,
             attack: None,
+            reach: None,
         }
     }
 
@@ -500,6 +555,11 @@ impl Observer for Metrics {
         let at = at.as_secs_f64();
         if let Some(attack) = self.attack.as_mut() {
             attack.on_event(at, node, event);
+        }
+        if let (Some(reach), Event::Delivered { id, .. }) = (self.reach.as_mut(), event) {
+            if let Some(&k) = reach.ids.get(id) {
+                reach.delivered[k][node] = true;
+            }
         }
         let (member, live, down) = match event {
             Event::MemberUp(m) | Event::MemberUpdated(m) | Event::MemberSuspect(m) => {
@@ -651,6 +711,14 @@ pub fn run_membership_with<S: Strategy + Clone>(
     }
     let mut t = Duration::ZERO;
     let mut cpu_at_window: (CpuMark, CpuMark) = (None, None);
+    let reach_end = scenario.duration.saturating_sub(BROADCAST_TAIL);
+    let mut next_reach = (scenario.survivor_broadcasts && scenario.crash > 0)
+        .then_some(scenario.crash_at)
+        .filter(|&at| at <= reach_end);
+    if next_reach.is_some() {
+        metrics.reach = Some(ReachMetrics::default());
+    }
+    let mut reach_chooser = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x5e4c_a11e);
     while t < scenario.duration {
         let next_second = t + Duration::from_secs(1);
         let step_to = milestones
@@ -687,6 +755,10 @@ pub fn run_membership_with<S: Strategy + Clone>(
             cpu_at_window.1 = Some((t, cpu_start.elapsed()));
         }
         apply_events(t, scenario, &crashed, &mut sim, &mut metrics);
+        if let Some(at) = next_reach.filter(|&at| at <= t) {
+            survivor_broadcast(&mut sim, &mut metrics, &mut reach_chooser)?;
+            next_reach = Some(at + Duration::from_secs(1)).filter(|&next| next <= reach_end);
+        }
         progress(t);
     }
     let cpu_s = cpu_start.elapsed().as_secs_f64();
@@ -732,7 +804,19 @@ pub fn run_membership_with<S: Strategy + Clone>(
         ),
         _ => None,
     };
+    let reach = metrics
+        .reach
+        .as_ref()
+        .map(|r| r.reach(&metrics.crashed))
+        .filter(|reach| !reach.is_empty());
     Ok(MembershipReport {
+        survivor_reach: reach
+            .as_ref()
+            .map(|r| r.iter().sum::<f64>() / r.len() as f64),
+        survivor_reach_min: reach
+            .as_ref()
+            .map(|r| r.iter().copied().fold(1.0, f64::min)),
+        survivor_broadcasts: reach.as_ref().map(Vec::len),
         steady_node_periods_per_cpu_s,
         nodes: n,
         seed: scenario.seed,
@@ -777,6 +861,34 @@ pub fn run_membership_with<S: Strategy + Clone>(
         node_periods_per_cpu_s: periods / cpu_s.max(1e-9),
         attack: attack_report,
     })
+}
+
+/// A random running node broadcasts a payload of its own, followed by
+/// [`ReachMetrics`].
+fn survivor_broadcast<S: Strategy + Clone>(
+    sim: &mut Simulator<S>,
+    metrics: &mut Metrics,
+    chooser: &mut ChaCha8Rng,
+) -> Result<(), String> {
+    let running: Vec<usize> = (0..sim.len())
+        .filter(|&i| !metrics.crashed[i] && sim.node(i).is_some())
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let origin = running[chooser.random_range(0..running.len())];
+    let k = metrics.reach.as_ref().map_or(0, |r| r.delivered.len());
+    let payload = format!("survivor broadcast {k} from node {origin}").into_bytes();
+    let id = sim
+        .broadcast(origin, &payload, metrics)
+        .ok_or_else(|| format!("node {origin} refused a broadcast (no strategy?)"))?;
+    if let Some(reach) = metrics.reach.as_mut() {
+        let mut delivered = vec![false; sim.len()];
+        delivered[origin] = true;
+        reach.ids.insert(id, reach.delivered.len());
+        reach.delivered.push(delivered);
+    }
+    Ok(())
 }
 
 /// The attacker and the real broadcasts of a run with an adversary.

@@ -213,3 +213,30 @@ fn crashes_scheduled_at_time_zero_happen() {
         .all(|c| c.first_suspect_s.is_none()));
     assert_eq!(r.false_positives, 0);
 }
+
+#[test]
+fn survivors_broadcasts_after_half_the_nodes_crash_reach_every_survivor() {
+    let mut s = scenario(60, 60);
+    s.crash = 30;
+    s.crash_at = Duration::from_secs(20);
+    s.survivor_broadcasts = true;
+    let rumors = gossip_strategies::RumorMongering::default();
+    let r = gossip_sim::run_membership_with(&s, rumors, |_| {}).unwrap();
+    // One a second from the crash to 10 s before the end, both included.
+    assert_eq!(r.survivor_broadcasts, Some(31), "{r:?}");
+    assert_eq!(r.survivor_reach_min, Some(1.0), "{r:?}");
+    assert_eq!(r.survivor_reach, Some(1.0));
+    assert_eq!(r.false_positives, 0);
+
+    // Membership-only nodes cannot broadcast: a clear error, not a figure.
+    let refused = run_membership(&s, |_| {}).unwrap_err();
+    assert!(refused.contains("refused a broadcast"), "{refused}");
+
+    // Without the flag the report has no such keys at all, so that the
+    // JSON of every earlier scenario stays as it was.
+    s.survivor_broadcasts = false;
+    let r = run_membership(&s, |_| {}).unwrap();
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("survivor"), "{json}");
+    assert!(!serde_json::to_string(&s).unwrap().contains("survivor"));
+}
