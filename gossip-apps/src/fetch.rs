@@ -369,6 +369,25 @@ impl Coverage {
         }
     }
 
+    /// The ranges below `end` not received yet, in order.
+    fn gaps(&self, end: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &(s, e) in &self.0 {
+            if s >= end {
+                break;
+            }
+            if s > at {
+                out.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if at < end {
+            out.push((at, end));
+        }
+        out
+    }
+
     /// Whether every byte of `part` is in.
     fn contains(&self, part: Part) -> bool {
         self.0
@@ -670,6 +689,30 @@ impl Fetch {
                 bulk: fetch.bulk,
             };
             let _ = cluster.send_direct(now, fetch.provider, &encode(&want));
+        }
+    }
+
+    /// Asks the current provider again for exactly the bytes still missing
+    /// of what was asked for: a lost piece costs its own bytes, not its
+    /// window's, and a repeat of a request still held by the provider
+    /// names the same part, so the provider merges the two.
+    fn resend_missing(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
+        let Some(bulk) = self.fetching.get(&id).map(|f| f.bulk) else {
+            return;
+        };
+        let segment = u64::from(self.segment_len(bulk));
+        let Some(fetch) = self.fetching.get_mut(&id) else {
+            return;
+        };
+        fetch.resend_at = Some(now + self.config.resend_after(bulk));
+        for (start, end) in fetch.have.gaps(fetch.asked_end) {
+            let mut offset = start;
+            while offset < end {
+                let part = window_from(offset, end, segment as u32);
+                offset = part.end();
+                let want = Msg::Want { id, part, bulk };
+                let _ = cluster.send_direct(now, fetch.provider, &encode(&want));
+            }
         }
     }
 
@@ -1048,10 +1091,7 @@ impl Fetch {
             .map(|(id, _)| *id)
             .collect();
         for id in resend {
-            if let Some(fetch) = self.fetching.get_mut(&id) {
-                fetch.asked_end = fetch.have.first_gap();
-                fetch.resend_at = Some(now + self.config.resend_after(fetch.bulk));
-            }
+            self.resend_missing(now, id, cluster);
             self.top_up(now, id, cluster);
         }
         // Served peers that never said they were done.
@@ -1524,6 +1564,12 @@ mod tests {
                 assert_eq!(got.as_slice(), &[(id, data.clone())], "node {i}");
             }
         }
+        // What is asked again is exactly what was lost (one piece in
+        // seven, and some of the repeats), not whole windows.
+        let served: u64 = net.apps.iter().map(|a| a.stats().served_bytes).sum();
+        let once = 5 * data.len() as u64;
+        assert!(served > once, "some pieces were served twice");
+        assert!(served <= once * 13 / 10, "{served} bytes served for {once}");
     }
 
     #[test]

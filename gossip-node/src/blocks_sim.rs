@@ -1,11 +1,12 @@
 //! `gossip-node sim blocks`: payloads larger than a frame (blocks) on
 //! simulated nodes ([`gossip_sim::run_blocks`]), chunked by
-//! `gossip_apps::bulk` over Plumtree or rumor mongering.
+//! `gossip_apps::bulk` over Plumtree or rumor mongering, or offered and
+//! fetched by `gossip_apps::fetch` (`--transfer fetch`).
 
 use std::io::Write;
 use std::time::Duration;
 
-use gossip_sim::{run_blocks, BlocksReport, BlocksScenario};
+use gossip_sim::{run_blocks, BlockTransfer, BlocksReport, BlocksScenario};
 use gossip_strategies::{AnyStrategy, Plumtree, RumorMongering};
 
 use crate::cli::Format;
@@ -19,10 +20,22 @@ pub enum BlocksStrategy {
     Rumor,
 }
 
+/// How `sim blocks` moves a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransferArg {
+    /// Frame-sized chunks, each broadcast through the strategy
+    /// (`gossip_apps::bulk`).
+    Chunks,
+    /// An offer broadcast through the strategy, then the body fetched from
+    /// a peer in windowed pieces (`gossip_apps::fetch`, as over UDP).
+    Fetch,
+}
+
 /// Arguments of `sim blocks`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  gossip-node sim blocks --nodes 100\n  \
-                        gossip-node sim blocks --nodes 100 --block-bytes 1048576 --loss 0.01 --format json")]
+                        gossip-node sim blocks --nodes 100 --block-bytes 1048576 --loss 0.01 --format json\n  \
+                        gossip-node sim blocks --nodes 100 --transfer fetch")]
 pub struct BlocksSimArgs {
     /// Cluster size.
     #[arg(long, default_value_t = 100)]
@@ -49,6 +62,9 @@ pub struct BlocksSimArgs {
     /// Dissemination strategy.
     #[arg(long, value_enum, default_value_t = BlocksStrategy::Plumtree)]
     pub strategy: BlocksStrategy,
+    /// How a block travels.
+    #[arg(long, value_enum, default_value_t = TransferArg::Chunks)]
+    pub transfer: TransferArg,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -77,6 +93,10 @@ impl BlocksSimArgs {
             blocks: self.blocks.max(1),
             interval: Duration::from_secs_f64(self.interval),
             warm_up: self.warm_up.min(10_000),
+            transfer: match self.transfer {
+                TransferArg::Chunks => BlockTransfer::Chunks,
+                TransferArg::Fetch => BlockTransfer::Fetch,
+            },
         })
     }
 
@@ -96,8 +116,8 @@ pub fn write_table(out: &mut impl Write, r: &BlocksReport) -> anyhow::Result<()>
     let s = &r.scenario;
     writeln!(
         out,
-        "blocks: {} nodes, {} blocks of {} B after {} warm-up broadcasts, loss {}, seed {}",
-        s.nodes, s.blocks, s.block_bytes, s.warm_up, s.loss, s.seed
+        "blocks: {} nodes, {} blocks of {} B ({:?}) after {} warm-up broadcasts, loss {}, seed {}",
+        s.nodes, s.blocks, s.block_bytes, s.transfer, s.warm_up, s.loss, s.seed
     )?;
     writeln!(
         out,

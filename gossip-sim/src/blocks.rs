@@ -1,7 +1,10 @@
-//! Bulk payloads ([`gossip_apps::bulk::Bulk`]) on simulated nodes: blocks
-//! larger than a frame sent from random nodes, how many nodes assemble each
-//! one, how long it takes and what it costs on the wire
-//! (`gossip-node sim blocks`).
+//! Payloads larger than a frame on simulated nodes: blocks sent from
+//! random nodes, how many nodes assemble each one, how long it takes and
+//! what it costs on the wire (`gossip-node sim blocks`). A block travels
+//! either as chunks broadcast through the strategy
+//! ([`gossip_apps::bulk::Bulk`]) or as an offer and a fetch from a peer
+//! ([`gossip_apps::fetch::Fetch`]; in the simulator, windowed pieces in
+//! direct messages, as over UDP).
 //!
 //! The simulated network has latency and loss but no bandwidth limit, so
 //! the times here are hops and repairs, not transfer times; the bytes are
@@ -10,7 +13,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use gossip_apps::bulk::{Bulk, BulkConfig, BulkEvent};
+use gossip_apps::fetch::{Fetch, FetchConfig, FetchEvent};
+use gossip_apps::{Application, Cluster};
 use gossip_core::{Config, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,6 +45,92 @@ pub struct BlocksScenario {
     /// Small broadcasts, 200 ms apart, before the first block, as a
     /// running cluster would have made (not measured).
     pub warm_up: usize,
+    /// How a block travels. Absent from the JSON when it is the default
+    /// (chunks), as in reports written before the field existed.
+    #[serde(default, skip_serializing_if = "BlockTransfer::is_chunks")]
+    pub transfer: BlockTransfer,
+}
+
+/// How a block travels in a [`BlocksScenario`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockTransfer {
+    /// Frame-sized chunks, each a broadcast through the strategy
+    /// ([`gossip_apps::bulk`]).
+    #[default]
+    Chunks,
+    /// An offer broadcast, then the body fetched from a peer
+    /// ([`gossip_apps::fetch`]).
+    Fetch,
+}
+
+impl BlockTransfer {
+    fn is_chunks(&self) -> bool {
+        *self == BlockTransfer::Chunks
+    }
+}
+
+/// What [`run_blocks`] needs of the application that carries the blocks.
+trait BlockCarrier: Application {
+    /// How the application names a payload.
+    type Id: Copy + PartialEq;
+    /// Sends `block` from this node; `None` if refused.
+    fn send_block(
+        &mut self,
+        now: Instant,
+        block: Vec<u8>,
+        node: &mut dyn Cluster,
+    ) -> Option<Self::Id>;
+    /// The payloads delivered since the last call.
+    fn take_delivered(&mut self) -> Vec<Self::Id>;
+    /// Assembled payloads whose hash did not match.
+    fn hash_mismatches(&self) -> u64;
+}
+
+impl BlockCarrier for Bulk {
+    type Id = gossip_apps::bulk::BulkId;
+    fn send_block(
+        &mut self,
+        now: Instant,
+        block: Vec<u8>,
+        node: &mut dyn Cluster,
+    ) -> Option<Self::Id> {
+        self.send(now, block, node).ok()
+    }
+    fn take_delivered(&mut self) -> Vec<Self::Id> {
+        core::iter::from_fn(|| self.poll_event())
+            .filter_map(|event| match event {
+                BulkEvent::Delivered { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+    fn hash_mismatches(&self) -> u64 {
+        self.stats().hash_mismatches
+    }
+}
+
+impl BlockCarrier for Fetch {
+    type Id = gossip_core::MessageId;
+    fn send_block(
+        &mut self,
+        now: Instant,
+        block: Vec<u8>,
+        node: &mut dyn Cluster,
+    ) -> Option<Self::Id> {
+        self.send(now, block, Vec::new(), node).ok()
+    }
+    fn take_delivered(&mut self) -> Vec<Self::Id> {
+        core::iter::from_fn(|| self.poll_event())
+            .filter_map(|event| match event {
+                FetchEvent::Delivered { offer, .. } => Some(offer.id),
+                _ => None,
+            })
+            .collect()
+    }
+    fn hash_mismatches(&self) -> u64 {
+        self.stats().hash_mismatches
+    }
 }
 
 impl BlocksScenario {
@@ -52,6 +145,7 @@ impl BlocksScenario {
             blocks: 10,
             interval: Duration::from_secs(2),
             warm_up: 10,
+            transfer: BlockTransfer::Chunks,
         }
     }
 }
@@ -91,6 +185,34 @@ impl Observer for SentBytes {
 pub fn run_blocks<S: Strategy + Clone>(
     scenario: &BlocksScenario,
     prototype: &S,
+    progress: impl FnMut(usize),
+) -> BlocksReport {
+    let n = scenario.nodes;
+    let max = scenario.block_bytes as u64;
+    match scenario.transfer {
+        BlockTransfer::Chunks => {
+            let config = BulkConfig {
+                max_payload_bytes: max.max(BulkConfig::default().max_payload_bytes),
+                ..BulkConfig::default()
+            };
+            let apps = (0..n).map(|_| Bulk::new(config.clone())).collect();
+            run_with(scenario, prototype, apps, progress)
+        }
+        BlockTransfer::Fetch => {
+            let config = FetchConfig {
+                max_payload_bytes: max.max(FetchConfig::default().max_payload_bytes),
+                ..FetchConfig::default()
+            };
+            let apps = (0..n).map(|_| Fetch::new(config.clone())).collect();
+            run_with(scenario, prototype, apps, progress)
+        }
+    }
+}
+
+fn run_with<S: Strategy + Clone, P: BlockCarrier>(
+    scenario: &BlocksScenario,
+    prototype: &S,
+    apps: Vec<P>,
     mut progress: impl FnMut(usize),
 ) -> BlocksReport {
     let n = scenario.nodes;
@@ -108,12 +230,6 @@ pub fn run_blocks<S: Strategy + Clone>(
     config.max_stored_messages = std::num::NonZeroUsize::new(stored).expect("non-zero");
     let mut sim = Simulator::with_strategy(n, scenario.seed, config, link, prototype.clone());
     sim.start_all();
-    let bulk = BulkConfig {
-        max_payload_bytes: (scenario.block_bytes as u64)
-            .max(BulkConfig::default().max_payload_bytes),
-        ..BulkConfig::default()
-    };
-    let apps = (0..n).map(|_| Bulk::new(bulk.clone())).collect();
     let mut c = AppSim::new(sim, apps);
     let mut t = Duration::from_secs(10);
     c.run_until(t, &mut ());
@@ -148,7 +264,7 @@ pub fn run_blocks<S: Strategy + Clone>(
         let id = c
             .command(
                 origin,
-                |app, node, now| app.send(now, block, node).ok(),
+                |app, node, now| app.send_block(now, block, node),
                 &mut sent,
             )
             .flatten();
@@ -159,12 +275,8 @@ pub fn run_blocks<S: Strategy + Clone>(
             t += Duration::from_millis(10);
             c.run_until(t, &mut sent);
             for (i, app) in c.apps_mut().iter_mut().enumerate() {
-                while let Some(event) = app.poll_event() {
-                    if let BulkEvent::Delivered { id: got, .. } = event {
-                        if Some(got) == id && at[i].is_none() {
-                            at[i] = Some(t - start);
-                        }
-                    }
+                if app.take_delivered().into_iter().any(|got| Some(got) == id) {
+                    at[i].get_or_insert(t - start);
                 }
             }
         }
@@ -187,6 +299,6 @@ pub fn run_blocks<S: Strategy + Clone>(
         delivery_s: Quantiles::of(&times),
         bytes_sent_per_node_over_payload: total as f64 / n as f64 / payload,
         max_bytes_sent_by_a_node_over_payload: max as f64 / payload,
-        hash_mismatches: c.apps().iter().map(|a| a.stats().hash_mismatches).sum(),
+        hash_mismatches: c.apps().iter().map(BlockCarrier::hash_mismatches).sum(),
     }
 }

@@ -43,7 +43,7 @@ pub use adversary::{
 };
 pub use aggregation::{run_aggregation, AggregationProbe, AggregationScenario, RoundStats};
 pub use apps::AppSim;
-pub use blocks::{run_blocks, BlocksReport, BlocksScenario};
+pub use blocks::{run_blocks, BlockTransfer, BlocksReport, BlocksScenario};
 pub use full::{
     run_full_aggregation, run_full_dissemination, FullAggregation, FullAggregationProbe,
     FullAggregationReport, FullDissemination, FullDisseminationReport,
