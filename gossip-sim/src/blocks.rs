@@ -71,9 +71,12 @@ impl BlockTransfer {
 }
 
 /// What [`run_blocks`] needs of the application that carries the blocks.
-trait BlockCarrier: Application {
+trait BlockCarrier: Application + Sized {
     /// How the application names a payload.
     type Id: Copy + PartialEq;
+    /// The application with its defaults, taking payloads of
+    /// `max_payload_bytes` at least.
+    fn carrying(max_payload_bytes: u64) -> Self;
     /// Sends `block` from this node; `None` if refused.
     fn send_block(
         &mut self,
@@ -89,6 +92,12 @@ trait BlockCarrier: Application {
 
 impl BlockCarrier for Bulk {
     type Id = gossip_apps::bulk::BulkId;
+    fn carrying(max_payload_bytes: u64) -> Self {
+        Bulk::new(BulkConfig {
+            max_payload_bytes: max_payload_bytes.max(BulkConfig::default().max_payload_bytes),
+            ..BulkConfig::default()
+        })
+    }
     fn send_block(
         &mut self,
         now: Instant,
@@ -112,6 +121,12 @@ impl BlockCarrier for Bulk {
 
 impl BlockCarrier for Fetch {
     type Id = gossip_core::MessageId;
+    fn carrying(max_payload_bytes: u64) -> Self {
+        Fetch::new(FetchConfig {
+            max_payload_bytes: max_payload_bytes.max(FetchConfig::default().max_payload_bytes),
+            ..FetchConfig::default()
+        })
+    }
     fn send_block(
         &mut self,
         now: Instant,
@@ -187,34 +202,21 @@ pub fn run_blocks<S: Strategy + Clone>(
     prototype: &S,
     progress: impl FnMut(usize),
 ) -> BlocksReport {
-    let n = scenario.nodes;
-    let max = scenario.block_bytes as u64;
     match scenario.transfer {
-        BlockTransfer::Chunks => {
-            let config = BulkConfig {
-                max_payload_bytes: max.max(BulkConfig::default().max_payload_bytes),
-                ..BulkConfig::default()
-            };
-            let apps = (0..n).map(|_| Bulk::new(config.clone())).collect();
-            run_with(scenario, prototype, apps, progress)
-        }
-        BlockTransfer::Fetch => {
-            let config = FetchConfig {
-                max_payload_bytes: max.max(FetchConfig::default().max_payload_bytes),
-                ..FetchConfig::default()
-            };
-            let apps = (0..n).map(|_| Fetch::new(config.clone())).collect();
-            run_with(scenario, prototype, apps, progress)
-        }
+        BlockTransfer::Chunks => run_with::<S, Bulk>(scenario, prototype, progress),
+        BlockTransfer::Fetch => run_with::<S, Fetch>(scenario, prototype, progress),
     }
 }
 
 fn run_with<S: Strategy + Clone, P: BlockCarrier>(
     scenario: &BlocksScenario,
     prototype: &S,
-    apps: Vec<P>,
     mut progress: impl FnMut(usize),
 ) -> BlocksReport {
+    let max_payload = scenario.block_bytes as u64;
+    let apps = (0..scenario.nodes)
+        .map(|_| P::carrying(max_payload))
+        .collect();
     let n = scenario.nodes;
     let link = LinkModel {
         loss: scenario.loss,
