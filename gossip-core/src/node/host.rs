@@ -190,13 +190,6 @@ impl<'a, 'b> Hosted<'a, 'b> {
             GossipMessage::Feedback { known } => {
                 self.push_packed(to.addr(), known, |known| Message::Feedback { known });
             }
-            // No ids: an acknowledgement (a tree strategy's answer to a
-            // link request), one bare frame.
-            GossipMessage::Announce { ids } if ids.is_empty() => {
-                let before = self.sent;
-                self.push_frame(to.addr(), &Message::Announce { ids });
-                self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
-            }
             GossipMessage::Announce { mut ids } => {
                 let before = self.sent;
                 wire::canonical_ids(&mut ids);
@@ -218,12 +211,8 @@ impl<'a, 'b> Hosted<'a, 'b> {
                 self.lent.outbox.stats.announce_bytes_sent += (self.sent - before) as u64;
             }
             GossipMessage::Graft { mut ids } => {
-                if ids.is_empty() {
-                    self.push_frame(to.addr(), &Message::Graft { ids });
-                } else {
-                    wire::canonical_ids(&mut ids);
-                    self.push_ids(to.addr(), ids, |ids| Message::Graft { ids });
-                }
+                wire::canonical_ids(&mut ids);
+                self.push_ids(to.addr(), ids, |ids| Message::Graft { ids });
             }
             GossipMessage::Prune => self.push_frame(to.addr(), &Message::Prune),
         }
@@ -231,7 +220,9 @@ impl<'a, 'b> Hosted<'a, 'b> {
 
     /// Packs rumor ids (in [`wire::canonical_ids`] order) greedily into
     /// frames of `wrap(ids)`, to the byte: on the wire they are grouped by
-    /// origin, so an id costs what it adds to its group.
+    /// origin, so an id costs what it adds to its group. No ids make one
+    /// bare frame: a tree strategy's link request (a graft) or its
+    /// acknowledgement (an announcement).
     fn push_ids(
         &mut self,
         to: SocketAddr,
@@ -256,9 +247,8 @@ impl<'a, 'b> Hosted<'a, 'b> {
             size.add(id);
             batch.push(id);
         }
-        if !batch.is_empty() {
-            flush(self, batch, &size);
-        }
+        // The last batch; empty only when `ids` was.
+        flush(self, batch, &size);
     }
 
     /// Packs rumors (`signed` or not) into frames like
