@@ -559,11 +559,20 @@ impl Plumtree {
             .map(|(&peer, _)| peer)
             .collect();
         for peer in expired {
-            self.state.requested.remove(&peer);
-            self.state.eager.remove(&peer);
-            self.state.lazy.remove(&peer);
-            self.drop_from_origin_trees(peer);
+            // Asked, so eager or lazy: the neighbourhood is short now.
+            self.forget_link(peer);
             self.state.stats.link_requests_expired += 1;
+        }
+    }
+
+    /// Forgets `peer` as a link of any kind (eager, lazy, asked, in any
+    /// origin's tree); if it was one, the neighbourhood is refilled at the
+    /// next round.
+    fn forget_link(&mut self, peer: NodeId) {
+        self.state.requested.remove(&peer);
+        let was = self.state.eager.remove(&peer) | self.state.lazy.remove(&peer);
+        self.drop_from_origin_trees(peer);
+        if was {
             self.state.short = true;
         }
     }
@@ -788,12 +797,7 @@ impl Strategy for Plumtree {
     }
 
     fn on_peer_down(&mut self, peer: NodeId) {
-        self.state.requested.remove(&peer);
-        let was = self.state.eager.remove(&peer) | self.state.lazy.remove(&peer);
-        self.drop_from_origin_trees(peer);
-        if was {
-            self.state.short = true;
-        }
+        self.forget_link(peer);
         for missing in self.state.missing.values_mut() {
             missing.announcers.retain(|&p| p != peer);
         }
