@@ -918,27 +918,33 @@ fn origin_after(previous: Option<NodeId>, step: u64) -> Option<NodeId> {
     Some(NodeId::new(SocketAddr::from((Ipv4Addr::from(ip), port))))
 }
 
-/// One origin life's ids on the wire (see [`IdGroupsLen`]), with its
-/// origin's step from the previous group's.
-struct PackedGroup<'a> {
-    step: u64,
+/// One origin life's ids (see [`IdGroupsLen`]).
+struct IdGroup {
     origin: NodeId,
     generation_delta: u64,
     first: u64,
-    gaps: &'a [u64],
+    gaps: Vec<u64>,
+}
+
+/// An [`IdGroup`] as it travels: its origin's step from the previous
+/// group's, the origin itself if the step is 0, then the rest.
+struct PackedGroup<'a> {
+    step: u64,
+    group: &'a IdGroup,
 }
 
 impl Serialize for PackedGroup<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
+        let g = self.group;
         let mut t = serializer.serialize_tuple(5)?;
         t.serialize_element(&self.step)?;
         if self.step == 0 {
-            t.serialize_element(&self.origin)?;
+            t.serialize_element(&g.origin)?;
         }
-        t.serialize_element(&self.generation_delta)?;
-        t.serialize_element(&self.first)?;
-        t.serialize_element(self.gaps)?;
+        t.serialize_element(&g.generation_delta)?;
+        t.serialize_element(&g.first)?;
+        t.serialize_element(&g.gaps)?;
         t.end()
     }
 }
@@ -957,36 +963,32 @@ mod id_groups {
     ) -> Result<S::Ok, S::Error> {
         let mut ids = ids.to_vec();
         canonical_ids(&mut ids);
-        // (origin, generation delta, first, gaps) per origin life.
-        let mut groups: Vec<(NodeId, u64, u64, Vec<u64>)> = Vec::new();
+        let mut groups: Vec<IdGroup> = Vec::new();
         let mut last: Option<MessageId> = None;
         for id in ids {
             match (last, groups.last_mut()) {
                 (Some(l), Some(group))
                     if l.origin == id.origin && l.generation == id.generation =>
                 {
-                    group.3.push(id.sequence - l.sequence - 1);
+                    group.gaps.push(id.sequence - l.sequence - 1);
                 }
-                _ => groups.push((
-                    id.origin,
-                    id.generation - last.map_or(0, |l| l.generation),
-                    id.sequence,
-                    Vec::new(),
-                )),
+                _ => groups.push(IdGroup {
+                    origin: id.origin,
+                    generation_delta: id.generation - last.map_or(0, |l| l.generation),
+                    first: id.sequence,
+                    gaps: Vec::new(),
+                }),
             }
             last = Some(id);
         }
         let mut seq = serializer.serialize_seq(Some(groups.len()))?;
         let mut previous = None;
-        for (origin, generation_delta, first, gaps) in &groups {
+        for group in &groups {
             seq.serialize_element(&PackedGroup {
-                step: origin_step(previous, *origin),
-                origin: *origin,
-                generation_delta: *generation_delta,
-                first: *first,
-                gaps,
+                step: origin_step(previous, group.origin),
+                group,
             })?;
-            previous = Some(*origin);
+            previous = Some(group.origin);
         }
         seq.end()
     }
@@ -1007,24 +1009,24 @@ mod id_groups {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut ids: Vec<MessageId> = Vec::new();
-            while let Some((origin, generation_delta, first, gaps)) =
+            while let Some(group) =
                 seq.next_element_seed(GroupAfter(ids.last().map(|id| id.origin)))?
             {
                 let last = ids.last().copied();
                 let previous = last.map_or(0, |l| l.generation);
                 let generation = previous
-                    .checked_add(generation_delta)
+                    .checked_add(group.generation_delta)
                     .ok_or_else(|| A::Error::custom("generation overflows"))?;
-                if last.is_some_and(|l| (l.generation, l.origin) >= (generation, origin)) {
+                if last.is_some_and(|l| (l.generation, l.origin) >= (generation, group.origin)) {
                     return Err(A::Error::custom("id groups out of order"));
                 }
                 let mut id = MessageId {
-                    origin,
+                    origin: group.origin,
                     generation,
-                    sequence: first,
+                    sequence: group.first,
                 };
                 ids.push(id);
-                for gap in gaps {
+                for gap in group.gaps {
                     id.sequence = id
                         .sequence
                         .checked_add(gap)
@@ -1041,7 +1043,7 @@ mod id_groups {
     struct GroupAfter(Option<NodeId>);
 
     impl<'de> DeserializeSeed<'de> for GroupAfter {
-        type Value = (NodeId, u64, u64, Vec<u64>);
+        type Value = IdGroup;
         fn deserialize<D: Deserializer<'de>>(
             self,
             deserializer: D,
@@ -1051,7 +1053,7 @@ mod id_groups {
     }
 
     impl<'de> Visitor<'de> for GroupAfter {
-        type Value = (NodeId, u64, u64, Vec<u64>);
+        type Value = IdGroup;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an id group")
         }
@@ -1071,7 +1073,12 @@ mod id_groups {
             let generation_delta = seq.next_element()?.ok_or_else(missing)?;
             let first = seq.next_element()?.ok_or_else(missing)?;
             let BoundedU64s(gaps) = seq.next_element()?.ok_or_else(missing)?;
-            Ok((origin, generation_delta, first, gaps))
+            Ok(IdGroup {
+                origin,
+                generation_delta,
+                first,
+                gaps,
+            })
         }
     }
 
