@@ -37,11 +37,12 @@
 //! [`FetchConfig::segment_bytes`], each one bulk body. Otherwise (UDP, the
 //! simulator) it travels in *pieces*, direct messages of one frame each,
 //! requested [`FetchConfig::window_bytes`] at a time. Requests travel as
-//! direct messages, which may be lost: what is missing is asked for again
-//! after [`FetchConfig::piece_timeout`] without a piece, or
-//! [`FetchConfig::segment_timeout`] without a segment. On both paths the requester keeps two segments or windows asked
-//! for and asks for the next as one completes; that is the flow control: a
-//! provider never sends more than it was asked for. ([`crate::bulk`], which sends every chunk as a
+//! direct messages, which may be lost: the bytes still missing are asked
+//! for again after [`FetchConfig::piece_timeout`] without a piece, or
+//! [`FetchConfig::segment_timeout`] without a segment. On both paths the
+//! requester keeps two segments or windows asked for and asks for the next
+//! as one completes; that is the flow control: a provider never sends more
+//! than it was asked for. ([`crate::bulk`], which sends every chunk as a
 //! broadcast, remains for hosts that want no request and answer.)
 //!
 //! **Lying and slow peers.** Nothing is delivered before the whole body
@@ -134,6 +135,15 @@ pub struct FetchConfig {
 }
 
 impl FetchConfig {
+    /// Bytes asked for at once on either path.
+    fn segment_len(&self, bulk: bool) -> u32 {
+        if bulk {
+            self.segment_bytes.max(1)
+        } else {
+            self.window_bytes.max(1)
+        }
+    }
+
     /// How long a fetch on either path waits without bytes before it asks
     /// again for what is missing.
     fn resend_after(&self, bulk: bool) -> Duration {
@@ -430,6 +440,18 @@ struct Fetching {
     resend_at: Option<Instant>,
 }
 
+impl Fetching {
+    /// Asks the current provider for `part`.
+    fn ask(&self, now: Instant, part: Part, cluster: &mut dyn Cluster) {
+        let want = Msg::Want {
+            id: self.offer.id,
+            part,
+            bulk: self.bulk,
+        };
+        let _ = cluster.send_direct(now, self.provider, &encode(&want));
+    }
+}
+
 /// Payloads larger than a frame, fetched from peers (see the
 /// [module](self) docs).
 pub struct Fetch {
@@ -633,7 +655,7 @@ impl Fetch {
             .take(self.config.max_attempts.max(1))
             .collect();
         let bulk = self.config.use_bulk_path
-            && cluster.max_bulk_len() >= SEGMENT_OVERHEAD + self.segment_len(true) as usize;
+            && cluster.max_bulk_len() >= SEGMENT_OVERHEAD + self.config.segment_len(true) as usize;
         let id = offer.id;
         let len = offer.len as usize;
         self.fetching.insert(
@@ -654,41 +676,24 @@ impl Fetch {
         self.next_provider(now, id, cluster);
     }
 
-    /// Bytes asked for at once on either path.
-    fn segment_len(&self, bulk: bool) -> u32 {
-        if bulk {
-            self.config.segment_bytes.max(1)
-        } else {
-            self.config.window_bytes.max(1)
-        }
-    }
-
     /// Asks the current provider for more, keeping two segments (or
     /// windows) in flight.
     fn top_up(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
-        let Some(fetch) = self.fetching.get(&id) else {
-            return;
-        };
-        let segment = self.segment_len(fetch.bulk);
         let Some(fetch) = self.fetching.get_mut(&id) else {
             return;
         };
+        let segment = self.config.segment_len(fetch.bulk);
         let total = fetch.offer.len;
         let gap = fetch.have.first_gap();
         while fetch.asked_end < total && fetch.asked_end < gap + 2 * u64::from(segment) {
             let part = window_from(fetch.asked_end, total, segment);
             fetch.asked_end = part.end();
             if fetch.have.contains(part) {
-                // Arrived already (asking again after a loss starts at
-                // the first gap, and later parts may be in).
+                // Arrived already (a new provider is asked from the first
+                // gap, and later parts may be in).
                 continue;
             }
-            let want = Msg::Want {
-                id,
-                part,
-                bulk: fetch.bulk,
-            };
-            let _ = cluster.send_direct(now, fetch.provider, &encode(&want));
+            fetch.ask(now, part, cluster);
         }
     }
 
@@ -697,21 +702,17 @@ impl Fetch {
     /// window's, and a repeat of a request still held by the provider
     /// names the same part, so the provider merges the two.
     fn resend_missing(&mut self, now: Instant, id: MessageId, cluster: &mut dyn Cluster) {
-        let Some(bulk) = self.fetching.get(&id).map(|f| f.bulk) else {
-            return;
-        };
-        let segment = u64::from(self.segment_len(bulk));
         let Some(fetch) = self.fetching.get_mut(&id) else {
             return;
         };
-        fetch.resend_at = Some(now + self.config.resend_after(bulk));
+        let segment = self.config.segment_len(fetch.bulk);
+        fetch.resend_at = Some(now + self.config.resend_after(fetch.bulk));
         for (start, end) in fetch.have.gaps(fetch.asked_end) {
             let mut offset = start;
             while offset < end {
-                let part = window_from(offset, end, segment as u32);
+                let part = window_from(offset, end, segment);
                 offset = part.end();
-                let want = Msg::Want { id, part, bulk };
-                let _ = cluster.send_direct(now, fetch.provider, &encode(&want));
+                fetch.ask(now, part, cluster);
             }
         }
     }
@@ -923,7 +924,7 @@ impl Fetch {
             }
             return;
         };
-        if part.end() > total || part.len > self.segment_len(bulk) {
+        if part.end() > total || part.len > self.config.segment_len(bulk) {
             self.stats.refused += 1;
             return;
         }
