@@ -319,30 +319,83 @@ struct Metrics {
     after_minute_bytes: u64,
     after_minute_end: f64,
     attack: Option<AttackMetrics>,
-    reach: Option<ReachMetrics>,
+    /// The survivors' broadcasts after the crash (with
+    /// [`MembershipScenario::survivor_broadcasts`]).
+    reach: Option<Followed>,
 }
 
-/// The broadcasts survivors make after the crash, each with who delivered
-/// it.
+/// One broadcast the run made itself, followed to every node.
+struct Broadcast {
+    origin: usize,
+    payload: Vec<u8>,
+    delivered: Vec<bool>,
+}
+
+/// The broadcasts a run makes itself, each with who delivered it.
 #[derive(Default)]
-struct ReachMetrics {
-    delivered: Vec<Vec<bool>>,
-    /// Index in `delivered` by message id.
+struct Followed {
+    broadcasts: Vec<Broadcast>,
+    /// Index in `broadcasts` by message id.
     ids: BTreeMap<MessageId, usize>,
 }
 
-impl ReachMetrics {
+impl Followed {
+    /// Makes a random node of `candidates` broadcast a payload of its own
+    /// (`"{label} {k} from node {origin}"`, `k` counting the broadcasts
+    /// followed so far) and follows it.
+    fn broadcast<S: Strategy + Clone>(
+        sim: &mut Simulator<S>,
+        metrics: &mut Metrics,
+        chooser: &mut ChaCha8Rng,
+        candidates: &[usize],
+        label: &str,
+        followed: impl Fn(&mut Metrics) -> Option<&mut Followed>,
+    ) -> Result<(), String> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let origin = candidates[chooser.random_range(0..candidates.len())];
+        let k = followed(metrics).map_or(0, |f| f.broadcasts.len());
+        let payload = format!("{label} {k} from node {origin}").into_bytes();
+        let id = sim
+            .broadcast(origin, &payload, metrics)
+            .ok_or_else(|| format!("node {origin} refused a broadcast (no strategy?)"))?;
+        if let Some(f) = followed(metrics) {
+            let mut delivered = vec![false; sim.len()];
+            delivered[origin] = true;
+            f.ids.insert(id, f.broadcasts.len());
+            f.broadcasts.push(Broadcast {
+                origin,
+                payload,
+                delivered,
+            });
+        }
+        Ok(())
+    }
+
+    /// `node` delivered `payload` as `id`: it counts if that is a followed
+    /// broadcast's own payload.
+    fn on_delivered(&mut self, node: usize, id: &MessageId, payload: &[u8]) {
+        if let Some(&k) = self.ids.get(id) {
+            let b = &mut self.broadcasts[k];
+            if b.payload == payload {
+                b.delivered[node] = true;
+            }
+        }
+    }
+
     /// Per broadcast, the fraction of the survivors other than its origin
     /// that delivered it.
     fn reach(&self, crashed: &[bool]) -> Vec<f64> {
-        self.delivered
+        let others = crashed.iter().filter(|&&c| !c).count().saturating_sub(1);
+        self.broadcasts
             .iter()
-            .map(|got| {
-                let others = crashed.iter().filter(|&&c| !c).count().saturating_sub(1);
-                let reached = got
+            .map(|b| {
+                let reached = b
+                    .delivered
                     .iter()
                     .zip(crashed)
-                    .filter(|&(&g, &c)| g && !c)
+                    .filter(|&(&got, &c)| got && !c)
                     .count()
                     .saturating_sub(1);
                 if others == 0 {
@@ -353,13 +406,6 @@ impl ReachMetrics {
             })
             .collect()
     }
-}
-
-/// One real broadcast followed through the attack.
-struct Broadcast {
-    origin: usize,
-    payload: Vec<u8>,
-    delivered: Vec<bool>,
 }
 
 /// What an attack run measures beyond the usual.
@@ -374,9 +420,8 @@ struct AttackMetrics {
     unproven_sent: u64,
     fake_alive_max: u64,
     max_table_len: usize,
-    broadcasts: Vec<Broadcast>,
-    /// Index in `broadcasts` by message id.
-    broadcast_ids: BTreeMap<MessageId, usize>,
+    /// Healthy members' real broadcasts during the attack.
+    followed: Followed,
     forged_deliveries: u64,
 }
 
@@ -391,8 +436,7 @@ impl AttackMetrics {
             unproven_sent: 0,
             fake_alive_max: 0,
             max_table_len: 0,
-            broadcasts: Vec::new(),
-            broadcast_ids: BTreeMap::new(),
+            followed: Followed::default(),
             forged_deliveries: 0,
         }
     }
@@ -402,12 +446,7 @@ impl AttackMetrics {
             if payload.as_slice() == FORGED_PAYLOAD {
                 self.forged_deliveries += 1;
             }
-            if let Some(&k) = self.broadcast_ids.get(id) {
-                let b = &mut self.broadcasts[k];
-                if b.payload == *payload {
-                    b.delivered[node] = true;
-                }
-            }
+            self.followed.on_delivered(node, id, payload);
             return;
         }
         let (member, down) = match event {
@@ -556,10 +595,8 @@ impl Observer for Metrics {
         if let Some(attack) = self.attack.as_mut() {
             attack.on_event(at, node, event);
         }
-        if let (Some(reach), Event::Delivered { id, .. }) = (self.reach.as_mut(), event) {
-            if let Some(&k) = reach.ids.get(id) {
-                reach.delivered[k][node] = true;
-            }
+        if let (Some(reach), Event::Delivered { id, payload }) = (self.reach.as_mut(), event) {
+            reach.on_delivered(node, id, payload);
         }
         let (member, live, down) = match event {
             Event::MemberUp(m) | Event::MemberUpdated(m) | Event::MemberSuspect(m) => {
@@ -716,7 +753,7 @@ pub fn run_membership_with<S: Strategy + Clone>(
         .then_some(scenario.crash_at)
         .filter(|&at| at <= reach_end);
     if next_reach.is_some() {
-        metrics.reach = Some(ReachMetrics::default());
+        metrics.reach = Some(Followed::default());
     }
     let mut reach_chooser = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x5e4c_a11e);
     while t < scenario.duration {
@@ -863,8 +900,8 @@ pub fn run_membership_with<S: Strategy + Clone>(
     })
 }
 
-/// A random running node broadcasts a payload of its own, followed by
-/// [`ReachMetrics`].
+/// A random running node broadcasts a payload of its own, followed in
+/// `metrics.reach`.
 fn survivor_broadcast<S: Strategy + Clone>(
     sim: &mut Simulator<S>,
     metrics: &mut Metrics,
@@ -873,22 +910,9 @@ fn survivor_broadcast<S: Strategy + Clone>(
     let running: Vec<usize> = (0..sim.len())
         .filter(|&i| !metrics.crashed[i] && sim.node(i).is_some())
         .collect();
-    if running.is_empty() {
-        return Ok(());
-    }
-    let origin = running[chooser.random_range(0..running.len())];
-    let k = metrics.reach.as_ref().map_or(0, |r| r.delivered.len());
-    let payload = format!("survivor broadcast {k} from node {origin}").into_bytes();
-    let id = sim
-        .broadcast(origin, &payload, metrics)
-        .ok_or_else(|| format!("node {origin} refused a broadcast (no strategy?)"))?;
-    if let Some(reach) = metrics.reach.as_mut() {
-        let mut delivered = vec![false; sim.len()];
-        delivered[origin] = true;
-        reach.ids.insert(id, reach.delivered.len());
-        reach.delivered.push(delivered);
-    }
-    Ok(())
+    Followed::broadcast(sim, metrics, chooser, &running, "survivor broadcast", |m| {
+        m.reach.as_mut()
+    })
 }
 
 /// The attacker and the real broadcasts of a run with an adversary.
@@ -982,25 +1006,14 @@ impl AttackRun {
         let healthy: Vec<usize> = (0..sim.len())
             .filter(|&i| attack.healthy[i] && sim.node(i).is_some())
             .collect();
-        if healthy.is_empty() {
-            return Ok(());
-        }
-        let origin = healthy[self.chooser.random_range(0..healthy.len())];
-        let k = attack.broadcasts.len();
-        let payload = format!("real broadcast {k} from node {origin}").into_bytes();
-        let id = sim
-            .broadcast(origin, &payload, metrics)
-            .ok_or_else(|| format!("node {origin} refused a broadcast (no strategy?)"))?;
-        let attack = metrics.attack.as_mut().expect("checked above");
-        let mut delivered = vec![false; sim.len()];
-        delivered[origin] = true;
-        attack.broadcast_ids.insert(id, attack.broadcasts.len());
-        attack.broadcasts.push(Broadcast {
-            origin,
-            payload,
-            delivered,
-        });
-        Ok(())
+        Followed::broadcast(
+            sim,
+            metrics,
+            &mut self.chooser,
+            &healthy,
+            "real broadcast",
+            |m| m.attack.as_mut().map(|a| &mut a.followed),
+        )
     }
 
     fn report<S: Strategy + Clone>(
@@ -1022,6 +1035,7 @@ impl AttackRun {
             * config.suspicion_max_mult;
         let rumors = self.spec.kind == AdversaryKind::RumorForge;
         let undelivered = m
+            .followed
             .broadcasts
             .iter()
             .filter(|b| {
@@ -1043,7 +1057,7 @@ impl AttackRun {
             unproven_bytes_received: received,
             max_table_len: m.max_table_len,
             max_members: config.max_members.get(),
-            broadcasts: rumors.then_some(m.broadcasts.len() as u64),
+            broadcasts: rumors.then_some(m.followed.broadcasts.len() as u64),
             broadcasts_undelivered: rumors.then_some(undelivered),
             forged_deliveries: rumors.then_some(m.forged_deliveries),
         }
